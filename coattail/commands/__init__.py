@@ -1,0 +1,15 @@
+"""Command groups. Each module exposes ``register(app)``; the list below is the only wiring."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = ("stack",)
+
+
+def register_all(app: typer.Typer) -> None:
+    """Attach every command module's commands to the root application."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"coattail.commands.{name}").register(app)

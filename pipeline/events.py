@@ -1,0 +1,83 @@
+"""The event schema and the wire format, defined once for connectors, readers, replay and the pipeline.
+
+All times are int64 microseconds since the Unix epoch, UTC. ``ts_event`` is the exchange's time,
+``ts_recv`` when a recorder received the message (null when the source has none), ``ts_sent`` when the
+replay (or a connector) handed the record to Kinesis.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+
+from pipeline.errors import SchemaError
+
+SCHEMA_VERSION: Final = 1
+"""Version written into every wire record as ``v``; records with another version are quarantined."""
+
+EventKind = Literal["trade", "quote"]
+EVENT_KINDS: Final[tuple[EventKind, ...]] = ("trade", "quote")
+
+TRADE_SCHEMA: Final = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("trade_id", pa.int64(), nullable=False),
+        pa.field("price", pa.float64(), nullable=False),
+        pa.field("qty", pa.float64(), nullable=False),
+        pa.field("side", pa.string(), nullable=False),
+        pa.field("ts_event", pa.int64(), nullable=False),
+        pa.field("ts_recv", pa.int64(), nullable=True),
+    ]
+)
+
+QUOTE_SCHEMA: Final = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("bid_px", pa.float64(), nullable=False),
+        pa.field("bid_qty", pa.float64(), nullable=False),
+        pa.field("ask_px", pa.float64(), nullable=False),
+        pa.field("ask_qty", pa.float64(), nullable=False),
+        pa.field("update_id", pa.int64(), nullable=False),
+        pa.field("ts_event", pa.int64(), nullable=False),
+        pa.field("ts_recv", pa.int64(), nullable=True),
+    ]
+)
+
+SCHEMAS: Final[dict[EventKind, pa.Schema]] = {"trade": TRADE_SCHEMA, "quote": QUOTE_SCHEMA}
+TRADE_SIDES: Final = ("buy", "sell")
+
+_ID_FIELD: Final[dict[EventKind, str]] = {"trade": "trade_id", "quote": "update_id"}
+
+
+def event_id(kind: EventKind, exchange: str, symbol: str, native_id: int) -> str:
+    """The id by which labels, alerts and quarantine rows name one event.
+
+    ``trade:binance:BTCUSDT:123`` for a trade, ``quote:binance:BTCUSDT:456`` for a quote (its update id).
+    """
+    return f"{kind}:{exchange}:{symbol}:{native_id}"
+
+
+def partition_key(exchange: str, symbol: str) -> str:
+    """The Kinesis partition key: all events of one instrument on one exchange stay in order."""
+    return f"{exchange}:{symbol}"
+
+
+def to_wire(kind: EventKind, row: dict[str, Any], ts_sent: int | None = None) -> bytes:
+    """Encode one event (a dict with the schema's fields) as a wire record (compact JSON, UTF-8)."""
+    if kind not in SCHEMAS:
+        raise SchemaError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+    payload: dict[str, Any] = {"v": SCHEMA_VERSION, "type": kind}
+    for name in SCHEMAS[kind].names:
+        payload[name] = row.get(name)
+    if ts_sent is not None:
+        payload["ts_sent"] = ts_sent
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def native_id_field(kind: EventKind) -> str:
+    """The schema field that identifies an event of this kind within its exchange and symbol."""
+    return _ID_FIELD[kind]

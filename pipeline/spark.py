@@ -1,0 +1,50 @@
+"""Build the SparkSession the pipeline runs in (local mode here, a cluster in production)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import Config
+from pipeline.java import JavaRuntime, locate_java
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def build_session(
+    config: Config, *, app_name: str = "coattail", local_dir: Path | None = None
+) -> tuple[SparkSession, JavaRuntime | None]:
+    """Start (or reuse) the session for ``config``'s tier.
+
+    In local mode a Java runtime is located first (and returned, so callers can say which was
+    picked); on a cluster the launcher provides Java and ``None`` is returned.
+    """
+    from pyspark.sql import SparkSession
+
+    master = config.spark.local.master
+    java: JavaRuntime | None = None
+    if master.startswith("local"):
+        java = locate_java()
+        os.environ["JAVA_HOME"] = str(java.home)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master)
+        .config("spark.driver.memory", config.spark.local.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(config.spark.local.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.stateStore.providerClass",
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+    )
+    if local_dir is not None:
+        builder = builder.config("spark.local.dir", str(local_dir))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session, java
