@@ -1,0 +1,60 @@
+"""boto3 clients for the pipeline's AWS services, with the guard against reaching real AWS by accident.
+
+An endpoint on the loopback interface is an emulator: clients get dummy credentials, so a developer's
+real ones are never sent. Any other endpoint (or none, which means real AWS) is refused unless the
+``aws`` profile and the explicit opt-in (``allow_real_aws``) are both given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlparse
+
+from pipeline.config import RuntimeSettings
+from pipeline.errors import UnsafeEndpointError
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def is_local_endpoint(url: str | None) -> bool:
+    """True when ``url`` names this machine's loopback interface."""
+    if not url:
+        return False
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(runtime: RuntimeSettings) -> None:
+    """Raise ``UnsafeEndpointError`` unless the endpoint is local or real AWS was explicitly chosen."""
+    if is_local_endpoint(runtime.aws_endpoint):
+        return
+    if runtime.profile == "aws" and runtime.allow_real_aws:
+        return
+    target = runtime.aws_endpoint or "real AWS (no endpoint set)"
+    raise UnsafeEndpointError(
+        f"refusing to talk to {target}: local profiles need an endpoint on 127.0.0.1 "
+        "(COATTAIL_AWS_ENDPOINT, or start the stack with `coattail up`); real AWS needs "
+        "--profile aws together with --allow-real-aws"
+    )
+
+
+def client(service: str, runtime: RuntimeSettings, **kwargs: Any) -> Any:
+    """A boto3 client for ``service`` that honours the endpoint guard."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    check_endpoint(runtime)
+    options: dict[str, Any] = {
+        "region_name": runtime.region,
+        "config": BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
+        **kwargs,
+    }
+    if is_local_endpoint(runtime.aws_endpoint):
+        options.update(endpoint_url=runtime.aws_endpoint, **DUMMY_CREDENTIALS)
+    return boto3.client(service, **options)
