@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-deps lint install kinesis-mock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +19,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/coattail demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# System packages some tests need (Debian chromium for the HTML report), installed only when missing.
+test-deps:
+	bash scripts/ensure-chromium.sh
+
+test: $(STAMP) test-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Optional high-fidelity Kinesis (npm kinesis-local) in ./node_modules: `coattail up --kinesis kinesis-mock`.
+kinesis-mock:
+	bash scripts/install-kinesis-mock.sh
+
 clean:
-	rm -rf $(VENV) .coattail runs
+	rm -rf $(VENV) .coattail runs node_modules

@@ -30,13 +30,27 @@ def is_local_endpoint(url: str | None) -> bool:
         return False
 
 
-def check_endpoint(runtime: RuntimeSettings) -> None:
-    """Raise ``UnsafeEndpointError`` unless the endpoint is local or real AWS was explicitly chosen."""
-    if is_local_endpoint(runtime.aws_endpoint):
-        return
+def endpoint_for(service: str, runtime: RuntimeSettings) -> str | None:
+    """The endpoint URL of ``service``: its entry in ``service_endpoints``, else ``aws_endpoint``."""
+    return runtime.service_endpoints.get(service, runtime.aws_endpoint)
+
+
+def check_endpoint(runtime: RuntimeSettings, service: str | None = None) -> None:
+    """Raise ``UnsafeEndpointError`` unless the endpoint is local or real AWS was explicitly chosen.
+
+    With ``service`` only that service's endpoint is checked, otherwise every endpoint the runtime names.
+    """
     if runtime.profile == "aws" and runtime.allow_real_aws:
         return
-    target = runtime.aws_endpoint or "real AWS (no endpoint set)"
+    urls = (
+        [endpoint_for(service, runtime)]
+        if service
+        else [runtime.aws_endpoint, *runtime.service_endpoints.values()]
+    )
+    unsafe = [url for url in urls if not is_local_endpoint(url)]
+    if not unsafe:
+        return
+    target = unsafe[0] or "real AWS (no endpoint set)"
     raise UnsafeEndpointError(
         f"refusing to talk to {target}: local profiles need an endpoint on 127.0.0.1 "
         "(COATTAIL_AWS_ENDPOINT, or start the stack with `coattail up`); real AWS needs "
@@ -49,12 +63,16 @@ def client(service: str, runtime: RuntimeSettings, **kwargs: Any) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    check_endpoint(runtime)
+    check_endpoint(runtime, service)
+    endpoint = endpoint_for(service, runtime)
     options: dict[str, Any] = {
         "region_name": runtime.region,
         "config": BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
         **kwargs,
     }
-    if is_local_endpoint(runtime.aws_endpoint):
-        options.update(endpoint_url=runtime.aws_endpoint, **DUMMY_CREDENTIALS)
-    return boto3.client(service, **options)
+    if is_local_endpoint(endpoint):
+        options.update(endpoint_url=endpoint, **DUMMY_CREDENTIALS)
+    elif endpoint:
+        options["endpoint_url"] = endpoint  # explicit non-local endpoint: only reachable past the guard
+    factory: Any = boto3.client  # the stubs' per-service overloads cannot take a runtime name
+    return factory(service, **options)

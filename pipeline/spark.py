@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import Config
-from pipeline.java import JavaRuntime, locate_java
+from pipeline.java import JavaRuntime, locate_java, spark_java_home
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,8 +28,10 @@ def build_session(
     java: JavaRuntime | None = None
     if master.startswith("local"):
         java = locate_java()
-        os.environ["JAVA_HOME"] = str(java.home)
+        os.environ["JAVA_HOME"] = str(spark_java_home(java))
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must run this interpreter (the venv), not whatever python3 is on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)

@@ -35,9 +35,9 @@ def spark(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def aws_endpoint() -> Iterator[str]:
-    """An embedded moto server on 127.0.0.1 with dummy credentials, for the whole session."""
-    from moto.server import ThreadedMotoServer
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's server as a background process on 127.0.0.1 (``infra.emulator``), for the whole session."""
+    from infra import emulator
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -45,8 +45,26 @@ def aws_endpoint() -> Iterator[str]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         os.environ[key] = value
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    state_dir = tmp_path_factory.mktemp("moto")
+    yield emulator.start("moto", state_dir).endpoint
+    emulator.server_process("moto", state_dir).stop()
+
+
+@pytest.fixture(scope="session")
+def kinesis_mock_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """kinesis-mock (npm ``kinesis-local``) on 127.0.0.1, for tests marked ``kinesis_mock``."""
+    from infra import emulator
+
+    state_dir = tmp_path_factory.mktemp("kinesis-mock")
+    yield emulator.start("kinesis-mock", state_dir).endpoint
+    emulator.server_process("kinesis-mock", state_dir).stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``kinesis_mock`` run only when opted in (they need `make kinesis-mock` and Node)."""
+    if os.environ.get("COATTAIL_KINESIS_MOCK") == "1":
+        return
+    skip = pytest.mark.skip(reason="opt-in: COATTAIL_KINESIS_MOCK=1 after `make kinesis-mock`")
+    for item in items:
+        if "kinesis_mock" in item.keywords:
+            item.add_marker(skip)

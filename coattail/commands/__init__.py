@@ -6,7 +6,19 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("stack",)
+COMMAND_MODULES = (
+    "stack",
+    "config",
+    "replay",
+    "sim",
+    "tape",
+    "jobs",
+    "run",
+    "validate",
+    "diff",
+    "golden",
+    "pipeline",
+)
 
 
 def register_all(app: typer.Typer) -> None:

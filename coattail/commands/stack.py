@@ -1,9 +1,184 @@
-"""``coattail up | down | status``: the local AWS stack (filled in by the foundation work)."""
+"""``coattail up | down | status``: the local AWS stack (emulators on 127.0.0.1 plus provisioning).
+
+Also the home of what every command module shares: ``cli_errors`` (one-line errors, no traceback),
+``load_config`` (tier + ``--set`` + runtime options, validated) and the common option types.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra import stack
+from infra.provision import Resource
+from pipeline.config import Config, ConfigLoader, ProfileName, RuntimeSettings, TierName
+from pipeline.errors import CoattailError, ConfigError
+
+console = Console()
+err_console = Console(stderr=True)
+
+TierOption = Annotated[TierName, typer.Option("--tier", help="Config tier.")]
+ProfileOption = Annotated[
+    ProfileName | None,
+    typer.Option(
+        "--profile",
+        help="Where AWS services come from: lite/mirror use the local emulator, aws is real AWS.",
+    ),
+]
+AllowRealAwsOption = Annotated[
+    bool,
+    typer.Option("--allow-real-aws", help="Required together with --profile aws to reach real AWS."),
+]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        help="Use an already running emulator at this URL (e.g. LocalStack) instead of starting moto.",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set kinesis.shards=4 (repeatable)."),
+]
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn the project's errors into a one-line message on stderr and exit status 1 (no traceback)."""
+    try:
+        yield
+    except CoattailError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from e
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1", ...]`` as overrides for ``ConfigLoader.load`` (values parsed like environment values)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set kinesis.shards=4")
+        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    return overrides
+
+
+def load_config(
+    tier: TierName = "small",
+    *,
+    sets: list[str] | None = None,
+    profile: ProfileName | None = None,
+    allow_real_aws: bool = False,
+    endpoint: str | None = None,
+) -> Config:
+    """The tier's config with the command line's runtime options applied on top (validated)."""
+    config = ConfigLoader().load(tier, overrides=parse_sets(sets))
+    updates: dict[str, Any] = {"allow_real_aws": allow_real_aws}
+    if profile is not None:
+        updates["profile"] = profile
+    if endpoint is not None:
+        updates["aws_endpoint"] = endpoint
+    try:
+        runtime = RuntimeSettings.model_validate({**config.runtime.model_dump(), **updates})
+    except ValueError as e:
+        raise ConfigError(f"command-line runtime options: {e}") from e
+    return config.model_copy(update={"runtime": runtime})
+
+
+def resources_table(resources: list[Resource], title: str) -> Table:
+    """A rich table of provisioned resources."""
+    table = Table(title=title, title_justify="left")
+    for column in ("resource", "name", "state", "detail"):
+        table.add_column(column)
+    colours = {"created": "green", "updated": "yellow", "exists": "cyan", "missing": "red"}
+    for r in resources:
+        table.add_row(r.kind, r.name, f"[{colours[r.state]}]{r.state}[/]", r.detail)
+    return table
+
+
+def _print_status(report: stack.StackStatus) -> None:
+    table = Table(title="emulators", title_justify="left")
+    for column in ("process", "state", "pid"):
+        table.add_column(column)
+    table.add_column("endpoint", no_wrap=True)
+    table.add_column("log", overflow="fold")
+    for p in report.processes:
+        colour = "green" if p.state == "running" else "red"
+        table.add_row(
+            p.kind,
+            f"[{colour}]{p.state}[/]",
+            str(p.pid or ""),
+            p.endpoint or "real AWS",
+            str(p.log or ""),
+        )
+    if report.processes:
+        console.print(table)
+    if report.resources:
+        console.print(resources_table(report.resources, "resources"))
+    console.print(f"stack: {report.summary()}", highlight=False)
+
+
+def up(
+    tier: TierOption = "small",
+    profile: ProfileOption = None,
+    allow_real_aws: AllowRealAwsOption = False,
+    endpoint: EndpointOption = None,
+    kinesis: Annotated[
+        stack.KinesisEngine,
+        typer.Option(
+            "--kinesis",
+            help="Kinesis engine: moto (default) or kinesis-mock (needs `make kinesis-mock`).",
+        ),
+    ] = "moto",
+    port: Annotated[int | None, typer.Option("--port", help="moto's port (default: a free one).")] = None,
+    sets: SetOption = None,
+) -> None:
+    """Start the local emulator on 127.0.0.1 and provision the tier's resources (reuses a running one)."""
+    with cli_errors():
+        config = load_config(
+            tier, sets=sets, profile=profile, allow_real_aws=allow_real_aws, endpoint=endpoint
+        )
+        with console.status("bringing the stack up") as spinner:
+            handle = stack.up(config, kinesis=kinesis, port=port, step=spinner.update)
+        console.print(
+            resources_table(handle.resources, f"tier {config.tier}, profile {config.runtime.profile}")
+        )
+        where = handle.runtime.aws_endpoint or "real AWS"
+        extra = "".join(f", {s} at {url}" for s, url in handle.runtime.service_endpoints.items())
+        console.print(f"stack up at {where}{extra} (state in {config.runtime.state_dir})", highlight=False)
+
+
+def status(
+    profile: ProfileOption = None,
+    allow_real_aws: AllowRealAwsOption = False,
+) -> None:
+    """Show the emulator processes and every provisioned resource; exit 1 when the stack is broken."""
+    with cli_errors():
+        config = load_config(profile=profile, allow_real_aws=allow_real_aws)
+        report = stack.status(config.runtime)
+        _print_status(report)
+        if report.state is not None and not report.healthy:
+            raise typer.Exit(1)
+
+
+def down() -> None:
+    """Stop the emulators and forget the stack; leaves no process behind."""
+    with cli_errors():
+        config = load_config()
+        done = stack.down(config.runtime.state_dir)
+        for line in done or ["nothing to stop: the stack is down"]:
+            console.print(line, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Attach the stack commands."""
+    app.command("up")(up)
+    app.command("status")(status)
+    app.command("down")(down)

@@ -1,0 +1,223 @@
+"""Pipeline benchmarks: sustained throughput (Kinesis source -> MOD-001 + MOD-004 -> Iceberg + DynamoDB)
+and latency from ``ts_sent`` to the alert's DynamoDB write at 1x and 10x replay speed.
+
+    .venv/bin/python benchmarks/bench_pipeline.py throughput --events 300000
+    .venv/bin/python benchmarks/bench_pipeline.py latency --speed 1 --seconds 40
+    .venv/bin/python benchmarks/bench_pipeline.py latency --speed 10 --seconds 40
+
+Both start an embedded moto server on 127.0.0.1, provision a 2-shard stream and the alerts table, run
+``PipelineRunner`` in ``local[2]`` with the lite profile (SQLite catalog) and print a JSON summary.
+Throughput pre-loads the stream with KPL-aggregated records and times from the end of the first
+(cold) trigger to idle. Latency replays the real Binance capture (trades and quotes) at the given
+speed, stamping ``ts_sent`` when each put is sent, with the BTCUSDT whale threshold at 5,000 USD (about
+2 alerts/s at 1x, 20/s at 10x on that capture), and reads ``ts_written - ts_sent`` back from DynamoDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from pipeline.aws import client
+from pipeline.config import Config, RuntimeSettings
+from pipeline.connectors.binance import parse_binance_message
+from pipeline.events import partition_key, to_wire
+from pipeline.kpl import aggregate
+from pipeline.runner import PipelineRunner
+from pipeline.testkit import T0, small_config, trade
+
+REAL_TAPES = Path(__file__).resolve().parents[2] / "shared" / "real-tapes"
+CAPTURE = REAL_TAPES / "binance-ws" / "spot_btcusdt_20240808.gz"
+
+
+def start_stack(tmp: Path, **settings: Any) -> tuple[ThreadedMotoServer, Config]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    cfg = small_config(**settings)
+    runtime = RuntimeSettings(aws_endpoint=f"http://{host}:{port}", state_dir=tmp)
+    cfg = cfg.model_copy(update={"runtime": runtime})
+    kinesis = client("kinesis", cfg.runtime)
+    kinesis.create_stream(StreamName=cfg.kinesis.stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=cfg.kinesis.stream)
+    client("dynamodb", cfg.runtime).create_table(
+        TableName=cfg.dynamodb.alerts_table,
+        AttributeDefinitions=[{"AttributeName": "alert_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "alert_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return server, cfg
+
+
+def put_aggregated(cfg: Config, pairs: list[tuple[str, bytes]]) -> None:
+    kinesis = client("kinesis", cfg.runtime)
+    records = [{"PartitionKey": a.partition_key, "Data": a.data} for a in aggregate(pairs, max_bytes=200_000)]
+    for k in range(0, len(records), 20):  # 20 x 200 kB stays under PutRecords' 5 MB
+        resp = kinesis.put_records(StreamName=cfg.kinesis.stream, Records=records[k:k + 20])
+        if resp["FailedRecordCount"]:
+            raise RuntimeError(f"{resp['FailedRecordCount']} records failed")
+
+
+def throughput(events: int, batch: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
+    server, cfg = start_stack(tmp)
+    try:
+        symbols = [f"S{i:02d}USDT" for i in range(20)]
+        pairs = []
+        for i in range(events):
+            sym = symbols[i % len(symbols)]
+            qty = 1.0 + (i % 5_000 == 0) * 20_000  # one whale in 5,000 trades
+            kind, row = trade(i // len(symbols), 100.0 + (i % 7), qty, T0 + i * 100, symbol=sym)
+            pairs.append((partition_key("binance", sym), to_wire(kind, row, ts_sent=T0)))
+        t = time.monotonic()
+        for k in range(0, len(pairs), 50_000):
+            put_aggregated(cfg, pairs[k:k + 50_000])
+        load_s = time.monotonic() - t
+        durations: list[tuple[int, float]] = []
+        first_done: list[float] = []
+
+        def on_batch(result: Any) -> None:
+            durations.append((result.records_in, time.monotonic()))
+            if not first_done:
+                first_done.append(time.monotonic())
+
+        runner = PipelineRunner(cfg, checkpoint=tmp / "ck", max_records_per_batch=batch, on_batch=on_batch)
+        started = time.monotonic()
+        runner.start()
+        progress = runner.wait_until_idle(timeout=3_600, poll=0.05)
+        end = durations[-1][1]
+        assert runner.query is not None
+        spark_ms: dict[str, int] = {}
+        for report in runner.query.recentProgress:
+            for stage, ms in report["durationMs"].items():
+                spark_ms[stage] = spark_ms.get(stage, 0) + ms
+        runner.stop()
+        warm_records = progress.records_in - durations[0][0]
+        return {
+            "benchmark": "throughput", "events": events, "max_records_per_batch": batch,
+            "batches": progress.batches, "alerts": progress.alerts, "preload_seconds": round(load_s, 2),
+            "first_batch_seconds": round(first_done[0] - started, 2),
+            "warm_seconds": round(end - first_done[0], 2),
+            "events_per_second_warm": round(warm_records / max(end - first_done[0], 1e-9)),
+            "events_per_second_overall": round(progress.records_in / (end - started)),
+            "records_in": progress.records_in,
+            "driver_stage_seconds": {k: round(v, 2) for k, v in progress.stage_seconds.items()},
+            "spark_stage_ms": spark_ms,
+        }
+    finally:
+        server.stop()
+
+
+def capture_events() -> list[tuple[Any, dict[str, Any]]]:
+    out: list[tuple[Any, dict[str, Any]]] = []
+    with gzip.open(CAPTURE, "rt") as fh:
+        for line in fh:
+            ns, _, payload = line.partition(" ")
+            out += parse_binance_message(json.loads(payload), int(ns) // 1_000)
+    return out
+
+
+def latency(speed: float, seconds: float) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-lat-"))
+    server, cfg = start_stack(tmp, **{"settings.MOD-001.thresholds_usd": {"BTCUSDT": 5_000}})
+    try:
+        events = capture_events()
+        runner = PipelineRunner(cfg, checkpoint=tmp / "ck")
+        runner.start()
+        runner.wait_until_idle(timeout=600, poll=0.05)  # the first (cold) trigger is not measured
+        kinesis = client("kinesis", cfg.runtime)
+        stop = threading.Event()
+        sent = [0]
+
+        def produce() -> None:
+            """Replay at ``speed``: every 20 ms, put the events whose recorded time has come."""
+            t0_rec = events[0][1]["ts_recv"]
+            t0 = time.monotonic()
+            i = 0
+            while not stop.is_set() and i < len(events) and time.monotonic() - t0 < seconds:
+                due = t0_rec + (time.monotonic() - t0) * speed * 1e6
+                chunk = []
+                while i < len(events) and events[i][1]["ts_recv"] <= due:
+                    chunk.append(events[i])
+                    i += 1
+                if chunk:
+                    now = time.time_ns() // 1_000
+                    pairs = [(partition_key(r["exchange"], r["symbol"]), to_wire(k, r, ts_sent=now))
+                             for k, r in chunk]
+                    records = [{"PartitionKey": a.partition_key, "Data": a.data} for a in aggregate(pairs)]
+                    kinesis.put_records(StreamName=cfg.kinesis.stream, Records=records)
+                    sent[0] += len(chunk)
+                time.sleep(0.02)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        producer.join()
+        progress = runner.wait_until_idle(timeout=600, poll=0.05)
+        assert runner.query is not None
+        triggers = [r["durationMs"].get("triggerExecution", 0) for r in runner.query.recentProgress]
+        runner.stop()
+        dynamo = client("dynamodb", cfg.runtime)
+        items: list[dict[str, Any]] = []
+        args: dict[str, Any] = {"TableName": cfg.dynamodb.alerts_table}
+        while True:
+            resp = dynamo.scan(**args)
+            items += resp["Items"]
+            if "LastEvaluatedKey" not in resp:
+                break
+            args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        lat = sorted((int(i["ts_written"]["N"]) - int(i["ts_sent"]["N"])) / 1_000 for i in items
+                     if "ts_sent" in i and int(i["ts_sent"]["N"]) > 10**15)
+        ingest = sorted((int(i["ts_written"]["N"]) - int(i["ts_ingest"]["N"])) / 1_000 for i in items
+                        if "ts_ingest" in i and int(i["ts_sent"]["N"]) > 10**15)
+
+        def pct(values: list[float], q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else float("nan")
+
+        return {
+            "benchmark": "latency", "speed": speed, "seconds": seconds, "events_sent": sent[0],
+            "alerts": len(lat),
+            "sent_to_written_ms": {
+                "p50": pct(lat, 0.5), "p90": pct(lat, 0.9), "p99": pct(lat, 0.99), "max": pct(lat, 1.0),
+                "mean": round(statistics.fmean(lat), 1) if lat else None,
+            },
+            "ingest_to_written_ms": {"p50": pct(ingest, 0.5), "p99": pct(ingest, 0.99)},
+            "batches": progress.batches,
+            "driver_stage_seconds": {k: round(v, 2) for k, v in progress.stage_seconds.items()},
+            "trigger_ms_recent": {"p50": pct(sorted(triggers), 0.5), "max": pct(sorted(triggers), 1.0)},
+        }
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    tp = sub.add_parser("throughput")
+    tp.add_argument("--events", type=int, default=300_000)
+    tp.add_argument("--batch", type=int, default=200_000)
+    lt = sub.add_parser("latency")
+    lt.add_argument("--speed", type=float, default=1.0)
+    lt.add_argument("--seconds", type=float, default=40.0)
+    args = parser.parse_args()
+    if args.mode == "throughput":
+        result = throughput(args.events, args.batch)
+    else:
+        result = latency(args.speed, args.seconds)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Benchmark: the reprocessor over a full synthetic market day with the whole small tier.
+
+    .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day [--generate] [--scale 0.74]
+    .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day --engine-batches 200000
+
+``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
+one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
+(timed separately), then ``reprocess`` runs MOD-001..MOD-004 over the day. Prints one JSON line with
+wall times and events/s. A script, not a test: nothing here asserts on time.
+
+``--engine-batches N`` instead feeds the tape in tape order through the streaming engine
+(``pipeline.engine.Engine``: sequencer + all four modules, state carried between micro-batches of N
+events, no Kinesis and no sinks): the detector side of the streaming throughput. The end-to-end
+streaming figure (Kinesis source, sinks, latency) is ``benchmarks/bench_e2e.py``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.config import ConfigLoader, RuntimeSettings
+from pipeline.jobs.loader import load_tape, read_manifest
+from pipeline.jobs.reprocessor import reprocess
+from pipeline.sinks.iceberg import IcebergSink
+from pipeline.spark import build_session
+
+DAY_US = 86_400_000_000
+
+
+def generate(tape: Path, scale: float) -> None:
+    """The benchmark day, with the harness's simulator (imported here only: pipeline never does)."""
+    from sim.generator import GenerateSpec
+    from sim.generator import generate as run
+    from sim.scenario import load_scenario
+    from sim.timeparse import parse_duration, parse_start
+
+    spec = GenerateSpec(
+        scenario=load_scenario("whale-day"),
+        symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
+        exchanges=("binance",),
+        start_us=parse_start("2026-01-01T00:00Z"),
+        duration_us=parse_duration("1d"),
+        seed=7,
+        scale=scale,
+    )
+    run(spec, ConfigLoader().load("small"), tape, overwrite=True, origin=["benchmarks/bench_reprocessor.py"])
+
+
+def engine_throughput(tape: Path, modules: list[str], batch: int) -> dict[str, object]:
+    """Micro-batches of ``batch`` tape events through the engine; time spent in ``Engine.process``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pipeline.detectors.registry import ModuleRegistry
+    from pipeline.engine import Engine
+    from pipeline.jobs.loader import bronze_batches
+    from pipeline.parse import PARSED_SCHEMA
+
+    manifest = read_manifest(tape)
+    parts = []
+    for kind in ("trade", "quote"):
+        t = pa.concat_tables(bronze_batches(tape, kind, manifest))
+        parts.append(t.append_column("kind", pa.array([kind] * t.num_rows, pa.string())))
+    table = pa.concat_tables(parts, promote_options="permissive")
+    for f in PARSED_SCHEMA:
+        if f.name not in table.schema.names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    table = table.select(PARSED_SCHEMA.names)
+    table = table.take(pc.sort_indices(table, sort_keys=[("sequence_number", "ascending")]))
+    config = ConfigLoader().load("small", env={}, overrides={"modules": modules})
+    engine = Engine(config, ModuleRegistry().build(config))
+    spent, alerts = 0.0, 0
+    for batch_id, offset in enumerate(range(0, table.num_rows, batch)):
+        t0 = time.perf_counter()
+        result = engine.process(table.slice(offset, batch), batch_id)
+        engine.commit(batch_id)
+        spent += time.perf_counter() - t0
+        alerts += result.alerts.num_rows
+    return {
+        "events": table.num_rows,
+        "batch": batch,
+        "engine_s": round(spent, 1),
+        "engine_events_per_s": round(table.num_rows / spent),
+        "alerts": alerts,
+        "modules": modules,
+    }
+
+
+def main() -> None:
+    """Generate (optionally), load, reprocess; print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tape", type=Path, required=True)
+    parser.add_argument("--generate", action="store_true")
+    parser.add_argument("--scale", type=float, default=0.74)
+    parser.add_argument("--modules", default="MOD-001,MOD-002,MOD-003,MOD-004")
+    parser.add_argument("--engine-batches", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    if args.generate:
+        generate(args.tape, args.scale)
+    if args.engine_batches:
+        print(json.dumps(engine_throughput(args.tape, args.modules.split(","), args.engine_batches)))
+        return
+    manifest = read_manifest(args.tape)
+    start = int(manifest["start_us"]) // DAY_US * DAY_US
+    with tempfile.TemporaryDirectory(prefix="bench-reprocess-") as tmp:
+        config = ConfigLoader().load("small", env={})
+        config = config.model_copy(update={"runtime": RuntimeSettings(state_dir=Path(tmp))})
+        sink = IcebergSink(config)
+        t0 = time.perf_counter()
+        load_tape(args.tape, sink)
+        load_s = time.perf_counter() - t0
+        spark, _ = build_session(config, app_name="bench-reprocessor", local_dir=Path(tmp) / "spark")
+        try:
+            t1 = time.perf_counter()
+            result = reprocess(
+                spark,
+                config,
+                modules=args.modules.split(","),
+                start_us=start,
+                end_us=start + DAY_US,
+                name="bench",
+                sink=sink,
+            )
+            reprocess_s = time.perf_counter() - t1
+        finally:
+            spark.stop()
+    print(
+        json.dumps(
+            {
+                "events": result.events,
+                "load_s": round(load_s, 1),
+                "reprocess_s": round(reprocess_s, 1),
+                "reprocess_events_per_s": round(result.events / reprocess_s),
+                "outputs": {name: t.num_rows for name, t in result.tables.items()},
+                "key_cpu_s": result.key_cpu_s,
+                "modules": args.modules,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""``coattail run``, ``coattail runs`` and ``coattail demo``: whole replays through the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from coattail.commands.stack import cli_errors, parse_sets
+from pipeline.config import ProfileName, TierName
+
+console = Console()
+
+DEMO_SCENARIO = "whale-day"
+DEMO_DURATION = "1h"
+DEMO_SCALE = 0.25
+DEMO_SEED = 7
+DEMO_SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
+DEMO_EXCHANGES = "binance,coinbase"
+
+
+def _speed(text: str) -> float | None:
+    from replay.clock import parse_speed
+
+    return parse_speed(text)
+
+
+def run(
+    tapes: Annotated[list[Path], typer.Argument(help="Tape directories to replay (merged by event time).")],
+    tier: Annotated[TierName, typer.Option("--tier", help="Config tier.")] = "small",
+    profile: Annotated[
+        ProfileName, typer.Option("--profile", help="lite (SQLite catalog) or mirror (Glue + S3).")
+    ] = ("lite"),
+    speed: Annotated[str, typer.Option("--speed", help="1x, 10x, 60x ... or max.")] = "max",
+    faults: Annotated[Path | None, typer.Option("--faults", help="Fault-injection spec (YAML).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the fault injection.")] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="Config override key=value (repeatable).")
+    ] = None,
+    golden: Annotated[
+        Path | None, typer.Option("--golden", help="Compare the alerts with this golden file.")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
+    name: Annotated[str, typer.Option("--name", help="Suffix of the run id.")] = "run",
+) -> None:
+    """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
+    from coattail.run.orchestrate import RunRequest
+
+    with cli_errors():
+        request = RunRequest(
+            tapes=tuple(tapes),
+            tier=tier,
+            profile=profile,
+            speed=_speed(speed),
+            faults=faults,
+            seed=seed,
+            overrides=parse_sets(sets),
+            runs_root=runs_root,
+            golden=golden,
+            name=name,
+        )
+        _execute(request)
+
+
+def demo(
+    duration: Annotated[str, typer.Option("--duration", help="Market time to simulate.")] = DEMO_DURATION,
+    scale: Annotated[
+        float, typer.Option("--scale", help="Volume multiplier of the synthetic market.")
+    ] = DEMO_SCALE,
+    seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = DEMO_SEED,
+    faults: Annotated[
+        Path | None, typer.Option("--faults", help="Also inject transport faults (YAML).")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
+) -> None:
+    """Generate a synthetic `whale-day` market and run it end to end (the README's main command)."""
+    from coattail.run.orchestrate import RunRequest
+
+    with cli_errors():
+        tape = _demo_tape(
+            runs_root / "tapes" / f"{DEMO_SCENARIO}-{duration}-x{scale:g}-s{seed}", duration, scale, seed
+        )
+        _execute(RunRequest(tapes=(tape,), faults=faults, runs_root=runs_root, name="demo"))
+
+
+def runs(
+    runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories are.")] = Path("runs"),
+) -> None:
+    """List the runs, oldest first."""
+    from coattail.run.rundir import list_runs
+
+    table = Table(Column("run", no_wrap=True), "events", "alerts", "ev/s", "p99 ms", "result")
+    for r in list_runs(runs_root):
+        if not r.has("summary.json"):
+            table.add_row(r.run_id, "", "", "", "", "[yellow]unfinished[/yellow]")
+            continue
+        s = r.read_json("summary.json")
+        problems = []
+        if not s["labels"]["ok"]:
+            problems.append(f"{s['labels']['misses']} labels missed")
+        if not s["reference"]["ok"]:
+            problems.append(f"{s['reference']['differences']} reference diffs")
+        if s.get("golden") and not s["golden"]["ok"]:
+            problems.append("golden differs")
+        table.add_row(
+            r.run_id,
+            f"{s.get('events', 0):,}",
+            str(s.get("alerts", 0)),
+            _num(s.get("throughput_eps")),
+            _num(s.get("latency_ms", {}).get("p99")),
+            "[green]pass[/green]" if not problems else "[red]" + ", ".join(problems) + "[/red]",
+        )
+    console.print(table)
+
+
+def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
+    """Generate the demo tape (deterministic: an existing one with the same parameters is reused)."""
+    from replay.tape import MANIFEST
+    from sim.generator import GenerateSpec, generate
+    from sim.scenario import load_scenario
+    from sim.timeparse import parse_duration, parse_start
+
+    if (out / MANIFEST).is_file():
+        return out
+    from pipeline.config import ConfigLoader
+
+    spec = GenerateSpec(
+        scenario=load_scenario(DEMO_SCENARIO),
+        symbols=tuple(DEMO_SYMBOLS.split(",")),
+        exchanges=tuple(DEMO_EXCHANGES.split(",")),
+        start_us=parse_start("2026-01-01T00:00Z"),
+        duration_us=parse_duration(duration),
+        seed=seed,
+        scale=scale,
+    )
+    command = f"coattail sim generate --scenario {DEMO_SCENARIO} --duration {duration} --scale {scale:g}"
+    command += f" --seed {seed}"
+    with console.status(f"generating the {DEMO_SCENARIO} tape ({duration}, scale {scale:g})"):
+        manifest = generate(spec, ConfigLoader().load("small"), out, overwrite=True, origin=[command])
+    rows = ", ".join(f"{n:,} {k}s" for k, n in manifest.rows.items())
+    console.print(f"demo tape {out}: {rows}, {len(manifest.labels)} labels")
+    return out
+
+
+def _execute(request: Any) -> None:
+    from coattail.run.orchestrate import execute
+    from coattail.run.progress import RichSteps
+
+    with RichSteps(Console(stderr=True)) as steps:
+        result = execute(request, steps)
+    print_summary(result.judgement.summary, result.run.path)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def print_summary(s: dict[str, Any], path: Path) -> None:
+    """The final table of a run."""
+    table = Table(title=f"run {s['run_id']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    latency = s.get("latency_ms", {})
+    table.add_row("events sent", f"{s['events']:,}")
+    table.add_row(
+        "records in / valid / quarantined", f"{s['records_in']:,} / {s['valid']:,} / {s['quarantined']:,}"
+    )
+    table.add_row("throughput (end to end)", f"{_num(s.get('throughput_eps'))} events/s")
+    table.add_row(
+        "latency sent -> alert written",
+        f"p50 {_num(latency.get('p50'))} ms, p99 {_num(latency.get('p99'))} ms",
+    )
+    by_detector = s.get("alerts_by_detector", {})
+    table.add_row("alerts", f"{s['alerts']} (" + ", ".join(f"{d}: {n}" for d, n in by_detector.items()) + ")")
+    for detector, score in s.get("scores", {}).items():
+        table.add_row(
+            f"  {detector}",
+            f"precision {_pct(score['precision'])}, recall {_pct(score['recall'])} "
+            f"({score['alerts']} alerts, {score['labels']} labels)",
+        )
+    labels = s["labels"]
+    if not labels["count"]:
+        verdict = "none (the tape has no labels)"
+    elif labels["ok"]:
+        verdict = f"[green]all {labels['count']} hit[/green]"
+    else:
+        verdict = f"[red]{labels['misses']} of {labels['count']} missed[/red]"
+    table.add_row("labels", verdict)
+    reference = s["reference"]
+    table.add_row(
+        "reference implementation",
+        "[green]agrees[/green]" if reference["ok"] else f"[red]{reference['differences']} differences[/red]",
+    )
+    if s.get("golden"):
+        table.add_row("golden file", "[green]matches[/green]" if s["golden"]["ok"] else "[red]differs[/red]")
+    table.add_row("result", "[green]PASS[/green]" if s.get("ok") else "[red]FAIL[/red]")
+    console.print(table)
+    console.print(f"run directory: {path}\nreport: {path / 'report.html'}", soft_wrap=True, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``run``, ``runs`` and ``demo``."""
+    app.command("run")(run)
+    app.command("runs")(runs)
+    app.command("demo")(demo)

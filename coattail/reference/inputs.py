@@ -1,0 +1,210 @@
+"""The reference's input: every received record of a run, in arrival order, as one Polars frame.
+
+Two sources produce it. A tape replayed without transport faults arrives in tape order
+``(ts_event, seq)`` (docs/DETECTORS.md, Arrival order), so its rows are read directly. A faulted replay
+(duplicates, reordering, late or corrupt records) is given as the wire payloads in the order the pipeline
+received them; those are parsed here, by the reference's own reading of the record rules, not by the
+pipeline's parser.
+
+Columns of the frame (``ARRIVAL_COLUMNS``): ``arrival`` (0, 1, ... in arrival order), ``kind``, the union
+of both event schemas (null where a kind has no such field), ``ts_sent`` and ``reason`` (the quarantine
+reason code, null for a valid record). ``raw`` holds the payload text of quarantined wire records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Final
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
+from replay.tape import Tape
+
+_STRING_FIELDS: Final = ("exchange", "symbol", "side")
+_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv")
+_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty")
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_FLOAT_MAX: Final = 1.7e308
+
+ARRIVAL_SCHEMA: Final[dict[str, Any]] = {
+    "arrival": pl.Int64,
+    "kind": pl.Utf8,
+    "exchange": pl.Utf8,
+    "symbol": pl.Utf8,
+    "trade_id": pl.Int64,
+    "price": pl.Float64,
+    "qty": pl.Float64,
+    "side": pl.Utf8,
+    "bid_px": pl.Float64,
+    "bid_qty": pl.Float64,
+    "ask_px": pl.Float64,
+    "ask_qty": pl.Float64,
+    "update_id": pl.Int64,
+    "ts_event": pl.Int64,
+    "ts_recv": pl.Int64,
+    "ts_sent": pl.Int64,
+    "reason": pl.Utf8,
+    "raw": pl.Utf8,
+}
+ARRIVAL_COLUMNS: Final = tuple(ARRIVAL_SCHEMA)
+
+
+def from_tape(tape: Tape) -> pl.DataFrame:
+    """A tape as it arrives when replayed without faults: both kinds merged by ``(ts_event, seq)``."""
+    parts = []
+    for kind in EVENT_KINDS:
+        table = tape.read(kind)
+        if table.num_rows == 0:
+            continue
+        parts.append(pl.DataFrame(table).with_columns(pl.lit(kind).alias("kind")))
+    if not parts:
+        return pl.DataFrame(schema=ARRIVAL_SCHEMA)
+    merged = pl.concat(parts, how="diagonal_relaxed").sort(["ts_event", "seq"])
+    merged = merged.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
+        pl.lit(None, dtype=pl.Int64).alias("ts_sent"),
+        pl.lit(None, dtype=pl.Utf8).alias("raw"),
+        pl.lit(None, dtype=pl.Utf8).alias("reason"),
+    )
+    return apply_value_rules(_conform(merged))
+
+
+def from_arrival(table: pa.Table) -> pl.DataFrame:
+    """Rows as the replay hands them to a target (``replay.faults.ARRIVAL_SCHEMA``, arrival order).
+
+    ``kind`` is the replay's code (the index in ``EVENT_KINDS``); a row flagged ``corrupt`` reaches the
+    pipeline as unparseable bytes, so it is a ``PARSE_ERROR`` whose exchange and symbol are unknown.
+    """
+    if table.num_rows == 0:
+        return pl.DataFrame(schema=ARRIVAL_SCHEMA)
+    frame = pl.DataFrame(table)
+    corrupt = pl.col("corrupt") if "corrupt" in frame.columns else pl.lit(False)
+    kinds = {i: k for i, k in enumerate(EVENT_KINDS)}
+    frame = frame.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
+        pl.col("kind").cast(pl.Int64).replace_strict(kinds, return_dtype=pl.Utf8).alias("kind"),
+        pl.when(corrupt).then(pl.lit("PARSE_ERROR")).otherwise(None).alias("reason"),
+        pl.lit(None, dtype=pl.Utf8).alias("raw"),
+    )
+    unknown = [
+        pl.when(corrupt).then(pl.lit("")).otherwise(pl.col(c)).alias(c) for c in ("exchange", "symbol")
+    ]
+    return apply_value_rules(_conform(frame.with_columns(unknown)))
+
+
+def from_wire(payloads: Iterable[bytes | str]) -> pl.DataFrame:
+    """Wire records in arrival order, parsed and checked against the record rules."""
+    rows = [_parse_record(i, p) for i, p in enumerate(payloads)]
+    frame = (
+        pl.DataFrame(rows, schema=ARRIVAL_SCHEMA, orient="row")
+        if rows
+        else pl.DataFrame(schema=ARRIVAL_SCHEMA)
+    )
+    return apply_value_rules(frame)
+
+
+def apply_value_rules(frame: pl.DataFrame) -> pl.DataFrame:
+    """The record rules that look at values (price, size, side), for rows not already quarantined.
+
+    The first failing rule wins, in the documented order: price, then size, then side.
+    """
+    trade = pl.col("kind") == "trade"
+
+    def bad(*cols: str, strict: bool) -> pl.Expr:
+        tests = [(pl.col(c) <= 0) if strict else (pl.col(c) < 0) for c in cols] + [
+            ~pl.col(c).is_finite() for c in cols
+        ]
+        return pl.any_horizontal(tests)
+
+    price_bad = pl.when(trade).then(bad("price", strict=True)).otherwise(bad("bid_px", "ask_px", strict=True))
+    size_bad = pl.when(trade).then(bad("qty", strict=True)).otherwise(bad("bid_qty", "ask_qty", strict=False))
+    side_bad = trade & ~pl.col("side").is_in(list(TRADE_SIDES))
+    reason = (
+        pl.when(pl.col("reason").is_not_null())
+        .then(pl.col("reason"))
+        .when(price_bad)
+        .then(pl.lit("NON_POSITIVE_PRICE"))
+        .when(size_bad)
+        .then(pl.lit("NON_POSITIVE_SIZE"))
+        .when(side_bad)
+        .then(pl.lit("BAD_SIDE"))
+        .otherwise(pl.lit(None, dtype=pl.Utf8))
+    )
+    return frame.with_columns(reason.alias("reason"))
+
+
+def _conform(frame: pl.DataFrame) -> pl.DataFrame:
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in ARRIVAL_SCHEMA.items() if c not in frame.columns]
+    return frame.with_columns(missing).select([pl.col(c).cast(t) for c, t in ARRIVAL_SCHEMA.items()])
+
+
+def _parse_record(arrival: int, payload: bytes | str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ARRIVAL_COLUMNS)
+    row["arrival"] = arrival
+    try:
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        obj = json.loads(text)
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        obj = None
+    if not isinstance(obj, dict):
+        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+        return {**row, "exchange": "", "symbol": "", "reason": "PARSE_ERROR", "raw": raw}
+    # What we can learn about where a bad record came from; names stay empty when unknown.
+    for name in ("exchange", "symbol"):
+        row[name] = obj[name] if isinstance(obj.get(name), str) else ""
+    row["ts_event"] = obj["ts_event"] if _is_int(obj.get("ts_event")) else None
+    reason = _structural_reason(obj)
+    if reason is not None:
+        return {
+            **row,
+            "kind": obj.get("type") if isinstance(obj.get("type"), str) else None,
+            "reason": reason,
+            "raw": text,
+        }
+    kind = obj["type"]
+    row["kind"] = kind
+    for name in SCHEMAS[kind].names:
+        row[name] = obj[name]
+    sent = obj.get("ts_sent")
+    row["ts_sent"] = sent if _is_int(sent) else None
+    return row
+
+
+def _structural_reason(obj: dict[str, Any]) -> str | None:
+    version = obj.get("v")
+    if not _is_int(version) or version != SCHEMA_VERSION:
+        return "SCHEMA_VERSION"
+    kind = obj.get("type")
+    if not isinstance(kind, str) or kind not in SCHEMAS:
+        return "UNKNOWN_TYPE"
+    names = SCHEMAS[kind].names
+    for name in names:
+        if name not in obj or (obj[name] is None and name != "ts_recv"):
+            return "MISSING_FIELD"
+    for name in names:
+        value = obj[name]
+        if value is None:
+            continue
+        if name in _STRING_FIELDS and not isinstance(value, str):
+            return "BAD_TYPE"
+        if name in _INT_FIELDS and not _is_int(value):
+            return "BAD_TYPE"
+        if name in _FLOAT_FIELDS and not _is_number(value):
+            return "BAD_TYPE"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _is_number(value: Any) -> bool:
+    # NaN and infinities are numbers here; the value rules quarantine them as non-positive.
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, float) or (isinstance(value, int) and -_FLOAT_MAX < value < _FLOAT_MAX)

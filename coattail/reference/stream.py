@@ -1,0 +1,77 @@
+"""Per-key arrival-order facts every reference detector shares: lateness, duplicates, USD notional.
+
+All of it follows docs/DETECTORS.md, Common ground. Computed vectorised over the valid records of a run
+(the arrival frame of ``coattail.reference.inputs`` minus the quarantined ones), kept in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import polars as pl
+
+KEY: Final = ("exchange", "symbol")
+US_PER_S: Final = 1_000_000
+
+
+def quote_currency(symbol: str, quote_usd: Mapping[str, float]) -> str | None:
+    """The quote currency of a symbol: after the dash, else the longest known suffix, else None."""
+    if "-" in symbol:
+        return symbol.rsplit("-", 1)[1]
+    matches = [q for q in quote_usd if symbol.endswith(q)]
+    return max(matches, key=len) if matches else None
+
+
+def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
+    """``floor(ts / W) * W``: windows aligned to the epoch."""
+    width = window_seconds * US_PER_S
+    return (ts // width) * width
+
+
+def annotate(frame: pl.DataFrame, *, watermark_seconds: int, quote_usd: Mapping[str, float]) -> pl.DataFrame:
+    """The valid records in arrival order with ``late``, ``duplicate``, ``id_gap``, ``prev_price``,
+    ``quote_currency`` and ``notional_usd`` (null when the quote currency has no USD rate).
+
+    ``late``: older than the key's watermark at arrival, the watermark being the maximum ``ts_event`` of
+    the key's earlier-arrived valid records (both kinds) minus ``watermark_seconds``.
+    """
+    valid = frame.filter(pl.col("reason").is_null()).sort("arrival")
+    key = list(KEY)
+    trade = pl.col("kind") == "trade"
+    delay = watermark_seconds * US_PER_S
+    prior_max_ts = pl.col("ts_event").cum_max().shift(1).over(key)
+    by_kind = [*key, "kind"]
+    symbols = valid.get_column("symbol").unique().to_list()
+    currency = {s: quote_currency(s, quote_usd) for s in symbols}
+    rates = pl.DataFrame(
+        {
+            "symbol": symbols,
+            "quote_currency": [currency[s] for s in symbols],
+            "usd_rate": [quote_usd.get(q) if q is not None else None for q in currency.values()],
+        },
+        schema={"symbol": pl.Utf8, "quote_currency": pl.Utf8, "usd_rate": pl.Float64},
+    )
+    return (
+        valid.join(rates, on="symbol", how="left")
+        .sort("arrival")
+        .with_columns(
+            (pl.col("ts_event") < prior_max_ts - delay).fill_null(False).alias("late"),
+            (trade & (pl.int_range(pl.len()).over([*by_kind, "trade_id"]) > 0)).alias("duplicate"),
+            pl.when(trade)
+            .then(pl.col("trade_id") - pl.col("trade_id").cum_max().shift(1).over(by_kind) - 1)
+            .otherwise(None)
+            .alias("id_gap"),
+            pl.when(trade).then(pl.col("price").shift(1).over(by_kind)).otherwise(None).alias("prev_price"),
+            (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
+        )
+    )
+
+
+def closing_limits(annotated: pl.DataFrame, watermark_seconds: int) -> pl.DataFrame:
+    """Per key, the time up to which windows are closed at the end of the input: max ``ts_event`` of
+    the key's valid records minus the watermark delay. A window ``[s, e)`` is closed when ``e <= limit``.
+    """
+    return annotated.group_by(list(KEY)).agg(
+        (pl.col("ts_event").max() - watermark_seconds * US_PER_S).alias("close_limit")
+    )

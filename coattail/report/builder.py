@@ -1,0 +1,363 @@
+"""The run report: one self-contained HTML file (plotly's JavaScript inlined; no network needed).
+
+Sections: price per symbol with alert markers, the alert table, throughput over time, the latency
+histogram and percentiles (``ts_sent`` -> ``ts_written``), DQ counts, validation against labels, the
+reference comparison and the golden comparison.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from string import Template
+from typing import Any, Final
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from coattail.run.outputs import RunOutputs
+
+MAX_POINTS_PER_SYMBOL: Final = 4_000
+MAX_TABLE_ROWS: Final = 500
+PERCENTILES: Final = (50, 90, 99, 99.9)
+SEVERITY_COLOR: Final = {"low": "#2da44e", "medium": "#d4a72c", "high": "#e16f24", "critical": "#cf222e"}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report shows; the run orchestration fills it from the run directory."""
+
+    title: str
+    outputs: RunOutputs
+    prices: pl.DataFrame
+    """``exchange, symbol, ts_event, price`` (the builder thins it to ``MAX_POINTS_PER_SYMBOL``)."""
+    throughput: pl.DataFrame
+    """``t_us`` (wall time, µs), ``stage`` (e.g. ``sent``, ``processed``), ``events``."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    agreement: dict[str, Any] | None = None
+    golden: dict[str, Any] | None = None
+
+
+def latency_ms(alerts: pl.DataFrame) -> np.ndarray:
+    """Per alert, ``ts_written - ts_sent`` in milliseconds (alerts lacking either stamp are left out)."""
+    if alerts.is_empty():
+        return np.empty(0)
+    stamped = alerts.filter(pl.col("ts_sent").is_not_null() & pl.col("ts_written").is_not_null())
+    values: np.ndarray = ((stamped["ts_written"] - stamped["ts_sent"]) / 1_000).to_numpy().astype(float)
+    return values
+
+
+def latency_percentiles(values: np.ndarray) -> dict[str, float | None]:
+    """p50, p90, p99, p99.9 and max in ms; None when there is nothing to measure."""
+    if values.size == 0:
+        return {**{f"p{p:g}": None for p in PERCENTILES}, "max": None, "count": 0}
+    out: dict[str, float | None] = {f"p{p:g}": float(np.percentile(values, p)) for p in PERCENTILES}
+    return {**out, "max": float(values.max()), "count": float(values.size)}
+
+
+def build_report(inputs: ReportInputs) -> str:
+    """The HTML text of the report."""
+    alerts = pl.DataFrame(inputs.outputs.alerts)
+    lat = latency_ms(alerts)
+    template = Template(resources.files("coattail.report").joinpath("template.html").read_text())
+    return template.substitute(
+        title=html.escape(inputs.title),
+        subtitle=html.escape(f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}"),
+        plotlyjs=get_plotlyjs(),
+        cards=_cards(inputs, lat),
+        price_chart=_figure(_price_figure(inputs.prices, alerts), "price"),
+        alert_table=_alert_table(alerts),
+        throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
+        latency_table=_kv_table(latency_percentiles(lat)),
+        latency_chart=_figure(_latency_figure(lat), "latency"),
+        dq_chart=_figure(_dq_figure(inputs.outputs.dq), "dq"),
+        dq_table=_dq_table(inputs.outputs.dq),
+        validation=_validation(inputs.validation),
+        reference=_reference(inputs.agreement),
+        golden=_golden(inputs.golden),
+        run_table=_kv_table({k: v for k, v in inputs.summary.items() if not isinstance(v, (dict, list))}),
+    )
+
+
+# --- charts ------------------------------------------------------------------------------------------
+
+
+def _figure(fig: go.Figure, name: str) -> str:
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 40}, template="plotly_white")
+    if fig.layout.height is None:
+        fig.update_layout(height=380)
+    body: str = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}")
+    return f'<div class="chart">{body}</div>'
+
+
+def _times(us: pl.Series) -> list[datetime]:
+    return [datetime.fromtimestamp(v / 1e6, tz=UTC) for v in us.to_list()]
+
+
+def _thin(frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.height <= MAX_POINTS_PER_SYMBOL:
+        return frame
+    step = -(-frame.height // MAX_POINTS_PER_SYMBOL)
+    return frame.gather_every(step)
+
+
+def _price_figure(prices: pl.DataFrame, alerts: pl.DataFrame) -> go.Figure:
+    """One row per instrument (prices differ by orders of magnitude), alerts as markers on the line."""
+    if prices.is_empty():
+        return go.Figure()
+    keys = prices.select("exchange", "symbol").unique().sort(["symbol", "exchange"]).rows()
+    fig = make_subplots(
+        rows=len(keys),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.02,
+        subplot_titles=[f"{e}:{s}" for e, s in keys],
+    )
+    for row, (exchange, symbol) in enumerate(keys, start=1):
+        rows = _thin(
+            prices.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol)).sort("ts_event")
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=_times(rows["ts_event"]),
+                y=rows["price"].to_list(),
+                mode="lines",
+                name=f"{exchange}:{symbol}",
+                showlegend=False,
+                line={"width": 1},
+            ),
+            row=row,
+            col=1,
+        )
+        mine = (
+            alerts.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol))
+            if alerts.height
+            else alerts
+        )
+        if mine.is_empty():
+            continue
+        # An alert sits on the price line at its event time (the last trade at or before it).
+        ts = rows["ts_event"].to_numpy()
+        px = rows["price"].to_numpy()
+        at = np.clip(np.searchsorted(ts, mine["ts_event"].to_numpy(), side="right") - 1, 0, len(ts) - 1)
+        labels = zip(mine["detector"], mine["kind"], mine["severity"], mine["value"], strict=True)
+        fig.add_trace(
+            go.Scatter(
+                x=_times(mine["ts_event"]),
+                y=px[at].tolist(),
+                mode="markers",
+                name=f"alerts {exchange}:{symbol}",
+                showlegend=False,
+                marker={
+                    "size": 11,
+                    "symbol": "diamond",
+                    "line": {"width": 1, "color": "#333"},
+                    "color": [SEVERITY_COLOR.get(s, "#555") for s in mine["severity"]],
+                },
+                text=[f"{d} {k} {s} value={v:.4g}" for d, k, s, v in labels],
+                hoverinfo="text+x",
+            ),
+            row=row,
+            col=1,
+        )
+    fig.update_layout(height=max(380, 200 * len(keys)))
+    fig.update_xaxes(title_text="event time (UTC)", row=len(keys), col=1)
+    return fig
+
+
+def _throughput_figure(throughput: pl.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    if not throughput.is_empty():
+        t0 = int(throughput["t_us"].min())  # type: ignore[arg-type]
+        for (stage,), rows in throughput.sort("t_us").group_by(["stage"], maintain_order=True):
+            fig.add_trace(
+                go.Scatter(
+                    x=((rows["t_us"] - t0) / 1e6).to_list(),
+                    y=rows["events"].to_list(),
+                    mode="lines+markers",
+                    name=str(stage),
+                )
+            )
+    fig.update_layout(xaxis_title="seconds since the replay started", yaxis_title="events per second")
+    return fig
+
+
+def _latency_figure(values: np.ndarray) -> go.Figure:
+    fig = go.Figure(go.Histogram(x=values.tolist(), nbinsx=50, name="alerts"))
+    for p in (50, 99):
+        if values.size:
+            v = float(np.percentile(values, p))
+            fig.add_vline(x=v, line_dash="dash", annotation_text=f"p{p} {v:.0f} ms")
+    fig.update_layout(xaxis_title="ms from ts_sent to ts_written", yaxis_title="alerts")
+    return fig
+
+
+def _dq_figure(dq: pl.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    if not dq.is_empty():
+        totals = dq.group_by(["reason", "symbol"]).agg(pl.col("count").sum()).sort(["symbol", "reason"])
+        for (symbol,), rows in totals.group_by(["symbol"], maintain_order=True):
+            fig.add_trace(
+                go.Bar(x=rows["reason"].to_list(), y=rows["count"].to_list(), name=str(symbol) or "(unknown)")
+            )
+    fig.update_layout(barmode="stack", xaxis_title="reason", yaxis_title="count")
+    return fig
+
+
+# --- tables ------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:,.6g}</td>'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'<td class="num">{value:,}</td>'
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, sort_keys=True, default=str)
+    return f"<td>{html.escape('' if value is None else str(value))}</td>"
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "<p>none</p>"
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for r in rows[:MAX_TABLE_ROWS]
+    )
+    more = f"<p>{len(rows) - MAX_TABLE_ROWS} more not shown</p>" if len(rows) > MAX_TABLE_ROWS else ""
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def _kv_table(values: dict[str, Any]) -> str:
+    return _table([{"name": k, "value": v} for k, v in values.items()])
+
+
+def _iso(us: int | None) -> str:
+    return "" if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _alert_table(alerts: pl.DataFrame) -> str:
+    rows = [
+        {
+            "time": _iso(a["ts_event"]),
+            "detector": a["detector"],
+            "kind": a["kind"],
+            "exchange": a["exchange"],
+            "symbol": a["symbol"],
+            "severity": a["severity"],
+            "value": a["value"],
+            "threshold": a["threshold"],
+            "evidence": a["evidence"],
+            "alert_id": a["alert_id"],
+        }
+        for a in alerts.sort("ts_event").iter_rows(named=True)
+    ]
+    return _table(rows)
+
+
+def _dq_table(dq: pl.DataFrame) -> str:
+    if dq.is_empty():
+        return "<p>no data-quality events</p>"
+    totals = (
+        dq.group_by(["exchange", "symbol", "reason"])
+        .agg(pl.col("count").sum())
+        .sort(["exchange", "symbol", "reason"])
+    )
+    return _table(totals.to_dicts())
+
+
+def _status(ok: bool) -> str:
+    return '<span class="ok">PASS</span>' if ok else '<span class="fail">FAIL</span>'
+
+
+def _validation(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "<p>not run (the tape has no labels)</p>"
+    misses = [r for r in v["results"] if not r["hit"]]
+    parts = [
+        f"<p>{_status(v['ok'])} {v['labels'] - v['misses']} of {v['labels']} labels hit</p>",
+        _table(v["scores"]),
+    ]
+    if misses:
+        parts.append(
+            "<h3>Missed labels</h3>"
+            + _table(
+                [{**m["label"], "detail": m["detail"]} for m in misses],
+                ["kind", "detector", "exchange", "symbol", "start_us", "end_us", "detail"],
+            )
+        )
+    parts.append(
+        f"<details><summary>{len(v['unexpected_alerts'])} alerts no label asked for</summary>"
+        f"{_table(v['unexpected_alerts'])}</details>"
+    )
+    if v.get("tolerated_alerts"):
+        parts.append(
+            f"<p>{len(v['tolerated_alerts'])} alerts tolerated by a label (consistent with a scenario, "
+            "not required by it; left out of precision)</p>"
+        )
+    if v.get("unexpected_dq"):
+        parts.append(
+            f"<details><summary>{len(v['unexpected_dq'])} DQ counts no label asked for</summary>"
+            f"{_table(v['unexpected_dq'])}</details>"
+        )
+    return "".join(parts)
+
+
+def _reference(a: dict[str, Any] | None) -> str:
+    if a is None:
+        return "<p>not run</p>"
+    parts = [
+        f"<p>{_status(a['ok'])} pipeline {a['pipeline_alerts']} alerts, reference {a['reference_alerts']}; "
+        f"{a['differences']} differences</p>",
+        _kv_table({f"{side} records {k}": v for side, d in a["records"].items() for k, v in d.items()}),
+    ]
+    for key, title in (
+        ("only_pipeline", "alerts only the pipeline raised"),
+        ("only_reference", "alerts only the reference raised"),
+        ("alert_differences", "alerts that differ"),
+        ("spread_differences", "spread metrics that differ"),
+        ("dq_differences", "DQ counts that differ"),
+    ):
+        if a[key]:
+            parts.append(f"<h3>{title} ({len(a[key])})</h3>{_table(a[key])}")
+    return "".join(parts)
+
+
+def _golden(g: dict[str, Any] | None) -> str:
+    if g is None:
+        return "<p>no golden file for this run</p>"
+    where = html.escape(g["path"])
+    parts = [f"<p>{_status(g['ok'])} {where}: golden {g['expected']} alerts, run {g['actual']}</p>"]
+    for key in ("missing", "unexpected", "changed"):
+        if g[key]:
+            parts.append(f"<h3>{key} ({len(g[key])})</h3>{_table(g[key])}")
+    return "".join(parts)
+
+
+def _cards(inputs: ReportInputs, lat: np.ndarray) -> str:
+    s = inputs.summary
+    pct = latency_percentiles(lat)
+    cards = {
+        "events": s.get("events"),
+        "alerts": inputs.outputs.alerts.num_rows,
+        "throughput ev/s": s.get("throughput_eps"),
+        "p50 latency ms": pct["p50"],
+        "p99 latency ms": pct["p99"],
+        "labels": "PASS" if inputs.validation is None or inputs.validation["ok"] else "FAIL",
+        "reference": "n/a"
+        if inputs.agreement is None
+        else ("AGREES" if inputs.agreement["ok"] else "DIFFERS"),
+    }
+    out = []
+    for name, value in cards.items():
+        text = "-" if value is None else (f"{value:,.0f}" if isinstance(value, (int, float)) else str(value))
+        out.append(f'<div class="card"><b>{html.escape(text)}</b>{html.escape(name)}</div>')
+    return "".join(out)

@@ -1,0 +1,1 @@
+"""Runs: orchestration (stack, pipeline, replay, validation, report) and the run directories they leave."""

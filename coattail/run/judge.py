@@ -1,0 +1,164 @@
+"""Judging a run from its directory: labels, reference agreement, golden file, summary and report.
+
+Everything here reads the run directory only (plus the golden file named), so ``coattail validate RUN``
+can re-judge an old run and ``coattail run`` ends by calling the same code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coattail.reference import from_arrival, run_reference
+from coattail.report import ReportInputs, build_report, latency_ms, latency_percentiles
+from coattail.run.outputs import RunOutputs
+from coattail.run.rundir import RunDir
+from coattail.validate import compare_golden, compare_with_reference, validate_labels
+from pipeline.config import Config
+from replay.engine import Replay
+from replay.faults import FaultSpec
+from replay.tape import Label, Tape
+from replay.targets.memory import MemoryTarget
+
+PRICE_POINTS_PER_SYMBOL = 4_000
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdicts of one run."""
+
+    labels_ok: bool
+    reference_ok: bool
+    golden_ok: bool | None
+    validation: dict[str, Any]
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        """Every check passed (a run without golden file is not failed by it)."""
+        return self.labels_ok and self.reference_ok and self.golden_ok is not False
+
+
+def reference_outputs(
+    tapes: Sequence[Path], config: Config, faults: FaultSpec | None, seed: int | None
+) -> tuple[RunOutputs, list[Label]]:
+    """The reference's outputs for a replay of ``tapes`` with ``faults``, and the replay's fault labels.
+
+    The replay is re-run into memory with the same spec and seed: which events a fault hits, and the
+    resulting per-key arrival order, do not depend on speed or target, so this is what the pipeline
+    received.
+    """
+    target = MemoryTarget()
+    summary = Replay(
+        list(tapes), target, faults=faults, seed=seed, watermark_us=config.spark.watermark_seconds * 1_000_000
+    ).run()
+    return run_reference(from_arrival(target.table()), config), summary.labels
+
+
+def thinned_prices(tapes: Sequence[Path], points: int = PRICE_POINTS_PER_SYMBOL) -> pl.DataFrame:
+    """Trade prices per exchange and symbol, at most ``points`` each, for the report's price chart."""
+    parts = []
+    for path in tapes:
+        table = Tape.open(path).read("trade", columns=["exchange", "symbol", "ts_event", "price"])
+        parts.append(pl.DataFrame(table))
+    if not parts:
+        return pl.DataFrame(
+            schema={"exchange": pl.Utf8, "symbol": pl.Utf8, "ts_event": pl.Int64, "price": pl.Float64}
+        )
+    prices = pl.concat(parts).sort("ts_event")
+    return (
+        prices.with_columns(
+            pl.int_range(pl.len()).over(["exchange", "symbol"]).alias("i"),
+            pl.len().over(["exchange", "symbol"]).alias("n"),
+        )
+        .filter(pl.col("i") % ((pl.col("n") // points) + 1) == 0)
+        .drop("i", "n")
+    )
+
+
+def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgement:
+    """Validate the run in ``run`` and write ``validation.json``, ``summary.json`` and ``report.html``."""
+    request = run.read_json("run.json")
+    counts = request.get("counts", {})
+    pipeline = RunOutputs.load(
+        run.path / "pipeline", records_in=counts.get("records_in", 0), valid=counts.get("valid", 0)
+    )
+    reference = RunOutputs.load(
+        run.path / "reference",
+        records_in=counts.get("reference_records_in", 0),
+        valid=counts.get("reference_valid", 0),
+    )
+    labels = [Label.model_validate(x) for x in run.read_json("labels.json")]
+    labelled = validate_labels(labels, pipeline, dq_window_seconds=config.data_quality.window_seconds)
+    agreement = compare_with_reference(pipeline, reference)
+    golden_result = compare_golden(golden, pipeline.alert_rows()) if golden is not None else None
+    validation = {
+        "labels": labelled.to_dict(),
+        "reference": agreement.to_dict(),
+        "golden": golden_result.to_dict() if golden_result is not None else None,
+    }
+    run.write_json("validation.json", validation)
+    alerts = pl.DataFrame(pipeline.alerts)
+    latency = latency_percentiles(latency_ms(alerts))
+    throughput = _read_parquet(run.path / "metrics" / "throughput.parquet")
+    summary = {
+        "run_id": run.run_id,
+        "tapes": request.get("tapes", []),
+        "tier": config.tier,
+        "profile": config.runtime.profile,
+        "speed": request.get("speed"),
+        "events": counts.get("sent", 0),
+        "records_in": pipeline.records_in,
+        "valid": pipeline.valid,
+        "quarantined": pipeline.quarantined,
+        "alerts": pipeline.alerts.num_rows,
+        "alerts_by_detector": dict(sorted(Counter(a["detector"] for a in pipeline.alert_rows()).items())),
+        "throughput_eps": request.get("timings", {}).get("throughput_eps"),
+        "latency_ms": latency,
+        "timings_s": request.get("timings", {}),
+        "labels": {
+            "count": len(labelled.results),
+            "recorded": len(labels),
+            "ok": labelled.ok,
+            "misses": len(labelled.misses),
+        },
+        "scores": {
+            s.detector: {"precision": s.precision, "recall": s.recall, "alerts": s.alerts, "labels": s.labels}
+            for s in labelled.scores
+        },
+        "reference": {
+            "ok": agreement.ok,
+            "differences": agreement.difference_count,
+            "reference_alerts": agreement.reference_alerts,
+        },
+        "golden": None if golden_result is None else {"ok": golden_result.ok, "path": str(golden)},
+    }
+    judgement = Judgement(
+        labelled.ok, agreement.ok, None if golden_result is None else golden_result.ok, validation, summary
+    )
+    summary["ok"] = judgement.ok
+    run.write_json("summary.json", summary)
+    html = build_report(
+        ReportInputs(
+            title=f"coattail run {run.run_id}",
+            outputs=pipeline,
+            prices=_read_parquet(run.path / "prices.parquet"),
+            throughput=throughput,
+            summary={k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+            | {"tapes": ", ".join(request.get("tapes", []))},
+            validation=validation["labels"] if labels else None,
+            agreement=validation["reference"],
+            golden=validation["golden"],
+        )
+    )
+    (run.path / "report.html").write_text(html)
+    return judgement
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path) if path.is_file() else pl.DataFrame()

@@ -1,0 +1,325 @@
+"""One run: stack up, provision, pipeline, replay, wait until consumed, capture, reference, judge, report.
+
+Each run gets its own Kinesis stream, DynamoDB alerts table and Iceberg namespace (names derived from
+the run id), so a run reads back exactly what it wrote, and alert ids that an earlier run already put
+in DynamoDB do not suppress this run's writes. The pipeline runs in this process (its own Spark
+session); the replay sends from the main thread while Spark consumes.
+
+Completion is measured, not slept for: the run polls the pipeline's processed-record count (which grows
+only once a micro-batch's sinks committed) until it reaches the number of records the replay sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
+from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs, conform, conform_alerts
+from coattail.run.progress import Steps
+from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
+from pipeline.alerts import ALERT_SCHEMA
+from pipeline.config import Config, ConfigLoader, ProfileName, TierName
+from pipeline.engine import BatchResult
+from pipeline.errors import CoattailError, PipelineError
+from replay.faults import FaultSpec, load_fault_spec
+from replay.tape import Tape
+
+US = 1_000_000
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run."""
+
+    tapes: tuple[Path, ...]
+    tier: TierName = "small"
+    profile: ProfileName = "lite"
+    speed: float | None = None
+    """Replay speed multiple; None replays as fast as Kinesis takes it."""
+    faults: Path | None = None
+    seed: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Dotted config overrides (``settings.MOD-001.default_threshold_usd=...``)."""
+    runs_root: Path = DEFAULT_ROOT
+    golden: Path | None = None
+    name: str = "run"
+    timeout_s: float = 1_800.0
+    """How long the pipeline may take to consume what was sent."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where the run went and how it was judged."""
+
+    run: RunDir
+    judgement: Judgement
+
+    @property
+    def ok(self) -> bool:
+        """Every check passed."""
+        return self.judgement.ok
+
+
+def resolve_config(request: RunRequest, run_id: str) -> Config:
+    """The tier config with the request's overrides, its profile and this run's resource names."""
+    suffix = re.sub(r"[^a-z0-9-]", "-", run_id.lower())
+    base = ConfigLoader().load(request.tier, overrides=request.overrides)
+    names = {
+        "kinesis.stream": f"{base.kinesis.stream}-{suffix}",
+        "dynamodb.alerts_table": f"{base.dynamodb.alerts_table}-{suffix}",
+        "storage.namespace": f"{base.storage.namespace}_{suffix.replace('-', '_')}",
+    }
+    config = ConfigLoader().load(request.tier, overrides={**request.overrides, **names})
+    return config.model_copy(
+        update={"runtime": config.runtime.model_copy(update={"profile": request.profile})}
+    )
+
+
+def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = None) -> RunResult:
+    """Run ``request`` end to end and return the judged run (its directory holds everything).
+
+    ``spark``: a session to run the pipeline in (tests share one); by default the pipeline builds its own.
+    """
+    steps = steps or Steps()
+    tapes = [Tape.open(p) for p in request.tapes]
+    faults = load_fault_spec(request.faults) if request.faults is not None else None
+    run = RunDir.create(request.runs_root, request.name)
+    config = resolve_config(request, run.run_id)
+    record: dict[str, Any] = {
+        "run_id": run.run_id,
+        "tapes": [str(t.path) for t in tapes],
+        "tier": request.tier,
+        "profile": request.profile,
+        "speed": "max" if request.speed is None else request.speed,
+        "faults": str(request.faults) if request.faults else None,
+        "seed": request.seed,
+        "overrides": request.overrides,
+        "timings": {},
+        "counts": {},
+    }
+    run.write_json("run.json", record)
+    run.write_json("config.json", config.model_dump(mode="json"))
+    run.write_json("tapes.json", [t.manifest.model_dump(mode="json") for t in tapes])
+    run.write_json("versions.json", software_versions())
+    thinned_prices(request.tapes).write_parquet(run.path / "prices.parquet")
+
+    from infra.stack import ensure_up
+
+    t0 = time.monotonic()
+    with steps.step("stack: up and provisioned") as task:
+        handle = ensure_up(config, step=lambda message: task.update(note=message))
+    config = config.model_copy(update={"runtime": handle.runtime})
+    timings = record["timings"]
+    timings["stack_s"] = round(time.monotonic() - t0, 3)
+    try:
+        summary_labels, counts = _stream(run, config, request, tapes, faults, steps, timings, spark)
+        record["counts"] = counts
+        with steps.step("reference implementation (Polars)") as task:
+            t = time.monotonic()
+            reference, _ = reference_outputs(request.tapes, config, faults, request.seed)
+            reference.save(run.path / "reference")
+            counts["reference_records_in"], counts["reference_valid"] = reference.records_in, reference.valid
+            timings["reference_s"] = round(time.monotonic() - t, 3)
+        labels = [lb.model_dump(mode="json") for t in tapes for lb in t.manifest.labels] + summary_labels
+        run.write_json("labels.json", labels)
+        run.write_json("run.json", record)
+        with steps.step("validate and report"):
+            judgement = judge(run, config, golden=request.golden)
+    finally:
+        if handle.started:
+            with steps.step("stack: down (this run started it)"):
+                handle.release()
+    return RunResult(run, judgement)
+
+
+def _stream(
+    run: RunDir,
+    config: Config,
+    request: RunRequest,
+    tapes: Sequence[Tape],
+    faults: FaultSpec | None,
+    steps: Steps,
+    timings: dict[str, Any],
+    spark: Any,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
+    from pipeline.runner import PipelineRunner
+    from replay.engine import Progress as ReplayProgress
+    from replay.engine import Replay
+    from replay.targets.kinesis import KinesisTarget
+
+    batches: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def on_batch(result: BatchResult) -> None:
+        with lock:
+            batches.append(
+                {
+                    "batch_id": result.batch_id,
+                    "t_us": time.time_ns() // 1_000,
+                    "records_in": result.records_in,
+                    "valid": result.valid,
+                    "quarantined": result.quarantined,
+                    "alerts": result.alerts.num_rows,
+                }
+            )
+
+    total = sum(sum(t.manifest.rows.values()) for t in tapes)
+    with steps.step("pipeline: starting Spark and the streaming query"):
+        t = time.monotonic()
+        runner = PipelineRunner(
+            config, checkpoint=run.path / "checkpoint", source="kinesis", on_batch=on_batch
+        )
+        runner.start()
+        timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
+    sent_samples: list[tuple[int, int]] = []
+    try:
+        with steps.step("replay into Kinesis", total=total) as task:
+
+            def on_progress(p: ReplayProgress) -> None:
+                sent_samples.append((time.time_ns() // 1_000, p.sent))
+                task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
+
+            t_replay = time.monotonic()
+            target = KinesisTarget(config.runtime, config.kinesis.stream, seed=request.seed or 0)
+            summary = Replay(
+                list(request.tapes),
+                target,
+                speed=request.speed,
+                faults=faults,
+                seed=request.seed,
+                watermark_us=config.spark.watermark_seconds * US,
+                on_progress=on_progress,
+            ).run()
+            timings["replay_s"] = round(time.monotonic() - t_replay, 3)
+        with steps.step("pipeline: consuming", total=summary.sent) as task:
+            deadline = time.monotonic() + request.timeout_s
+            while runner.progress.records_in < summary.sent:
+                if time.monotonic() > deadline:
+                    raise PipelineError(
+                        f"the pipeline processed {runner.progress.records_in:,} of {summary.sent:,} records "
+                        f"within {request.timeout_s:.0f} s"
+                    )
+                task.update(completed=runner.progress.records_in)
+                _raise_if_dead(runner)
+                time.sleep(0.2)
+            # ``records_in`` grows only after a batch's sinks committed, so every record sent is written.
+            progress = runner.progress
+            task.update(completed=progress.records_in)
+        elapsed = time.monotonic() - t_replay
+        timings["end_to_end_s"] = round(elapsed, 3)
+        timings["throughput_eps"] = round(summary.sent / elapsed, 1) if elapsed > 0 else None
+        # Spark's own per-trigger figures (durations by phase, rows): where the time went.
+        if runner.query is not None:
+            run.write_json(
+                "metrics/query_progress.json", [json.loads(p.json) for p in runner.query.recentProgress]
+            )
+    finally:
+        runner.stop()
+    with steps.step("capture: reading the Iceberg tables"):
+        outputs = capture_outputs(config, records_in=progress.records_in, valid=progress.valid)
+        outputs.save(run.path / "pipeline")
+        _write_metrics(run, batches, sent_samples)
+    counts = {
+        "sent": summary.sent,
+        "records_in": progress.records_in,
+        "valid": progress.valid,
+        "quarantined": progress.quarantined,
+        "batches": progress.batches,
+        "dynamodb_alerts": count_dynamodb_alerts(config),
+    }
+    # The replay's account of the faults it injected: from the run's spec, and those a tape asked for.
+    labels = [lb.model_dump(mode="json") for lb in [*summary.labels, *summary.tape_fault_labels]]
+    return labels, counts
+
+
+def _raise_if_dead(runner: Any) -> None:
+    query = runner.query
+    if query is not None and query.exception() is not None:
+        raise PipelineError(f"the streaming query failed: {query.exception()}")
+
+
+def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
+    """The run's alerts, DQ metrics and spread metrics, read back from its Iceberg namespace."""
+    from pipeline.sinks.iceberg import load_catalog
+
+    catalog = load_catalog(config)
+    namespace = config.storage.namespace
+
+    def scan(name: str) -> pa.Table | None:
+        try:
+            table: pa.Table = catalog.load_table(f"{namespace}.{name}").scan().to_arrow()
+        except Exception as e:  # pyiceberg raises NoSuchTableError and catalog-specific errors
+            if type(e).__name__ == "NoSuchTableError":
+                return None
+            raise CoattailError(f"cannot read Iceberg table {namespace}.{name}: {e}") from e
+        return table
+
+    alerts = scan("alerts")
+    dq = scan("dq_metrics")
+    spread = scan("spread_metrics")
+    return RunOutputs(
+        alerts=conform_alerts(alerts) if alerts is not None else ALERT_SCHEMA.empty_table(),
+        dq=conform(pl.DataFrame(dq), DQ_COLUMNS) if dq is not None else pl.DataFrame(schema=DQ_COLUMNS),
+        spread_metrics=conform(pl.DataFrame(spread), SPREAD_COLUMNS)
+        if spread is not None
+        else pl.DataFrame(schema=SPREAD_COLUMNS),
+        records_in=records_in,
+        valid=valid,
+    )
+
+
+def count_dynamodb_alerts(config: Config) -> int:
+    """Items in the run's DynamoDB alerts table (each alert must be there exactly once)."""
+    from pipeline import aws
+
+    client = aws.client("dynamodb", config.runtime)
+    count = 0
+    for page in client.get_paginator("scan").paginate(TableName=config.dynamodb.alerts_table, Select="COUNT"):
+        count += int(page["Count"])
+    return count
+
+
+def _write_metrics(run: RunDir, batches: list[dict[str, Any]], sent: list[tuple[int, int]]) -> None:
+    directory = run.path / "metrics"
+    directory.mkdir(exist_ok=True)
+    frame = (
+        pl.DataFrame(batches) if batches else pl.DataFrame(schema={"t_us": pl.Int64, "records_in": pl.Int64})
+    )
+    frame.write_parquet(directory / "batches.parquet")
+    rows = []
+    if sent:
+        cumulative = pl.DataFrame({"t_us": [t for t, _ in sent], "total": [n for _, n in sent]})
+        rows.append(
+            _per_second(cumulative.with_columns(pl.col("total").diff().fill_null(pl.col("total"))), "sent")
+        )
+    if batches:
+        rows.append(_per_second(frame.select("t_us", pl.col("records_in").alias("total")), "processed"))
+    throughput = (
+        pl.concat(rows)
+        if rows
+        else pl.DataFrame(schema={"t_us": pl.Int64, "stage": pl.Utf8, "events": pl.Int64})
+    )
+    throughput.write_parquet(directory / "throughput.parquet")
+
+
+def _per_second(frame: pl.DataFrame, stage: str) -> pl.DataFrame:
+    """Event counts per wall-clock second (``total`` holds the events of each sample)."""
+    return (
+        frame.with_columns(((pl.col("t_us") // US) * US).alias("t_us"))
+        .group_by("t_us")
+        .agg(pl.col("total").sum().cast(pl.Int64).alias("events"))
+        .with_columns(pl.lit(stage).alias("stage"))
+        .select("t_us", "stage", "events")
+        .sort("t_us")
+    )

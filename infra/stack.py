@@ -1,0 +1,323 @@
+"""The local stack: start the emulator(s), provision the tier's resources, report, stop.
+
+State lives under ``RuntimeSettings.state_dir`` (default ``.coattail/``): one pid file and log per
+emulator process (``moto.pid``, ``moto.log``, ``kinesis-mock.pid`` ...) and ``stack.json``, which records
+the endpoints and the provisioned spec so that later commands (replay, pipeline, run) find the stack
+through ``current_runtime`` / ``ensure_up`` without being told the port.
+
+An endpoint given explicitly (``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from docker-compose.yml) or the
+``aws`` profile means an external stack: nothing is started, the same provisioning is applied to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from infra import emulator
+from infra.emulator import EmulatorKind
+from infra.processes import LOOPBACK, ProcessState, http_answers
+from infra.provision import Resource, StackSpec, StreamSpec, TableSpec, inspect, provision
+from pipeline.aws import check_endpoint
+from pipeline.config import Config, RuntimeSettings
+from pipeline.errors import StackError
+
+STATE_FILE = "stack.json"
+KinesisEngine = Literal["moto", "kinesis-mock"]
+Step = Callable[[str], None]
+_KINDS: tuple[EmulatorKind, ...] = ("moto", "kinesis-mock")
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What ``stack.json`` records about a stack that was brought up."""
+
+    tier: str
+    profile: str
+    region: str
+    endpoint: str | None
+    service_endpoints: dict[str, str]
+    processes: dict[str, int]  # emulator kind -> port, for the processes this stack started
+    spec: StackSpec
+
+    def runtime(self, base: RuntimeSettings) -> RuntimeSettings:
+        """``base`` pointed at this stack's endpoints."""
+        return base.model_copy(
+            update={
+                "aws_endpoint": self.endpoint,
+                "service_endpoints": {**base.service_endpoints, **self.service_endpoints},
+                "region": self.region,
+            }
+        )
+
+    def to_json(self) -> str:
+        """The ``stack.json`` text."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StackState:
+        """Parse ``stack.json`` (raises ``KeyError``/``TypeError``/``ValueError`` on a bad file)."""
+        raw: dict[str, Any] = json.loads(text)
+        spec = raw.pop("spec")
+        return cls(
+            **raw,
+            spec=StackSpec(
+                streams=tuple(StreamSpec(**s) for s in spec["streams"]),
+                alerts_table=TableSpec(**spec["alerts_table"]),
+                buckets=tuple(spec["buckets"]),
+                glue_database=spec["glue_database"],
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """One emulator process as ``coattail status`` shows it."""
+
+    kind: str
+    state: ProcessState
+    pid: int | None
+    endpoint: str | None
+    log: Path | None
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """The whole stack: its recorded state, its processes, its resources and a one-line verdict."""
+
+    state: StackState | None
+    processes: list[ProcessStatus]
+    resources: list[Resource] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """Recorded, and every process it started is running."""
+        return self.state is not None and all(p.state == "running" for p in self.processes)
+
+    def summary(self) -> str:
+        """A one-line verdict that says what to do next."""
+        if self.state is None:
+            stale = [p for p in self.processes if p.state != "stopped"]
+            if stale:
+                return "not up, but a stale pid file is left over: `coattail down` cleans it up"
+            return "down: `coattail up` starts it"
+        bad = [p for p in self.processes if p.state != "running"]
+        if not bad:
+            return f"up: tier {self.state.tier}, profile {self.state.profile}"
+        names = ", ".join(
+            f"{p.kind} (pid {p.pid}) is {p.state}" if p.pid else f"{p.kind} is {p.state}" for p in bad
+        )
+        return (
+            f"broken: {names}; it was killed or crashed and its in-memory resources are gone (see its log): "
+            "`coattail down`, then `coattail up`"
+        )
+
+
+@dataclass(frozen=True)
+class StackHandle:
+    """What ``ensure_up`` hands a run: the runtime to use and whether this call started the stack."""
+
+    runtime: RuntimeSettings
+    started: bool
+    resources: list[Resource]
+
+    def release(self) -> None:
+        """Stop the stack if (and only if) ``ensure_up`` started it."""
+        if self.started:
+            down(self.runtime.state_dir)
+
+
+def _state_path(state_dir: Path) -> Path:
+    return state_dir / STATE_FILE
+
+
+def read_state(state_dir: Path) -> StackState | None:
+    """The recorded stack, or None when none was brought up; a corrupt file is an error naming it."""
+    path = _state_path(state_dir)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return StackState.from_json(text)
+    except (KeyError, TypeError, ValueError) as e:
+        raise StackError(f"{path} is not a stack state file ({e}); `coattail down` removes it") from e
+
+
+def status(base: RuntimeSettings, *, resources: bool = True) -> StackStatus:
+    """Inspect the stack under ``base.state_dir``: its processes and, when healthy, every resource.
+
+    Resources are inspected through the guard with ``base``'s profile and opt-in, so a stack recorded
+    against real AWS is only looked at when ``--profile aws --allow-real-aws`` are given again.
+    """
+    state = read_state(base.state_dir)
+    recorded = state.processes if state else {}
+    procs: list[ProcessStatus] = []
+    for kind in _KINDS:
+        process = emulator.server_process(kind, base.state_dir)
+        port = recorded.get(kind)
+        if port is None and process.read_pid() is None:
+            continue
+        procs.append(
+            ProcessStatus(
+                kind=kind,
+                state=process.state(port),
+                pid=process.read_pid(),
+                endpoint=f"http://{LOOPBACK}:{port}" if port else None,
+                log=process.log_file,
+            )
+        )
+    if state is not None and not state.processes:
+        # An external stack: real AWS cannot be pinged anonymously, so only an endpoint is probed.
+        answers = state.endpoint is None or http_answers(state.endpoint)
+        procs.append(
+            ProcessStatus("external", "running" if answers else "unhealthy", None, state.endpoint, None)
+        )
+    report = StackStatus(state=state, processes=procs)
+    if resources and report.healthy and state is not None:
+        return StackStatus(state=state, processes=procs, resources=inspect(state.spec, state.runtime(base)))
+    return report
+
+
+def current_runtime(base: RuntimeSettings) -> RuntimeSettings | None:
+    """``base`` pointed at the healthy stack under ``base.state_dir``, or None when there is none."""
+    report = status(base, resources=False)
+    if report.state is None or not report.healthy:
+        return None
+    return report.state.runtime(base)
+
+
+def current_endpoint(state_dir: Path) -> str | None:
+    """The endpoint of the healthy stack under ``state_dir``, or None when there is none."""
+    runtime = current_runtime(RuntimeSettings(state_dir=state_dir))
+    return runtime.aws_endpoint if runtime else None
+
+
+def up(
+    config: Config,
+    *,
+    kinesis: KinesisEngine = "moto",
+    port: int | None = None,
+    step: Step | None = None,
+) -> StackHandle:
+    """Bring the stack up for ``config``'s tier and profile and provision it; reuse a healthy one.
+
+    ``config.runtime.aws_endpoint`` set, or the ``aws`` profile, means an external stack: nothing is
+    started and the guard decides whether it may be reached. Otherwise moto starts on 127.0.0.1 (and
+    kinesis-mock beside it with ``kinesis="kinesis-mock"``).
+    """
+    say = step or (lambda _message: None)
+    runtime = config.runtime
+    spec = StackSpec.from_config(config)
+    external = runtime.aws_endpoint is not None or runtime.profile == "aws"
+    existing = status(runtime, resources=False)
+    if external:
+        check_endpoint(runtime)
+        if kinesis != "moto" or port is not None:
+            raise StackError(
+                "--kinesis and --port start local emulators; they cannot apply to an external stack"
+            )
+        if any(p.kind in _KINDS and p.state == "running" for p in existing.processes):
+            raise StackError(
+                f"a local stack is up under {runtime.state_dir}; `coattail down` before using another one"
+            )
+        say(f"provisioning {runtime.aws_endpoint or 'real AWS'}")
+        resources = provision(spec, runtime)
+        _write_state(runtime.state_dir, _record(config, runtime, {}, spec))
+        return StackHandle(runtime=runtime, started=False, resources=resources)
+
+    if existing.healthy and existing.state is not None:
+        engines = set(existing.state.processes)
+        # A recorded external stack (e.g. docker compose) is reused unless kinesis-mock was asked for.
+        if engines != {"moto", kinesis} and (engines or kinesis != "moto"):
+            described = ", ".join(sorted(engines)) or f"the external endpoint {existing.state.endpoint}"
+            raise StackError(
+                f"a stack ({described}) is already up under {runtime.state_dir}; `coattail down` first "
+                "to switch emulators"
+            )
+        live = existing.state.runtime(runtime)
+        say(f"reusing the stack at {live.aws_endpoint or 'real AWS'}; provisioning tier {config.tier}")
+        resources = provision(spec, live)
+        _write_state(runtime.state_dir, _record(config, live, existing.state.processes, spec))
+        return StackHandle(runtime=live, started=False, resources=resources)
+    if existing.processes or existing.state is not None:
+        say("clearing a stopped or broken stack left behind")
+        down(runtime.state_dir)
+
+    started: dict[str, int] = {}
+    try:
+        say("starting moto on 127.0.0.1")
+        moto = emulator.start("moto", runtime.state_dir, port=port, region=runtime.region)
+        started["moto"] = moto.port
+        services: dict[str, str] = {}
+        if kinesis == "kinesis-mock":
+            say("starting kinesis-mock on 127.0.0.1")
+            mock = emulator.start("kinesis-mock", runtime.state_dir, region=runtime.region)
+            started["kinesis-mock"] = mock.port
+            services["kinesis"] = mock.endpoint
+        live = runtime.model_copy(
+            update={
+                "aws_endpoint": moto.endpoint,
+                "service_endpoints": {**runtime.service_endpoints, **services},
+            }
+        )
+        _write_state(runtime.state_dir, _record(config, live, started, spec))
+        say(f"provisioning tier {config.tier}")
+        resources = provision(spec, live)
+    except BaseException:
+        down(runtime.state_dir)  # never leave half a stack running
+        raise
+    return StackHandle(runtime=live, started=True, resources=resources)
+
+
+def ensure_up(config: Config, *, kinesis: KinesisEngine = "moto", step: Step | None = None) -> StackHandle:
+    """The stack a run needs: the healthy one under the state dir, or a new one (``handle.started``).
+
+    Either way the tier's resources are provisioned (idempotently). Call ``handle.release()`` when the
+    run is over: it stops the stack only if this call started it.
+    """
+    return up(config, kinesis=kinesis, step=step)
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop every emulator recorded under ``state_dir`` and remove the state; report what was done."""
+    done: list[str] = []
+    for kind in _KINDS:
+        process = emulator.server_process(kind, state_dir)
+        pid = process.read_pid()
+        if pid is None:
+            continue
+        if process.stop():
+            done.append(f"stopped {kind} (pid {pid})")
+        else:
+            done.append(f"removed a stale pid file for {kind} (pid {pid} was not running)")
+    state_file = _state_path(state_dir)
+    if state_file.exists():
+        state_file.unlink()
+        if not done:
+            done.append(f"forgot the external stack recorded in {state_file}")
+    return done
+
+
+def _record(
+    config: Config, runtime: RuntimeSettings, processes: dict[str, int], spec: StackSpec
+) -> StackState:
+    return StackState(
+        tier=config.tier,
+        profile=runtime.profile,
+        region=runtime.region,
+        endpoint=runtime.aws_endpoint,
+        service_endpoints=dict(runtime.service_endpoints),
+        processes=processes,
+        spec=spec,
+    )
+
+
+def _write_state(state_dir: Path, state: StackState) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _state_path(state_dir).with_suffix(".tmp")
+    tmp.write_text(state.to_json())
+    tmp.replace(_state_path(state_dir))

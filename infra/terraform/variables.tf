@@ -1,0 +1,54 @@
+# Filled from the tier config by `python -m infra.tfvars --tier <tier> > <tier>.tfvars.json`,
+# so the AWS tiers get exactly the resources the local stack provisions (infra/provision.py).
+variable "tier" {
+  type = string
+}
+
+variable "region" {
+  type    = string
+  default = "us-east-1"
+}
+
+variable "stream_name" {
+  type = string
+}
+
+variable "shard_count" {
+  type = number
+}
+
+variable "alerts_table" {
+  type = string
+}
+
+variable "alerts_key" {
+  type = string
+}
+
+variable "ttl_attribute" {
+  type = string
+}
+
+variable "symbol_index" {
+  type = string
+}
+
+variable "index_partition" {
+  type = string
+}
+
+variable "index_sort" {
+  type = string
+}
+
+variable "warehouse_bucket" {
+  type = string
+}
+
+variable "checkpoint_bucket" {
+  type = string
+}
+
+variable "glue_database" {
+  type = string
+}

@@ -1,0 +1,223 @@
+"""The detector contract: what a module (MOD-001, MOD-002, ...) implements and what it receives.
+
+How a micro-batch reaches a detector (see ``pipeline.engine`` for the whole topology):
+
+1. The source yields raw records; ``pipeline.parse`` turns them into valid events and quarantine rows.
+2. The engine's sequencer (``pipeline.sequencer``) walks every key ``(exchange, symbol)`` in arrival
+   order with that key's state from earlier batches and annotates each valid event with the per-key
+   facts of docs/DETECTORS.md: ``late``, ``duplicate``, ``id_gap``, ``price_band``, ``stale`` and the
+   trade's ``notional_usd``. Detectors never recompute these, so all modules agree on them.
+3. Every enabled detector's ``detect`` is called once per batch with a ``DetectorInput``: one pandas
+   frame per event kind holding the batch's valid events of *all* keys, each frame sorted by
+   ``arrival`` (arrival order; per key it is the order of docs/DETECTORS.md "Arrival order").
+4. The returned ``DetectorOutput`` (alerts in ``ALERT_SCHEMA`` plus named metric frames) goes to the
+   router and the sinks.
+
+The same code serves streaming and batch: a batch run is one call over the whole input with empty
+state; a streaming run is one call per micro-batch with the state the previous call left. A detector is
+correct when both give the same alerts and metrics (tests/pipeline check it for several batch sizes).
+
+A **stateless** detector (MOD-001 whale, MOD-004 data quality) subclasses ``BaseDetector`` and
+implements ``detect``. A **stateful** one (MOD-002, MOD-003: windows per key) subclasses
+``KeyedDetector`` and implements ``new_state`` and ``process_key``; the engine keeps one state object
+per key, persists it with the micro-batch (it survives a restart from the checkpoint) and gives it back
+on the next batch. State must be picklable and must depend only on the events seen (never on the wall
+clock or on batch boundaries), so that a re-run batch or a different batch split gives the same output.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.alerts import ALERT_SCHEMA
+from pipeline.config import Config
+from pipeline.events import EventKind, event_id
+
+Key = tuple[str, str]
+"""``(exchange, symbol)``: every detector works per key."""
+
+META_COLUMNS: Final = ("arrival", "ts_sent", "ts_ingest")
+"""Columns every event frame carries besides the event schema:
+
+- ``arrival`` (int64): the event's rank in the batch's arrival order (both kinds share one sequence,
+  so a detector reading trades and quotes can interleave them); increasing within a batch only.
+- ``ts_sent`` (Int64, nullable): when the replay or connector sent the record (wire field ``ts_sent``).
+- ``ts_ingest`` (Int64, nullable): Kinesis ApproximateArrivalTimestamp in µs (null from a tape).
+"""
+
+TRADE_FLAGS: Final = ("late", "duplicate", "id_gap", "price_band", "stale", "notional_usd", "quote_currency")
+"""Sequencer annotations on trades: ``late`` (bool), ``duplicate`` (bool), ``id_gap`` (int64, missing
+ids before this trade, 0 for none), ``price_band`` (bool), ``stale`` (bool), ``notional_usd`` (float64,
+NaN when the quote currency has no USD rate), ``quote_currency`` (str, "" when unknown)."""
+
+QUOTE_FLAGS: Final = ("late", "stale", "crossed", "locked")
+"""Sequencer annotations on quotes: ``late``, ``stale``, ``crossed`` (bid > ask), ``locked`` (bid == ask)."""
+
+
+def empty_alerts() -> pd.DataFrame:
+    """An empty alerts frame with the ``ALERT_SCHEMA`` columns."""
+    return ALERT_SCHEMA.empty_table().to_pandas()
+
+
+def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Alert rows (dicts with every ``ALERT_SCHEMA`` field) as a frame in schema column order.
+
+    ``evidence`` may be given as a dict: it is serialized as JSON with sorted keys, as the schema wants.
+    """
+    if not rows:
+        return empty_alerts()
+    fixed = []
+    for row in rows:
+        evidence = row.get("evidence")
+        if not isinstance(evidence, str):
+            row = {**row, "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":"))}
+        fixed.append({name: row.get(name) for name in ALERT_SCHEMA.names})
+    return pa.Table.from_pylist(fixed, schema=ALERT_SCHEMA).to_pandas()
+
+
+def event_ids_of(kind: EventKind, frame: pd.DataFrame, limit: int = 50) -> list[str]:
+    """``pipeline.events.event_id`` of a frame's rows (in frame order), at most ``limit``."""
+    id_col = "trade_id" if kind == "trade" else "update_id"
+    head = frame.head(limit)
+    return [
+        event_id(kind, ex, sym, int(native))
+        for ex, sym, native in zip(head["exchange"], head["symbol"], head[id_col], strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """What ``detect`` receives for one batch.
+
+    ``trades`` / ``quotes``: the batch's valid events of every key, sorted by ``arrival``, with the
+    event schema columns, ``META_COLUMNS`` and the sequencer flags (``TRADE_FLAGS`` / ``QUOTE_FLAGS``).
+    ``quarantine``: the batch's rejected records (``pipeline.parse.PARSED_SCHEMA`` columns, ``reason``
+    set; ``exchange``/``symbol``/``ts_event`` null when unreadable), in arrival order.
+    ``batch_id``: the micro-batch id (0 for a batch run); for logging, never for results.
+    """
+
+    trades: pd.DataFrame
+    quotes: pd.DataFrame
+    quarantine: pd.DataFrame = field(default_factory=pd.DataFrame)
+    batch_id: int = 0
+
+    def frame(self, kind: EventKind) -> pd.DataFrame:
+        """The frame of one event kind."""
+        return self.trades if kind == "trade" else self.quotes
+
+
+@dataclass
+class DetectorOutput:
+    """What ``detect`` returns: alerts (``ALERT_SCHEMA`` columns) and metric frames by table name.
+
+    Metric table names and schemas are declared in the detector's ``metric_schemas``; frames may have
+    any row order. Leave ``ts_written`` null: the router stamps it when the alert is written.
+    """
+
+    alerts: pd.DataFrame = field(default_factory=empty_alerts)
+    metrics: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @staticmethod
+    def concat(outputs: list[DetectorOutput]) -> DetectorOutput:
+        """Merge several outputs (alerts appended, metric frames of one table appended)."""
+        alerts = [o.alerts for o in outputs if len(o.alerts)]
+        merged: dict[str, list[pd.DataFrame]] = {}
+        for o in outputs:
+            for name, frame in o.metrics.items():
+                merged.setdefault(name, []).append(frame)
+        return DetectorOutput(
+            alerts=pd.concat(alerts, ignore_index=True) if alerts else empty_alerts(),
+            metrics={n: pd.concat(fs, ignore_index=True) for n, fs in merged.items()},
+        )
+
+
+class BaseDetector(ABC):
+    """A detector module. Subclasses set the class variables and implement ``detect``.
+
+    ``module_id``: the registry id (``MOD-001``), also the alerts' ``detector`` value.
+    ``name``: the feature name (``whale-detector``).
+    ``inputs``: the event kinds it reads (``("trade",)``, ``("quote",)`` or both).
+    ``metric_schemas``: metric tables it writes, name -> Arrow schema (the Iceberg sink creates them).
+
+    The constructor receives the resolved ``Config``; read settings with
+    ``config.settings_for(self.module_id)``. Do not keep per-batch state on ``self``.
+    """
+
+    module_id: ClassVar[str]
+    name: ClassVar[str]
+    inputs: ClassVar[tuple[EventKind, ...]]
+    metric_schemas: ClassVar[Mapping[str, pa.Schema]] = {}
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @abstractmethod
+    def detect(self, frames: DetectorInput) -> DetectorOutput:
+        """Alerts and metrics for one batch of valid, annotated events (see the module docstring)."""
+
+
+class KeyedDetector(BaseDetector):
+    """A detector with state per key (windows, baselines). Implement ``new_state`` and ``process_key``.
+
+    The engine sets ``self.states`` (key -> state) before every ``detect`` call and persists it after;
+    ``detect`` groups the batch by key and calls ``process_key`` once per key present in the batch, in
+    key order, with that key's events in arrival order.
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.states: dict[Key, Any] = {}
+
+    @abstractmethod
+    def new_state(self) -> Any:
+        """The state of a key never seen before (picklable)."""
+
+    @abstractmethod
+    def process_key(
+        self, key: Key, trades: pd.DataFrame, quotes: pd.DataFrame, state: Any
+    ) -> tuple[DetectorOutput, Any]:
+        """One key's events of this batch (each frame in arrival order, possibly empty) -> output, state.
+
+        Return the new state (it may be ``state`` mutated in place).
+        """
+
+    def detect(self, frames: DetectorInput) -> DetectorOutput:
+        """Run ``process_key`` for every key in the batch and merge the outputs."""
+        outputs = []
+        for key, trades, quotes in _by_key(frames, self.inputs):
+            state = self.states.get(key)
+            if state is None:
+                state = self.new_state()
+            out, self.states[key] = self.process_key(key, trades, quotes, state)
+            outputs.append(out)
+        return DetectorOutput.concat(outputs)
+
+
+def _by_key(
+    frames: DetectorInput, kinds: tuple[EventKind, ...]
+) -> Iterator[tuple[Key, pd.DataFrame, pd.DataFrame]]:
+    empty = {k: frames.frame(k).iloc[0:0] for k in ("trade", "quote")}
+    groups: dict[EventKind, dict[Key, pd.DataFrame]] = {}
+    keys: set[Key] = set()
+    for kind in ("trade", "quote"):
+        frame = frames.frame(kind)
+        if kind not in kinds or frame.empty:
+            groups[kind] = {}
+            continue
+        groups[kind] = {
+            (str(k[0]), str(k[1])): g for k, g in frame.groupby(["exchange", "symbol"], sort=False)
+        }
+        keys.update(groups[kind])
+    for key in sorted(keys):
+        yield (
+            key,
+            groups["trade"].get(key, empty["trade"]),
+            groups["quote"].get(key, empty["quote"]),
+        )

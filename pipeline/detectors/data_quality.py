@@ -1,0 +1,105 @@
+"""MOD-004 data-quality: per key, window and reason counts of every DQ event (docs/DETECTORS.md).
+
+The record rules themselves run in ``pipeline.parse`` (rejected records reach this detector as the
+batch's quarantine rows); the stream rules' facts come from the sequencer. This module only counts:
+rows ``(exchange, symbol, window_start, reason, count)`` of the ``dq_metrics`` table, additive across
+micro-batches.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput
+from pipeline.events import EventKind
+
+DQ_METRICS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("window_start", pa.int64(), nullable=True),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+    ]
+)
+
+_TRADE_RULES: Final = (
+    ("duplicate", "DUPLICATE_ID"),
+    ("late", "LATE_EVENT"),
+    ("price_band", "PRICE_BAND"),
+    ("stale", "STALE_FEED"),
+)
+_QUOTE_RULES: Final = (
+    ("late", "LATE_EVENT"),
+    ("stale", "STALE_FEED"),
+    ("crossed", "CROSSED_BOOK"),
+    ("locked", "LOCKED_BOOK"),
+)
+
+
+class DataQualityDetector(BaseDetector):
+    """Counts quarantined records and stream-rule occurrences per key, window and reason."""
+
+    module_id: ClassVar[str] = "MOD-004"
+    name: ClassVar[str] = "data-quality"
+    inputs: ClassVar[tuple[EventKind, ...]] = ("trade", "quote")
+    metric_schemas: ClassVar[dict[str, pa.Schema]] = {"dq_metrics": DQ_METRICS_SCHEMA}
+
+    def detect(self, frames: DetectorInput) -> DetectorOutput:
+        """The ``dq_metrics`` rows of one batch."""
+        width = self.config.data_quality.window_seconds * 1_000_000
+        parts: list[pd.DataFrame] = []
+        for frame, rules in ((frames.trades, _TRADE_RULES), (frames.quotes, _QUOTE_RULES)):
+            if frame.empty:
+                continue
+            for column, reason in rules:
+                hit = frame[frame[column].to_numpy(dtype=bool)]
+                parts.append(_counts(hit, reason, np.ones(len(hit), dtype=np.int64), width))
+        if not frames.trades.empty:
+            gaps = frames.trades[frames.trades["id_gap"] > 0]
+            parts.append(_counts(gaps, "TRADE_ID_GAP", gaps["id_gap"].to_numpy(dtype=np.int64), width))
+        q = frames.quarantine
+        if not q.empty:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "exchange": q["exchange"].fillna("").astype(str).to_numpy(),
+                        "symbol": q["symbol"].fillna("").astype(str).to_numpy(),
+                        "window_start": _window(q["ts_event"], width),
+                        "reason": q["reason"].astype(str).to_numpy(),
+                        "count": np.ones(len(q), dtype=np.int64),
+                    }
+                )
+            )
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return DetectorOutput(metrics={"dq_metrics": DQ_METRICS_SCHEMA.empty_table().to_pandas()})
+        rows = pd.concat(parts, ignore_index=True)
+        grouped = (
+            rows.groupby(["exchange", "symbol", "window_start", "reason"], dropna=False, sort=True)["count"]
+            .sum()
+            .reset_index()
+        )
+        grouped["window_start"] = grouped["window_start"].astype("Int64")
+        return DetectorOutput(metrics={"dq_metrics": grouped[DQ_METRICS_SCHEMA.names]})
+
+
+def _window(ts: pd.Series, width: int) -> pd.Series:
+    values = pd.array(ts, dtype="Int64")
+    return pd.Series((values // width) * width, dtype="Int64")
+
+
+def _counts(frame: pd.DataFrame, reason: str, count: np.ndarray, width: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "exchange": frame["exchange"].astype(str).to_numpy(),
+            "symbol": frame["symbol"].astype(str).to_numpy(),
+            "window_start": _window(frame["ts_event"], width).to_numpy(),
+            "reason": reason,
+            "count": count,
+        }
+    )

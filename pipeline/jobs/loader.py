@@ -1,0 +1,151 @@
+"""Historical loader: tape directories -> the Iceberg bronze tables ``trades`` and ``quotes``, idempotently.
+
+A tape (the layout ``replay.tape`` writes: ``manifest.json`` plus ``trade/*.parquet`` and
+``quote/*.parquet``, each sorted by ``(ts_event, seq)``) is read here with pyarrow directly, since
+production code does not import the harness.
+
+Idempotence: a load *replaces* the bronze rows of the days and instruments it covers. Per table, one
+Iceberg transaction deletes the rows whose ``event_date`` is one of the tape's days and whose
+``(exchange, symbol)`` is one of its instruments, then appends the tape's rows; the commit is atomic,
+so loading the same day twice leaves one copy and a crash leaves the previous copy.
+
+Arrival order: bronze rows carry ``shard_id``/``sequence_number`` so batch jobs can reproduce arrival
+order. A tape has no Kinesis positions, so its rows get ``shard_id = "tape"`` and a fixed-width
+``sequence_number`` of the tape's start time (17 digits) then ``seq`` (12 digits): numeric order is
+tape order, and tapes of one instrument loaded from different days sort by their start.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.engine import QUOTES_TABLE_SCHEMA, TRADES_TABLE_SCHEMA
+from pipeline.errors import SinkError, TapeError
+from pipeline.sinks.iceberg import DATE_COLUMN, IcebergSink, with_date
+
+TAPE_SHARD: Final = "tape"
+BRONZE: Final = {"trade": ("trades", TRADES_TABLE_SCHEMA), "quote": ("quotes", QUOTES_TABLE_SCHEMA)}
+LOADER_WRITER: Final = "coattail.loader"
+_READ_ROWS: Final = 1_000_000
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one tape load did."""
+
+    tape: Path
+    rows: dict[str, int]
+    days: list[str]
+    instruments: list[tuple[str, str]]
+
+
+def read_manifest(tape: Path) -> dict[str, Any]:
+    """The tape's ``manifest.json`` as a dict, checked for the fields the loader needs."""
+    path = tape / "manifest.json"
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise TapeError(f"{tape} is not a tape: it has no manifest.json") from e
+    except ValueError as e:
+        raise TapeError(f"{path}: not valid JSON: {e}") from e
+    missing = [k for k in ("files", "start_us", "source") if k not in manifest]
+    if missing:
+        raise TapeError(f"{path}: manifest lacks {missing}; regenerate or re-import the tape")
+    for names in manifest["files"].values():
+        for name in names:
+            if not (tape / name).is_file():
+                raise TapeError(f"{tape}: file {name} named in the manifest is missing")
+    return manifest
+
+
+def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[pa.Table]:
+    """One kind of a tape as bronze-table batches (transport columns filled for a tape)."""
+    _, schema = BRONZE[kind]
+    start = int(manifest["start_us"])
+    for name in manifest["files"].get(kind, []):
+        for batch in pq.ParquetFile(tape / name).iter_batches(batch_size=_READ_ROWS):
+            n = batch.num_rows
+            seq = pc.cast(batch.column("seq"), pa.string())
+            digits = pc.utf8_lpad(seq, width=12, padding="0")
+            sequence = pc.binary_join_element_wise(pa.scalar(f"{start:017d}"), digits, "")
+            columns = {name_: batch.column(name_) for name_ in schema.names if name_ in batch.schema.names}
+            columns.update(
+                {
+                    "ts_sent": pa.nulls(n, pa.int64()),
+                    "ts_ingest": pa.nulls(n, pa.int64()),
+                    "shard_id": pa.array([TAPE_SHARD] * n, pa.string()),
+                    "sequence_number": sequence,
+                    "sub_sequence": pa.array([0] * n, pa.int32()),
+                }
+            )
+            yield pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
+
+
+def load_tape(
+    tape: Path,
+    sink: IcebergSink,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """Load one tape into ``sink``'s bronze tables, replacing the days and instruments it covers."""
+    manifest = read_manifest(tape)
+    sink.open({table: schema for table, schema in BRONZE.values()})
+    instruments, days = _coverage(tape, manifest)
+    if not instruments:
+        return LoadResult(tape, {}, [], [])
+    replace = replace_filter(days, instruments)
+    rows: dict[str, int] = {}
+    props = {"coattail.writer": LOADER_WRITER, "coattail.tape": manifest.get("checksum", str(tape))}
+    for kind, (table, _) in BRONZE.items():
+        handle = sink.catalog.load_table(f"{sink.namespace}.{table}")
+        try:
+            with handle.transaction() as txn, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                txn.delete(replace, snapshot_properties=props)
+                count = 0
+                for batch in bronze_batches(tape, kind, manifest):
+                    txn.append(with_date(table, batch), snapshot_properties=props)
+                    count += batch.num_rows
+                    if progress is not None:
+                        progress(batch.num_rows)
+        except (TapeError, SinkError):
+            raise
+        except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
+            raise SinkError(f"loading {tape} into {sink.namespace}.{table} failed: {e}") from e
+        rows[table] = count
+    return LoadResult(tape, rows, days, instruments)
+
+
+def replace_filter(days: list[str], instruments: list[tuple[str, str]]) -> str:
+    """The Iceberg row filter of what a load replaces: its days (``event_date``) and instruments."""
+
+    def lit(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    pairs = " OR ".join(f"(exchange = {lit(e)} AND symbol = {lit(s)})" for e, s in instruments)
+    return f"{DATE_COLUMN} IN ({', '.join(lit(d) for d in days)}) AND ({pairs})"
+
+
+def _coverage(tape: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The tape's instruments and UTC days, read from its rows (not trusted from the manifest)."""
+    instruments: set[tuple[str, str]] = set()
+    days: set[str] = set()
+    for names in manifest["files"].values():
+        for name in names:
+            data = pq.read_table(tape / name, columns=["exchange", "symbol", "ts_event"])
+            pairs = data.group_by(["exchange", "symbol"]).aggregate([])
+            instruments.update(
+                zip(pairs.column("exchange").to_pylist(), pairs.column("symbol").to_pylist(), strict=True)
+            )
+            dated = with_date("trades", data).column(DATE_COLUMN)
+            days.update(d.isoformat() for d in pc.unique(dated).to_pylist())
+    return sorted(instruments), sorted(days)

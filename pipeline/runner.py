@@ -1,0 +1,313 @@
+"""``PipelineRunner``: the streaming query (source -> parse -> engine -> router -> sinks) and its batch twin.
+
+Topology (see ``pipeline.engine`` for the per-batch work)::
+
+    readStream.format(coattail-kinesis | coattail-tape)      one partition per shard; the readers parse
+      .option("parse", "true")                                on the executors (PARSED_SCHEMA rows)
+      .writeStream.foreachBatch(runner._on_batch)             driver: one toArrow(), Engine, AlertRouter
+      .option("checkpointLocation", checkpoint / "query")
+
+The engine's per-key state lives next to Spark's checkpoint (``checkpoint / "state"``), as does the
+router's table spool (``checkpoint / "spool"``: Iceberg commits run off the trigger's critical path,
+see ``pipeline.router``), so one ``--checkpoint`` directory holds everything a restart needs.
+``run_batch`` runs the same engine over a batch DataFrame in one call (the batch twin used to check
+streaming = batch). Parsing inside the source's ``read`` rather than in a separate ``mapInArrow``
+saves one Python worker round trip per partition and trigger.
+
+``progress`` counts what the driver processed (records in, valid, quarantined, alerts, last batch id)
+and what the source reported (per-shard caught-up flags); ``wait_until_idle`` returns once every record
+available in the source has been processed, without fixed sleeps beyond a short poll.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from pipeline.config import Config
+from pipeline.detectors.registry import ModuleRegistry
+from pipeline.engine import BatchResult, Engine
+from pipeline.errors import PipelineError
+from pipeline.router import AlertRouter
+from pipeline.sinks.base import AlertSink, TableSink
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
+
+
+
+@dataclass
+class Progress:
+    """What the pipeline has done so far (a snapshot; ``PipelineRunner.progress`` returns a copy)."""
+
+    records_in: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    alerts: int = 0
+    batches: int = 0
+    last_batch_id: int | None = None
+    shards_caught_up: dict[str, bool] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Time spent per stage over all batches: ``collect`` (source read, parse and transfer to the
+    driver), ``engine`` (sequencer and detectors), ``sinks`` (alerts, then tables and state)."""
+
+
+class PipelineRunner:
+    """Builds and runs the pipeline for one ``Config``.
+
+    ``source``: ``"kinesis"`` (``config.kinesis.stream`` at ``config.runtime``'s endpoint) or a tape
+    directory. ``table_sinks`` / ``alert_sinks``: defaults are Iceberg and DynamoDB for the profile.
+    ``on_batch``: optional callback with every ``BatchResult`` (after the sinks committed it).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        checkpoint: Path,
+        source: str | Path = "kinesis",
+        spark: SparkSession | None = None,
+        table_sinks: Sequence[TableSink] | None = None,
+        alert_sinks: Sequence[AlertSink] | None = None,
+        registry: ModuleRegistry | None = None,
+        max_records_per_batch: int | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.checkpoint = Path(checkpoint).resolve()
+        self.source = source
+        self._spark = spark
+        self.max_records = max_records_per_batch or config.spark.max_records_per_batch
+        self.detectors = (registry or ModuleRegistry()).build(config)
+        self.engine = Engine(config, self.detectors, state_dir=self.checkpoint / "state")
+        if table_sinks is None:
+            from pipeline.sinks.iceberg import IcebergSink
+
+            table_sinks = [IcebergSink(config)]
+        if alert_sinks is None:
+            from pipeline.sinks.dynamodb import DynamoAlertSink
+
+            alert_sinks = [DynamoAlertSink(config)]
+        self.router = AlertRouter(alert_sinks, table_sinks, spool_dir=self.checkpoint / "spool")
+        self.on_batch = on_batch
+        self.query: StreamingQuery | None = None
+        self.status_path = self.checkpoint / "source-status.json"
+        self._progress = Progress()
+        self._lock = threading.Lock()
+        self._writer: str | None = None
+        self._quiet = 0
+        self._idle_count = -1
+        self._opened = False
+
+    # --- session and DataFrames -------------------------------------------------------------------
+
+    @property
+    def spark(self) -> SparkSession:
+        """The session (built from the config on first use)."""
+        if self._spark is None:
+            from pipeline.spark import build_session
+
+            self._spark, _ = build_session(self.config, app_name="coattail-pipeline")
+        from pipeline.source import register_sources
+
+        register_sources(self._spark)
+        return self._spark
+
+    def table_schemas(self) -> dict[str, pa.Schema]:
+        """Every table this pipeline writes, with its Arrow schema."""
+        from pipeline.alerts import ALERT_SCHEMA
+        from pipeline.engine import QUARANTINE_SCHEMA, QUOTES_TABLE_SCHEMA, TRADES_TABLE_SCHEMA
+
+        return {
+            "trades": TRADES_TABLE_SCHEMA,
+            "quotes": QUOTES_TABLE_SCHEMA,
+            "quarantine": QUARANTINE_SCHEMA,
+            "alerts": ALERT_SCHEMA,
+            **self.engine.metric_schemas(),
+        }
+
+    def _open(self) -> None:
+        if not self._opened:
+            self.router.open(self.table_schemas())
+            self._opened = True
+
+    def source_stream(self) -> DataFrame:
+        """The streaming DataFrame of parsed records (``PARSED_SCHEMA``) from the configured source."""
+        reader = (
+            self.spark.readStream.option("parse", "true")
+            .option("max_records", str(self.max_records))
+            .option("checkpoint", str(self.checkpoint / "query"))
+            .option("status_path", str(self.status_path))
+        )
+        if self.source == "kinesis":
+            runtime = self.config.runtime
+            return (
+                reader.format("coattail-kinesis")
+                .option("stream", self.config.kinesis.stream)
+                .option("runtime", runtime.model_dump_json())
+                .load()
+            )
+        return reader.format("coattail-tape").load(str(self.source))
+
+    def tape_batch(self, path: Path) -> DataFrame:
+        """A whole tape as one batch DataFrame of parsed records (for ``run_batch``)."""
+        return self.spark.read.format("coattail-tape").option("parse", "true").load(str(path))
+
+    # --- streaming --------------------------------------------------------------------------------
+
+    def start(self) -> StreamingQuery:
+        """Start the streaming query (resuming from the checkpoint when it has one)."""
+        if self.query is not None:
+            raise PipelineError("the pipeline is already running")
+        self._open()
+        self.status_path.unlink(missing_ok=True)  # a status from an earlier run says nothing about this one
+        writer = self.source_stream().writeStream.foreachBatch(self._on_batch)
+        writer = writer.option("checkpointLocation", str(self.checkpoint / "query"))
+        if self.config.spark.trigger_interval_ms:
+            writer = writer.trigger(processingTime=f"{self.config.spark.trigger_interval_ms} milliseconds")
+        self.query = writer.queryName(f"coattail-{self.config.tier}").start()
+        return self.query
+
+    def _writer_id(self) -> str:
+        if self._writer is None:
+            meta = self.checkpoint / "query" / "metadata"
+            self._writer = "query:" + json.loads(meta.read_text())["id"]
+        return self._writer
+
+    def _on_batch(self, df: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        table = df.toArrow()
+        self._add_stage("collect", time.monotonic() - started)
+        self.process(table, batch_id, self._writer_id())
+
+    def _add_stage(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            stages = self._progress.stage_seconds
+            stages[stage] = stages.get(stage, 0.0) + seconds
+
+    def process(self, parsed: pa.Table, batch_id: int, writer: str) -> BatchResult:
+        """Engine + router + state commit for one parsed batch (the body of every micro-batch)."""
+        started = time.monotonic()
+        result = self.engine.process(parsed, batch_id)
+        routed = time.monotonic()
+        self._add_stage("engine", routed - started)
+        self.router.route(result, writer)
+        self.engine.commit(batch_id)
+        self._add_stage("sinks", time.monotonic() - routed)
+        with self._lock:
+            p = self._progress
+            p.records_in += result.records_in
+            p.valid += result.valid
+            p.quarantined += result.quarantined
+            p.alerts += result.alerts.num_rows
+            p.batches += 1
+            p.last_batch_id = batch_id
+        if self.on_batch is not None:
+            self.on_batch(result)
+        return result
+
+    @property
+    def progress(self) -> Progress:
+        """A copy of the counters, with the source's latest per-shard status."""
+        status = self.status_path
+        shards: dict[str, bool] = {}
+        if status.exists():
+            try:
+                shards = json.loads(status.read_text()).get("shards", {})
+            except ValueError:
+                shards = {}
+        with self._lock:
+            return replace(self._progress, shards_caught_up=shards,
+                           stage_seconds=dict(self._progress.stage_seconds))
+
+    def check_alive(self) -> None:
+        """Raise ``PipelineError`` when the query failed or stopped."""
+        query = self.query
+        if query is None:
+            raise PipelineError("the pipeline is not running")
+        error = query.exception()
+        if error is not None:
+            raise PipelineError(f"the streaming query failed: {_cause(error)}")
+        if not query.isActive:
+            raise PipelineError("the streaming query stopped")
+
+    def poll_idle(self, expected: int | None = None) -> bool:
+        """One non-blocking check: True once the source had nothing new, no trigger ran and no table
+        write was pending for three consecutive polls with an unchanged count (and at least
+        ``expected`` records were processed).
+
+        Raises ``PipelineError`` when the query died.
+        """
+        self.check_alive()
+        assert self.query is not None
+        status = self.query.status
+        progress = self.progress
+        idle = not status["isDataAvailable"] and not status["isTriggerActive"]
+        caught_up = bool(progress.shards_caught_up) and all(progress.shards_caught_up.values())
+        enough = expected is None or progress.records_in >= expected
+        flushed = self.router.pending() == 0
+        if idle and caught_up and enough and flushed and progress.records_in == self._idle_count:
+            self._quiet += 1
+        else:
+            self._quiet = 0
+        self._idle_count = progress.records_in
+        return self._quiet >= 3
+
+    def wait_until_idle(
+        self, timeout: float = 600.0, poll: float = 0.2, expected: int | None = None
+    ) -> Progress:
+        """Block until ``poll_idle`` holds: every record available in the source went through the sinks."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.poll_idle(expected):
+                return self.progress
+            time.sleep(poll)
+        done = self.progress.records_in
+        raise PipelineError(f"the pipeline did not go idle within {timeout:.0f} s ({done} records processed)")
+
+    def stop(self) -> None:
+        """Stop the query and close the sinks."""
+        if self.query is not None:
+            self.query.stop()
+            self.query = None
+        if self._opened:
+            self.router.close()
+            self._opened = False
+
+    def run(self, until_idle: bool = False, timeout: float | None = None) -> Progress:
+        """Start; then wait until idle (``until_idle``) or until the query ends; always stop."""
+        self.start()
+        try:
+            if until_idle:
+                return self.wait_until_idle(timeout=timeout or 24 * 3600.0)
+            assert self.query is not None
+            self.query.awaitTermination(None if timeout is None else int(timeout))
+            self.check_alive()
+            return self.progress
+        finally:
+            self.stop()
+
+    # --- batch ------------------------------------------------------------------------------------
+
+    def run_batch(self, parsed: DataFrame, writer: str = "batch") -> BatchResult:
+        """The same engine over a whole batch DataFrame of parsed records, in one call (batch id 0)."""
+        self._open()
+        result = self.process(parsed.toArrow(), 0, writer)
+        self.router.flush()
+        return result
+
+
+def _cause(error: Any) -> str:
+    text = str(error.desc if hasattr(error, "desc") else error)
+    for line in text.splitlines():
+        if "Error" in line and ("pipeline" in line or "Coattail" in line or "Sink" in line):
+            return line.strip()
+    return text.splitlines()[0] if text else repr(error)

@@ -1,0 +1,197 @@
+"""The per-key facts of docs/DETECTORS.md, computed once per batch for every detector.
+
+For each key ``(exchange, symbol)`` in arrival order, with the key's state from earlier batches:
+``late`` (watermark), ``duplicate`` and ``id_gap`` (trade ids), ``price_band`` (jump from the previous
+trade), ``stale`` (gap since the previous non-late event of the same kind), ``crossed``/``locked``
+(quotes) and each trade's ``notional_usd``. Everything is vectorised with pandas group-wise cumulative
+operations seeded by the state, so the result does not depend on how the input is split into batches.
+
+Trade ids already seen are kept as a sorted list of closed intervals: an exchange's ids are nearly
+contiguous, so the state stays a handful of numbers per key however long the stream runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.detectors.base import Key
+
+_KEY: Final = ["exchange", "symbol"]
+
+
+@dataclass
+class KeyState:
+    """What the sequencer remembers about one key between batches."""
+
+    max_ts: float = np.nan
+    max_trade_id: float = np.nan
+    last_price: float = np.nan
+    last_ts_trade: float = np.nan
+    """ts_event of the last non-late trade in arrival order (not the maximum)."""
+    last_ts_quote: float = np.nan
+    seen_ids: list[tuple[int, int]] = field(default_factory=list)
+    """Closed intervals of trade ids seen, sorted and disjoint."""
+
+
+def quote_currency(symbol: str, rates: dict[str, float]) -> str:
+    """The quote currency of a symbol (docs/DETECTORS.md "USD notional"); "" when none is known."""
+    if "-" in symbol:
+        return symbol.rsplit("-", 1)[1]
+    matches = [q for q in rates if symbol.endswith(q)]
+    return max(matches, key=len) if matches else ""
+
+
+def merge_intervals(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:
+    """``intervals`` plus every id of ``ids``, merged into sorted disjoint closed intervals."""
+    uniq = np.unique(ids.astype(np.int64))
+    runs: list[tuple[int, int]] = []
+    if len(uniq):
+        breaks = np.flatnonzero(np.diff(uniq) != 1)
+        starts = np.concatenate(([0], breaks + 1))
+        ends = np.concatenate((breaks, [len(uniq) - 1]))
+        runs = [(int(uniq[s]), int(uniq[e])) for s, e in zip(starts, ends, strict=True)]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(intervals + runs):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def in_intervals(intervals: list[tuple[int, int]], ids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which ids fall in one of the sorted disjoint ``intervals``."""
+    if not intervals:
+        return np.zeros(len(ids), dtype=bool)
+    lows = np.array([lo for lo, _ in intervals], dtype=np.int64)
+    highs = np.array([hi for _, hi in intervals], dtype=np.int64)
+    idx = np.searchsorted(lows, ids, side="right") - 1
+    safe = np.clip(idx, 0, None)
+    return (idx >= 0) & (ids <= highs[safe])
+
+
+class Sequencer:
+    """Annotates valid events with the per-key facts; owns the per-key ``KeyState``."""
+
+    def __init__(self, config: Config) -> None:
+        self.delay_us = config.spark.watermark_seconds * 1_000_000
+        self.band_pct = config.data_quality.price_band_pct
+        self.stale_us = config.data_quality.stale_feed_seconds * 1_000_000
+        self.rates = dict(config.whale.quote_usd)
+        self.states: dict[Key, KeyState] = {}
+
+    def annotate(self, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Valid events of both kinds sorted by ``arrival`` -> (trades, quotes) annotated; updates state."""
+        events = events.reset_index(drop=True)
+        keys = list(zip(events["exchange"], events["symbol"], strict=True))
+        codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+        key_list: list[Key] = [(str(k[0]), str(k[1])) for k in uniques]
+        states = [self.states.get(k) or KeyState() for k in key_list]
+
+        def seed(attr: str) -> np.ndarray:
+            per_key = np.array([getattr(s, attr) for s in states], dtype=np.float64)
+            return per_key[codes] if len(codes) else np.zeros(0)
+
+        ts = events["ts_event"].to_numpy(dtype=np.float64)
+        by_key = pd.Series(codes)
+        prev_max = _prev_cummax(ts, by_key, seed("max_ts"))
+        late = ts < prev_max - self.delay_us  # NaN (no earlier event) compares False
+
+        is_trade = (events["kind"] == "trade").to_numpy()
+        trades = events[is_trade].copy()
+        quotes = events[~is_trade].copy()
+        t_codes, q_codes = codes[is_trade], codes[~is_trade]
+        trades["late"] = late[is_trade]
+        quotes["late"] = late[~is_trade]
+        self._trades(trades, t_codes, states, seed("max_trade_id")[is_trade], seed("last_price")[is_trade],
+                     seed("last_ts_trade")[is_trade])
+        quotes["stale"] = self._stale(quotes, q_codes, seed("last_ts_quote")[~is_trade])
+        quotes["crossed"] = quotes["bid_px"] > quotes["ask_px"]
+        quotes["locked"] = quotes["bid_px"] == quotes["ask_px"]
+
+        # state after the batch
+        frame = pd.DataFrame({"code": codes, "ts": ts})
+        max_ts = frame.groupby("code")["ts"].max()
+        for code, value in max_ts.items():
+            st = states[int(code)]
+            st.max_ts = float(np.fmax(st.max_ts, value))
+        if len(trades):
+            tg = trades.assign(code=t_codes).groupby("code")
+            for code, g in tg:
+                st = states[int(code)]
+                ids = g["trade_id"].to_numpy(dtype=np.int64)
+                st.max_trade_id = float(np.fmax(st.max_trade_id, ids.max()))
+                st.last_price = float(g["price"].iloc[-1])
+                st.seen_ids = merge_intervals(st.seen_ids, ids)
+                non_late = g.loc[~g["late"], "ts_event"]
+                if len(non_late):
+                    st.last_ts_trade = float(non_late.iloc[-1])
+        if len(quotes):
+            for code, g in quotes.assign(code=q_codes).groupby("code"):
+                non_late = g.loc[~g["late"], "ts_event"]
+                if len(non_late):
+                    states[int(code)].last_ts_quote = float(non_late.iloc[-1])
+        for key, st in zip(key_list, states, strict=True):
+            self.states[key] = st
+        return trades.reset_index(drop=True), quotes.reset_index(drop=True)
+
+    def _trades(
+        self,
+        trades: pd.DataFrame,
+        codes: np.ndarray,
+        states: list[KeyState],
+        seed_max_id: np.ndarray,
+        seed_price: np.ndarray,
+        seed_ts: np.ndarray,
+    ) -> None:
+        by_key = pd.Series(codes, index=trades.index)
+        ids = trades["trade_id"].to_numpy(dtype=np.int64)
+        prev_max_id = _prev_cummax(ids.astype(np.float64), by_key, seed_max_id)
+        gap = ids - prev_max_id - 1
+        trades["id_gap"] = np.where(np.isfinite(gap) & (gap > 0), gap, 0).astype(np.int64)
+        dup = trades.duplicated(["exchange", "symbol", "trade_id"]).to_numpy()
+        for code in np.unique(codes):
+            mask = codes == code
+            dup[mask] |= in_intervals(states[int(code)].seen_ids, ids[mask])
+        trades["duplicate"] = dup
+        price = trades["price"].to_numpy(dtype=np.float64)
+        prev_price = _prev_value(price, by_key, seed_price)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            trades["price_band"] = np.abs(price - prev_price) / prev_price * 100.0 > self.band_pct
+        trades["stale"] = self._stale(trades, codes, seed_ts)
+        symbols = trades["symbol"].astype(str)
+        currency = {s: quote_currency(s, self.rates) for s in symbols.unique()}
+        trades["quote_currency"] = symbols.map(currency).astype(object)
+        rate = trades["quote_currency"].map(self.rates).astype(np.float64)
+        trades["notional_usd"] = price * trades["qty"].to_numpy(dtype=np.float64) * rate.to_numpy()
+
+    def _stale(self, frame: pd.DataFrame, codes: np.ndarray, seed_ts: np.ndarray) -> np.ndarray:
+        stale = np.zeros(len(frame), dtype=bool)
+        if not len(frame):
+            return stale
+        non_late = ~frame["late"].to_numpy(dtype=bool)
+        ts = frame["ts_event"].to_numpy(dtype=np.float64)[non_late]
+        prev = _prev_value(ts, pd.Series(codes[non_late]), seed_ts[non_late])
+        stale[non_late] = ts - prev >= self.stale_us
+        return stale
+
+
+def _prev_cummax(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.ndarray:
+    """Per key, the maximum of the seed and every earlier value (NaN when there is none)."""
+    series = pd.Series(values, index=by_key.index)
+    shifted = series.groupby(by_key.to_numpy()).cummax().groupby(by_key.to_numpy()).shift(1)
+    out: np.ndarray = np.fmax(shifted.to_numpy(dtype=np.float64), seed)
+    return out
+
+
+def _prev_value(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.ndarray:
+    """Per key, the previous value in order, or the seed for a key's first row in the batch."""
+    series = pd.Series(values, index=by_key.index)
+    shifted = series.groupby(by_key.to_numpy()).shift(1).to_numpy(dtype=np.float64)
+    out: np.ndarray = np.where(np.isnan(shifted), seed, shifted)
+    return out

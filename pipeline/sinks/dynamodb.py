@@ -1,0 +1,100 @@
+"""Alerts to DynamoDB: one conditional ``PutItem`` per alert (``attribute_not_exists(alert_id)``),
+issued from a thread pool, with a TTL attribute ``expires_at`` (epoch seconds) and retries on
+throttling.
+
+``BatchWriteItem`` cannot carry conditions, and ``TransactWriteItems`` fails the whole transaction when
+one alert already exists (a re-run batch), so conditional single puts in parallel are used: an existing
+id is simply not written again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Final
+
+from pipeline.aws import client
+from pipeline.config import Config
+from pipeline.errors import SinkError
+from pipeline.sinks.base import AlertSink, now_us
+
+_THROTTLED: Final = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+     "InternalServerError"}
+)
+MAX_ATTEMPTS: Final = 6
+
+
+def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int) -> dict[str, Any]:
+    """An alert row as a DynamoDB item (low-level attribute values)."""
+    item: dict[str, Any] = {}
+    for name, value in row.items():
+        if value is None or name == "ts_written":
+            continue
+        if name == "event_ids":
+            item[name] = {"L": [{"S": str(v)} for v in value]}
+        elif isinstance(value, (bool, str)):
+            item[name] = {"S": str(value)}
+        elif isinstance(value, float) and not math.isfinite(value):
+            item[name] = {"S": json.dumps(value)}
+        else:
+            item[name] = {"N": repr(value)}
+    item["ts_written"] = {"N": str(ts_written)}
+    item["expires_at"] = {"N": str(ts_written // 1_000_000 + ttl_hours * 3600)}
+    return item
+
+
+class DynamoAlertSink(AlertSink):
+    """Conditional puts into ``config.dynamodb.alerts_table``."""
+
+    name: ClassVar[str] = "dynamodb"
+
+    def __init__(self, config: Config, threads: int = 8) -> None:
+        self.table = config.dynamodb.alerts_table
+        self.ttl_hours = config.dynamodb.ttl_hours
+        self.client = client("dynamodb", config.runtime)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dynamo-alerts")
+        self.written = 0
+        self.skipped = 0
+
+    def open(self) -> None:
+        """Fail early, with what to do, when the alerts table does not exist."""
+        try:
+            self.client.describe_table(TableName=self.table)
+        except Exception as e:
+            raise SinkError(
+                f"DynamoDB table {self.table!r} is not reachable ({e}); provision the stack first "
+                "(`coattail up`)"
+            ) from e
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self.pool.shutdown(wait=True)
+
+    def _put(self, rows: list[dict[str, object]]) -> list[int]:
+        return list(self.pool.map(self._put_one, rows))
+
+    def _put_one(self, row: dict[str, Any]) -> int:
+        from botocore.exceptions import ClientError
+
+        for attempt in range(MAX_ATTEMPTS):
+            stamp = now_us()
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item=to_item(row, stamp, self.ttl_hours),
+                    ConditionExpression="attribute_not_exists(alert_id)",
+                )
+                self.written += 1
+                return stamp
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    self.skipped += 1
+                    return stamp
+                if code not in _THROTTLED or attempt == MAX_ATTEMPTS - 1:
+                    raise SinkError(f"DynamoDB put of alert {row['alert_id']} failed: {code} {e}") from e
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise SinkError(f"DynamoDB put of alert {row['alert_id']} failed after {MAX_ATTEMPTS} attempts")

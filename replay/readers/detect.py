@@ -1,0 +1,41 @@
+"""Choosing a reader: by ``--format`` name, or by sniffing the file's name and first lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import ReaderError
+from replay.readers import binance_csv, binance_ws, coinbase_ws, tardis
+from replay.readers.base import REGISTRY, Reader
+from replay.readers.lines import head_text
+
+# most specific first: a Tardis header also looks like a CSV, a zip is only Binance
+_ORDER = (
+    tardis.TardisReader,
+    binance_ws.BinanceWsReader,
+    coinbase_ws.CoinbaseWsReader,
+    binance_csv.BinanceCsvReader,
+)
+
+
+def detect_format(path: Path) -> str:
+    """The format name of a file, or a ``ReaderError`` saying which formats exist."""
+    if not path.is_file():
+        raise ReaderError(str(path), None, "no such file")
+    if path.stat().st_size == 0:
+        raise ReaderError(str(path), None, "the file is empty")
+    head = "" if path.suffix.lower() == ".zip" else head_text(path)
+    for cls in _ORDER:
+        if cls.sniff(path, head):
+            return cls.name
+    raise ReaderError(
+        str(path), None, f"unknown format; pass --format with one of {', '.join(sorted(REGISTRY))}"
+    )
+
+
+def reader_for(name: str) -> Reader:
+    """An instance of the reader registered under ``name``."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise ReaderError(name, None, f"unknown format {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    return cls()

@@ -1,0 +1,1 @@
+"""Replay targets, one module per backend, registered by name in ``replay.targets.base.TARGETS``."""

@@ -1,0 +1,401 @@
+"""Turning a scenario into injections (rows and interval effects) and, once ids are known, labels.
+
+Injections are planned from the scenario alone (times, instruments, counts), before any natural event
+exists, so the labels' kinds, instruments and spans do not depend on ``--scale`` or on the natural
+market; only the volume of extra trades a spike needs (a multiple of the expected volume) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.events import event_id
+from replay.tape import Label
+from sim.market import SIZE_SIGMA, Instrument, intraday_factor
+from sim.scenario import (
+    CrossedBook,
+    Duplicate,
+    FeedGap,
+    FlashCrash,
+    LateEvent,
+    Malformed,
+    Scenario,
+    ScenarioEvent,
+    SpreadBlowout,
+    TradeIdGap,
+    VolumeSpike,
+    Whale,
+    place,
+)
+
+MINUTE_US = 60_000_000
+HEARTBEAT_US = 8_000_000
+"""No instrument is silent longer than twice this (so STALE_FEED only counts injected feed gaps)."""
+NATURAL_CAP = 0.15
+"""Natural trades stay below this fraction of the whale threshold (MOD-001 fires only on whales)."""
+BURST_CAP = 0.1
+"""Trades of a volume spike or crash stay below this fraction of the whale threshold."""
+
+# trade row flags: how an injected row is made
+NORMAL, DUPLICATE, BAD_PRICE, BAD_SIZE, BAD_SIDE = 0, 1, 2, 3, 4
+_BAD_FLAG = {"price": BAD_PRICE, "size": BAD_SIZE, "side": BAD_SIDE}
+_BAD_REASON = {"price": "NON_POSITIVE_PRICE", "size": "NON_POSITIVE_SIZE", "side": "BAD_SIDE"}
+SIDE_NATURAL, SIDE_BUY, SIDE_SELL = -1, 0, 1
+
+
+@dataclass
+class TradeRows:
+    """Injected trades of one instrument (columns of equal length)."""
+
+    ts: list[int] = field(default_factory=list)
+    notional: list[float] = field(default_factory=list)
+    """USD notional, NaN for a natural size."""
+    side: list[int] = field(default_factory=list)
+    flag: list[int] = field(default_factory=list)
+    skip: list[int] = field(default_factory=list)
+    tag: list[int] = field(default_factory=list)
+
+    def add(
+        self,
+        ts: int,
+        tag: int,
+        *,
+        notional: float = float("nan"),
+        side: int = SIDE_NATURAL,
+        flag: int = NORMAL,
+        skip: int = 0,
+    ) -> None:
+        """Append one row."""
+        self.ts.append(ts)
+        self.notional.append(notional)
+        self.side.append(side)
+        self.flag.append(flag)
+        self.skip.append(skip)
+        self.tag.append(tag)
+
+
+@dataclass
+class QuoteRows:
+    """Injected quotes of one instrument."""
+
+    ts: list[int] = field(default_factory=list)
+    crossed: list[bool] = field(default_factory=list)
+    tag: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A time interval ``[start, end)`` of one instrument with an effect and the plan entry it serves."""
+
+    start: int
+    end: int
+    tag: int
+    value: float = 0.0
+
+
+@dataclass
+class Plan:
+    """Everything a scenario injects, per instrument, plus what is needed to write its labels."""
+
+    events: list[tuple[ScenarioEvent, Instrument, int]] = field(default_factory=list)
+    trades: dict[int, TradeRows] = field(default_factory=dict)
+    quotes: dict[int, QuoteRows] = field(default_factory=dict)
+    spreads: dict[int, list[Interval]] = field(default_factory=dict)
+    """Quote spread forced to ``value`` bps (blow-outs, crashes)."""
+    gaps: dict[int, list[Interval]] = field(default_factory=dict)
+    crashes: dict[str, list[tuple[int, FlashCrash]]] = field(default_factory=dict)
+    """Per asset: (start, event); the price path of every venue of the asset follows it."""
+    ids: dict[int, list[str]] = field(default_factory=dict)
+    """Per plan entry: the event ids of its rows, filled in while the tape is generated."""
+    burst: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
+    """Per spike/crash entry: (notional, event id) of its extra trades."""
+
+
+def threshold_usd(config: Config, symbol: str) -> float:
+    """The MOD-001 threshold of a symbol."""
+    return config.whale.thresholds_usd.get(symbol, config.whale.default_threshold_usd)
+
+
+def expected_minute_notional(inst: Instrument, scale: float, intraday: float) -> float:
+    """The natural trades' mean USD notional per minute (sizes are log-normal, see generator)."""
+    per_minute = inst.trades_per_day / 1440.0 * scale * intraday
+    return per_minute * inst.median_notional * float(np.exp(SIZE_SIGMA**2 / 2))
+
+
+def build_plan(
+    scenario: Scenario,
+    insts: list[Instrument],
+    start_us: int,
+    duration_us: int,
+    seed: int,
+    scale: float,
+    config: Config,
+) -> Plan:
+    """Place every scenario event and draw its injected rows (from its own seeded stream)."""
+    plan = Plan()
+    for k, ev in enumerate(scenario.events):
+        inst = insts[ev.instrument % len(insts)]
+        t = place(ev, start_us, duration_us)
+        plan.events.append((ev, inst, t))
+        plan.ids[k] = []
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(10_000 + k,)))
+        trades = plan.trades.setdefault(inst.index, TradeRows())
+        quotes = plan.quotes.setdefault(inst.index, QuoteRows())
+        threshold = threshold_usd(config, inst.symbol)
+        if isinstance(ev, Whale):
+            side = SIDE_BUY if ev.side == "buy" else SIDE_SELL
+            trades.add(t + 7_000_000, k, notional=ev.multiple * threshold, side=side)
+        elif isinstance(ev, (VolumeSpike, FlashCrash)):
+            span = ev.minutes * MINUTE_US
+            base = expected_minute_notional(inst, scale, intraday_factor(np.array([t]))[0])
+            target = max(ev.multiple * base, 3 * config.volume_anomaly.min_notional_usd) * ev.minutes
+            cap = min(BURST_CAP * threshold, target / 20)
+            sizes = rng.uniform(0.3 * cap, cap, size=int(target / (0.3 * cap)) + 2)
+            sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]
+            times = np.sort(rng.integers(t, t + span, size=sizes.size))
+            sell_share = 0.9 if isinstance(ev, FlashCrash) else 0.3
+            sides = np.where(rng.random(sizes.size) < sell_share, SIDE_SELL, SIDE_BUY)
+            plan.burst[k] = []
+            for ts, size, side in zip(times.tolist(), sizes.tolist(), sides.tolist(), strict=True):
+                trades.add(ts, k, notional=size, side=side)
+            if isinstance(ev, FlashCrash):
+                plan.spreads.setdefault(inst.index, []).append(Interval(t, t + span, k, ev.spread_bps))
+                plan.crashes.setdefault(inst.asset.name, []).append((t, ev))
+        elif isinstance(ev, SpreadBlowout):
+            plan.spreads.setdefault(inst.index, []).append(
+                Interval(t, t + ev.minutes * MINUTE_US, k, ev.spread_bps)
+            )
+        elif isinstance(ev, CrossedBook):
+            for i in range(ev.count):
+                quotes.ts.append(t + 5_000_000 + i * 1_000)
+                quotes.crossed.append(True)
+                quotes.tag.append(k)
+        elif isinstance(ev, FeedGap):
+            plan.gaps.setdefault(inst.index, []).append(
+                Interval(t + 5_000_000, t + 5_000_000 + ev.seconds * 1_000_000, k)
+            )
+        elif isinstance(ev, Duplicate):
+            trades.add(t + 5_000_000, k)
+            for _ in range(ev.count):
+                trades.add(t + 5_000_000, k, flag=DUPLICATE)
+        elif isinstance(ev, TradeIdGap):
+            trades.add(t + 5_000_000, k, skip=ev.missing)
+        elif isinstance(ev, Malformed):
+            trades.add(t + 5_000_000, -1)
+            for _ in range(ev.count):
+                trades.add(t + 5_000_000, k, flag=_BAD_FLAG[ev.problem])
+        elif isinstance(ev, LateEvent):
+            for i in range(ev.count):
+                quotes.ts.append(t + 5_000_000 + i * 200_000)
+                quotes.crossed.append(False)
+                quotes.tag.append(k)
+    return plan
+
+
+def crash_multiplier(ts: np.ndarray, crashes: list[tuple[int, FlashCrash]]) -> np.ndarray:
+    """The factor a flash crash applies to the price path at times ``ts`` (1 outside crashes)."""
+    out = np.ones(ts.shape, dtype=np.float64)
+    for start, ev in crashes:
+        fall = ev.minutes * MINUTE_US
+        back = ev.recover_minutes * MINUTE_US
+        x = (ts - start).astype(np.float64)
+        shape = np.where(x < fall, x / fall, 1.0 - (x - fall) / back)
+        shape = np.where((x >= 0) & (x < fall + back), shape, 0.0)
+        out *= np.exp(np.log1p(-ev.drop_pct / 100.0) * shape)
+    return out
+
+
+def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str, list[dict[str, object]]]]:
+    """The labels of every plan entry and the replay fault spec, once the rows' ids are known."""
+    labels: list[Label] = []
+    late: list[dict[str, object]] = []
+    dq = config.data_quality
+    for k, (ev, inst, t) in enumerate(plan.events):
+        ids = tuple(plan.ids.get(k, ()))
+        common = {"exchange": inst.exchange, "symbol": inst.symbol}
+        window_end = t + MINUTE_US
+        if isinstance(ev, Whale):
+            ts = t + 7_000_000
+            labels.append(
+                Label(
+                    kind="whale",
+                    detector="MOD-001",
+                    start_us=ts,
+                    end_us=ts,
+                    event_ids=ids,
+                    tolerates=("MOD-002",),
+                    note=f"{ev.side} {ev.multiple} x the {threshold_usd(config, inst.symbol):,.0f} "
+                    "USD threshold",
+                    **common,
+                )
+            )
+        elif isinstance(ev, (VolumeSpike, FlashCrash)):
+            top = tuple(i for _, i in sorted(plan.burst.get(k, []), key=lambda p: -p[0])[:50])
+            end = t + ev.minutes * MINUTE_US
+            if isinstance(ev, VolumeSpike):
+                labels.append(
+                    Label(
+                        kind="volume_spike",
+                        detector="MOD-002",
+                        start_us=t,
+                        end_us=end,
+                        event_ids=top,
+                        note=f"{ev.multiple} x the expected notional for {ev.minutes} min",
+                        **common,
+                    )
+                )
+            else:
+                note = f"price -{ev.drop_pct} % over {ev.minutes} min, back over {ev.recover_minutes} min"
+                labels.append(
+                    Label(
+                        kind="flash_crash",
+                        detector="MOD-002",
+                        start_us=t,
+                        end_us=end,
+                        event_ids=top,
+                        note=note,
+                        **common,
+                    )
+                )
+                labels.append(
+                    Label(
+                        kind="flash_crash",
+                        detector="MOD-003",
+                        start_us=t,
+                        end_us=end,
+                        event_ids=ids[:50],
+                        note=note,
+                        **common,
+                    )
+                )
+        elif isinstance(ev, SpreadBlowout):
+            labels.append(
+                Label(
+                    kind="spread_blowout",
+                    detector="MOD-003",
+                    start_us=t,
+                    end_us=t + ev.minutes * MINUTE_US,
+                    event_ids=ids[:50],
+                    note=f"spread {ev.spread_bps} bps for {ev.minutes} min",
+                    **common,
+                )
+            )
+        elif isinstance(ev, CrossedBook):
+            labels.append(
+                Label(
+                    kind="crossed_book",
+                    detector="MOD-003",
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids,
+                    **common,
+                )
+            )
+            labels.append(
+                Label(
+                    kind="crossed_book",
+                    detector="MOD-004",
+                    expect="dq",
+                    reason="CROSSED_BOOK",
+                    count=ev.count,
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids,
+                    **common,
+                )
+            )
+        elif isinstance(ev, FeedGap):
+            gap_end = t + 5_000_000 + ev.seconds * 1_000_000
+            end = (gap_end + HEARTBEAT_US) // MINUTE_US * MINUTE_US + MINUTE_US
+            labels.append(
+                Label(
+                    kind="feed_gap",
+                    detector="MOD-004",
+                    expect="dq",
+                    reason="STALE_FEED",
+                    count=len(ids),
+                    start_us=t,
+                    end_us=end,
+                    event_ids=ids,
+                    note=f"no trade or quote for {ev.seconds} s (>= {dq.stale_feed_seconds} s); "
+                    "event_ids end the gap, one per kind",
+                    **common,
+                )
+            )
+        elif isinstance(ev, Duplicate):
+            labels.append(
+                Label(
+                    kind="duplicate",
+                    detector="MOD-004",
+                    expect="dq",
+                    reason="DUPLICATE_ID",
+                    count=ev.count,
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids[:1],
+                    **common,
+                )
+            )
+        elif isinstance(ev, TradeIdGap):
+            labels.append(
+                Label(
+                    kind="trade_id_gap",
+                    detector="MOD-004",
+                    expect="dq",
+                    reason="TRADE_ID_GAP",
+                    count=ev.missing,
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids,
+                    note="event_ids: the trade after the gap",
+                    **common,
+                )
+            )
+        elif isinstance(ev, Malformed):
+            labels.append(
+                Label(
+                    kind="malformed",
+                    detector="MOD-004",
+                    expect="dq",
+                    reason=_BAD_REASON[ev.problem],
+                    count=ev.count,
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids[:1],
+                    note=f"corrupted copies ({ev.problem}) of the trade named; quarantined",
+                    **common,
+                )
+            )
+        elif isinstance(ev, LateEvent):
+            for eid in ids:
+                late.append({"event_id": eid, "delay_ms": ev.delay_ms})
+            is_late = ev.delay_ms > config.spark.watermark_seconds * 1000 + HEARTBEAT_US // 1000
+            labels.append(
+                Label(
+                    kind=ev.kind,
+                    detector="MOD-004",
+                    expect="dq" if is_late else "none",
+                    reason="LATE_EVENT" if is_late else None,
+                    count=ev.count if is_late else None,
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=ids,
+                    note=f"delivered {ev.delay_ms} ms late by the replay",
+                    **common,
+                )
+            )
+    faults = {"late": late} if late else {}
+    return labels, faults
+
+
+def quote_id(inst: Instrument, update_id: int) -> str:
+    """The event id of one of the instrument's quotes."""
+    return event_id("quote", inst.exchange, inst.symbol, update_id)
+
+
+def trade_id(inst: Instrument, tid: int) -> str:
+    """The event id of one of the instrument's trades."""
+    return event_id("trade", inst.exchange, inst.symbol, tid)

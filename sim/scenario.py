@@ -1,0 +1,200 @@
+"""Scenario files: which events a synthetic tape gets injected, and where.
+
+A scenario is a YAML file (presets in ``sim/scenarios/``)::
+
+    name: whale-day
+    description: ...
+    events:
+      - {kind: whale, at: 0.2, instrument: 0, multiple: 1.5, side: buy}
+      - {kind: volume_spike, at: 0.05, instrument: 1, minutes: 2, multiple: 8}
+
+``at`` is a fraction of the usable span of the tape, so one file fits any duration: the span starts
+16 minutes after the start (the windowed detectors need history) and ends 3 minutes plus the event's
+length before the end (windows still open at the end are never evaluated). ``instrument`` indexes the
+instruments in ``--symbols`` x ``--exchanges`` order, modulo their number, so presets work with any set.
+Event kinds and their parameters are the models below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent / "scenarios"
+HEAD_US = 16 * 60_000_000
+TAIL_US = 3 * 60_000_000
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: float = Field(ge=0.0, le=1.0)
+    instrument: int = Field(0, ge=0)
+
+    def length_us(self) -> int:
+        """How long the event lasts (its span must fit before the tape's tail)."""
+        return 60_000_000
+
+
+class Whale(_Event):
+    """One trade of ``multiple`` times the symbol's MOD-001 threshold."""
+
+    kind: Literal["whale"]
+    multiple: float = Field(2.0, ge=1.05)
+    side: Literal["buy", "sell"] = "buy"
+
+
+class VolumeSpike(_Event):
+    """``minutes`` whole windows whose notional is ``multiple`` times the expected (extra trades)."""
+
+    kind: Literal["volume_spike"]
+    minutes: int = Field(2, ge=1, le=10)
+    multiple: float = Field(8.0, ge=4.0)
+
+    def length_us(self) -> int:
+        return (self.minutes + 1) * 60_000_000
+
+
+class SpreadBlowout(_Event):
+    """Quotes whose spread is ``spread_bps`` for ``minutes`` whole windows."""
+
+    kind: Literal["spread_blowout"]
+    minutes: int = Field(2, ge=1, le=10)
+    spread_bps: float = Field(25.0, gt=0)
+
+    def length_us(self) -> int:
+        return (self.minutes + 1) * 60_000_000
+
+
+class CrossedBook(_Event):
+    """``count`` quotes with the bid above the ask."""
+
+    kind: Literal["crossed_book"]
+    count: int = Field(3, ge=1, le=1000)
+
+
+class FeedGap(_Event):
+    """No trade or quote of the instrument for ``seconds``."""
+
+    kind: Literal["feed_gap"]
+    seconds: int = Field(45, ge=35, le=3600)
+
+    def length_us(self) -> int:
+        return (self.seconds + 60) * 1_000_000
+
+
+class Duplicate(_Event):
+    """A trade repeated ``count`` more times (same id and content)."""
+
+    kind: Literal["duplicate"]
+    count: int = Field(3, ge=1, le=1000)
+
+
+class TradeIdGap(_Event):
+    """``missing`` trade ids skipped."""
+
+    kind: Literal["trade_id_gap"]
+    missing: int = Field(5, ge=1, le=1_000_000)
+
+
+class Malformed(_Event):
+    """``count`` corrupted copies of a trade: price or size not positive, or a side that is not one."""
+
+    kind: Literal["malformed"]
+    count: int = Field(2, ge=1, le=1000)
+    problem: Literal["price", "size", "side"] = "price"
+
+
+class LateEvent(_Event):
+    """``count`` quotes that the replay delivers ``delay_ms`` late (a fault, the rows stay in order).
+
+    With a delay beyond the watermark they are late (``LATE_EVENT``); within it they are only
+    reordered and must not be counted (``out_of_order``).
+    """
+
+    kind: Literal["late_event", "out_of_order"]
+    count: int = Field(2, ge=1, le=1000)
+    delay_ms: int = Field(45_000, ge=1)
+
+
+class FlashCrash(_Event):
+    """The asset's price falls ``drop_pct`` over ``minutes`` on heavy selling with wide spreads, then
+    recovers over ``recover_minutes``; volume and spreads only on the chosen instrument."""
+
+    kind: Literal["flash_crash"]
+    drop_pct: float = Field(8.0, gt=0, lt=18)
+    minutes: int = Field(2, ge=1, le=10)
+    recover_minutes: int = Field(10, ge=1, le=120)
+    multiple: float = Field(10.0, ge=4.0)
+    spread_bps: float = Field(40.0, gt=0)
+
+    def length_us(self) -> int:
+        return (self.minutes + self.recover_minutes) * 60_000_000
+
+
+ScenarioEvent = Annotated[
+    Whale
+    | VolumeSpike
+    | SpreadBlowout
+    | CrossedBook
+    | FeedGap
+    | Duplicate
+    | TradeIdGap
+    | Malformed
+    | LateEvent
+    | FlashCrash,
+    Field(discriminator="kind"),
+]
+
+
+class Scenario(BaseModel):
+    """A scenario file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    events: tuple[ScenarioEvent, ...] = ()
+
+
+def presets() -> list[str]:
+    """The names of the shipped scenarios."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A preset by name (``whale-day``) or a scenario YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown scenario {name_or_path!r}; presets: {', '.join(presets())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"scenario file {path} does not exist") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path}: {problems}") from e
+
+
+def place(event: _Event, start_us: int, duration_us: int) -> int:
+    """The event's start time: ``at`` across the usable span, aligned down to a whole minute."""
+    usable = duration_us - HEAD_US - TAIL_US - event.length_us()
+    if usable < 0:
+        need = (HEAD_US + TAIL_US + event.length_us()) // 60_000_000 + 1
+        raise ConfigError(
+            f"duration too short for a {getattr(event, 'kind', 'scenario')} event: "
+            f"use --duration {need}m or more"
+        )
+    t = start_us + HEAD_US + round(event.at * usable)
+    return t - t % 60_000_000

@@ -1,0 +1,263 @@
+"""The stack's lifecycle with real background emulator processes: up, provision, status, down, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import emulator, stack
+from infra.processes import LOOPBACK, free_port, is_alive, port_accepts
+from pipeline.aws import client
+from pipeline.config import Config, ConfigLoader, RuntimeSettings
+from pipeline.errors import StackError, UnsafeEndpointError
+
+pytestmark = pytest.mark.integration
+
+
+def _config(state_dir: Path, **runtime: Any) -> Config:
+    base = ConfigLoader().load("small", env={})
+    return base.model_copy(update={"runtime": RuntimeSettings(state_dir=state_dir, **runtime)})
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state directory whose stack is always taken down, even when a test fails."""
+    directory = tmp_path / "state"
+    yield directory
+    stack.down(directory)
+
+
+def _moto_pid(state_dir: Path) -> int:
+    pid = emulator.server_process("moto", state_dir).read_pid()
+    assert pid is not None
+    return pid
+
+
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_alive(pid)
+
+
+def test_up_provision_twice_status_down(state_dir: Path) -> None:
+    config = _config(state_dir)
+    handle = stack.up(config)
+    assert handle.started
+    endpoint = handle.runtime.aws_endpoint
+    assert endpoint is not None and endpoint.startswith(f"http://{LOOPBACK}:")
+    assert [r.state for r in handle.resources] == ["created"] * 5
+    pid = _moto_pid(state_dir)
+    assert (state_dir / "moto.log").is_file()
+
+    again = stack.up(config)
+    assert not again.started
+    assert again.runtime.aws_endpoint == endpoint
+    assert [r.state for r in again.resources] == ["exists"] * 5
+    assert _moto_pid(state_dir) == pid
+
+    report = stack.status(config.runtime)
+    assert report.healthy
+    assert [(p.kind, p.state, p.pid) for p in report.processes] == [("moto", "running", pid)]
+    names = {r.name for r in report.resources}
+    assert names == {
+        "coattail-events",
+        "coattail-alerts",
+        "coattail-warehouse",
+        "coattail-checkpoints",
+        "coattail",
+    }
+    assert report.summary() == "up: tier small, profile lite"
+    assert stack.current_endpoint(state_dir) == endpoint
+
+    assert stack.down(state_dir) == [f"stopped moto (pid {pid})"]
+    _wait_dead(pid)
+    assert not (state_dir / "moto.pid").exists()
+    assert not (state_dir / "stack.json").exists()
+    assert stack.current_endpoint(state_dir) is None
+    down_report = stack.status(config.runtime)
+    assert (down_report.state, down_report.processes) == (None, [])
+    assert down_report.summary().startswith("down")
+    assert stack.down(state_dir) == []
+
+
+def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> None:
+    config = _config(state_dir)
+    stack.up(config)
+    pid = _moto_pid(state_dir)
+    os.kill(pid, signal.SIGKILL)
+    _wait_dead(pid)
+
+    report = stack.status(config.runtime)
+    assert not report.healthy
+    assert [(p.kind, p.state) for p in report.processes] == [("moto", "dead")]
+    assert "killed or crashed" in report.summary()
+    assert report.resources == []
+    assert stack.current_endpoint(state_dir) is None
+
+    steps: list[str] = []
+    recovered = stack.up(config, step=steps.append)
+    assert recovered.started
+    assert any("clearing" in s for s in steps)
+    assert [r.state for r in recovered.resources] == ["created"] * 5
+    assert _moto_pid(state_dir) != pid
+
+
+def test_stale_pid_file_is_reported_and_cleared(state_dir: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    state_dir.mkdir(parents=True)
+    (state_dir / "moto.pid").write_text(f"{gone.pid}\n")
+
+    report = stack.status(RuntimeSettings(state_dir=state_dir))
+    assert [(p.kind, p.state) for p in report.processes] == [("moto", "dead")]
+    assert "stale pid file" in report.summary()
+    handle = stack.up(_config(state_dir))
+    assert handle.started
+    assert _moto_pid(state_dir) != gone.pid
+
+
+def test_pid_file_naming_a_foreign_process_never_kills_it(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "moto.pid").write_text(f"{os.getpid()}\n")
+    assert stack.down(state_dir) == [f"removed a stale pid file for moto (pid {os.getpid()} was not running)"]
+    assert is_alive(os.getpid())
+
+
+def test_port_in_use_is_a_clear_error_and_leaves_nothing(state_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(StackError, match=f"port {port} on 127.0.0.1 is in use"):
+            stack.up(_config(state_dir), port=port)
+        assert time.monotonic() - started < 5
+    assert not (state_dir / "moto.pid").exists()
+    assert not (state_dir / "stack.json").exists()
+
+
+def test_second_emulator_in_the_same_state_dir_is_refused(state_dir: Path) -> None:
+    first = emulator.start("moto", state_dir)
+    with pytest.raises(StackError, match=f"moto is already running \\(pid {first.pid}"):
+        emulator.start("moto", state_dir)
+
+
+def test_failed_provisioning_stops_what_it_started(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise StackError("provisioning refused")
+
+    monkeypatch.setattr(stack, "provision", refuse)
+    port = free_port()
+    with pytest.raises(StackError, match="provisioning refused"):
+        stack.up(_config(state_dir), port=port)
+    assert not port_accepts(port), "the emulator started for the failed up must be gone"
+    assert not (state_dir / "moto.pid").exists()
+    assert not (state_dir / "stack.json").exists()
+
+
+def test_tier_with_other_shards_against_a_running_stack_is_refused(state_dir: Path) -> None:
+    stack.up(_config(state_dir))
+    medium = (
+        ConfigLoader()
+        .load("medium", env={})
+        .model_copy(update={"runtime": RuntimeSettings(state_dir=state_dir)})
+    )
+    with pytest.raises(StackError, match=r"has 2 open shards but the tier wants 4.*coattail down"):
+        stack.up(medium)
+    assert stack.status(RuntimeSettings(state_dir=state_dir)).healthy, "a refused up leaves the stack alone"
+
+
+def test_ensure_up_release_stops_only_what_it_started(state_dir: Path) -> None:
+    config = _config(state_dir)
+    fresh = stack.ensure_up(config)
+    assert fresh.started
+    pid = _moto_pid(state_dir)
+    fresh.release()
+    _wait_dead(pid)
+
+    stack.up(config)
+    reused = stack.ensure_up(config)
+    assert not reused.started
+    reused.release()
+    assert stack.status(config.runtime).healthy
+
+
+def test_current_runtime_points_clients_at_the_stack(state_dir: Path) -> None:
+    config = _config(state_dir)
+    stack.up(config)
+    runtime = stack.current_runtime(RuntimeSettings(state_dir=state_dir))
+    assert runtime is not None
+    streams = client("kinesis", runtime).list_streams()["StreamNames"]
+    assert streams == ["coattail-events"]
+
+
+def test_external_endpoint_is_provisioned_not_started(state_dir: Path, tmp_path: Path) -> None:
+    """Like docker-compose.yml: one endpoint for most services, another (moto) for Glue."""
+    main = emulator.start("moto", tmp_path / "main")
+    glue = emulator.start("moto", tmp_path / "glue")
+    try:
+        config = _config(state_dir, aws_endpoint=main.endpoint, service_endpoints={"glue": glue.endpoint})
+        handle = stack.up(config)
+        assert not handle.started
+        assert [r.state for r in handle.resources] == ["created"] * 5
+        assert not (state_dir / "moto.pid").exists()
+        runtime = RuntimeSettings(aws_endpoint=main.endpoint)
+        assert client("glue", runtime).get_databases()["DatabaseList"] == []
+        names = client("glue", handle.runtime).get_databases()["DatabaseList"]
+        assert [d["Name"] for d in names] == ["coattail"]
+
+        report = stack.status(RuntimeSettings(state_dir=state_dir))
+        assert [(p.kind, p.state) for p in report.processes] == [("external", "running")]
+        assert [r.state for r in report.resources] == ["exists"] * 5
+        assert stack.down(state_dir) == [f"forgot the external stack recorded in {state_dir / 'stack.json'}"]
+        assert is_alive(main.pid)
+    finally:
+        emulator.server_process("moto", tmp_path / "main").stop()
+        emulator.server_process("moto", tmp_path / "glue").stop()
+
+
+def test_non_local_endpoint_is_refused_before_anything_starts(state_dir: Path) -> None:
+    config = _config(state_dir, aws_endpoint="https://kinesis.us-east-1.amazonaws.com")
+    with pytest.raises(UnsafeEndpointError):
+        stack.up(config)
+    with pytest.raises(UnsafeEndpointError):
+        stack.up(_config(state_dir, profile="aws"))
+    assert not state_dir.exists()
+
+
+def test_corrupt_state_file_is_named_and_removed_by_down(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "stack.json").write_text("{not json")
+    with pytest.raises(StackError, match=r"stack\.json is not a stack state file.*coattail down"):
+        stack.status(RuntimeSettings(state_dir=state_dir))
+    stack.down(state_dir)
+    assert stack.status(RuntimeSettings(state_dir=state_dir)).state is None
+
+
+def test_recorded_external_stack_is_reused_and_local_one_blocks_another(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    external = emulator.start("moto", tmp_path / "compose")
+    try:
+        stack.up(_config(state_dir, aws_endpoint=external.endpoint))
+        reused = stack.ensure_up(_config(state_dir))  # no endpoint given: the recorded one is found
+        assert not reused.started
+        assert reused.runtime.aws_endpoint == external.endpoint
+        with pytest.raises(StackError, match="coattail down"):
+            stack.up(_config(state_dir), kinesis="kinesis-mock")
+    finally:
+        emulator.server_process("moto", tmp_path / "compose").stop()
+    stack.down(state_dir)
+    stack.up(_config(state_dir))
+    with pytest.raises(StackError, match="a local stack is up"):
+        stack.up(_config(state_dir, aws_endpoint="http://127.0.0.1:1"))

@@ -1,0 +1,45 @@
+"""The Terraform module for the AWS tiers takes exactly the variables derived from the local stack's spec."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from infra.provision import StackSpec
+from infra.tfvars import main, tfvars
+from pipeline.config import TIERS, ConfigLoader
+
+TERRAFORM = Path(__file__).resolve().parents[2] / "infra" / "terraform"
+
+
+def _declared_variables() -> set[str]:
+    return set(re.findall(r'^variable "([a-z_]+)"', (TERRAFORM / "variables.tf").read_text(), flags=re.M))
+
+
+def _used_variables() -> set[str]:
+    text = "".join(p.read_text() for p in TERRAFORM.glob("*.tf"))
+    return set(re.findall(r"\bvar\.([a-z_]+)", text))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_tfvars_cover_every_declared_variable(tier: str) -> None:
+    config = ConfigLoader().load(tier, env={})
+    values = tfvars(StackSpec.from_config(config), tier, "eu-west-1")
+    assert set(values) == _declared_variables()
+    assert values["shard_count"] == config.kinesis.shards
+    assert values["ttl_attribute"] == "expires_at"
+
+
+def test_every_used_variable_is_declared() -> None:
+    assert _used_variables() == _declared_variables()
+
+
+def test_command_prints_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COATTAIL__KINESIS__SHARDS", raising=False)
+    main(["--tier", "medium"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["tier"] == "medium"
+    assert printed["shard_count"] == 4

@@ -1,0 +1,67 @@
+"""BaseConnector: decoding, normalizing and sinking messages; bad messages are counted, never fatal."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.connectors.base import Event
+from pipeline.connectors.binance_ws import BinanceConnector
+from pipeline.connectors.coinbase_ws import CoinbaseConnector
+
+TRADE = {
+    "stream": "btcusdt@trade",
+    "data": {
+        "e": "trade",
+        "E": 1723161600001,
+        "s": "BTCUSDT",
+        "t": 7,
+        "p": "60000.5",
+        "q": "0.25",
+        "T": 1723161600000,
+        "m": True,
+        "M": True,
+    },
+}
+
+
+def test_binance_url_subscribes_to_trades_and_book_tickers() -> None:
+    c = BinanceConnector(["BTCUSDT", "ETHUSDT"], lambda e: None, base_url="ws://127.0.0.1:1")
+    assert c.url == (
+        "ws://127.0.0.1:1/stream?streams=btcusdt@trade/btcusdt@bookTicker/ethusdt@trade/ethusdt@bookTicker"
+    )
+    assert BinanceConnector(["BTCUSDT"], lambda e: None).url.startswith("wss://stream.binance.com:9443/")
+
+
+def test_handle_sinks_events_and_counts_bad_messages() -> None:
+    got: list[Event] = []
+    bad: list[tuple[str, str]] = []
+    c = BinanceConnector(["BTCUSDT"], got.extend, on_bad_message=lambda raw, why: bad.append((raw, why)))
+    c.handle(json.dumps(TRADE), 5)
+    c.handle(b'{"v":1,"type":"tr\xff\xfe<corrupt>', 6)
+    c.handle("[1, 2]", 7)
+    broken = {**TRADE, "data": {**TRADE["data"], "p": "not a price"}}  # type: ignore[dict-item]
+    c.handle(json.dumps(broken), 8)
+    assert got == [
+        (
+            "trade",
+            {
+                "exchange": "binance",
+                "symbol": "BTCUSDT",
+                "trade_id": 7,
+                "price": 60000.5,
+                "qty": 0.25,
+                "side": "sell",
+                "ts_event": 1723161600000000,
+                "ts_recv": 5,
+            },
+        )
+    ]
+    assert (c.messages, c.events, c.bad_messages) == (4, 1, 3) and len(bad) == 3
+
+
+def test_coinbase_subscribes_to_matches() -> None:
+    c = CoinbaseConnector(["BTC-USD"], lambda e: None)
+    assert c.url == "wss://ws-feed.exchange.coinbase.com"
+    assert c.subscribe_messages() == [
+        {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]}
+    ]

@@ -1,0 +1,148 @@
+"""One contract suite for every table sink and every alert sink: exactly once per batch / per alert id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipeline.alerts import ALERT_SCHEMA
+from pipeline.aws import client
+from pipeline.config import Config, RuntimeSettings
+from pipeline.detectors.data_quality import DQ_METRICS_SCHEMA
+from pipeline.engine import QUARANTINE_SCHEMA, TRADES_TABLE_SCHEMA
+from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.sinks.dynamodb import DynamoAlertSink
+from pipeline.sinks.iceberg import IcebergSink
+from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
+from pipeline.testkit import T0, run_engine, small_config, trade
+
+SCHEMAS = {"trades": TRADES_TABLE_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "alerts": ALERT_SCHEMA,
+           "dq_metrics": DQ_METRICS_SCHEMA}
+
+
+def with_runtime(config: Config, **runtime: object) -> Config:
+    return config.model_copy(update={"runtime": RuntimeSettings(**runtime)})
+
+
+def mirror_config(endpoint: str, tmp: Path) -> Config:
+    cfg = small_config()
+    bucket = f"wh-{uuid.uuid4().hex[:12]}"
+    storage = cfg.storage.model_copy(update={"warehouse_bucket": bucket, "namespace": f"ns_{bucket[3:]}"})
+    cfg = with_runtime(cfg.model_copy(update={"storage": storage}), profile="mirror", aws_endpoint=endpoint,
+                       state_dir=tmp)
+    client("s3", cfg.runtime).create_bucket(Bucket=bucket)
+    return cfg
+
+
+@pytest.fixture(params=["memory", "iceberg-lite", "iceberg-mirror"])
+def table_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TableSink]]:
+    kind = request.param
+    if kind == "memory":
+        shared = MemoryTableSink()
+        yield lambda: shared
+    elif kind == "iceberg-lite":
+        cfg = with_runtime(small_config(), profile="lite", state_dir=tmp_path)
+        yield lambda: IcebergSink(cfg)
+    else:
+        request.applymarker(pytest.mark.integration)
+        cfg = mirror_config(request.getfixturevalue("aws_endpoint"), tmp_path)
+        yield lambda: IcebergSink(cfg)
+
+
+def _read(sink: TableSink, table: str) -> pa.Table:
+    return sink.read(table)  # type: ignore[attr-defined]
+
+
+def test_each_batch_is_committed_once_per_writer(table_sink: Callable[[], TableSink]) -> None:
+    results = run_engine(small_config(), [trade(1, 50_000.0, 30.0, T0), b"bad", trade(2, 1.0, 1.0, T0 + 1)])
+    tables = {k: v for k, v in results[0].tables.items() if k in SCHEMAS}
+    sink = table_sink()
+    sink.open(SCHEMAS)
+    assert sink.write(0, "query:a", tables) == {"trades": True, "quarantine": True, "alerts": True,
+                                                "dq_metrics": True}
+    # a restarted process (new sink object) re-runs batch 0: nothing is written twice
+    again = table_sink()
+    again.open(SCHEMAS)
+    assert set(again.write(0, "query:a", tables).values()) == {False}
+    assert again.write(1, "query:a", {"trades": tables["trades"]}) == {"trades": True}
+    assert again.write(0, "query:b", {"trades": tables["trades"]}) == {"trades": True}
+    assert _read(again, "trades").num_rows == 6
+    assert _read(again, "quarantine").num_rows == 1
+    alerts = _read(again, "alerts")
+    assert alerts.num_rows == 1 and alerts.column("alert_id").to_pylist() == [
+        results[0].alerts.column("alert_id")[0].as_py()
+    ]
+
+
+def make_dynamo_sink(endpoint: str) -> DynamoAlertSink:
+    table = f"alerts-{uuid.uuid4().hex[:8]}"
+    cfg = with_runtime(small_config(), aws_endpoint=endpoint)
+    cfg = cfg.model_copy(update={"dynamodb": cfg.dynamodb.model_copy(update={"alerts_table": table})})
+    client("dynamodb", cfg.runtime).create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "alert_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "alert_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sink = DynamoAlertSink(cfg)
+    sink.open()
+    return sink
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def alert_sink(request: pytest.FixtureRequest) -> Iterator[AlertSink]:
+    if request.param == "memory":
+        yield MemoryAlertSink()
+        return
+    request.applymarker(pytest.mark.integration)
+    sink = make_dynamo_sink(request.getfixturevalue("aws_endpoint"))
+    yield sink
+    sink.close()
+
+
+def _items(sink: AlertSink) -> dict[str, dict[str, object]]:
+    if isinstance(sink, MemoryAlertSink):
+        return sink.items
+    assert isinstance(sink, DynamoAlertSink)
+    items = sink.client.scan(TableName=sink.table)["Items"]
+    return {i["alert_id"]["S"]: i for i in items}
+
+
+def test_alerts_written_once_per_id_with_stamp(alert_sink: AlertSink) -> None:
+    results = run_engine(small_config(), [trade(i, 50_000.0, 30.0 * i, T0 + i) for i in range(1, 8)])
+    alerts = results[0].alerts
+    stamped = alert_sink.write_alerts(alerts)
+    assert stamped.schema == ALERT_SCHEMA
+    assert all(v is not None for v in stamped.column("ts_written").to_pylist())
+    first = {k: dict(v) for k, v in _items(alert_sink).items()}
+    assert set(first) == set(alerts.column("alert_id").to_pylist())
+    alert_sink.write_alerts(alerts)  # a re-run batch
+    assert {k: dict(v) for k, v in _items(alert_sink).items()} == first
+
+
+@pytest.mark.integration
+def test_dynamodb_item_has_ttl_and_fields(aws_endpoint: str) -> None:
+    alert_sink = make_dynamo_sink(aws_endpoint)
+    alerts = run_engine(small_config(), [trade(1, 50_000.0, 30.0, T0)])[0].alerts
+    stamped = alert_sink.write_alerts(alerts).to_pylist()[0]
+    item = _items(alert_sink)[stamped["alert_id"]]
+    written = int(item["ts_written"]["N"])  # type: ignore[index]
+    assert written == stamped["ts_written"]
+    assert int(item["expires_at"]["N"]) == written // 1_000_000 + 24 * 3600  # type: ignore[index]
+    assert item["event_ids"] == {"L": [{"S": "trade:binance:BTCUSDT:1"}]}
+    assert item["severity"] == {"S": "low"} and float(item["value"]["N"]) == 1.5e6  # type: ignore[index]
+    alert_sink.close()
+
+
+@pytest.mark.integration
+def test_dynamodb_missing_table_says_what_to_do(aws_endpoint: str) -> None:
+    from pipeline.errors import SinkError
+
+    cfg = with_runtime(small_config(), aws_endpoint=aws_endpoint)
+    cfg = cfg.model_copy(update={"dynamodb": cfg.dynamodb.model_copy(update={"alerts_table": "nope"})})
+    with pytest.raises(SinkError, match="coattail up"):
+        DynamoAlertSink(cfg).open()

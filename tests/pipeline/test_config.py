@@ -1,0 +1,187 @@
+"""Config loading: the real files, unknown keys and wrong types named with their file, precedence."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pipeline.config import TIERS, ConfigLoader, KinesisConfig, RuntimeSettings, default_config_dir
+from pipeline.errors import ConfigError
+
+
+def _copy_config(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(default_config_dir(), target)
+    return target
+
+
+def _edit_tier(config_dir: Path, tier: str, edit: dict[str, Any]) -> Path:
+    path = config_dir / "tiers" / f"{tier}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(edit)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_shipped_tier_loads(tier: str) -> None:
+    config = ConfigLoader().load(tier, env={})
+    assert config.tier == tier
+    assert config.modules, "a tier switches at least one module on"
+    assert all(config.enabled(m) for m in config.modules)
+    assert config.kinesis.shards >= 1
+    assert config.storage.warehouse_bucket != config.storage.checkpoint_bucket
+    assert config.budgets.max_latency_p50_ms <= config.budgets.max_latency_p99_ms
+    assert config.runtime == RuntimeSettings()
+
+
+def test_tiers_grow_with_their_size() -> None:
+    small, medium, large = (ConfigLoader().load(t, env={}) for t in TIERS)
+    assert small.kinesis.shards <= medium.kinesis.shards <= large.kinesis.shards
+    assert small.budgets.min_throughput_eps <= medium.budgets.min_throughput_eps
+
+
+def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+    config_dir = _copy_config(tmp_path)
+    tier_path = _edit_tier(config_dir, "small", {"kinesis": {"stream": "s", "shards": 2, "shard_count": 3}})
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader(config_dir).load("small", env={})
+    message = str(info.value)
+    assert str(tier_path) in message
+    assert "kinesis.shard_count" in message
+    assert "unknown key" in message
+
+
+def test_unknown_top_level_key_in_features_names_that_file(tmp_path: Path) -> None:
+    config_dir = _copy_config(tmp_path)
+    features = config_dir / "features.yaml"
+    features.write_text(features.read_text() + "\nmodulez: {}\n")
+    with pytest.raises(ConfigError, match=r"features\.yaml.*modulez: unknown key"):
+        ConfigLoader(config_dir).load("small", env={})
+
+
+def test_unknown_module_setting_names_the_module(tmp_path: Path) -> None:
+    config_dir = _copy_config(tmp_path)
+    tier_path = _edit_tier(config_dir, "small", {"settings": {"MOD-001": {"default_threshold": 5}}})
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader(config_dir).load("small", env={})
+    assert str(tier_path) in str(info.value)
+    assert "MOD-001.default_threshold: unknown key" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        ({"kinesis": {"stream": "s", "shards": "many"}}, "kinesis.shards"),
+        ({"kinesis": {"stream": "s", "shards": 0}}, "kinesis.shards"),
+        ({"storage": {"warehouse_bucket": "ab"}}, "storage.warehouse_bucket"),
+        ({"budgets": {"min_throughput_eps": -1}}, "budgets.min_throughput_eps"),
+        ({"modules": "MOD-001"}, "modules"),
+    ],
+)
+def test_wrong_types_and_ranges_name_the_key(tmp_path: Path, edit: dict[str, Any], where: str) -> None:
+    config_dir = _copy_config(tmp_path)
+    tier_path = _edit_tier(config_dir, "small", edit)
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader(config_dir).load("small", env={})
+    assert str(tier_path) in str(info.value)
+    assert where in str(info.value)
+
+
+def test_invalid_yaml_and_missing_files_are_config_errors(tmp_path: Path) -> None:
+    config_dir = _copy_config(tmp_path)
+    (config_dir / "tiers" / "medium.yaml").write_text("tier: [medium\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        ConfigLoader(config_dir).load("medium", env={})
+    (config_dir / "tiers" / "large.yaml").unlink()
+    with pytest.raises(ConfigError, match="does not exist"):
+        ConfigLoader(config_dir).load("large", env={})
+    with pytest.raises(ConfigError, match="unknown tier 'huge'"):
+        ConfigLoader(config_dir).load("huge", env={})
+
+
+def test_tier_file_must_match_its_name_and_declare_its_modules(tmp_path: Path) -> None:
+    config_dir = _copy_config(tmp_path)
+    _edit_tier(config_dir, "small", {"tier": "medium"})
+    with pytest.raises(ConfigError, match="says tier 'medium', expected 'small'"):
+        ConfigLoader(config_dir).load("small", env={})
+    _edit_tier(config_dir, "small", {"tier": "small", "modules": ["MOD-001", "MOD-999"]})
+    with pytest.raises(ConfigError, match="MOD-999"):
+        ConfigLoader(config_dir).load("small", env={})
+
+
+def test_precedence_file_then_environment_then_override() -> None:
+    loader = ConfigLoader()
+    from_file = loader.load("small", env={})
+    env = {"COATTAIL__KINESIS__SHARDS": "7", "COATTAIL__SETTINGS__MOD-001__DEFAULT_THRESHOLD_USD": "123"}
+    from_env = loader.load("small", env=env)
+    overridden = loader.load("small", env=env, overrides={"kinesis.shards": 9})
+    assert from_file.kinesis.shards == 2
+    assert from_env.kinesis.shards == 7
+    assert from_env.whale.default_threshold_usd == 123.0
+    assert overridden.kinesis.shards == 9
+    assert overridden.whale.default_threshold_usd == 123.0  # the environment still applies below
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    file_shards=st.integers(1, 64),
+    env_shards=st.none() | st.integers(1, 64),
+    override_shards=st.none() | st.integers(1, 64),
+)
+def test_precedence_property(
+    tmp_path_factory: pytest.TempPathFactory,
+    file_shards: int,
+    env_shards: int | None,
+    override_shards: int | None,
+) -> None:
+    config_dir = _copy_config(tmp_path_factory.mktemp("cfg"))
+    _edit_tier(config_dir, "medium", {"kinesis": {"stream": "s", "shards": file_shards}})
+    env = {} if env_shards is None else {"COATTAIL__KINESIS__SHARDS": str(env_shards)}
+    overrides = {} if override_shards is None else {"kinesis.shards": override_shards}
+    config = ConfigLoader(config_dir).load("medium", env=env, overrides=overrides)
+    expected = next(v for v in (override_shards, env_shards, file_shards) if v is not None)
+    assert config.kinesis.shards == expected
+
+
+def test_bad_environment_value_names_the_source() -> None:
+    with pytest.raises(ConfigError, match=r"kinesis\.shards"):
+        ConfigLoader().load("small", env={"COATTAIL__KINESIS__SHARDS": "lots"})
+    with pytest.raises(ConfigError, match=r"environment: 'kinesis\.stream\.name' goes through 'stream'"):
+        ConfigLoader().load("small", env={"COATTAIL__KINESIS__STREAM__NAME": "x"})
+
+
+def test_runtime_settings_come_from_the_environment() -> None:
+    env = {
+        "COATTAIL_PROFILE": "mirror",
+        "COATTAIL_AWS_ENDPOINT": "http://127.0.0.1:4566",
+        "COATTAIL_KINESIS_ENDPOINT": "http://127.0.0.1:4568",
+        "COATTAIL_GLUE_ENDPOINT": "http://127.0.0.1:5000",
+        "COATTAIL_STATE_DIR": "/tmp/somewhere",
+    }
+    runtime = ConfigLoader().load("small", env=env).runtime
+    assert runtime.profile == "mirror"
+    assert runtime.aws_endpoint == "http://127.0.0.1:4566"
+    assert runtime.service_endpoints == {"kinesis": "http://127.0.0.1:4568", "glue": "http://127.0.0.1:5000"}
+    assert runtime.state_dir == Path("/tmp/somewhere")
+    assert runtime.allow_real_aws is False, "real AWS is never switched on from the environment"
+
+
+def test_bad_profile_in_environment_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="profile"):
+        ConfigLoader().load("small", env={"COATTAIL_PROFILE": "prod"})
+
+
+def test_config_objects_are_frozen() -> None:
+    config = ConfigLoader().load("small", env={})
+    with pytest.raises(ValidationError):
+        config.kinesis.shards = 5  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        KinesisConfig(stream="s", shards=2, extra=1)  # type: ignore[call-arg]

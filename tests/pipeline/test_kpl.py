@@ -1,0 +1,98 @@
+"""KPL aggregation: round trips, size limits, per-key order, corrupt aggregates."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.errors import SchemaError
+from pipeline.kpl import MAGIC, aggregate, deaggregate, encode_aggregate, is_aggregated
+
+keys = st.sampled_from(["binance:BTCUSDT", "coinbase:BTC-USD", "k", "ünï:code"])
+records = st.lists(st.tuples(keys, st.binary(max_size=300)), min_size=1, max_size=60)
+
+
+@settings(deadline=None)
+@given(records)
+def test_encode_then_deaggregate_round_trips(recs: list[tuple[str, bytes]]) -> None:
+    blob = encode_aggregate(recs)
+    assert is_aggregated(blob)
+    assert deaggregate(blob) == recs
+
+
+@settings(deadline=None)
+@given(records, st.integers(min_value=400, max_value=5_000))
+def test_aggregate_keeps_every_record_once_in_per_key_order(
+    recs: list[tuple[str, bytes]], max_bytes: int
+) -> None:
+    out = aggregate(recs, max_bytes=max_bytes)
+    back: list[tuple[str, bytes]] = []
+    for agg in out:
+        assert len(agg.data) + len(agg.partition_key.encode()) <= max_bytes
+        inner = deaggregate(agg.data, agg.partition_key)
+        assert {k for k, _ in inner} == {agg.partition_key}
+        assert len(inner) == agg.user_records
+        back += inner
+    for key in {k for k, _ in recs}:
+        assert [d for k, d in back if k == key] == [d for k, d in recs if k == key]
+    assert len(back) == len(recs)
+
+
+def test_plain_record_passes_through_unchanged() -> None:
+    raw = b'{"v":1,"type":"trade"}'
+    assert deaggregate(raw, "binance:BTCUSDT") == [("binance:BTCUSDT", raw)]
+    assert deaggregate(b"") == [("", b"")]
+
+
+def test_known_bytes_of_a_one_record_aggregate() -> None:
+    # Hand-assembled from the KPL .proto: key table "a", one record (index 0, data "xy").
+    message = b"\x0a\x01a" + b"\x1a\x06" + b"\x08\x00" + b"\x1a\x02xy"
+    assert encode_aggregate([("a", b"xy")]) == MAGIC + message + hashlib.md5(message).digest()
+
+
+def test_corrupt_aggregate_is_a_schema_error() -> None:
+    blob = bytearray(encode_aggregate([("k", b"payload")]))
+    blob[8] ^= 0xFF
+    with pytest.raises(SchemaError, match="MD5"):
+        deaggregate(bytes(blob))
+    with pytest.raises(SchemaError, match="too short"):
+        deaggregate(MAGIC + b"\x00")
+
+
+def test_malformed_protobuf_with_valid_md5_is_a_schema_error() -> None:
+    message = b"\x1a\x05\x08\x07\x1a\x01x"  # index 7 but an empty key table
+    with pytest.raises(SchemaError, match="key index"):
+        deaggregate(MAGIC + message + hashlib.md5(message).digest())
+    message = b"\x1a\x7f\x08"  # length runs past the end
+    with pytest.raises(SchemaError, match="past the end"):
+        deaggregate(MAGIC + message + hashlib.md5(message).digest())
+
+
+def test_oversized_user_record_is_rejected() -> None:
+    with pytest.raises(SchemaError, match="does not fit"):
+        aggregate([("k", b"x" * 2_000)], max_bytes=1_000)
+
+
+@settings(deadline=None)
+@given(records, st.integers(min_value=400, max_value=5_000))
+def test_arrow_and_python_inputs_give_the_same_bytes(recs: list[tuple[str, bytes]], max_bytes: int) -> None:
+    import pyarrow as pa
+
+    from pipeline.kpl import aggregate_arrays
+
+    keys = pa.array([k for k, _ in recs])
+    data = pa.array([d.hex() for _, d in recs])  # a string column, as the replay's JSON is
+    as_text = [(k, d.hex().encode()) for k, d in recs]
+    assert aggregate_arrays(keys, data, max_bytes=max_bytes * 2) == aggregate(
+        as_text, max_bytes=max_bytes * 2
+    )
+
+
+def test_large_records_use_multi_byte_varints() -> None:
+    recs = [("k", b"x" * 200), ("k", b"y" * 20_000), ("j", b"z" * 3)]
+    out = aggregate(recs, max_bytes=30_000)
+    assert [deaggregate(a.data, a.partition_key) for a in out] == [recs[:2], recs[2:]]
+    assert [a.partition_key for a in out] == ["k", "j"]
