@@ -1,0 +1,99 @@
+"""The Kinesis reader's shard lineage and batch bounds against a scripted Kinesis (unit test: moto's
+split keeps writing to the parent and never closes it, so closed parents are scripted here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.source.kinesis import KinesisStreamReader, ShardPartition
+
+ARRIVAL = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+class ScriptedKinesis:
+    """Shards with fixed records; a closed shard ends with NextShardIterator = None, like AWS."""
+
+    def __init__(self, shards: dict[str, dict[str, Any]]) -> None:
+        self.shards = shards
+
+    def list_shards(self, **_: Any) -> dict[str, Any]:
+        return {"Shards": [{"ShardId": sid, **{k: v for k, v in s.items() if k.endswith("ParentShardId")}}
+                           for sid, s in self.shards.items()]}
+
+    def get_shard_iterator(self, **args: Any) -> dict[str, Any]:
+        seqs = [int(r) for r in self.shards[args["ShardId"]]["records"]]
+        after = args.get("StartingSequenceNumber")
+        start = 0 if after is None else sum(1 for s in seqs if s <= int(after))
+        return {"ShardIterator": f"{args['ShardId']}|{start}"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        sid, pos = ShardIterator.split("|")
+        shard, i = self.shards[sid], int(pos)
+        chunk = shard["records"][i : i + Limit]
+        recs = [{"SequenceNumber": s, "PartitionKey": "k", "Data": f"{sid}:{s}".encode(),
+                 "ApproximateArrivalTimestamp": ARRIVAL} for s in chunk]
+        end = i + len(chunk)
+        closed_and_read = shard["closed"] and end >= len(shard["records"])
+        return {"Records": recs, "MillisBehindLatest": 0,
+                "NextShardIterator": None if closed_and_read else f"{sid}|{end}"}
+
+
+def drain(reader: KinesisStreamReader) -> list[list[bytes]]:
+    batches = []
+    start = reader.initialOffset()
+    for _ in range(50):
+        end = reader.latestOffset()
+        parts = reader.partitions(start, end)
+        if not parts:
+            break
+        rows: list[bytes] = []
+        for part in parts:
+            assert isinstance(part, ShardPartition)
+            rows += pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist()
+        batches.append(rows)
+        reader.commit(end)
+        start = end
+    return batches
+
+
+def make_reader(shards: dict[str, dict[str, Any]], max_records: int) -> KinesisStreamReader:
+    options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1"}
+    reader = KinesisStreamReader(options)
+    reader._client = ScriptedKinesis(shards)
+    return reader
+
+
+def test_split_children_start_after_the_parent_is_read_to_its_end() -> None:
+    shards: dict[str, dict[str, Any]] = {
+        "shardId-0": {"records": ["1", "2", "3", "4", "5"], "closed": True},
+        "shardId-1": {"records": ["6", "8"], "closed": False, "ParentShardId": "shardId-0"},
+        "shardId-2": {"records": ["7", "9", "10"], "closed": False, "ParentShardId": "shardId-0"},
+    }
+    batches = drain(make_reader(shards, max_records=3))
+    flat = [b for batch in batches for b in batch]
+    assert sorted(flat) == sorted(f"{sid}:{s}".encode() for sid, sh in shards.items() for s in sh["records"])
+    assert all(len(b) <= 3 for b in batches)
+    parent_last = max(i for i, b in enumerate(batches) if any(x.startswith(b"shardId-0") for x in b))
+    child_first = min(i for i, b in enumerate(batches) if any(not x.startswith(b"shardId-0") for x in b))
+    assert parent_last < child_first  # a key's events never overtake across a split
+
+
+def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_path: Any) -> None:
+    import json
+
+    shards = {
+        "shardId-0": {"records": ["1", "3"], "closed": True},
+        "shardId-1": {"records": ["2", "4", "5"], "closed": True},
+        "shardId-2": {"records": ["6"], "closed": False, "ParentShardId": "shardId-0",
+                      "AdjacentParentShardId": "shardId-1"},
+    }
+    reader = make_reader(shards, max_records=2)
+    reader.status_path = str(tmp_path / "status.json")
+    batches = drain(reader)
+    assert batches[-1] == [b"shardId-2:6"]
+    assert sum(len(b) for b in batches) == 6
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["caught_up"] and set(status["shards"]) == set(shards)
