@@ -9,7 +9,8 @@ writes the same ids and the sinks can refuse a second copy.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+import json
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -41,3 +42,11 @@ def alert_id(detector: str, exchange: str, symbol: str, key: str | int) -> str:
     """``sha256("{detector}|{exchange}|{symbol}|{key}")`` as 32 hex characters."""
     raw = f"{detector}|{exchange}|{symbol}|{key}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def evidence_json(evidence: Any) -> str:
+    """An alert's ``evidence`` as the JSON text every writer uses: sorted keys, compact separators.
+
+    One serialisation for the pipeline and the reference, so their alerts compare as text too.
+    """
+    return json.dumps(evidence, sort_keys=True, separators=(",", ":"))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 
@@ -63,6 +63,11 @@ class VolumeAnomalySettings(Frozen):
     std_floor_usd: float = Field(1_000.0, gt=0)
     min_notional_usd: float = Field(100_000.0, ge=0)
 
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> VolumeAnomalySettings:
+        _check_history(self.min_history, self.baseline_windows)
+        return self
+
 
 class SpreadSettings(Frozen):
     """MOD-003: per-window spread metrics; alerts on a blow-out against the trailing median."""
@@ -72,6 +77,20 @@ class SpreadSettings(Frozen):
     min_history: int = Field(5, ge=1)
     median_multiple: float = Field(3.0, gt=1)
     max_spread_bps: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> SpreadSettings:
+        _check_history(self.min_history, self.baseline_windows)
+        return self
+
+
+def _check_history(min_history: int, baseline_windows: int) -> None:
+    """The history is trimmed to ``baseline_windows``, so a larger ``min_history`` would never be met."""
+    if min_history > baseline_windows:
+        raise ValueError(
+            f"min_history ({min_history}) exceeds baseline_windows ({baseline_windows}): the detector "
+            "could never alert; lower min_history or raise baseline_windows"
+        )
 
 
 class DataQualitySettings(Frozen):

@@ -52,7 +52,8 @@ QUARANTINE_SCHEMA: Final = pa.schema(
     [PARSED_SCHEMA.field(n) for n in ("reason", "raw", "kind", "exchange", "symbol", "ts_event")]
     + [PARSED_SCHEMA.field(n) for n in ("ts_ingest", "shard_id", "sequence_number", "sub_sequence")]
 )
-STATE_FORMAT: Final = 1
+STATE_FORMAT: Final = 2
+"""Bumped whenever the pickled state changes shape (2: trade ids as exact ints)."""
 _KEEP_STATES: Final = 3
 
 
@@ -87,6 +88,9 @@ class Engine:
         self.sequencer = Sequencer(config)
         self.last_batch: int | None = None
         self._pending: tuple[int, bytes] | None = None
+        # process() changed the in-memory state and no commit() followed: it is no longer the state
+        # after last_batch, so the next batch must reload the saved one
+        self._dirty = False
 
     def metric_schemas(self) -> dict[str, pa.Schema]:
         """Every metric table the enabled detectors write, by name."""
@@ -107,7 +111,10 @@ class Engine:
             pickle.loads(blob) if blob else {"format": STATE_FORMAT, "sequencer": {}, "detectors": {}}
         )
         if payload.get("format") != STATE_FORMAT:
-            raise PipelineError(f"engine state format {payload.get('format')} is not {STATE_FORMAT}")
+            raise PipelineError(
+                f"engine state format {payload.get('format')} is not {STATE_FORMAT}: the checkpoint was "
+                "written by another version; start again with a fresh --checkpoint directory"
+            )
         self.sequencer.states = payload["sequencer"]
         for det in self.detectors:
             if isinstance(det, KeyedDetector):
@@ -115,22 +122,30 @@ class Engine:
 
     def _ensure_state_for(self, batch_id: int) -> None:
         """Make the in-memory state the state after ``batch_id - 1``."""
-        if self.last_batch == batch_id - 1:
+        if not self._dirty and self.last_batch == batch_id - 1:
             return
-        if self.state_dir is None:
-            if self.last_batch is None:
-                return
-            raise PipelineError(f"batch {batch_id} after {self.last_batch} without a state directory")
-        path = self.state_dir / f"{batch_id - 1}.pkl"
-        if batch_id == 0 or (not path.exists() and not any(self.state_dir.glob("*.pkl"))):
+        if batch_id == 0:
             self._restore(None)
-        elif path.exists():
+        elif self.state_dir is None:
+            if not self._dirty and self.last_batch is None:
+                return
+            raise PipelineError(
+                f"batch {batch_id} after batch {self.last_batch}"
+                f"{' and a failed batch' if self._dirty else ''} without a state directory to reload"
+            )
+        elif (path := self.state_dir / f"{batch_id - 1}.pkl").exists():
             self._restore(path.read_bytes())
+        elif not any(self.state_dir.glob("*.pkl")):
+            raise PipelineError(
+                f"no engine state in {self.state_dir} for batch {batch_id - 1}: the checkpoint's state "
+                "directory is missing or empty; delete the checkpoint directory to start over"
+            )
         else:
             raise PipelineError(
                 f"no engine state for batch {batch_id - 1} in {self.state_dir}: the checkpoint is "
                 "incomplete; start again with a fresh --checkpoint directory"
             )
+        self._dirty = False
 
     def commit(self, batch_id: int) -> None:
         """Persist the state after ``batch_id`` (call once every sink committed the batch)."""
@@ -146,12 +161,17 @@ class Engine:
                     old.unlink(missing_ok=True)
         self.last_batch = batch_id
         self._pending = None
+        self._dirty = False
 
     # --- processing -------------------------------------------------------------------------------
 
     def process(self, parsed: pa.Table | pa.RecordBatch, batch_id: int) -> BatchResult:
         """Sequencer and detectors over one ``PARSED_SCHEMA`` batch in arrival order."""
         self._ensure_state_for(batch_id)
+        # the sequencer and the detectors update the state in place: until commit() it is ahead of
+        # last_batch, and a retry of this batch (a sink failed) must reload it rather than apply it twice
+        self._dirty = True
+        self._pending = None
         table = parsed if isinstance(parsed, pa.Table) else pa.Table.from_batches([parsed])
         table = table.select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
         table = table.append_column("arrival", pa.array(range(table.num_rows), type=pa.int64()))

@@ -10,7 +10,9 @@ written to a local spool (Arrow IPC files, ``<spool>/<batch id>/<table>.arrow``,
 when complete), the micro-batch returns, and a background thread commits the spooled batches to the
 table sinks in batch order, deleting each spool entry after its commit. Nothing is lost when the
 process dies: ``open`` commits whatever is still spooled first (a re-commit is skipped by the sinks'
-batch-id bookkeeping). A failed background commit fails the next micro-batch.
+batch-id bookkeeping). A failed background commit stops the background commits (the failed batch and
+every later one stay spooled, in order, and count as pending) and fails the next micro-batch, ``check``
+and ``flush``; ``close`` reports it once and the next ``open`` commits what is spooled.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -55,14 +58,16 @@ class AlertRouter:
             table_sink.open(schemas)
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            for entry in self._spooled():
+            self._queue, self._error = [], None
+            for entry in self._spooled(self.spool_dir):
                 self._commit_spooled(entry)
             self._closing = False
             self._worker = threading.Thread(target=self._drain, name="table-sinks", daemon=True)
             self._worker.start()
 
     def close(self) -> None:
-        """Commit everything still spooled, then close every sink."""
+        """Commit everything still spooled (unless a commit failed), then close every sink; raise
+        ``SinkError`` when a background commit failed."""
         if self._worker is not None:
             with self._cond:
                 self._closing = True
@@ -73,23 +78,33 @@ class AlertRouter:
             sink.close()
         for table_sink in self.table_sinks:
             table_sink.close()
-        self._raise_pending()
+        error, self._error = self._error, None
+        if error is not None:
+            _raise_background(error)
 
     def flush(self) -> None:
-        """Block until every spooled batch is committed to the table sinks."""
+        """Block until every spooled batch is committed to the table sinks; raise ``SinkError`` as soon
+        as a background commit failed."""
         with self._cond:
-            while self._queue or self._busy:
+            while (self._queue or self._busy) and self._error is None:
                 self._cond.wait()
-        self._raise_pending()
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``SinkError`` when a background table commit failed (the router stays failed until
+        ``close``)."""
+        error = self._error
+        if error is not None:
+            _raise_background(error)
 
     def pending(self) -> int:
-        """Batches spooled but not yet committed to the table sinks."""
+        """Batches spooled but not yet committed to the table sinks (a failed one included)."""
         with self._cond:
             return len(self._queue) + int(self._busy)
 
     def route(self, result: BatchResult, writer: str) -> BatchResult:
         """Deliver ``result``; returns it with the alerts' ``ts_written`` stamped."""
-        self._raise_pending()
+        self.check()
         alerts = result.alerts
         stamped = alerts
         for i, sink in enumerate(self.alert_sinks):
@@ -101,15 +116,14 @@ class AlertRouter:
             for table_sink in self.table_sinks:
                 table_sink.write(result.batch_id, writer, result.tables)
         else:
-            self._spool(result, writer)
+            self._spool(self.spool_dir, result, writer)
         return result
 
     # --- spool ------------------------------------------------------------------------------------
 
-    def _spool(self, result: BatchResult, writer: str) -> None:
-        assert self.spool_dir is not None
-        final = self.spool_dir / f"{result.batch_id:012d}"
-        tmp = self.spool_dir / f".{result.batch_id:012d}.tmp"
+    def _spool(self, spool_dir: Path, result: BatchResult, writer: str) -> None:
+        final = spool_dir / f"{result.batch_id:012d}"
+        tmp = spool_dir / f".{result.batch_id:012d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         (tmp / "WRITER").write_text(writer)
@@ -124,9 +138,9 @@ class AlertRouter:
                 self._queue.append(final)
             self._cond.notify_all()
 
-    def _spooled(self) -> list[Path]:
-        assert self.spool_dir is not None
-        return sorted(p for p in self.spool_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    @staticmethod
+    def _spooled(spool_dir: Path) -> list[Path]:
+        return sorted(p for p in spool_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
     def _commit_spooled(self, entry: Path) -> None:
         writer = (entry / "WRITER").read_text()
@@ -141,23 +155,24 @@ class AlertRouter:
     def _drain(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                # after a failure nothing more is committed: later batches must not overtake the failed one
+                while (not self._queue or self._error is not None) and not self._closing:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue or self._error is not None:
                     return
                 entry = self._queue.pop(0)
                 self._busy = True
             try:
-                if self._error is None:
-                    self._commit_spooled(entry)
-            except BaseException as e:  # reported by the next route() or close()
-                self._error = e
+                self._commit_spooled(entry)
+            except BaseException as e:  # reported by route(), check(), flush() and close()
+                with self._cond:
+                    self._queue.insert(0, entry)  # still spooled: pending, and first in line
+                    self._error = e
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _raise_pending(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise SinkError(f"a background table commit failed (the batch stays spooled): {error}") from error
+
+def _raise_background(error: BaseException) -> NoReturn:
+    raise SinkError(f"a background table commit failed (the batch stays spooled): {error}") from error

@@ -164,16 +164,27 @@ class PipelineRunner:
     # --- streaming --------------------------------------------------------------------------------
 
     def start(self) -> StreamingQuery:
-        """Start the streaming query (resuming from the checkpoint when it has one)."""
+        """Start the streaming query (resuming from the checkpoint when it has one).
+
+        When starting fails, whatever was opened (sinks, the table-sink thread, connection pools) is
+        closed again before the error propagates.
+        """
         if self.query is not None:
             raise PipelineError("the pipeline is already running")
-        self._open()
-        self.status_path.unlink(missing_ok=True)  # a status from an earlier run says nothing about this one
-        writer = self.source_stream().writeStream.foreachBatch(self._on_batch)
-        writer = writer.option("checkpointLocation", str(self.checkpoint / "query"))
-        if self.config.spark.trigger_interval_ms:
-            writer = writer.trigger(processingTime=f"{self.config.spark.trigger_interval_ms} milliseconds")
-        self.query = writer.queryName(f"coattail-{self.config.tier}").start()
+        try:
+            self._open()
+            self.status_path.unlink(missing_ok=True)  # a status from an earlier run says nothing now
+            writer = self.source_stream().writeStream.foreachBatch(self._on_batch)
+            writer = writer.option("checkpointLocation", str(self.checkpoint / "query"))
+            if interval := self.config.spark.trigger_interval_ms:
+                writer = writer.trigger(processingTime=f"{interval} milliseconds")
+            self.query = writer.queryName(f"coattail-{self.config.tier}").start()
+        except BaseException as e:
+            try:
+                self.stop()
+            except Exception as cleanup:  # the start-up error is the one to report
+                e.add_note(f"closing the sinks afterwards failed too: {cleanup}")
+            raise
         return self.query
 
     def _writer_id(self) -> str:
@@ -228,8 +239,8 @@ class PipelineRunner:
             return replace(self._progress, shards_caught_up=shards,
                            stage_seconds=dict(self._progress.stage_seconds))
 
-    def check_alive(self) -> None:
-        """Raise ``PipelineError`` when the query failed or stopped."""
+    def check_alive(self) -> StreamingQuery:
+        """The running query; raise ``PipelineError`` when the query failed or stopped."""
         query = self.query
         if query is None:
             raise PipelineError("the pipeline is not running")
@@ -238,17 +249,17 @@ class PipelineRunner:
             raise PipelineError(f"the streaming query failed: {_cause(error)}")
         if not query.isActive:
             raise PipelineError("the streaming query stopped")
+        return query
 
     def poll_idle(self, expected: int | None = None) -> bool:
         """One non-blocking check: True once the source had nothing new, no trigger ran and no table
         write was pending for three consecutive polls with an unchanged count (and at least
         ``expected`` records were processed).
 
-        Raises ``PipelineError`` when the query died.
+        Raises ``PipelineError`` when the query died, ``SinkError`` when a background table commit failed.
         """
-        self.check_alive()
-        assert self.query is not None
-        status = self.query.status
+        status = self.check_alive().status
+        self.router.check()
         progress = self.progress
         idle = not status["isDataAvailable"] and not status["isTriggerActive"]
         caught_up = bool(progress.shards_caught_up) and all(progress.shards_caught_up.values())
@@ -284,12 +295,11 @@ class PipelineRunner:
 
     def run(self, until_idle: bool = False, timeout: float | None = None) -> Progress:
         """Start; then wait until idle (``until_idle``) or until the query ends; always stop."""
-        self.start()
+        query = self.start()
         try:
             if until_idle:
                 return self.wait_until_idle(timeout=timeout or 24 * 3600.0)
-            assert self.query is not None
-            self.query.awaitTermination(None if timeout is None else int(timeout))
+            query.awaitTermination(None if timeout is None else int(timeout))
             self.check_alive()
             return self.progress
         finally:

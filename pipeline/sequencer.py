@@ -22,6 +22,8 @@ from pipeline.config import Config
 from pipeline.detectors.base import Key
 
 _KEY: Final = ["exchange", "symbol"]
+_NO_ID: Final = np.iinfo(np.int64).min
+"""Stands for "no trade id yet" inside int64 arrays (always paired with a has-value mask)."""
 
 
 @dataclass
@@ -29,7 +31,8 @@ class KeyState:
     """What the sequencer remembers about one key between batches."""
 
     max_ts: float = np.nan
-    max_trade_id: float = np.nan
+    max_trade_id: int | None = None
+    """Exact, as an int: exchange ids may exceed 2**53, beyond which float64 loses units."""
     last_price: float = np.nan
     last_ts_trade: float = np.nan
     """ts_event of the last non-late trade in arrival order (not the maximum)."""
@@ -108,8 +111,10 @@ class Sequencer:
         t_codes, q_codes = codes[is_trade], codes[~is_trade]
         trades["late"] = late[is_trade]
         quotes["late"] = late[~is_trade]
-        self._trades(trades, t_codes, states, seed("max_trade_id")[is_trade], seed("last_price")[is_trade],
-                     seed("last_ts_trade")[is_trade])
+        has_max_id = np.array([s.max_trade_id is not None for s in states], dtype=bool)
+        max_id = np.array([s.max_trade_id or 0 for s in states], dtype=np.int64)
+        self._trades(trades, t_codes, states, max_id[t_codes], has_max_id[t_codes],
+                     seed("last_price")[is_trade], seed("last_ts_trade")[is_trade])
         quotes["stale"] = self._stale(quotes, q_codes, seed("last_ts_quote")[~is_trade])
         quotes["crossed"] = quotes["bid_px"] > quotes["ask_px"]
         quotes["locked"] = quotes["bid_px"] == quotes["ask_px"]
@@ -125,7 +130,8 @@ class Sequencer:
             for code, g in tg:
                 st = states[int(code)]
                 ids = g["trade_id"].to_numpy(dtype=np.int64)
-                st.max_trade_id = float(np.fmax(st.max_trade_id, ids.max()))
+                top = int(ids.max())
+                st.max_trade_id = top if st.max_trade_id is None else max(st.max_trade_id, top)
                 st.last_price = float(g["price"].iloc[-1])
                 st.seen_ids = merge_intervals(st.seen_ids, ids)
                 non_late = g.loc[~g["late"], "ts_event"]
@@ -146,14 +152,15 @@ class Sequencer:
         codes: np.ndarray,
         states: list[KeyState],
         seed_max_id: np.ndarray,
+        seed_has_max_id: np.ndarray,
         seed_price: np.ndarray,
         seed_ts: np.ndarray,
     ) -> None:
         by_key = pd.Series(codes, index=trades.index)
         ids = trades["trade_id"].to_numpy(dtype=np.int64)
-        prev_max_id = _prev_cummax(ids.astype(np.float64), by_key, seed_max_id)
-        gap = ids - prev_max_id - 1
-        trades["id_gap"] = np.where(np.isfinite(gap) & (gap > 0), gap, 0).astype(np.int64)
+        prev_max_id, has_prev = _prev_cummax_int(ids, by_key, seed_max_id, seed_has_max_id)
+        prev_max_id = np.where(has_prev, prev_max_id, ids - 1)  # no previous id: no gap (and no wrap-around)
+        trades["id_gap"] = np.maximum(ids - prev_max_id - 1, 0)
         dup = trades.duplicated(["exchange", "symbol", "trade_id"]).to_numpy()
         for code in np.unique(codes):
             mask = codes == code
@@ -187,6 +194,19 @@ def _prev_cummax(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.
     shifted = series.groupby(by_key.to_numpy()).cummax().groupby(by_key.to_numpy()).shift(1)
     out: np.ndarray = np.fmax(shifted.to_numpy(dtype=np.float64), seed)
     return out
+
+
+def _prev_cummax_int(
+    values: np.ndarray, by_key: pd.Series, seed: np.ndarray, has_seed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_prev_cummax`` in exact int64: (per key, the maximum of the seed and every earlier value;
+    whether there is any), the maximum being meaningless where there is none."""
+    keys = by_key.to_numpy()
+    running = pd.Series(values, index=by_key.index).groupby(keys).cummax()
+    shifted = running.groupby(keys).shift(1, fill_value=_NO_ID).to_numpy(dtype=np.int64)
+    earlier = by_key.duplicated().to_numpy()
+    prev: np.ndarray = np.maximum(shifted, np.where(has_seed, seed, _NO_ID))
+    return prev, earlier | has_seed
 
 
 def _prev_value(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -152,7 +153,8 @@ class Replay:
         last: int | None = None
         t_start = self.clock.monotonic_us()
         next_report = t_start
-        with self.target:
+        # closing: a target that fails stops the producer thread now, not when the generator is collected
+        with self.target, closing(stream):
             for table in stream:
                 sched = table.column("ts_sched").to_numpy()
                 ts_event = table.column("ts_event").to_numpy()
@@ -226,7 +228,7 @@ def _on_time(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
 _DONE: Final = object()
 
 
-def prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+def prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Generator[pa.Table, None, None]:
     """Produce the next chunks on a background thread while the target sends the current one.
 
     Reading Parquet, sorting and fault injection run mostly in Arrow (outside the GIL), so they overlap
@@ -236,20 +238,24 @@ def prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
     out: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Hand ``item`` to the consumer; False once the consumer stopped (it will never take it)."""
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        out.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(chunk):
                     return
-            out.put(_DONE)
+            put(_DONE)
         except BaseException as e:  # handed to the consumer, which re-raises it
-            out.put(e)
+            put(e)
 
     worker = threading.Thread(target=produce, name="replay-prefetch", daemon=True)
     worker.start()

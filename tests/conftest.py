@@ -39,15 +39,15 @@ def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server as a background process on 127.0.0.1 (``infra.emulator``), for the whole session."""
     from infra import emulator
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[key] = value
-    state_dir = tmp_path_factory.mktemp("moto")
-    yield emulator.start("moto", state_dir).endpoint
-    emulator.server_process("moto", state_dir).stop()
+    # Dummy credentials for the session, restored afterwards (the function-scoped ``monkeypatch`` fixture
+    # cannot serve a session fixture).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        state_dir = tmp_path_factory.mktemp("moto")
+        yield emulator.start("moto", state_dir).endpoint
+        emulator.server_process("moto", state_dir).stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -13,11 +12,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coattail.commands.stack import ProfileOption, SetOption, TierOption, cli_errors, load_config
+from coattail.commands.timefmt import parse_time
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 
 console = Console()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def resolve_runtime(config: Config) -> Config:
@@ -35,28 +34,13 @@ def resolve_runtime(config: Config) -> Config:
     return config.model_copy(update={"runtime": runtime})
 
 
-def parse_time(text: str, option: str) -> int:
-    """``--from``/``--to``: an ISO-8601 time (UTC when no zone is given) or integer µs since the epoch."""
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ConfigError(
-            f"{option} {text!r}: expected ISO-8601 (2026-01-01T00:00Z) or µs since the epoch"
-        ) from e
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
 def load(
     tapes: Annotated[list[Path], typer.Argument(help="Tape directories (manifest.json + Parquet).")],
     tier: TierOption = "small",
     profile: ProfileOption = None,
     sets: SetOption = None,
 ) -> None:
-    """Load tapes into the bronze tables; loading a day again replaces it (one copy, never two)."""
+    """Load tapes into the bronze tables; loading a tape again replaces its rows (one copy, never two)."""
     from pipeline.jobs.loader import load_tape, read_manifest
     from pipeline.sinks.iceberg import IcebergSink
 

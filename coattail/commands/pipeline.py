@@ -78,8 +78,8 @@ def run(
                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("records", total=None, stats="starting Spark")
-            runner.start()
             try:
+                runner.start()
                 while True:
                     p = runner.progress
                     bar.update(task, completed=p.records_in, stats=(

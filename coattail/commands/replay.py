@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coattail.commands.stack import SetOption, TierOption, cli_errors, load_config
+from coattail.commands.timefmt import format_us, parse_time
 from pipeline.config import Config
 from pipeline.errors import ReplayError
 from replay.clock import parse_speed
@@ -24,27 +24,6 @@ from replay.targets.base import Target
 
 TargetName = Literal["kinesis", "ws", "memory", "stdout"]
 err_console = Console(stderr=True)
-
-
-def parse_time(text: str | None, option: str) -> int | None:
-    """``--from``/``--to``: ISO-8601 (UTC when no zone) or integer microseconds since the epoch."""
-    if text is None:
-        return None
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ReplayError(
-            f"{option} {text!r}: not a time; use ISO-8601 (2024-08-09T00:00:00Z) or µs since the epoch"
-        ) from e
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return int(ts.timestamp()) * 1_000_000 + ts.microsecond
-
-
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def make_target(name: TargetName, config: Config, *, aggregate: bool, seed: int, port: int) -> Target:
@@ -99,7 +78,10 @@ def replay(
     """Replay tapes into Kinesis, a local exchange WebSocket server, memory or stdout."""
     with cli_errors():
         config = load_config(tier, sets=sets)
-        window = TimeWindow(parse_time(start, "--from"), parse_time(end, "--to"))
+        window = TimeWindow(
+            parse_time(start, "--from") if start is not None else None,
+            parse_time(end, "--to") if end is not None else None,
+        )
         spec = load_fault_spec(faults) if faults is not None else None
         paced = parse_speed(speed)
         sink = make_target(target, config, aggregate=aggregate, seed=seed or 0, port=port)
@@ -137,7 +119,12 @@ def replay(
             transient=quiet,
         ) as bar:
             task = bar.add_task(
-                "replay", total=max(end_us - start_us, 1), position=_iso(start_us), sent=0, rate=0.0, lag="-"
+                "replay",
+                total=max(end_us - start_us, 1),
+                position=format_us(start_us, "seconds"),
+                sent=0,
+                rate=0.0,
+                lag="-",
             )
             run.on_progress = lambda p: _update(bar, task, p)
             summary = run.run()
@@ -161,7 +148,7 @@ def _update(bar: Progress, task: TaskID, p: ReplayProgress) -> None:
     bar.update(
         task,
         completed=p.position_us - p.start_us,
-        position=_iso(p.position_us),
+        position=format_us(p.position_us, "seconds"),
         sent=p.sent,
         rate=p.rate,
         lag="-" if p.lag_ms is None else f"{p.lag_ms:,.0f} ms",
@@ -176,7 +163,7 @@ def _print_summary(s: ReplaySummary) -> None:
     table.add_row("wall time", f"{s.elapsed_s:.2f} s")
     table.add_row("rate", f"{s.rate:,.0f} events/s")
     if s.first_ts_us is not None and s.last_ts_us is not None:
-        table.add_row("exchange time", f"{_iso(s.first_ts_us)} .. {_iso(s.last_ts_us)} UTC")
+        table.add_row("exchange time", f"{format_us(s.first_ts_us)} .. {format_us(s.last_ts_us)}")
     if s.lag is not None:
         table.add_row(
             "lag p50 / p99 / max", f"{s.lag.p50_ms:.1f} / {s.lag.p99_ms:.1f} / {s.lag.max_ms:.1f} ms"

@@ -6,11 +6,13 @@ Also the home of what every command module shares: ``cli_errors`` (one-line erro
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from rich.console import Console
 from rich.table import Table
 
@@ -49,12 +51,68 @@ SetOption = Annotated[
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn the project's errors into a one-line message on stderr and exit status 1 (no traceback)."""
+    """Turn the project's errors, and the AWS, Spark and OS errors that reach the command line
+    untranslated, into a one-line message on stderr and exit status 1 (no traceback)."""
     try:
         yield
-    except CoattailError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    except Exception as e:
+        message = error_message(e)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from e
+
+
+def error_message(error: Exception) -> str | None:
+    """The one-line message (with what to do) for an error ``cli_errors`` handles; None for a bug."""
+    if isinstance(error, CoattailError):
+        return str(error)
+    if isinstance(error, EndpointConnectionError):
+        return (
+            f"cannot reach the AWS endpoint {error.kwargs.get('endpoint_url', '')}: start the local stack "
+            "with `coattail up` (check it with `coattail status`) or fix --endpoint / COATTAIL_AWS_ENDPOINT"
+        )
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return (
+            f"AWS {error.operation_name} failed: {info.get('Code', '?')}: {info.get('Message', '')}; "
+            "check that the stack is up and provisioned (`coattail status`, `coattail up`)"
+        )
+    if isinstance(error, BotoCoreError):
+        return f"AWS: {_first_line(error)}; check the endpoint and credentials (`coattail status`)"
+    if _is_spark_error(error):
+        return (
+            f"Spark failed: {_first_line(error)}; check that a supported JDK is installed (JAVA_HOME) "
+            "and Spark's log above"
+        )
+    if isinstance(error, OSError):
+        if error.filename:
+            reason = error.strerror or _first_line(error)
+            return f"{error.filename}: {reason}; check the path and its permissions"
+        if isinstance(error, ConnectionError):
+            return f"{_first_line(error)}: is the local stack up? (`coattail status`, `coattail up`)"
+        return f"{_first_line(error)}; check free disk space, permissions and open-file limits"
+    return None
+
+
+def _is_spark_error(error: Exception) -> bool:
+    # Looked up only when loaded: if pyspark/py4j were never imported, the error cannot come from them,
+    # and importing pyspark here would slow every command down.
+    py4j = sys.modules.get("py4j.protocol")
+    pyspark = sys.modules.get("pyspark.errors")
+    return (py4j is not None and isinstance(error, py4j.Py4JError)) or (
+        pyspark is not None and isinstance(error, pyspark.PySparkException)
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    # Py4J's text starts with "An error occurred while calling o42.start." and names the Java error next
+    lines = [
+        line.strip().lstrip(": ")
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith("An error occurred while calling")
+    ]
+    return lines[0] if lines else type(error).__name__
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:

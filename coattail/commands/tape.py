@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from coattail.commands.stack import cli_errors
+from coattail.commands.timefmt import format_us
 
 console = Console()
 
@@ -80,7 +80,7 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
         console.print(
             f"[bold]{tape}[/bold]  source {m.source}, format {m.format_version}, {m.checksum[:23]}..."
         )
-        console.print(f"span {_iso(m.start_us)} .. {_iso(m.end_us)}; rows {m.rows}")
+        console.print(f"span {format_us(m.start_us)} .. {format_us(m.end_us)}; rows {m.rows}")
         if m.scenario:
             console.print(f"scenario {m.scenario}, seed {m.seed}, {len(m.labels)} labels")
         table = Table(
@@ -125,8 +125,8 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
                     r["exchange"],
                     r["symbol"],
                     f"{r['rows']:,}",
-                    _iso(r["first"]),
-                    _iso(r["last"]),
+                    format_us(r["first"]),
+                    format_us(r["last"]),
                     f"{r['lo']:.6g}",
                     f"{r['hi']:.6g}",
                     f"{r['notional']:,.0f}" if kind == "trade" else "",
@@ -136,19 +136,13 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
             what = label.reason or label.detector
             console.print(
                 f"label {label.kind:<15} {label.detector} {label.expect:<5} {what:<18} "
-                f"{label.exchange}:{label.symbol} {_iso(label.start_us)} {label.note}",
+                f"{label.exchange}:{label.symbol} {format_us(label.start_us)} {label.note}",
                 highlight=False,
             )
         if m.faults:
             console.print(f"faults: { {k: len(v) for k, v in m.faults.items()} }")
         if m.extra.get("import"):
             console.print(f"import: {m.extra['import']}")
-
-
-def _iso(us: int) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def register(app: typer.Typer) -> None:

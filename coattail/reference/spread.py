@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Any, Final
 
@@ -11,6 +10,7 @@ import polars as pl
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
 from coattail.run.outputs import SPREAD_COLUMNS
+from pipeline.alerts import evidence_json
 from pipeline.config import SpreadSettings
 from pipeline.events import event_id
 
@@ -69,7 +69,7 @@ def spread_alerts(
                 severity="high",
                 value=float(group.height),
                 threshold=0.0,
-                evidence=json.dumps({"crossed": group.height}, sort_keys=True),
+                evidence=evidence_json({"crossed": group.height}),
                 event_ids=ids,
             )
         )
@@ -125,7 +125,7 @@ def _blowouts(metrics: pl.DataFrame, settings: SpreadSettings) -> list[dict[str,
                     severity="high" if mean > 2 * threshold else "medium",
                     value=mean,
                     threshold=threshold,
-                    evidence=json.dumps(evidence, sort_keys=True),
+                    evidence=evidence_json(evidence),
                     event_ids=[],
                 )
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
+from pipeline.alerts import evidence_json
 from pipeline.config import VolumeAnomalySettings
 from pipeline.events import event_id
 
@@ -87,7 +87,7 @@ def volume_alerts(
                     severity=severity_for(z, settings.z_threshold),
                     value=float(z),
                     threshold=settings.z_threshold,
-                    evidence=json.dumps(evidence, sort_keys=True),
+                    evidence=evidence_json(evidence),
                     event_ids=ids,
                 )
             )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import polars as pl
 
 from coattail.reference.alerts import alert_row
+from pipeline.alerts import evidence_json
 from pipeline.config import WhaleSettings
 from pipeline.events import event_id
 
@@ -56,7 +56,7 @@ def whale_alerts(annotated: pl.DataFrame, settings: WhaleSettings) -> list[dict[
                 severity=severity,
                 value=notional,
                 threshold=threshold,
-                evidence=json.dumps(evidence, sort_keys=True),
+                evidence=evidence_json(evidence),
                 event_ids=[event_id("trade", t["exchange"], t["symbol"], t["trade_id"])],
                 ts_sent=t["ts_sent"],
             )

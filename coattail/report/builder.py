@@ -21,6 +21,7 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from coattail.commands.timefmt import format_us
 from coattail.run.outputs import RunOutputs
 
 MAX_POINTS_PER_SYMBOL: Final = 4_000
@@ -240,14 +241,10 @@ def _kv_table(values: dict[str, Any]) -> str:
     return _table([{"name": k, "value": v} for k, v in values.items()])
 
 
-def _iso(us: int | None) -> str:
-    return "" if us is None else datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _alert_table(alerts: pl.DataFrame) -> str:
     rows = [
         {
-            "time": _iso(a["ts_event"]),
+            "time": format_us(a["ts_event"]),
             "detector": a["detector"],
             "kind": a["kind"],
             "exchange": a["exchange"],

@@ -17,9 +17,11 @@ import polars as pl
 from coattail.reference import from_arrival, run_reference
 from coattail.report import ReportInputs, build_report, latency_ms, latency_percentiles
 from coattail.run.outputs import RunOutputs
+from coattail.run.progress import Task
 from coattail.run.rundir import RunDir
 from coattail.validate import compare_golden, compare_with_reference, validate_labels
 from pipeline.config import Config
+from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay
 from replay.faults import FaultSpec
 from replay.tape import Label, Tape
@@ -45,18 +47,34 @@ class Judgement:
 
 
 def reference_outputs(
-    tapes: Sequence[Path], config: Config, faults: FaultSpec | None, seed: int | None
+    tapes: Sequence[Path],
+    config: Config,
+    faults: FaultSpec | None,
+    seed: int | None,
+    task: Task | None = None,
 ) -> tuple[RunOutputs, list[Label]]:
     """The reference's outputs for a replay of ``tapes`` with ``faults``, and the replay's fault labels.
 
     The replay is re-run into memory with the same spec and seed: which events a fault hits, and the
     resulting per-key arrival order, do not depend on speed or target, so this is what the pipeline
-    received.
+    received. ``task``: where to show progress (events replayed, then the detectors' phase).
     """
     target = MemoryTarget()
+
+    def on_progress(p: ReplayProgress) -> None:
+        if task is not None:
+            task.update(completed=p.sent, note="replaying into memory")
+
     summary = Replay(
-        list(tapes), target, faults=faults, seed=seed, watermark_us=config.spark.watermark_seconds * 1_000_000
+        list(tapes),
+        target,
+        faults=faults,
+        seed=seed,
+        watermark_us=config.spark.watermark_seconds * 1_000_000,
+        on_progress=on_progress,
     ).run()
+    if task is not None:
+        task.update(note=f"detectors over {summary.sent:,} events")
     return run_reference(from_arrival(target.table()), config), summary.labels
 
 

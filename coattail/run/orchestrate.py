@@ -5,8 +5,9 @@ the run id), so a run reads back exactly what it wrote, and alert ids that an ea
 in DynamoDB do not suppress this run's writes. The pipeline runs in this process (its own Spark
 session); the replay sends from the main thread while Spark consumes.
 
-Completion is measured, not slept for: the run polls the pipeline's processed-record count (which grows
-only once a micro-batch's sinks committed) until it reaches the number of records the replay sent.
+Completion is measured, not slept for: the run polls the pipeline's processed-record count until it
+reaches the number of records the replay sent, then flushes the router (the Iceberg commits run in the
+background, off the trigger's critical path) before it reads the tables back.
 """
 
 from __future__ import annotations
@@ -124,9 +125,9 @@ def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = Non
     try:
         summary_labels, counts = _stream(run, config, request, tapes, faults, steps, timings, spark)
         record["counts"] = counts
-        with steps.step("reference implementation (Polars)") as task:
+        with steps.step("reference implementation (Polars)", total=_event_count(tapes)) as task:
             t = time.monotonic()
-            reference, _ = reference_outputs(request.tapes, config, faults, request.seed)
+            reference, _ = reference_outputs(request.tapes, config, faults, request.seed, task)
             reference.save(run.path / "reference")
             counts["reference_records_in"], counts["reference_valid"] = reference.records_in, reference.valid
             timings["reference_s"] = round(time.monotonic() - t, 3)
@@ -174,16 +175,16 @@ def _stream(
                 }
             )
 
-    total = sum(sum(t.manifest.rows.values()) for t in tapes)
-    with steps.step("pipeline: starting Spark and the streaming query"):
-        t = time.monotonic()
-        runner = PipelineRunner(
-            config, checkpoint=run.path / "checkpoint", source="kinesis", on_batch=on_batch
-        )
-        runner.start()
-        timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
+    total = _event_count(tapes)
+    runner = PipelineRunner(
+        config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch
+    )
     sent_samples: list[tuple[int, int]] = []
     try:
+        with steps.step("pipeline: starting Spark and the streaming query"):
+            t = time.monotonic()
+            runner.start()
+            timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
         with steps.step("replay into Kinesis", total=total) as task:
 
             def on_progress(p: ReplayProgress) -> None:
@@ -211,9 +212,12 @@ def _stream(
                         f"within {request.timeout_s:.0f} s"
                     )
                 task.update(completed=runner.progress.records_in)
-                _raise_if_dead(runner)
+                runner.check_alive()
                 time.sleep(0.2)
-            # ``records_in`` grows only after a batch's sinks committed, so every record sent is written.
+            # ``records_in`` counts batches whose alerts are written but whose tables may still sit in
+            # the router's spool: wait for those commits (a failed one raises here) before capturing.
+            task.update(note="committing spooled tables")
+            runner.router.flush()
             progress = runner.progress
             task.update(completed=progress.records_in)
         elapsed = time.monotonic() - t_replay
@@ -243,10 +247,8 @@ def _stream(
     return labels, counts
 
 
-def _raise_if_dead(runner: Any) -> None:
-    query = runner.query
-    if query is not None and query.exception() is not None:
-        raise PipelineError(f"the streaming query failed: {query.exception()}")
+def _event_count(tapes: Sequence[Tape]) -> int:
+    return sum(sum(t.manifest.rows.values()) for t in tapes)
 
 
 def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:

@@ -27,7 +27,6 @@ clock or on batch boundaries), so that a re-run batch or a different batch split
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any, ClassVar, Final
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.alerts import ALERT_SCHEMA
+from pipeline.alerts import ALERT_SCHEMA, evidence_json
 from pipeline.config import Config
 from pipeline.events import EventKind, event_id
 
@@ -69,7 +68,7 @@ def empty_alerts() -> pd.DataFrame:
 def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Alert rows (dicts with every ``ALERT_SCHEMA`` field) as a frame in schema column order.
 
-    ``evidence`` may be given as a dict: it is serialized as JSON with sorted keys, as the schema wants.
+    ``evidence`` may be given as a dict: it is serialized with ``pipeline.alerts.evidence_json``.
     """
     if not rows:
         return empty_alerts()
@@ -77,9 +76,14 @@ def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for row in rows:
         evidence = row.get("evidence")
         if not isinstance(evidence, str):
-            row = {**row, "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":"))}
+            row = {**row, "evidence": evidence_json(evidence)}
         fixed.append({name: row.get(name) for name in ALERT_SCHEMA.names})
     return pa.Table.from_pylist(fixed, schema=ALERT_SCHEMA).to_pandas()
+
+
+def opt_int(value: Any) -> int | None:
+    """A nullable integer cell (``None``, ``pd.NA`` or NaN when missing) as ``int | None``."""
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def event_ids_of(kind: EventKind, frame: pd.DataFrame, limit: int = 50) -> list[str]:

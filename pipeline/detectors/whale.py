@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
 from pipeline.alerts import alert_id
-from pipeline.config import WhaleSettings
-from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, alerts_frame
+from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, alerts_frame, opt_int
 from pipeline.events import EventKind, event_id
 
 
@@ -25,8 +23,7 @@ class WhaleDetector(BaseDetector):
 
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """Whale alerts of one batch."""
-        settings = self.config.settings_for(self.module_id)
-        assert isinstance(settings, WhaleSettings)
+        settings = self.config.whale
         trades = frames.trades
         if trades.empty:
             return DetectorOutput()
@@ -69,13 +66,9 @@ class WhaleDetector(BaseDetector):
                         "multiple": value / float(thr),
                     },
                     "event_ids": [event_id("trade", t["exchange"], t["symbol"], trade_id)],
-                    "ts_sent": _opt_int(t["ts_sent"]),
-                    "ts_ingest": _opt_int(t["ts_ingest"]),
+                    "ts_sent": opt_int(t["ts_sent"]),
+                    "ts_ingest": opt_int(t["ts_ingest"]),
                     "ts_written": None,
                 }
             )
         return DetectorOutput(alerts=alerts_frame(rows))
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)  # type: ignore[call-overload]

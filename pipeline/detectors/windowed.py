@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, alerts_frame
+from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
 from pipeline.events import EventKind
 
@@ -97,7 +97,7 @@ class KeyChunk:
             return None, None
         kind_row = int(np.count_nonzero(self.is_trade[:row] == self.is_trade[row]))
         frame = self.trades if self.is_trade[row] else self.quotes
-        return _opt_int(frame["ts_sent"].iat[kind_row]), _opt_int(frame["ts_ingest"].iat[kind_row])
+        return opt_int(frame["ts_sent"].iat[kind_row]), opt_int(frame["ts_ingest"].iat[kind_row])
 
 
 class WindowedDetector(KeyedDetector):
@@ -131,9 +131,3 @@ class WindowedDetector(KeyedDetector):
         self, chunk: KeyChunk, state: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
         """Fold the chunk into ``state`` (in place); return alert rows and metric frames by table."""
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return int(value)

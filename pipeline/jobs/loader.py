@@ -4,10 +4,13 @@ A tape (the layout ``replay.tape`` writes: ``manifest.json`` plus ``trade/*.parq
 ``quote/*.parquet``, each sorted by ``(ts_event, seq)``) is read here with pyarrow directly, since
 production code does not import the harness.
 
-Idempotence: a load *replaces* the bronze rows of the days and instruments it covers. Per table, one
-Iceberg transaction deletes the rows whose ``event_date`` is one of the tape's days and whose
-``(exchange, symbol)`` is one of its instruments, then appends the tape's rows; the commit is atomic,
-so loading the same day twice leaves one copy and a crash leaves the previous copy.
+Idempotence: a load *replaces* the bronze rows an earlier load of the same tape wrote, and nothing
+else. Per table, one Iceberg transaction deletes the rows with ``shard_id = "tape"``, the tape's
+sequence-number prefix (its start time, see below) and one of its instruments, then appends the
+tape's rows; the commit is atomic, so loading a tape twice leaves one copy and a crash leaves the
+previous copy. Rows of other tapes of the same day (another start) and rows the streaming pipeline
+wrote (a Kinesis ``shard_id``) are never touched. Two tapes of one instrument that start at the same
+microsecond would write the same sequence numbers, so they count as versions of one tape.
 
 Arrival order: bronze rows carry ``shard_id``/``sequence_number`` so batch jobs can reproduce arrival
 order. A tape has no Kinesis positions, so its rows get ``shard_id = "tape"`` and a fixed-width
@@ -76,7 +79,7 @@ def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[
             n = batch.num_rows
             seq = pc.cast(batch.column("seq"), pa.string())
             digits = pc.utf8_lpad(seq, width=12, padding="0")
-            sequence = pc.binary_join_element_wise(pa.scalar(f"{start:017d}"), digits, "")
+            sequence = pc.binary_join_element_wise(pa.scalar(_sequence_prefix(start)), digits, "")
             columns = {name_: batch.column(name_) for name_ in schema.names if name_ in batch.schema.names}
             columns.update(
                 {
@@ -96,13 +99,13 @@ def load_tape(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> LoadResult:
-    """Load one tape into ``sink``'s bronze tables, replacing the days and instruments it covers."""
+    """Load one tape into ``sink``'s bronze tables, replacing what an earlier load of it wrote."""
     manifest = read_manifest(tape)
     sink.open({table: schema for table, schema in BRONZE.values()})
     instruments, days = _coverage(tape, manifest)
     if not instruments:
         return LoadResult(tape, {}, [], [])
-    replace = replace_filter(days, instruments)
+    replace = replace_filter(int(manifest["start_us"]), instruments)
     rows: dict[str, int] = {}
     props = {"coattail.writer": LOADER_WRITER, "coattail.tape": manifest.get("checksum", str(tape))}
     for kind, (table, _) in BRONZE.items():
@@ -125,14 +128,27 @@ def load_tape(
     return LoadResult(tape, rows, days, instruments)
 
 
-def replace_filter(days: list[str], instruments: list[tuple[str, str]]) -> str:
-    """The Iceberg row filter of what a load replaces: its days (``event_date``) and instruments."""
+def replace_filter(start_us: int, instruments: list[tuple[str, str]]) -> str:
+    """The Iceberg row filter of what a load replaces: the rows a load of this tape wrote.
+
+    Those are the tape-shard rows whose sequence number starts with the tape's start time and whose
+    instrument is one of the tape's. No day or time predicate: a re-recorded tape with the same start
+    but a shorter span must still replace every row of its earlier version. Pruning stays cheap: the
+    ``symbol`` predicate selects partitions and the prefix lies outside the sequence-number bounds of
+    other tapes' and Kinesis rows' files.
+    """
 
     def lit(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
 
     pairs = " OR ".join(f"(exchange = {lit(e)} AND symbol = {lit(s)})" for e, s in instruments)
-    return f"{DATE_COLUMN} IN ({', '.join(lit(d) for d in days)}) AND ({pairs})"
+    prefix = lit(_sequence_prefix(start_us) + "%")
+    return f"shard_id = {lit(TAPE_SHARD)} AND sequence_number LIKE {prefix} AND ({pairs})"
+
+
+def _sequence_prefix(start_us: int) -> str:
+    """The leading digits of every sequence number a tape starting at ``start_us`` writes."""
+    return f"{start_us:017d}"
 
 
 def _coverage(tape: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:

@@ -18,8 +18,9 @@ There is no Iceberg Spark runtime here (no Maven), so the data files come from p
   deletes), groups by key and calls ``run_key`` in ``applyInArrow``.
 
 Outputs come back as Arrow IPC payloads and are written to ``<table>_<name>`` Iceberg tables
-(``alerts_<name>``, ``spread_metrics_<name>``, ``dq_metrics_<name>``), replaced on every run, never
-the live tables and never DynamoDB.
+(``alerts_<name>``, ``spread_metrics_<name>``, ``dq_metrics_<name>``), never the live tables and never
+DynamoDB. Every run replaces the whole output: each table any module could have written under the name
+is dropped, and each table the chosen modules declare is created, empty when the run produced no rows.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine
@@ -71,6 +73,15 @@ class ReprocessResult:
 def output_table(table: str, name: str) -> str:
     """``alerts`` + ``whale_v2`` -> ``alerts_whale_v2``."""
     return f"{table}_{name}"
+
+
+def output_schemas(modules: Sequence[str]) -> dict[str, pa.Schema]:
+    """The output tables of a run with ``modules``, by base name: ``alerts`` and their metric tables."""
+    registry = ModuleRegistry()
+    schemas = {"alerts": ALERT_SCHEMA}
+    for module_id in modules:
+        schemas.update(registry.get(module_id).metric_schemas)
+    return schemas
 
 
 def check_name(name: str) -> None:
@@ -190,7 +201,9 @@ def reprocess(
     except Exception as e:  # py4j and Python worker errors: translate at the boundary
         raise PipelineError(f"reprocessing {name} failed in Spark: {e}") from e
     stats = [json.loads(r["payload"]) for r in rows if r["table"] == _STATS]
-    tables = _gather([r for r in rows if r["table"] != _STATS])
+    # run_key leaves out empty tables: every declared output is still in the result (and written)
+    empty = {table: schema.empty_table() for table, schema in output_schemas(modules).items()}
+    tables = {**empty, **_gather([r for r in rows if r["table"] != _STATS])}
     result = ReprocessResult(
         events=sum(s["events"] for s in stats),
         tables=tables,
@@ -338,17 +351,29 @@ def _gather(rows: list[Any]) -> dict[str, pa.Table]:
 
 
 def _write(sink: IcebergSink, name: str, tables: dict[str, pa.Table]) -> dict[str, str]:
-    """Replace the output tables: drop what a previous run of this name left, create, append once."""
+    """Replace the output: drop every table a previous run of this name may have left (also those of
+    modules not chosen now), create each of ``tables`` (empty ones too), append the rows once."""
     from pyiceberg.exceptions import NoSuchTableError
 
     targets = {table: output_table(table, name) for table in tables}
-    for target in targets.values():
+    for base in sorted(_output_bases() | set(tables)):
         with suppress(NoSuchTableError):
-            sink.catalog.drop_table(f"{sink.namespace}.{target}")
+            sink.catalog.drop_table(f"{sink.namespace}.{output_table(base, name)}")
     fresh = IcebergSink(sink.config, sink.catalog)  # its exactly-once bookkeeping must not remember them
     fresh.open({targets[t]: data.schema for t, data in tables.items()})
     fresh.write(0, f"reprocess:{name}", {targets[t]: data for t, data in tables.items()})
     return {t: f"{sink.namespace}.{target}" for t, target in targets.items()}
+
+
+def _output_bases() -> set[str]:
+    """The base name of every output table a registered module can write."""
+    registry = ModuleRegistry()
+    bases = {"alerts"}
+    for module_id in registry.ids():
+        # a module that cannot be loaded cannot name its tables; it was not chosen (check_request)
+        with suppress(PipelineError):
+            bases.update(registry.get(module_id).metric_schemas)
+    return bases
 
 
 def _spark_type(t: pa.DataType) -> str:

@@ -62,7 +62,13 @@ class TableSink(ABC):
             if last is not None and batch_id <= last:
                 written[table] = False
                 continue
-            self._append(table, data, {BATCH_PROPERTY: str(batch_id), WRITER_PROPERTY: writer})
+            try:
+                self._append(table, data, {BATCH_PROPERTY: str(batch_id), WRITER_PROPERTY: writer})
+            except BaseException:
+                # the commit may have landed before the error (a lost response): let the retry ask the
+                # backend again instead of trusting the cached batch id and appending a second copy
+                self._last.pop(key, None)
+                raise
             self._last[key] = batch_id
             written[table] = True
         return written

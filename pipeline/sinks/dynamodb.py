@@ -74,9 +74,15 @@ class DynamoAlertSink(AlertSink):
         self.pool.shutdown(wait=True)
 
     def _put(self, rows: list[dict[str, object]]) -> list[int]:
-        return list(self.pool.map(self._put_one, rows))
+        # counted here, on the calling thread, from the workers' results: no shared counters
+        results = list(self.pool.map(self._put_one, rows))
+        written = sum(new for _, new in results)
+        self.written += written
+        self.skipped += len(results) - written
+        return [stamp for stamp, _ in results]
 
-    def _put_one(self, row: dict[str, Any]) -> int:
+    def _put_one(self, row: dict[str, Any]) -> tuple[int, bool]:
+        """Put one alert unless its id exists -> (ts_written, whether it was new)."""
         from botocore.exceptions import ClientError
 
         for attempt in range(MAX_ATTEMPTS):
@@ -87,13 +93,11 @@ class DynamoAlertSink(AlertSink):
                     Item=to_item(row, stamp, self.ttl_hours),
                     ConditionExpression="attribute_not_exists(alert_id)",
                 )
-                self.written += 1
-                return stamp
+                return stamp, True
             except ClientError as e:
                 code = e.response.get("Error", {}).get("Code", "")
                 if code == "ConditionalCheckFailedException":
-                    self.skipped += 1
-                    return stamp
+                    return stamp, False
                 if code not in _THROTTLED or attempt == MAX_ATTEMPTS - 1:
                     raise SinkError(f"DynamoDB put of alert {row['alert_id']} failed: {code} {e}") from e
                 time.sleep(min(0.05 * 2**attempt, 1.0))

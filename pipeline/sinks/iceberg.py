@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, is_local_endpoint
+from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, endpoint_for, is_local_endpoint
 from pipeline.config import Config
 from pipeline.errors import SinkError
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
@@ -45,26 +45,21 @@ def load_catalog(config: Config) -> Any:
             )
         from pyiceberg.catalog.glue import GlueCatalog
 
-        check_endpoint(runtime)
         props: dict[str, str] = {
             "glue.region": runtime.region,
             "s3.region": runtime.region,
             "warehouse": f"s3://{config.storage.warehouse_bucket}/",
         }
-        if is_local_endpoint(runtime.aws_endpoint):
-            assert runtime.aws_endpoint is not None
-            key, secret = DUMMY_CREDENTIALS["aws_access_key_id"], DUMMY_CREDENTIALS["aws_secret_access_key"]
-            props.update(
-                {
-                    "glue.endpoint": runtime.aws_endpoint,
-                    "glue.access-key-id": key,
-                    "glue.secret-access-key": secret,
-                    "s3.endpoint": runtime.aws_endpoint,
-                    "s3.access-key-id": key,
-                    "s3.secret-access-key": secret,
-                    "s3.force-virtual-addressing": "false",
-                }
-            )
+        key, secret = DUMMY_CREDENTIALS["aws_access_key_id"], DUMMY_CREDENTIALS["aws_secret_access_key"]
+        for service in ("glue", "s3"):  # each may have its own endpoint, as in pipeline.aws.client
+            check_endpoint(runtime, service)
+            endpoint = endpoint_for(service, runtime)
+            if endpoint:  # a non-local one is only reachable past the guard
+                props[f"{service}.endpoint"] = endpoint
+            if is_local_endpoint(endpoint):
+                props.update({f"{service}.access-key-id": key, f"{service}.secret-access-key": secret})
+                if service == "s3":
+                    props["s3.force-virtual-addressing"] = "false"
         return GlueCatalog("coattail", **props)  # type: ignore[arg-type]
     except ImportError as e:
         raise SinkError(

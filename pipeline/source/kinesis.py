@@ -277,11 +277,14 @@ class KinesisStreamReader(DataSourceStreamReader):
 
     @property
     def kinesis(self) -> Any:
+        """The boto3 Kinesis client (created on first use, through the endpoint guard)."""
         if self._client is None:
             self._client = _kinesis(self.options)
         return self._client
 
     def _shards(self) -> list[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         shards: list[dict[str, Any]] = []
         args: dict[str, Any] = {"StreamName": self.stream}
         try:
@@ -292,7 +295,7 @@ class KinesisStreamReader(DataSourceStreamReader):
                 if not token:
                     return shards
                 args = {"NextToken": token}
-        except Exception as e:
+        except (BotoCoreError, ClientError) as e:
             raise PipelineError(
                 f"cannot list the shards of Kinesis stream {self.stream!r}: {e}; is the stack up "
                 "(`coattail up`) and the stream provisioned?"
@@ -403,7 +406,8 @@ class KinesisStreamReader(DataSourceStreamReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Arrow batches of one shard's records (prefetched, or re-read from Kinesis)."""
-        assert isinstance(partition, ShardPartition)
+        if not isinstance(partition, ShardPartition):
+            raise PipelineError(f"the Kinesis reader got a {type(partition).__name__}, not a ShardPartition")
         records = partition.records
         if records is None:
             records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
@@ -430,12 +434,15 @@ class KinesisDataSource(DataSource):
 
     @classmethod
     def name(cls) -> str:
+        """The format name: ``coattail-kinesis``."""
         return FORMAT
 
     def schema(self) -> str:
+        """``PARSED_SCHEMA`` as DDL with the option ``parse=true``, else the raw records' DDL."""
         return PARSED_DDL if self.options.get("parse") == "true" else RAW_DDL
 
     def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802 (Spark API)
+        """A ``KinesisStreamReader`` over the options; the option ``stream`` is required."""
         if "stream" not in self.options:
             raise PipelineError("the coattail-kinesis source needs the option 'stream'")
         return KinesisStreamReader(dict(self.options))

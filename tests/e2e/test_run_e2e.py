@@ -156,7 +156,6 @@ def test_diff_of_two_thresholds_shows_exactly_the_expected_change(
     assert f"vanished {len(expect_vanished)}" in cli.output
 
 
-@pytest.mark.skipif(not (REAL_TAPES / "tardis").is_dir(), reason="the shared real tapes are not mounted")
 def test_real_tardis_tape_agrees_with_the_reference(stack_env: Path, spark: Any, tmp_path: Path) -> None:
     tape = tmp_path / "tardis"
     import_files(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,6 +32,13 @@ def test_moto_serves_glue_beside_localstack() -> None:
     image, _, tag = _services()["moto"]["image"].partition(":")
     assert image == "motoserver/moto"
     assert tag and tag != "latest"
+
+
+def test_every_image_is_pinned_to_a_full_release() -> None:
+    # a floating tag (latest, 3, 3.8) can pull an image that asks for a token or changes the APIs
+    for name, service in _services().items():
+        _, _, tag = service["image"].partition(":")
+        assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"{name}: image {service['image']!r} is not pinned"
 
 
 def test_every_port_is_published_on_loopback_only() -> None:

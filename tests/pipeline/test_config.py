@@ -76,6 +76,30 @@ def test_unknown_module_setting_names_the_module(tmp_path: Path) -> None:
     assert "MOD-001.default_threshold: unknown key" in str(info.value)
 
 
+@pytest.mark.parametrize("module_id", ["MOD-002", "MOD-003"])
+def test_min_history_above_baseline_windows_is_refused(tmp_path: Path, module_id: str) -> None:
+    # the history is trimmed to baseline_windows, so such a detector could never alert
+    config_dir = _copy_config(tmp_path)
+    tier_path = _edit_tier(
+        config_dir, "small", {"settings": {module_id: {"baseline_windows": 5, "min_history": 6}}}
+    )
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader(config_dir).load("small", env={})
+    message = str(info.value)
+    assert str(tier_path) in message
+    assert module_id in message and "min_history (6) exceeds baseline_windows (5)" in message
+    # equal is the largest accepted value
+    _edit_tier(config_dir, "small", {"settings": {module_id: {"baseline_windows": 5, "min_history": 5}}})
+    settings_ = ConfigLoader(config_dir).load("small", env={}).settings_for(module_id)
+    assert (settings_.min_history, settings_.baseline_windows) == (5, 5)  # type: ignore[attr-defined]
+
+
+def test_min_history_override_above_the_file_baseline_is_refused() -> None:
+    # features.yaml ships MOD-003 with baseline_windows 30; an override alone can break the pair
+    with pytest.raises(ConfigError, match=r"MOD-003: .*min_history \(31\) exceeds baseline_windows \(30\)"):
+        ConfigLoader().load("small", env={}, overrides={"settings.MOD-003.min_history": 31})
+
+
 @pytest.mark.parametrize(
     ("edit", "where"),
     [

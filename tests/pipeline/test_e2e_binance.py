@@ -20,9 +20,9 @@ from pipeline.runner import PipelineRunner
 from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.testkit import alerts_of, dq_sums, run_engine, small_config
+from tests.conftest import REAL_TAPES
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.e2e]
-REAL_TAPES = Path(__file__).resolve().parents[3] / "shared" / "real-tapes"
 CAPTURE = REAL_TAPES / "binance-ws" / "spot_btcusdt_20240808.gz"
 EVENTS = 3_000
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine
+from pipeline.errors import PipelineError
 from pipeline.parse import parse_batch
 from pipeline.testkit import (
+    T0,
     Item,
     alerts_of,
     dq_sums,
@@ -19,6 +23,7 @@ from pipeline.testkit import (
     raw_table,
     run_engine,
     small_config,
+    trade,
 )
 
 CFG = small_config(**{"settings.MOD-001.default_threshold_usd": 500_000})
@@ -57,3 +62,46 @@ def test_restart_from_saved_state_and_rerun_of_last_batch(
     assert alerts_of([r1_again]).equals(alerts_of([r1]))
     assert dq_sums([r1_again]) == dq_sums([r1])
     assert alerts_of([r0, r1]).equals(alerts_of(run_engine(CFG, items)))
+
+
+def _batches(items: list[Item], cut: int) -> tuple[pa.Table, pa.Table]:
+    datas = payloads(items)
+    return parse_batch(raw_table(datas[:cut])), parse_batch(raw_table(datas[cut:], first_seq=cut))
+
+
+RETRY_ITEMS: list[Item] = [trade(1, 100.0, 1.0, T0), trade(2, 100.0, 30_000.0, T0 + 1),
+                           trade(4, 100.0, 30_000.0, T0 + 2)]
+
+
+def test_a_batch_retried_after_a_failed_route_is_applied_once(tmp_path: Path) -> None:
+    first, second = _batches(RETRY_ITEMS, 1)
+    engine = Engine(CFG, ModuleRegistry().build(CFG), state_dir=tmp_path / "state")
+    engine.process(first, 0)
+    engine.commit(0)
+    attempt = engine.process(second, 1)  # the router fails here: no commit
+    retry = engine.process(second, 1)  # Spark runs batch 1 again in the same process
+    engine.commit(1)
+    assert not alerts_of([attempt]).empty  # the whale of batch 1, with its id gap
+    assert alerts_of([retry]).equals(alerts_of([attempt]))
+    assert dq_sums([retry]) == dq_sums([attempt])
+
+
+def test_a_retry_without_a_state_directory_is_refused() -> None:
+    first, second = _batches(RETRY_ITEMS, 1)
+    engine = Engine(CFG, ModuleRegistry().build(CFG))
+    engine.process(first, 0)
+    engine.commit(0)
+    engine.process(second, 1)
+    with pytest.raises(PipelineError, match="failed batch without a state directory"):
+        engine.process(second, 1)
+
+
+def test_a_checkpoint_without_engine_state_is_refused(tmp_path: Path) -> None:
+    _, second = _batches(RETRY_ITEMS, 1)
+    engine = Engine(CFG, ModuleRegistry().build(CFG), state_dir=tmp_path / "state")
+    with pytest.raises(PipelineError, match="delete the checkpoint directory to start over"):
+        engine.process(second, 7)
+    (tmp_path / "state").mkdir()
+    with pytest.raises(PipelineError, match="missing or empty"):
+        engine.process(second, 7)
+    assert engine.process(second, 0).valid == 2  # batch 0 starts from empty state by definition

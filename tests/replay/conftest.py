@@ -9,8 +9,7 @@ import polars as pl
 import pytest
 
 from replay.testkit import write_tape
-
-REAL_TAPES = Path(__file__).resolve().parents[2].parent / "shared" / "real-tapes"
+from tests.conftest import REAL_TAPES
 
 
 def _tardis_tape(path: Path, rows: int = 2_000) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coattail.cli import app
-from coattail.commands.jobs import parse_time
+from coattail.commands.timefmt import parse_time
 from pipeline.errors import ConfigError
 from replay.tape import TapeWriter, tape_schema
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,10 +42,18 @@ def chromium_dump_dom(page: Path, profile: Path) -> str:
     return done.stdout
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
-)
+def require_chromium() -> None:
+    """Skip without Chromium on a workstation; in CI (``CI`` set) its absence is a failure."""
+    if Path(CHROMIUM).exists():
+        return
+    hint = f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(hint, pytrace=False)
+    pytest.skip(hint)
+
+
 def test_report_charts_render_in_chromium(tmp_path: Path, config: Config) -> None:
+    require_chromium()
     trades = [(i, "BTCUSDT", i + 1, 50_000.0 + i, 0.5, "buy") for i in range(120)]
     trades[60] = (60, "BTCUSDT", 61, 50_060.0, 40.0, "sell")
     quotes = [(i + 0.5, "BTCUSDT", 49_990.0 + i, 50_010.0 + i, i) for i in range(120)]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from coattail.run.judge import reference_outputs
 from coattail.validate import compare_golden
 from pipeline.config import ConfigLoader
@@ -45,7 +43,6 @@ def test_whale_day_fixture_matches_its_golden_file(tmp_path: Path) -> None:
     assert result.expected > 0
 
 
-@pytest.mark.skipif(not (REAL_TAPES / "tardis").is_dir(), reason="the shared real tapes are not mounted")
 def test_real_tardis_sample_matches_its_golden_file(tmp_path: Path) -> None:
     tape = tmp_path / "tardis"
     import_files(

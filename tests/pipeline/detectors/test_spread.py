@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,8 +11,7 @@ from pipeline.alerts import alert_id
 from pipeline.config import Config, SpreadSettings
 from pipeline.detectors.windowed_testkit import MIN, SEC, alerts_of, quote, run, trade
 from pipeline.testkit import Item
-
-REAL_TAPES = Path(__file__).resolve().parents[3].parent / "shared" / "real-tapes"
+from tests.conftest import REAL_TAPES
 
 
 def tuned(config: Config, watermark_seconds: int = 0, **settings_: Any) -> Config:

@@ -1,22 +1,30 @@
-"""Historical loader: a tape into the bronze tables, twice, leaves one copy."""
+"""Historical loader: a tape into the bronze tables, twice, leaves one copy and touches nothing else."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.config import Config, RuntimeSettings
+from pipeline.engine import TRADES_TABLE_SCHEMA
 from pipeline.jobs.loader import load_tape
-from pipeline.sinks.iceberg import IcebergSink
-from replay.tape import TapeWriter, tape_schema
+from pipeline.sinks.iceberg import IcebergSink, with_date
+from replay.readers.importer import import_files
+from replay.tape import Tape, TapeWriter, tape_schema
+from tests.conftest import REAL_TAPES
 
-DAY = 86_400_000_000
+HOUR = 3_600_000_000
+DAY = 24 * HOUR
 T0 = 19_000 * DAY  # 2022-01-08
 
 
-def write_tape(path: Path, day: int, n: int) -> Path:
+def write_tape(path: Path, day: int, n: int, hour: int = 0) -> Path:
     with TapeWriter(path) as w:
         trades = [
             {
@@ -26,7 +34,7 @@ def write_tape(path: Path, day: int, n: int) -> Path:
                 "price": 100.0 + i,
                 "qty": 1.0,
                 "side": "buy",
-                "ts_event": T0 + day * DAY + i * 1000,
+                "ts_event": T0 + day * DAY + hour * HOUR + i * 1000,
                 "ts_recv": None,
                 "seq": 2 * i,
             }
@@ -41,7 +49,7 @@ def write_tape(path: Path, day: int, n: int) -> Path:
                 "ask_px": 101.0,
                 "ask_qty": 1.0,
                 "update_id": i,
-                "ts_event": T0 + day * DAY + i * 1000 + 1,
+                "ts_event": T0 + day * DAY + hour * HOUR + i * 1000 + 1,
                 "ts_recv": None,
                 "seq": 2 * i + 1,
             }
@@ -79,3 +87,105 @@ def test_loading_the_same_day_twice_leaves_one_copy(sink: IcebergSink, tmp_path:
         )
     ]
     assert seqs == sorted(seqs) and len({len(s) for s in seqs}) == 1
+
+
+def streamed_trade(ts_event: int) -> pa.Table:
+    """One bronze row as the streaming pipeline writes it: a Kinesis shard and sequence number."""
+    row = {
+        "exchange": "binance",
+        "symbol": "BTCUSDT",
+        "trade_id": 999_999,
+        "price": 100.0,
+        "qty": 2.0,
+        "side": "sell",
+        "ts_event": ts_event,
+        "ts_recv": ts_event + 5,
+        "ts_sent": ts_event + 7,
+        "ts_ingest": ts_event + 9,
+        "shard_id": "shardId-000000000000",
+        "sequence_number": "49" + "6" * 54,
+        "sub_sequence": 0,
+    }
+    return pa.Table.from_pylist([row], schema=TRADES_TABLE_SCHEMA)
+
+
+def test_reloading_a_tape_keeps_other_tapes_of_the_day_and_streamed_rows(
+    sink: IcebergSink, tmp_path: Path
+) -> None:
+    morning = write_tape(tmp_path / "morning", 0, 40, hour=8)
+    afternoon = write_tape(tmp_path / "afternoon", 0, 25, hour=14)
+    load_tape(morning, sink)
+    # a streamed row inside the morning tape's time span, same day and instrument
+    streamed_ts = T0 + 8 * HOUR + 10 * 1000 + 500
+    sink.catalog.load_table(f"{sink.namespace}.trades").append(
+        with_date("trades", streamed_trade(streamed_ts))
+    )
+    load_tape(afternoon, sink)
+    again = load_tape(morning, sink)
+    assert again.days == ["2022-01-08"] and again.rows == {"trades": 40, "quotes": 40}
+    trades, quotes = sink.read("trades"), sink.read("quotes")
+    expected = sorted(
+        [T0 + 8 * HOUR + i * 1000 for i in range(40)] + [T0 + 14 * HOUR + i * 1000 for i in range(25)]
+    )
+    tape_trades = trades.filter(pc.equal(trades["shard_id"], "tape"))
+    assert sorted(tape_trades["ts_event"].to_pylist()) == expected  # each row of A and B exactly once
+    assert sorted(quotes["ts_event"].to_pylist()) == [ts + 1 for ts in expected]
+    streamed = trades.filter(pc.not_equal(trades["shard_id"], "tape")).to_pylist()
+    assert [(r["trade_id"], r["ts_event"], r["shard_id"]) for r in streamed] == [
+        (999_999, streamed_ts, "shardId-000000000000")
+    ]
+
+
+def test_real_tapes_split_in_two_load_each_row_once(sink: IcebergSink, tmp_path: Path) -> None:
+    # the real Tardis sample cut at its middle trade into an earlier and a later tape of the same day
+    whole = tmp_path / "whole"
+    import_files(
+        [REAL_TAPES / "tardis" / "tardis_trades.csv", REAL_TAPES / "tardis" / "tardis_quotes.csv"], whole
+    )
+    tape = Tape.open(whole)
+    trades, quotes = tape.read("trade"), tape.read("quote")
+    cut = sorted(trades["ts_event"].to_pylist())[trades.num_rows // 2]
+    halves = []
+    for name, keep in (("early", pc.less), ("late", pc.greater_equal)):
+        with TapeWriter(tmp_path / name) as w:
+            w.write("trade", trades.filter(keep(trades["ts_event"], cut)))
+            w.write("quote", quotes.filter(keep(quotes["ts_event"], cut)))
+            w.close(source="tardis")
+        halves.append(tmp_path / name)
+    early, late = halves
+    load_tape(early, sink)
+    load_tape(late, sink)
+    result = load_tape(early, sink)
+    assert len(result.days) == 1
+    loaded = sink.read("trades")
+    assert sorted(loaded["trade_id"].to_pylist()) == sorted(trades["trade_id"].to_pylist())
+    assert sink.read("quotes").num_rows == quotes.num_rows
+
+
+@pytest.fixture(scope="module")
+def three_tapes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, list[int]]]:
+    """Two tapes of one day and instrument (morning, afternoon) and one of the next day, with their
+    trade times."""
+    root = tmp_path_factory.mktemp("tapes")
+    spans = [(0, 8, 12), (0, 14, 7), (1, 3, 5)]
+    return [
+        (
+            write_tape(root / f"t{i}", day, n, hour=hour),
+            [T0 + day * DAY + hour * HOUR + j * 1000 for j in range(n)],
+        )
+        for i, (day, hour, n) in enumerate(spans)
+    ]
+
+
+@settings(max_examples=8, deadline=None)
+@given(order=st.lists(st.integers(0, 2), min_size=1, max_size=5))
+def test_any_load_order_holds_each_loaded_row_once(
+    config: Config, three_tapes: list[tuple[Path, list[int]]], order: list[int]
+) -> None:
+    with tempfile.TemporaryDirectory() as state:
+        cfg = config.model_copy(update={"runtime": RuntimeSettings(state_dir=Path(state))})
+        sink = IcebergSink(cfg)
+        for i in order:
+            load_tape(three_tapes[i][0], sink)
+        expected = sorted(ts for i in set(order) for ts in three_tapes[i][1])
+        assert sorted(sink.read("trades")["ts_event"].to_pylist()) == expected

@@ -179,3 +179,29 @@ def test_bad_output_names_and_ranges_are_refused(config: Config) -> None:
         reprocess(None, config, modules=["MOD-999"], start_us=0, end_us=1, name="x")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="empty time range"):
         reprocess(None, config, modules=["MOD-001"], start_us=5, end_us=5, name="x")  # type: ignore[arg-type]
+
+
+@pytest.mark.spark
+def test_a_rerun_without_alerts_leaves_empty_outputs(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    cfg = tuned(config, tmp_path)
+    sink = IcebergSink(cfg)
+    load_tape(market(tmp_path / "tape"), sink)
+
+    def rerun(modules: list[str], start_us: int, end_us: int) -> dict[str, int]:
+        result = reprocess(
+            spark, cfg, modules=modules, start_us=start_us, end_us=end_us, name="rerun", sink=sink
+        )
+        assert set(result.written) == set(result.tables)
+        return {base: sink.read(f"{base}_rerun").num_rows for base in result.written}
+
+    first = rerun(MODULES, T0, T0 + 3600 * SEC)
+    assert first["alerts"] > 0 and first["spread_metrics"] > 0 and first["dq_metrics"] > 0
+    # the first 5 minutes hold no whale, no crossed book and no blow-out: events, metrics, no alerts
+    second = rerun(["MOD-001", "MOD-003"], T0, T0 + 5 * MIN)
+    assert second["alerts"] == 0 and 0 < second["spread_metrics"] < first["spread_metrics"]
+    # a module not chosen this time leaves no stale table behind
+    assert not sink.catalog.table_exists(f"{sink.namespace}.dq_metrics_rerun")
+    # a range without any event: every declared table exists and is empty
+    assert rerun(["MOD-003"], T0 + 2 * 3600 * SEC, T0 + 3 * 3600 * SEC) == {"alerts": 0, "spread_metrics": 0}

@@ -10,13 +10,14 @@ import pyarrow as pa
 import pytest
 
 from pipeline.alerts import ALERT_SCHEMA
-from pipeline.aws import client
+from pipeline.aws import DUMMY_CREDENTIALS, client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.detectors.data_quality import DQ_METRICS_SCHEMA
 from pipeline.engine import QUARANTINE_SCHEMA, TRADES_TABLE_SCHEMA
-from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.errors import SinkError, UnsafeEndpointError
+from pipeline.sinks.base import BATCH_PROPERTY, AlertSink, TableSink
 from pipeline.sinks.dynamodb import DynamoAlertSink
-from pipeline.sinks.iceberg import IcebergSink
+from pipeline.sinks.iceberg import IcebergSink, load_catalog
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import T0, run_engine, small_config, trade
 
@@ -78,6 +79,45 @@ def test_each_batch_is_committed_once_per_writer(table_sink: Callable[[], TableS
     ]
 
 
+class _LostResponseSink(MemoryTableSink):
+    """With ``lose_next`` set, commits the next append, then raises as if the response was lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = False
+
+    def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
+        super()._append(table, data, properties)
+        if self.lose_next:
+            self.lose_next = False
+            raise SinkError("connection reset after the commit")
+
+
+def test_a_retried_append_that_had_committed_is_not_written_twice() -> None:
+    tables = {"trades": run_engine(small_config(), [trade(1, 1.0, 1.0, T0)])[0].tables["trades"]}
+    sink = _LostResponseSink()
+    sink.open(SCHEMAS)
+    assert sink.write(0, "query:a", tables) == {"trades": True}
+    sink.lose_next = True
+    with pytest.raises(SinkError):
+        sink.write(1, "query:a", tables)
+    assert sink.write(1, "query:a", tables) == {"trades": False}  # the retry finds batch 1 committed
+    assert [p[BATCH_PROPERTY] for p, _ in sink.commits["trades"]] == ["0", "1"]
+
+
+def test_glue_and_s3_use_their_own_endpoints(tmp_path: Path) -> None:
+    glue, s3 = "http://127.0.0.1:4001", "http://localhost:4002"
+    cfg = with_runtime(small_config(), profile="mirror", aws_endpoint="http://127.0.0.1:4000",
+                       state_dir=tmp_path, service_endpoints={"glue": glue, "s3": s3})
+    props = load_catalog(cfg).properties
+    assert (props["glue.endpoint"], props["s3.endpoint"]) == (glue, s3)
+    assert props["glue.access-key-id"] == props["s3.access-key-id"] == DUMMY_CREDENTIALS["aws_access_key_id"]
+    remote = with_runtime(small_config(), profile="mirror", aws_endpoint="http://127.0.0.1:4000",
+                          state_dir=tmp_path, service_endpoints={"s3": "https://s3.example.com"})
+    with pytest.raises(UnsafeEndpointError, match=r"s3\.example\.com"):
+        load_catalog(remote)
+
+
 def make_dynamo_sink(endpoint: str) -> DynamoAlertSink:
     table = f"alerts-{uuid.uuid4().hex[:8]}"
     cfg = with_runtime(small_config(), aws_endpoint=endpoint)
@@ -122,6 +162,8 @@ def test_alerts_written_once_per_id_with_stamp(alert_sink: AlertSink) -> None:
     assert set(first) == set(alerts.column("alert_id").to_pylist())
     alert_sink.write_alerts(alerts)  # a re-run batch
     assert {k: dict(v) for k, v in _items(alert_sink).items()} == first
+    if isinstance(alert_sink, DynamoAlertSink):
+        assert (alert_sink.written, alert_sink.skipped) == (alerts.num_rows, alerts.num_rows)
 
 
 @pytest.mark.integration
@@ -140,8 +182,6 @@ def test_dynamodb_item_has_ttl_and_fields(aws_endpoint: str) -> None:
 
 @pytest.mark.integration
 def test_dynamodb_missing_table_says_what_to_do(aws_endpoint: str) -> None:
-    from pipeline.errors import SinkError
-
     cfg = with_runtime(small_config(), aws_endpoint=aws_endpoint)
     cfg = cfg.model_copy(update={"dynamodb": cfg.dynamodb.model_copy(update={"alerts_table": "nope"})})
     with pytest.raises(SinkError, match="coattail up"):

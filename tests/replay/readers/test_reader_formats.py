@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from pipeline.errors import ReaderError
 from replay.readers import detect_format, import_files
 from replay.tape import Tape
+from tests.conftest import REAL_TAPES
 from tests.replay.readers.binance_files_kit import write_agg_trades, write_book_ticker, write_trades
 
 REPO = Path(__file__).resolve().parents[3]
-REAL = REPO.parent / "shared" / "real-tapes"
 FIXTURES = REPO / "fixtures" / "real"
 
 
@@ -56,7 +56,7 @@ def _check_tape(path: Path) -> Tape:
 def test_every_real_sample_imports(
     tmp_path: Path, name: str, fmt: str, rows: dict[str, int] | None, exchanges: list[str]
 ) -> None:
-    path = REAL / name
+    path = REAL_TAPES / name
     assert detect_format(path) == fmt
     result = import_files([path], tmp_path / "tape")
     assert result.stats.bad == 0
