@@ -8,13 +8,13 @@ equal). Results are grouped by detector and symbol: what a user checks before pr
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from coattail.run.outputs import RunOutputs
 from coattail.validate.agreement import close, same_json
+from coattail.validate.alert_view import parse_evidence
 
 COMPARED: Final = (
     "kind",
@@ -129,20 +129,13 @@ def _changed_fields(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str,
     for name in COMPARED:
         x, y = a[name], b[name]
         if name == "evidence":
-            x, y = _parse(x), _parse(y)
+            x, y = parse_evidence(x), parse_evidence(y)
             equal = same_json(x, y)
         else:
             equal = close(x, y)
         if not equal:
             out[name] = {"a": x, "b": y}
     return out
-
-
-def _parse(text: Any) -> Any:
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
 
 
 def _brief(alert: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ key, window and reason (stream rules) or per key and reason (quarantine), since 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -18,6 +17,7 @@ from typing import Any, Final
 import polars as pl
 
 from coattail.run.outputs import RECORD_REASONS, RunOutputs
+from coattail.validate.alert_view import alert_view, parse_evidence
 
 REL_TOL: Final = 1e-9
 ABS_TOL: Final = 1e-9
@@ -99,8 +99,8 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
     return Agreement(
         pipeline_alerts=len(ours),
         reference_alerts=len(ref),
-        only_pipeline=[_brief(ours[a]) for a in sorted(ours.keys() - ref.keys())],
-        only_reference=[_brief(ref[a]) for a in sorted(ref.keys() - ours.keys())],
+        only_pipeline=[alert_view(ours[a]) for a in sorted(ours.keys() - ref.keys())],
+        only_reference=[alert_view(ref[a]) for a in sorted(ref.keys() - ours.keys())],
         alert_differences=differences,
         spread_differences=_spread_differences(pipeline.spread_metrics, reference.spread_metrics),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
@@ -121,7 +121,7 @@ def alert_field_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, d
         if not close(a[name], b[name]):
             out[name] = {"pipeline": a[name], "reference": b[name]}
     if b["detector"] not in _OPEN_EVIDENCE:
-        ea, eb = _parse(a["evidence"]), _parse(b["evidence"])
+        ea, eb = parse_evidence(a["evidence"]), parse_evidence(b["evidence"])
         if not same_json(ea, eb):
             out["evidence"] = {"pipeline": ea, "reference": eb}
         if list(a["event_ids"]) != list(b["event_ids"]):
@@ -153,28 +153,6 @@ def same_json(x: Any, y: Any) -> bool:
     ):
         return math.isclose(float(x), float(y), rel_tol=REL_TOL, abs_tol=ABS_TOL)
     return bool(x == y)
-
-
-def _parse(text: Any) -> Any:
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
-
-
-def _brief(alert: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "alert_id",
-        "detector",
-        "kind",
-        "exchange",
-        "symbol",
-        "ts_event",
-        "severity",
-        "value",
-        "threshold",
-    )
-    return {**{k: alert[k] for k in keys}, "evidence": _parse(alert["evidence"])}
 
 
 def _spread_differences(ours: pl.DataFrame, ref: pl.DataFrame) -> list[dict[str, Any]]:

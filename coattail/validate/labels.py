@@ -19,7 +19,6 @@ Precision of D = true positives / alerts of D; recall of D = hit labels / labels
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, Final
 import polars as pl
 
 from coattail.run.outputs import RECORD_REASONS, RunOutputs
+from coattail.validate.alert_view import alert_view
 from replay.tape import Label
 
 LABEL_ALERT_KIND: Final = {
@@ -138,7 +138,7 @@ def validate_labels(
     }
     judged = [a for a in alerts if a["alert_id"] not in tolerated]
     scores = _scores(labels, results, judged, matched_by)
-    unexpected = [_with_evidence(a) for a in judged if a["alert_id"] not in matched_by]
+    unexpected = [alert_view(a) for a in judged if a["alert_id"] not in matched_by]
     return LabelValidation(
         results, scores, unexpected, _unexpected_dq(labels, outputs.dq), sorted(tolerated)
     )
@@ -216,26 +216,6 @@ def _scores(
             )
         )
     return scores
-
-
-def _with_evidence(alert: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "alert_id",
-        "detector",
-        "kind",
-        "exchange",
-        "symbol",
-        "ts_event",
-        "severity",
-        "value",
-        "threshold",
-    )
-    out = {k: alert[k] for k in keys}
-    try:
-        out["evidence"] = json.loads(alert["evidence"])
-    except (TypeError, ValueError):
-        out["evidence"] = alert["evidence"]
-    return out
 
 
 def _unexpected_dq(labels: Sequence[Label], dq: pl.DataFrame) -> list[dict[str, Any]]:
