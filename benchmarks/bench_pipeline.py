@@ -28,6 +28,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from infra.provision import StackSpec, provision
 from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.connectors.binance import parse_binance_message
@@ -47,15 +48,7 @@ def start_stack(tmp: Path, **settings: Any) -> tuple[ThreadedMotoServer, Config]
     cfg = small_config(**settings)
     runtime = RuntimeSettings(aws_endpoint=f"http://{host}:{port}", state_dir=tmp)
     cfg = cfg.model_copy(update={"runtime": runtime})
-    kinesis = client("kinesis", cfg.runtime)
-    kinesis.create_stream(StreamName=cfg.kinesis.stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=cfg.kinesis.stream)
-    client("dynamodb", cfg.runtime).create_table(
-        TableName=cfg.dynamodb.alerts_table,
-        AttributeDefinitions=[{"AttributeName": "alert_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "alert_id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    provision(StackSpec.from_config(cfg), cfg.runtime)
     return server, cfg
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from infra.provision import StackSpec, provision
 from pipeline.aws import client
-from pipeline.config import Config, RuntimeSettings
+from pipeline.config import RuntimeSettings
 from pipeline.connectors.binance import parse_binance_message
 from pipeline.events import partition_key, to_wire
 from pipeline.kpl import aggregate
@@ -39,20 +40,6 @@ def binance_events() -> list[tuple[Any, dict[str, Any]]]:
     return out
 
 
-def provision(cfg: Config) -> None:
-    kinesis = client("kinesis", cfg.runtime)
-    kinesis.create_stream(StreamName=cfg.kinesis.stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=cfg.kinesis.stream)
-    client("dynamodb", cfg.runtime).create_table(
-        TableName=cfg.dynamodb.alerts_table,
-        AttributeDefinitions=[{"AttributeName": "alert_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "alert_id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    if cfg.runtime.profile == "mirror":
-        client("s3", cfg.runtime).create_bucket(Bucket=cfg.storage.warehouse_bucket)
-
-
 @pytest.mark.parametrize("profile", ["lite", "mirror"])
 def test_real_binance_capture_end_to_end(spark: Any, aws_endpoint: str, tmp_path: Path, profile: str) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -64,7 +51,7 @@ def test_real_binance_capture_end_to_end(spark: Any, aws_endpoint: str, tmp_path
         "runtime": RuntimeSettings(profile=profile, aws_endpoint=aws_endpoint,
                                    state_dir=tmp_path),
     })
-    provision(cfg)
+    provision(StackSpec.from_config(cfg), cfg.runtime)
     events = binance_events()
     datas = [to_wire(kind, row, ts_sent=1) for kind, row in events] + [b'{"v":1,"type":"trade"}']
     keys = [partition_key(row["exchange"], row["symbol"]) for _, row in events] + ["binance:BTCUSDT"]
