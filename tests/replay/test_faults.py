@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import ConfigError
+from pipeline.testkit import trade
 from replay.engine import Replay
 from replay.faults import FaultSpec, load_fault_spec, parse_fault_spec
 from replay.targets.memory import MemoryTarget
@@ -148,19 +149,7 @@ def test_same_seed_same_faults_any_seed_consistent(seed: int) -> None:
 
 def test_tape_manifest_faults_apply_by_default(tmp_path: Path) -> None:
     path = tmp_path / "t"
-    rows = [
-        {
-            "exchange": "binance",
-            "symbol": "BTCUSDT",
-            "trade_id": i,
-            "price": 1.0,
-            "qty": 1.0,
-            "side": "buy",
-            "ts_event": T0 + i * 1000,
-            "ts_recv": None,
-        }
-        for i in range(500)
-    ]
+    rows = [trade(i, 1.0, 1.0, T0 + i * 1000)[1] for i in range(500)]
     write_tape(path, rows, [], faults={"duplicates": {"rate": 0.1}, "seed": 3})
     target = MemoryTarget()
     summary = Replay([path], target).run()
@@ -181,19 +170,7 @@ def test_bad_fault_files_name_the_key(tmp_path: Path) -> None:
 def test_named_late_events_from_a_tape_manifest(tmp_path: Path) -> None:
     """The synthetic generator's form: ``faults: {late: [{event_id, delay_ms}]}`` in the manifest."""
     path = tmp_path / "t"
-    rows = [
-        {
-            "exchange": "binance",
-            "symbol": "BTCUSDT",
-            "trade_id": i,
-            "price": 1.0,
-            "qty": 1.0,
-            "side": "buy",
-            "ts_event": T0 + i * 100_000,
-            "ts_recv": None,
-        }
-        for i in range(400)
-    ]
+    rows = [trade(i, 1.0, 1.0, T0 + i * 100_000)[1] for i in range(400)]
     late = [
         {"event_id": "trade:binance:BTCUSDT:10", "delay_ms": 15_000},
         {"event_id": "trade:binance:BTCUSDT:390", "delay_ms": 15_000},

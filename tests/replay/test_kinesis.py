@@ -16,6 +16,7 @@ import pytest
 from pipeline.config import RuntimeSettings
 from pipeline.errors import TargetError
 from pipeline.kpl import deaggregate
+from pipeline.testkit import trade
 from replay.engine import Replay
 from replay.faults import FaultSpec, ThrottleFault
 from replay.tape import Tape
@@ -67,16 +68,7 @@ def _tapes(tardis_tape: TapeFactory, root: Path, rows: int) -> list[Path]:
     real = tardis_tape(root / "real", rows)
     start = Tape.open(real).manifest.start_us
     synthetic = [
-        {
-            "exchange": "binance",
-            "symbol": sym,
-            "trade_id": i,
-            "price": 100.0 + i,
-            "qty": 1.0,
-            "side": "buy",
-            "ts_event": start + i * 50_000,
-            "ts_recv": None,
-        }
+        trade(i, 100.0 + i, 1.0, start + i * 50_000, symbol=sym)[1]
         for i in range(rows // 2)
         for sym in ("ETHUSDT", "SOLUSDT")
     ]

@@ -10,6 +10,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.testkit import trade
 from replay.merge import TimeWindow, merge_tapes
 from replay.tape import Tape
 from replay.testkit import T0, quotes, trades, write_tape
@@ -89,19 +90,7 @@ def test_window_cut_by_exchange_time(
 
 
 def test_chunks_stay_bounded(tmp_path: Path) -> None:
-    rows = [
-        {
-            "exchange": "binance",
-            "symbol": "BTCUSDT",
-            "trade_id": i,
-            "price": 1.0,
-            "qty": 1.0,
-            "side": "buy",
-            "ts_event": T0 + i,
-            "ts_recv": None,
-        }
-        for i in range(5_000)
-    ]
+    rows = [trade(i, 1.0, 1.0, T0 + i)[1] for i in range(5_000)]
     write_tape(tmp_path / "a", rows, [])
     write_tape(tmp_path / "b", rows[::2], [])
     chunks = list(merge_tapes([Tape.open(tmp_path / "a"), Tape.open(tmp_path / "b")], batch_rows=500))
