@@ -2,11 +2,13 @@
 and latency from ``ts_sent`` to the alert's DynamoDB write at 1x and 10x replay speed.
 
     .venv/bin/python benchmarks/bench_pipeline.py throughput --events 300000
+    .venv/bin/python benchmarks/bench_pipeline.py throughput --events 300000 --keyed-state state_store
     .venv/bin/python benchmarks/bench_pipeline.py latency --speed 1 --seconds 40
     .venv/bin/python benchmarks/bench_pipeline.py latency --speed 10 --seconds 40
 
-Both start an embedded moto server on 127.0.0.1, provision a 2-shard stream and the alerts table, run
-``PipelineRunner`` in ``local[2]`` with the lite profile (SQLite catalog) and print a JSON summary.
+Both start moto's server in a background process on 127.0.0.1, provision a 2-shard stream and the
+alerts table, run ``PipelineRunner`` in ``local[2]`` with the lite profile (SQLite catalog) and print a
+JSON summary.
 Throughput pre-loads the stream with KPL-aggregated records and times from the end of the first
 (cold) trigger to idle. Latency replays the real Binance capture (trades and quotes) at the given
 speed, stamping ``ts_sent`` when each put is sent, with the BTCUSDT whale threshold at 5,000 USD (about
@@ -18,16 +20,16 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from moto.server import ThreadedMotoServer
-
+from infra import emulator
+from infra.processes import ServerProcess
 from infra.provision import StackSpec, provision
 from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
@@ -41,12 +43,13 @@ REAL_TAPES = Path(__file__).resolve().parents[2] / "shared" / "real-tapes"
 CAPTURE = REAL_TAPES / "binance-ws" / "spot_btcusdt_20240808.gz"
 
 
-def start_stack(tmp: Path, **settings: Any) -> tuple[ThreadedMotoServer, Config]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def start_stack(tmp: Path, **settings: Any) -> tuple[ServerProcess, Config]:
+    """moto in its own process, as ``coattail up`` runs it: in this one it would share the GIL with the
+    driver and slow every Kinesis call the source makes."""
+    endpoint = emulator.start("moto", tmp / "moto").endpoint
+    server = emulator.server_process("moto", tmp / "moto")
     cfg = small_config(**settings)
-    runtime = RuntimeSettings(aws_endpoint=f"http://{host}:{port}", state_dir=tmp)
+    runtime = RuntimeSettings(aws_endpoint=endpoint, state_dir=tmp)
     cfg = cfg.model_copy(update={"runtime": runtime})
     provision(StackSpec.from_config(cfg), cfg.runtime)
     return server, cfg
@@ -61,9 +64,9 @@ def put_aggregated(cfg: Config, pairs: list[tuple[str, bytes]]) -> None:
             raise RuntimeError(f"{resp['FailedRecordCount']} records failed")
 
 
-def throughput(events: int, batch: int) -> dict[str, Any]:
+def throughput(events: int, batch: int, keyed_state: str = "driver") -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
-    server, cfg = start_stack(tmp)
+    server, cfg = start_stack(tmp, **{"spark.keyed_state": keyed_state})
     try:
         symbols = [f"S{i:02d}USDT" for i in range(20)]
         pairs = []
@@ -98,6 +101,7 @@ def throughput(events: int, batch: int) -> dict[str, Any]:
         warm_records = progress.records_in - durations[0][0]
         return {
             "benchmark": "throughput", "events": events, "max_records_per_batch": batch,
+            "keyed_state": keyed_state,
             "batches": progress.batches, "alerts": progress.alerts, "preload_seconds": round(load_s, 2),
             "first_batch_seconds": round(first_done[0] - started, 2),
             "warm_seconds": round(end - first_done[0], 2),
@@ -120,44 +124,53 @@ def capture_events() -> list[tuple[Any, dict[str, Any]]]:
     return out
 
 
+def produce(runtime: RuntimeSettings, stream: str, speed: float, seconds: float, sent: Any) -> None:
+    """Replay the capture at ``speed`` for ``seconds``: every 20 ms, put the events whose recorded time
+    has come, KPL-aggregated, stamped with ``ts_sent``; count them in ``sent``."""
+    events = capture_events()
+    kinesis = client("kinesis", runtime)
+    t0_rec = events[0][1]["ts_recv"]
+    t0 = time.monotonic()
+    i = 0
+    while i < len(events) and time.monotonic() - t0 < seconds:
+        due = t0_rec + (time.monotonic() - t0) * speed * 1e6
+        chunk = []
+        while i < len(events) and events[i][1]["ts_recv"] <= due:
+            chunk.append(events[i])
+            i += 1
+        if chunk:
+            now = time.time_ns() // 1_000
+            pairs = [(partition_key(r["exchange"], r["symbol"]), to_wire(k, r, ts_sent=now))
+                     for k, r in chunk]
+            records = [{"PartitionKey": a.partition_key, "Data": a.data} for a in aggregate(pairs)]
+            kinesis.put_records(StreamName=stream, Records=records)
+            sent.value += len(chunk)
+        time.sleep(0.02)
+
+
 def latency(speed: float, seconds: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-lat-"))
     server, cfg = start_stack(tmp, **{"settings.MOD-001.thresholds_usd": {"BTCUSDT": 5_000}})
     try:
-        events = capture_events()
         runner = PipelineRunner(cfg, checkpoint=tmp / "ck")
         runner.start()
         runner.wait_until_idle(timeout=600, poll=0.05)  # the first (cold) trigger is not measured
-        kinesis = client("kinesis", cfg.runtime)
-        stop = threading.Event()
-        sent = [0]
-
-        def produce() -> None:
-            """Replay at ``speed``: every 20 ms, put the events whose recorded time has come."""
-            t0_rec = events[0][1]["ts_recv"]
-            t0 = time.monotonic()
-            i = 0
-            while not stop.is_set() and i < len(events) and time.monotonic() - t0 < seconds:
-                due = t0_rec + (time.monotonic() - t0) * speed * 1e6
-                chunk = []
-                while i < len(events) and events[i][1]["ts_recv"] <= due:
-                    chunk.append(events[i])
-                    i += 1
-                if chunk:
-                    now = time.time_ns() // 1_000
-                    pairs = [(partition_key(r["exchange"], r["symbol"]), to_wire(k, r, ts_sent=now))
-                             for k, r in chunk]
-                    records = [{"PartitionKey": a.partition_key, "Data": a.data} for a in aggregate(pairs)]
-                    kinesis.put_records(StreamName=cfg.kinesis.stream, Records=records)
-                    sent[0] += len(chunk)
-                time.sleep(0.02)
-
-        producer = threading.Thread(target=produce)
+        # the producer is another process, as an exchange feed is: in this one it would take the
+        # driver's interpreter lock for every put and slow the pipeline it measures
+        sent = multiprocessing.get_context("spawn").Value("q", 0)
+        producer = multiprocessing.get_context("spawn").Process(
+            target=produce, args=(cfg.runtime, cfg.kinesis.stream, speed, seconds, sent)
+        )
         producer.start()
         producer.join()
+        if producer.exitcode:
+            raise RuntimeError(f"the producer process failed (exit code {producer.exitcode})")
         progress = runner.wait_until_idle(timeout=600, poll=0.05)
         assert runner.query is not None
-        triggers = [r["durationMs"].get("triggerExecution", 0) for r in runner.query.recentProgress]
+        with_data = [r for r in runner.query.recentProgress if r["numInputRows"]]
+        triggers = [r["durationMs"].get("triggerExecution", 0) for r in with_data]
+        spark_ms = {stage: statistics.median(r["durationMs"].get(stage, 0) for r in with_data)
+                    for stage in ("latestOffset", "walCommit", "queryPlanning", "addBatch", "commitOffsets")}
         runner.stop()
         dynamo = client("dynamodb", cfg.runtime)
         items: list[dict[str, Any]] = []
@@ -177,7 +190,7 @@ def latency(speed: float, seconds: float) -> dict[str, Any]:
             return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else float("nan")
 
         return {
-            "benchmark": "latency", "speed": speed, "seconds": seconds, "events_sent": sent[0],
+            "benchmark": "latency", "speed": speed, "seconds": seconds, "events_sent": sent.value,
             "alerts": len(lat),
             "sent_to_written_ms": {
                 "p50": pct(lat, 0.5), "p90": pct(lat, 0.9), "p99": pct(lat, 0.99), "max": pct(lat, 1.0),
@@ -187,6 +200,7 @@ def latency(speed: float, seconds: float) -> dict[str, Any]:
             "batches": progress.batches,
             "driver_stage_seconds": {k: round(v, 2) for k, v in progress.stage_seconds.items()},
             "trigger_ms_recent": {"p50": pct(sorted(triggers), 0.5), "max": pct(sorted(triggers), 1.0)},
+            "spark_stage_ms_p50": spark_ms,
         }
     finally:
         server.stop()
@@ -200,12 +214,14 @@ def main() -> None:
     tp = sub.add_parser("throughput")
     tp.add_argument("--events", type=int, default=300_000)
     tp.add_argument("--batch", type=int, default=200_000)
+    tp.add_argument("--keyed-state", choices=["driver", "state_store"], default="driver",
+                    help="where per-key detector state lives (spark.keyed_state)")
     lt = sub.add_parser("latency")
     lt.add_argument("--speed", type=float, default=1.0)
     lt.add_argument("--seconds", type=float, default=40.0)
     args = parser.parse_args()
     if args.mode == "throughput":
-        result = throughput(args.events, args.batch)
+        result = throughput(args.events, args.batch, args.keyed_state)
     else:
         result = latency(args.speed, args.seconds)
     json.dump(result, sys.stdout, indent=2)

@@ -135,6 +135,9 @@ class StorageConfig(Frozen):
     warehouse_bucket: str = Field("coattail-warehouse", min_length=3)
     checkpoint_bucket: str = Field("coattail-checkpoints", min_length=3)
     glue_database: str = "coattail"
+    commit_interval_ms: int = Field(2_000, ge=0)
+    """While the stream is busy, table commits (Iceberg) run at most this often, each taking every
+    micro-batch spooled since the last (see ``pipeline.router``); an idle stream commits at once."""
 
 
 class LocalSpark(Frozen):
@@ -157,6 +160,14 @@ class SparkConfig(Frozen):
     trigger_interval_ms: int = Field(0, ge=0)
     max_records_per_batch: int = Field(200_000, gt=0)
     watermark_seconds: int = Field(10, ge=0)
+    keyed_state: Literal["driver", "state_store"] = "driver"
+    """Where the per-key detector state lives: ``driver`` (one action per trigger, state pickled under
+    the checkpoint; the low-latency path) or ``state_store`` (grouped by key across the cluster in
+    Spark's state store; for tiers whose state outgrows one driver). See ``pipeline.runner``."""
+    driver_read_max_records: int = Field(20_000, ge=0)
+    """Micro-batches of at most this many records are read and parsed by the source on the driver and
+    handed to Spark as Arrow, skipping the executors' Python workers (the latency path, see
+    ``pipeline.source.kinesis``); bigger ones are read by one task per shard. 0: always the tasks."""
 
 
 class Budgets(Frozen):

@@ -1,24 +1,37 @@
 """The per-batch engine: parsed records -> annotated events -> detectors -> tables to write.
 
-Topology of a streaming run (``pipeline.runner``)::
+``Engine.run`` is the whole detection logic: the sequencer and every enabled detector over parsed rows
+in arrival order, for whatever keys ``(exchange, symbol)`` they hold, starting from those keys'
+``EngineState``. Keys never interact, so it serves both topologies of a streaming run
+(``spark.keyed_state``, see ``pipeline.runner``):
+
+**driver** (small tier, the default)::
 
     Kinesis source (DataSourceStreamReader, one partition per shard, Arrow batches,
                     records parsed by pipeline.parse on the executors)
       -> foreachBatch: one action (toArrow) brings the batch to the driver
-           Engine.process(batch, batch_id)                  sequencer + every enabled detector
+           Engine.process(batch, batch_id)                  run() over every key, the engine's state
            AlertRouter: DynamoDB (alerts, first: latency) then Iceberg (bronze, alerts, metrics,
            quarantine), each skipping a batch it already committed
            Engine.commit(batch_id)                          state saved under the checkpoint
 
-One Spark action per trigger keeps the trigger floor low. There is a single stateful step (the engine's
-per-key state), kept by the engine rather than by a Spark stateful operator: no limits on chaining
-stateful operators, and a batch run is literally the same call over the whole input with empty state.
+**state_store** (medium and large tiers; ``pipeline.keyed``)::
 
-Exactly once: the state after batch ``N`` is saved as ``state/<N>.pkl`` under the checkpoint only
-after every sink committed ``N``. When Spark re-runs batch ``N`` after a crash, the engine reloads
-the state of ``N - 1``, produces the same output (everything is a function of the input and the state),
-and the sinks skip what they already hold (Iceberg: batch id in the snapshot summary; DynamoDB:
-conditional puts on ``alert_id``).
+    the same source -> groupBy(exchange, symbol).applyInPandasWithState: per key, run() over the key's
+    rows with the key's state from Spark's state store -> per-key tables as Arrow IPC
+      -> foreachBatch: one action brings them to the driver -> one BatchResult -> the same AlertRouter
+
+Driver mode keeps the small tier's latency floor low: one Spark action per trigger, no shuffle, no
+state-store commit, and a batch run is literally the same call over the whole input with empty state.
+Its cost is that every key's state lives on one driver; state-store mode spreads keys and their state
+over the executors at the price of a shuffle and a state-store commit per trigger.
+
+Exactly once (driver mode): the state after batch ``N`` is saved as ``state/<N>.pkl`` under the
+checkpoint only after every sink committed ``N``. When Spark re-runs batch ``N`` after a crash, the
+engine reloads the state of ``N - 1``, produces the same output (everything is a function of the input
+and the state), and the sinks skip what they already hold (Iceberg: batch id in the snapshot summary;
+DynamoDB: conditional puts on ``alert_id``). State-store mode gets the same from Spark's versioned
+state store.
 """
 
 from __future__ import annotations
@@ -35,11 +48,11 @@ import pyarrow.compute as pc
 
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
-from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, KeyedDetector
+from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, Key, KeyedDetector
 from pipeline.errors import PipelineError
 from pipeline.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.parse import PARSED_SCHEMA
-from pipeline.sequencer import Sequencer
+from pipeline.sequencer import KeyState, Sequencer
 
 TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
 TRADES_TABLE_SCHEMA: Final = pa.schema(
@@ -74,6 +87,41 @@ class BatchResult:
         return self.tables["alerts"]
 
 
+@dataclass
+class EngineState:
+    """The per-key state of the sequencer and of every ``KeyedDetector``, for any set of keys.
+
+    Driver mode keeps one for every key (pickled under the checkpoint after each batch); state-store
+    mode keeps one per key in Spark's state store (``pipeline.keyed``). Both use ``to_bytes``.
+    """
+
+    sequencer: dict[Key, KeyState] = field(default_factory=dict)
+    detectors: dict[str, dict[Key, Any]] = field(default_factory=dict)
+    """Module id -> key -> that detector's state of the key."""
+
+    def is_empty(self) -> bool:
+        """No key has any state (nothing valid was seen)."""
+        return not self.sequencer and not any(self.detectors.values())
+
+    def to_bytes(self) -> bytes:
+        """The state as a versioned pickle."""
+        payload = {"format": STATE_FORMAT, "sequencer": self.sequencer, "detectors": self.detectors}
+        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | None) -> EngineState:
+        """The state ``to_bytes`` wrote (empty for ``None``); ``PipelineError`` for another format."""
+        if not blob:
+            return cls()
+        payload: dict[str, Any] = pickle.loads(blob)
+        if payload.get("format") != STATE_FORMAT:
+            raise PipelineError(
+                f"engine state format {payload.get('format')} is not {STATE_FORMAT}: the checkpoint was "
+                "written by another version; start again with a fresh --checkpoint directory"
+            )
+        return cls(sequencer=payload["sequencer"], detectors=payload["detectors"])
+
+
 class Engine:
     """Runs the sequencer and the detectors over one parsed batch at a time, keeping per-key state.
 
@@ -86,6 +134,7 @@ class Engine:
         self.detectors = detectors
         self.state_dir = state_dir
         self.sequencer = Sequencer(config)
+        self.state = EngineState()
         self.last_batch: int | None = None
         self._pending: tuple[int, bytes] | None = None
         # process() changed the in-memory state and no commit() followed: it is no longer the state
@@ -101,24 +150,8 @@ class Engine:
 
     # --- state ------------------------------------------------------------------------------------
 
-    def _snapshot(self) -> bytes:
-        keyed = {d.module_id: d.states for d in self.detectors if isinstance(d, KeyedDetector)}
-        payload = {"format": STATE_FORMAT, "sequencer": self.sequencer.states, "detectors": keyed}
-        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-
     def _restore(self, blob: bytes | None) -> None:
-        payload: dict[str, Any] = (
-            pickle.loads(blob) if blob else {"format": STATE_FORMAT, "sequencer": {}, "detectors": {}}
-        )
-        if payload.get("format") != STATE_FORMAT:
-            raise PipelineError(
-                f"engine state format {payload.get('format')} is not {STATE_FORMAT}: the checkpoint was "
-                "written by another version; start again with a fresh --checkpoint directory"
-            )
-        self.sequencer.states = payload["sequencer"]
-        for det in self.detectors:
-            if isinstance(det, KeyedDetector):
-                det.states = payload["detectors"].get(det.module_id, {})
+        self.state = EngineState.from_bytes(blob)
 
     def _ensure_state_for(self, batch_id: int) -> None:
         """Make the in-memory state the state after ``batch_id - 1``."""
@@ -166,12 +199,29 @@ class Engine:
     # --- processing -------------------------------------------------------------------------------
 
     def process(self, parsed: pa.Table | pa.RecordBatch, batch_id: int) -> BatchResult:
-        """Sequencer and detectors over one ``PARSED_SCHEMA`` batch in arrival order."""
+        """``run`` over one ``PARSED_SCHEMA`` batch in arrival order with the engine's own state (driver
+        mode: every key of the batch); ``commit`` persists the state it leaves."""
         self._ensure_state_for(batch_id)
-        # the sequencer and the detectors update the state in place: until commit() it is ahead of
-        # last_batch, and a retry of this batch (a sink failed) must reload it rather than apply it twice
+        # run() updates the state in place: until commit() it is ahead of last_batch, and a retry of
+        # this batch (a sink failed) must reload it rather than apply it twice
         self._dirty = True
         self._pending = None
+        result = self.run(parsed, batch_id, self.state)
+        self._pending = (batch_id, self.state.to_bytes())
+        return result
+
+    def run(self, parsed: pa.Table | pa.RecordBatch, batch_id: int, state: EngineState) -> BatchResult:
+        """Sequencer and detectors over ``PARSED_SCHEMA`` rows in arrival order, starting from ``state``
+        (updated in place), for whatever keys the rows hold.
+
+        The one piece of detection logic of both modes: the driver calls it with every key of a batch
+        and the state of every key; the state-store mode (``pipeline.keyed``) with one key's rows and
+        that key's state. Keys never interact, so the union of the per-key results is the all-key result.
+        """
+        self.sequencer.states = state.sequencer
+        for det in self.detectors:
+            if isinstance(det, KeyedDetector):
+                det.states = state.detectors.setdefault(det.module_id, {})
         table = parsed if isinstance(parsed, pa.Table) else pa.Table.from_batches([parsed])
         table = table.select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
         table = table.append_column("arrival", pa.array(range(table.num_rows), type=pa.int64()))
@@ -199,7 +249,6 @@ class Engine:
                 if frame is None
                 else pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
             )
-        self._pending = (batch_id, self._snapshot())
         return BatchResult(
             batch_id=batch_id,
             records_in=table.num_rows,
@@ -207,6 +256,26 @@ class Engine:
             quarantined=quarantine_tbl.num_rows,
             tables=tables,
         )
+
+
+def arrival_order(table: pa.Table) -> pa.Array:
+    """Indices that put ``PARSED_SCHEMA`` or bronze rows in arrival order: ``(shard_id, sequence_number
+    as a number, sub_sequence)``.
+
+    On Kinesis that is each shard's order, shards in id order (a key lives on one shard; after a split
+    or merge the child, which has the larger id, is read only once its parents are done); the sources
+    list their partitions in that same order, so it is also the order of a collected batch. The tape
+    source numbers its rows in tape order on one shard ``"tape"``. Sequence numbers are decimal strings
+    of up to 56 digits (too long for an int64): left-padded to 72 digits and cut into four 18-digit
+    integers, they sort as numbers.
+    """
+    padded = pc.utf8_lpad(pc.fill_null(table.column("sequence_number"), ""), width=72, padding="0")
+    parts = {
+        f"_seq{i}": pc.cast(pc.utf8_slice_codeunits(padded, 18 * i, 18 * (i + 1)), pa.int64())
+        for i in range(4)
+    }
+    keys = pa.table({"shard_id": table.column("shard_id"), **parts, "sub": table.column("sub_sequence")})
+    return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
 
 
 def _typed(frame: pd.DataFrame, schema: pa.Schema, id_column: str) -> pd.DataFrame:

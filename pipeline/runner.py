@@ -1,18 +1,30 @@
 """``PipelineRunner``: the streaming query (source -> parse -> engine -> router -> sinks) and its batch twin.
 
-Topology (see ``pipeline.engine`` for the per-batch work)::
+Topology (see ``pipeline.engine`` for the per-batch work), by ``spark.keyed_state``::
 
-    readStream.format(coattail-kinesis | coattail-tape)      one partition per shard; the readers parse
-      .option("parse", "true")                                on the executors (PARSED_SCHEMA rows)
-      .writeStream.foreachBatch(runner._on_batch)             driver: one toArrow(), Engine, AlertRouter
+    readStream.format(coattail-kinesis | coattail-tape)  one partition per shard; the readers parse
+      .option("parse", "true")                            on the executors (PARSED_SCHEMA rows)
+      [state_store: pipeline.keyed.keyed_plan]            groupBy key, applyInPandasWithState: the
+                                                          engine per key on the executors
+      .writeStream.foreachBatch(runner._on_batch          driver: one toArrow(), Engine, AlertRouter
+                                | runner._on_keyed_batch) driver: one toArrow() of the per-key
+                                                          results, one BatchResult, AlertRouter
       .option("checkpointLocation", checkpoint / "query")
 
-The engine's per-key state lives next to Spark's checkpoint (``checkpoint / "state"``), as does the
-router's table spool (``checkpoint / "spool"``: Iceberg commits run off the trigger's critical path,
-see ``pipeline.router``), so one ``--checkpoint`` directory holds everything a restart needs.
-``run_batch`` runs the same engine over a batch DataFrame in one call (the batch twin used to check
-streaming = batch). Parsing inside the source's ``read`` rather than in a separate ``mapInArrow``
-saves one Python worker round trip per partition and trigger.
+The small tier runs in driver mode: one Spark action per trigger, no shuffle and no state-store commit
+keep its latency floor low, and its state fits one driver. Medium and large run in state-store mode:
+each key's detector state lives in Spark's state store (RocksDB) on the executors, next to the key's
+rows, so state and per-key work scale out with the cluster; the shuffle and the state-store commit
+cost latency per trigger. Both modes run the same ``Engine.run``, route through the same
+``AlertRouter`` and give the same tables (tests/pipeline/test_runner_keyed.py).
+
+In driver mode the engine's per-key state lives next to Spark's checkpoint (``checkpoint / "state"``);
+in state-store mode it is inside the checkpoint (``checkpoint / "query" / "state"``); a checkpoint is
+refused by the other mode. The router's table spool (``checkpoint / "spool"``: Iceberg commits run off
+the trigger's critical path, see ``pipeline.router``) is there too, so one ``--checkpoint`` directory
+holds everything a restart needs. ``run_batch`` runs the engine over a batch DataFrame in one call (the
+batch twin used to check streaming = batch). Parsing inside the source's ``read`` rather than in a
+separate ``mapInArrow`` saves one Python worker round trip per partition and trigger.
 
 ``progress`` counts what the driver processed (records in, valid, quarantined, alerts, last batch id)
 and what the source reported (per-shard caught-up flags); ``wait_until_idle`` returns once every record
@@ -57,7 +69,9 @@ class Progress:
     shards_caught_up: dict[str, bool] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Time spent per stage over all batches: ``collect`` (source read, parse and transfer to the
-    driver), ``engine`` (sequencer and detectors), ``sinks`` (alerts, then tables and state)."""
+    driver; in state-store mode also the shuffle and the per-key engine on the executors), ``engine``
+    (sequencer and detectors; in state-store mode assembling the per-key results), ``sinks`` (alerts,
+    then tables and state)."""
 
 
 class PipelineRunner:
@@ -87,7 +101,10 @@ class PipelineRunner:
         self._spark = spark
         self.max_records = max_records_per_batch or config.spark.max_records_per_batch
         self.detectors = (registry or ModuleRegistry()).build(config)
-        self.engine = Engine(config, self.detectors, state_dir=self.checkpoint / "state")
+        self.keyed = config.spark.keyed_state == "state_store"
+        # state-store mode keeps no detector state on the driver: its engine only serves run_batch
+        self.engine = Engine(config, self.detectors,
+                             state_dir=None if self.keyed else self.checkpoint / "state")
         if table_sinks is None:
             from pipeline.sinks.iceberg import IcebergSink
 
@@ -96,7 +113,10 @@ class PipelineRunner:
             from pipeline.sinks.dynamodb import DynamoAlertSink
 
             alert_sinks = [DynamoAlertSink(config)]
-        self.router = AlertRouter(alert_sinks, table_sinks, spool_dir=self.checkpoint / "spool")
+        self.router = AlertRouter(
+            alert_sinks, table_sinks, spool_dir=self.checkpoint / "spool",
+            commit_interval_s=config.storage.commit_interval_ms / 1_000,
+        )
         self.on_batch = on_batch
         self.query: StreamingQuery | None = None
         self.status_path = self.checkpoint / "source-status.json"
@@ -144,6 +164,7 @@ class PipelineRunner:
         reader = (
             self.spark.readStream.option("parse", "true")
             .option("max_records", str(self.max_records))
+            .option("driver_read_max_records", str(self.config.spark.driver_read_max_records))
             .option("checkpoint", str(self.checkpoint / "query"))
             .option("status_path", str(self.status_path))
         )
@@ -156,6 +177,27 @@ class PipelineRunner:
                 .load()
             )
         return reader.format("coattail-tape").load(str(self.source))
+
+    def stream(self) -> DataFrame:
+        """What the foreachBatch receives: the parsed records (driver mode) or the per-key results of
+        ``pipeline.keyed`` (state-store mode). Refuses a checkpoint the other mode wrote: its detector
+        state would be silently missing."""
+        spark_state = self.checkpoint / "query" / "state"
+        if self.keyed and any((self.checkpoint / "state").glob("*.pkl")):
+            raise PipelineError(
+                f"{self.checkpoint} holds driver-mode engine state but spark.keyed_state is state_store: "
+                "use a fresh --checkpoint directory (or keyed_state: driver)"
+            )
+        if not self.keyed and spark_state.exists():
+            raise PipelineError(
+                f"{self.checkpoint} holds state-store detector state but spark.keyed_state is driver: "
+                "use a fresh --checkpoint directory (or keyed_state: state_store)"
+            )
+        if not self.keyed:
+            return self.source_stream()
+        from pipeline.keyed import keyed_plan
+
+        return keyed_plan(self.source_stream(), self.config, self.detectors)
 
     def tape_batch(self, path: Path) -> DataFrame:
         """A whole tape as one batch DataFrame of parsed records (for ``run_batch``)."""
@@ -174,7 +216,8 @@ class PipelineRunner:
         try:
             self._open()
             self.status_path.unlink(missing_ok=True)  # a status from an earlier run says nothing now
-            writer = self.source_stream().writeStream.foreachBatch(self._on_batch)
+            on_batch = self._on_keyed_batch if self.keyed else self._on_batch
+            writer = self.stream().writeStream.foreachBatch(on_batch)
             writer = writer.option("checkpointLocation", str(self.checkpoint / "query"))
             if interval := self.config.spark.trigger_interval_ms:
                 writer = writer.trigger(processingTime=f"{interval} milliseconds")
@@ -199,19 +242,39 @@ class PipelineRunner:
         self._add_stage("collect", time.monotonic() - started)
         self.process(table, batch_id, self._writer_id())
 
+    def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
+        """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings
+        its per-key results here; they become one ``BatchResult`` for the same router and sinks."""
+        from pipeline.keyed import assemble
+
+        started = time.monotonic()
+        output = df.toArrow()
+        collected = time.monotonic()
+        self._add_stage("collect", collected - started)
+        result = assemble(output, batch_id, self.table_schemas())
+        self._add_stage("engine", time.monotonic() - collected)
+        self._deliver(result, self._writer_id())
+
     def _add_stage(self, stage: str, seconds: float) -> None:
         with self._lock:
             stages = self._progress.stage_seconds
             stages[stage] = stages.get(stage, 0.0) + seconds
 
     def process(self, parsed: pa.Table, batch_id: int, writer: str) -> BatchResult:
-        """Engine + router + state commit for one parsed batch (the body of every micro-batch)."""
+        """Engine + router + state commit for one parsed batch (the body of every driver-mode batch)."""
         started = time.monotonic()
         result = self.engine.process(parsed, batch_id)
+        self._add_stage("engine", time.monotonic() - started)
+        return self._deliver(result, writer, self.engine.commit)
+
+    def _deliver(
+        self, result: BatchResult, writer: str, after_sinks: Callable[[int], None] | None = None
+    ) -> BatchResult:
+        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, progress, callback."""
         routed = time.monotonic()
-        self._add_stage("engine", routed - started)
         self.router.route(result, writer)
-        self.engine.commit(batch_id)
+        if after_sinks is not None:
+            after_sinks(result.batch_id)
         self._add_stage("sinks", time.monotonic() - routed)
         with self._lock:
             p = self._progress
@@ -220,7 +283,7 @@ class PipelineRunner:
             p.quarantined += result.quarantined
             p.alerts += result.alerts.num_rows
             p.batches += 1
-            p.last_batch_id = batch_id
+            p.last_batch_id = result.batch_id
         if self.on_batch is not None:
             self.on_batch(result)
         return result
@@ -264,6 +327,8 @@ class PipelineRunner:
         idle = not status["isDataAvailable"] and not status["isTriggerActive"]
         caught_up = bool(progress.shards_caught_up) and all(progress.shards_caught_up.values())
         enough = expected is None or progress.records_in >= expected
+        if idle and caught_up:
+            self.router.commit_now()
         flushed = self.router.pending() == 0
         if idle and caught_up and enough and flushed and progress.records_in == self._idle_count:
             self._quiet += 1

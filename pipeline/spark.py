@@ -46,6 +46,14 @@ def build_session(
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
     )
+    if master.startswith("local"):
+        # The default FileContext-based manager spends about 25 ms per offset- and commit-log entry on
+        # a local disk, twice per trigger; the FileSystem-based one writes a temporary file and renames
+        # it, which is atomic on a local POSIX file system: same guarantee, a tenth of the time.
+        builder = builder.config(
+            "spark.sql.streaming.checkpointFileManagerClass",
+            "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",
+        )
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()

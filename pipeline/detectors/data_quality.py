@@ -57,11 +57,13 @@ class DataQualityDetector(BaseDetector):
             if frame.empty:
                 continue
             for column, reason in rules:
-                hit = frame[frame[column].to_numpy(dtype=bool)]
-                parts.append(_counts(hit, reason, np.ones(len(hit), dtype=np.int64), width))
+                hit = frame[column].to_numpy(dtype=bool)
+                if hit.any():
+                    parts.append(_counts(frame, hit, reason, np.ones(int(hit.sum()), dtype=np.int64), width))
         if not frames.trades.empty:
-            gaps = frames.trades[frames.trades["id_gap"] > 0]
-            parts.append(_counts(gaps, "TRADE_ID_GAP", gaps["id_gap"].to_numpy(dtype=np.int64), width))
+            gap = frames.trades["id_gap"].to_numpy(dtype=np.int64)
+            if (hit := gap > 0).any():
+                parts.append(_counts(frames.trades, hit, "TRADE_ID_GAP", gap[hit], width))
         q = frames.quarantine
         if not q.empty:
             parts.append(
@@ -93,12 +95,14 @@ def _window(ts: pd.Series, width: int) -> pd.Series:
     return pd.Series((values // width) * width, dtype="Int64")
 
 
-def _counts(frame: pd.DataFrame, reason: str, count: np.ndarray, width: int) -> pd.DataFrame:
+def _counts(frame: pd.DataFrame, hit: np.ndarray, reason: str, count: np.ndarray, width: int) -> pd.DataFrame:
+    """Rows of the events where ``hit`` holds (only the three columns needed are copied: this runs
+    once per rule and batch, and most batches hit nothing)."""
     return pd.DataFrame(
         {
-            "exchange": frame["exchange"].astype(str).to_numpy(),
-            "symbol": frame["symbol"].astype(str).to_numpy(),
-            "window_start": _window(frame["ts_event"], width).to_numpy(),
+            "exchange": frame["exchange"].to_numpy()[hit].astype(str),
+            "symbol": frame["symbol"].to_numpy()[hit].astype(str),
+            "window_start": _window(frame["ts_event"][hit], width).to_numpy(),
             "reason": reason,
             "count": count,
         }

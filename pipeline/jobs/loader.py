@@ -14,8 +14,9 @@ microsecond would write the same sequence numbers, so they count as versions of 
 
 Arrival order: bronze rows carry ``shard_id``/``sequence_number`` so batch jobs can reproduce arrival
 order. A tape has no Kinesis positions, so its rows get ``shard_id = "tape"`` and a fixed-width
-``sequence_number`` of the tape's start time (17 digits) then ``seq`` (12 digits): numeric order is
-tape order, and tapes of one instrument loaded from different days sort by their start.
+``sequence_number`` of the tape's start time (17 digits), the event's ``ts_event`` (17 digits) and
+its ``seq`` (12 digits): numeric order is tape order ``(ts_event, seq)`` (``seq`` alone is not: an
+imported tape numbers events in file order), and tapes of one instrument sort by their start.
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[
     for name in manifest["files"].get(kind, []):
         for batch in pq.ParquetFile(tape / name).iter_batches(batch_size=_READ_ROWS):
             n = batch.num_rows
-            seq = pc.cast(batch.column("seq"), pa.string())
-            digits = pc.utf8_lpad(seq, width=12, padding="0")
-            sequence = pc.binary_join_element_wise(pa.scalar(_sequence_prefix(start)), digits, "")
+            ts = pc.utf8_lpad(pc.cast(batch.column("ts_event"), pa.string()), width=17, padding="0")
+            seq = pc.utf8_lpad(pc.cast(batch.column("seq"), pa.string()), width=12, padding="0")
+            sequence = pc.binary_join_element_wise(pa.scalar(_sequence_prefix(start)), ts, seq, "")
             columns = {name_: batch.column(name_) for name_ in schema.names if name_ in batch.schema.names}
             columns.update(
                 {

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.engine import Engine
+from pipeline.engine import Engine, arrival_order
 from pipeline.errors import CoattailError, ConfigError, PipelineError
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
@@ -103,21 +103,6 @@ def check_request(modules: Sequence[str], start_us: int, end_us: int, name: str)
         registry.get(module_id)  # an unknown or unloadable module fails here
     if end_us <= start_us:
         raise ConfigError(f"empty time range: --from {start_us} is not before --to {end_us}")
-
-
-def arrival_order(table: pa.Table) -> pa.Array:
-    """Indices that put bronze rows in arrival order: ``(shard_id, sequence_number, sub_sequence)``.
-
-    Sequence numbers are decimal strings of up to 56 digits (too long for an int64): left-padded to 72
-    digits and cut into four 18-digit integers, they sort as numbers.
-    """
-    padded = pc.utf8_lpad(pc.fill_null(table.column("sequence_number"), ""), width=72, padding="0")
-    parts = {
-        f"_seq{i}": pc.cast(pc.utf8_slice_codeunits(padded, 18 * i, 18 * (i + 1)), pa.int64())
-        for i in range(4)
-    }
-    keys = pa.table({"shard_id": table.column("shard_id"), **parts, "sub": table.column("sub_sequence")})
-    return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
 
 
 def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import ClassVar, Final
 
@@ -51,25 +51,43 @@ class TableSink(ABC):
 
     def write(self, batch_id: int, writer: str, tables: Mapping[str, pa.Table]) -> dict[str, bool]:
         """Commit each non-empty table of batch ``batch_id``; returns table -> written (False: skipped)."""
+        return self.write_batches(writer, [(batch_id, tables)])
+
+    def write_batches(
+        self, writer: str, batches: Sequence[tuple[int, Mapping[str, pa.Table]]]
+    ) -> dict[str, bool]:
+        """Commit several batches of one writer together: per table, the rows of every batch above the
+        last one the table holds, in one append recorded under the highest of those batch ids.
+
+        Whichever way batches are grouped, a batch at or below a table's last committed id is skipped
+        for that table, so a regrouped retry never writes rows twice. Fewer, larger commits keep a
+        busy stream's tables from piling up one snapshot per table and micro-batch.
+        """
         written: dict[str, bool] = {}
-        for table, data in tables.items():
-            if data.num_rows == 0:
+        names = list(dict.fromkeys(name for _, tables in batches for name in tables))
+        for table in names:
+            parts = [(bid, tables[table]) for bid, tables in batches if tables.get(table) is not None]
+            parts = [(bid, data) for bid, data in parts if data.num_rows]
+            if not parts:
                 continue
             key = (table, writer)
             if key not in self._last:
                 self._last[key] = self._last_committed(table, writer)
             last = self._last[key]
-            if last is not None and batch_id <= last:
+            fresh = [(bid, data) for bid, data in parts if last is None or bid > last]
+            if not fresh:
                 written[table] = False
                 continue
+            top = max(bid for bid, _ in fresh)
+            data = pa.concat_tables([d for _, d in fresh]) if len(fresh) > 1 else fresh[0][1]
             try:
-                self._append(table, data, {BATCH_PROPERTY: str(batch_id), WRITER_PROPERTY: writer})
+                self._append(table, data, {BATCH_PROPERTY: str(top), WRITER_PROPERTY: writer})
             except BaseException:
                 # the commit may have landed before the error (a lost response): let the retry ask the
                 # backend again instead of trusting the cached batch id and appending a second copy
                 self._last.pop(key, None)
                 raise
-            self._last[key] = batch_id
+            self._last[key] = top
             written[table] = True
         return written
 

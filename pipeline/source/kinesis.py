@@ -16,8 +16,18 @@ How a trigger runs:
 - ``partitions`` makes one input partition per shard with records in the batch; ``read`` (executors)
   turns them into Arrow record batches built from lists. A partition whose records are not in the
   cache (a batch re-run after a restart) is re-read from Kinesis between its two sequence numbers.
+- A small batch (at most ``driver_read_max_records`` user records, all prefetched) skips the executors:
+  ``partitions`` de-aggregates and parses it right there and Spark takes the Arrow batches from
+  ``getCache`` into its block manager, as it does for a ``SimpleDataSourceStreamReader``. That saves
+  the Python worker round trip of every task (about 120 ms a trigger on 2 cores), which is most of
+  the latency of a paced stream; big batches still fan out to one task per shard for throughput.
+  Spark only takes that path from a reader that is a ``_SimpleStreamReaderWrapper`` (a private class
+  of pyspark 4.0, pinned in pyproject; tests/pipeline/source check both paths), hence the base class.
 - After a restart the reader continues from the last offset in the checkpoint's offset log (option
   ``checkpoint``), which is where Spark resumes.
+
+The shard list is cached between triggers and listed again once a shard is read to its end (a split
+or a merge makes children) or after ``SHARD_LIST_SECONDS``: one ``ListShards`` call less per trigger.
 
 The reader writes a small JSON status file (option ``status_path``) after every ``latestOffset``: per
 shard whether it is caught up (the last fetch returned nothing new). ``pipeline.runner`` uses it to
@@ -26,8 +36,10 @@ know when every record has been consumed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +47,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 
 from pipeline.config import RuntimeSettings
 from pipeline.errors import PipelineError, SchemaError
@@ -48,6 +61,7 @@ RAW_DDL: Final = (
 )
 GET_LIMIT: Final = 10_000
 ARROW_CHUNK: Final = 65_536
+SHARD_LIST_SECONDS: Final = 10.0
 
 
 def count_user_records(data: bytes) -> int:
@@ -93,8 +107,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 class ShardRecords:
     """Kinesis records of one shard, in order, with the number of user records each holds.
 
-    The driver only counts user records (for the batch budget); ``to_batches`` de-aggregates them on
-    the executors.
+    ``latestOffset`` only counts user records (for the batch budget); ``to_batches`` de-aggregates them
+    where the batch is read (an executor task, or ``partitions`` for a handed-over batch).
     """
 
     seqs: list[str] = field(default_factory=list)
@@ -188,6 +202,18 @@ class ShardPartition(InputPartition):
         self.records = records
 
 
+class HandoverPartition(InputPartition):
+    """A whole small batch handed to Spark from the driver (see the module docstring).
+
+    Spark reads it from its block manager; only if that copy were lost would an executor ``read`` it,
+    and then every shard's range is read again from Kinesis, like after a restart.
+    """
+
+    def __init__(self, shards: list[ShardPartition]) -> None:
+        super().__init__("handover")
+        self.shards = shards
+
+
 def _runtime(options: dict[str, str]) -> RuntimeSettings:
     if options.get("runtime"):
         return RuntimeSettings.model_validate_json(options["runtime"])
@@ -261,17 +287,23 @@ def write_status(status_path: str | None, shards: dict[str, bool]) -> None:
     os.replace(tmp, path)
 
 
-class KinesisStreamReader(DataSourceStreamReader):
-    """Per-shard sequence-number offsets; see the module docstring."""
+class KinesisStreamReader(_SimpleStreamReaderWrapper):
+    """Per-shard sequence-number offsets; see the module docstring (and why the base class).
+
+    None of the base class's own behaviour is used: every method Spark calls is overridden here.
+    """
 
     def __init__(self, options: dict[str, str]) -> None:
         self.options = dict(options)
         self.stream = options["stream"]
         self.max_records = int(options.get("max_records", "200000"))
+        self.driver_read_max = int(options.get("driver_read_max_records", "0"))
         self.status_path = options.get("status_path")
         self._position: dict[str, Any] | None = None
         self._iters: dict[str, tuple[str | None, str]] = {}
         self._cache: dict[tuple[str, str | None, str], ShardRecords] = {}
+        self._handover: dict[str, list[pa.RecordBatch]] = {}
+        self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._density: dict[str, float] = {}
         self._client: Any = None
 
@@ -311,7 +343,9 @@ class KinesisStreamReader(DataSourceStreamReader):
             ckpt = self.options.get("checkpoint")
             self._position = (last_checkpointed_offset(ckpt) if ckpt else None) or self.initialOffset()
         position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self._position["shards"].items()}
-        shards = self._shards()
+        if self._listed is None or time.monotonic() - self._listed[0] > SHARD_LIST_SECONDS:
+            self._listed = (time.monotonic(), self._shards())
+        shards = self._listed[1]
         for s in shards:
             position.setdefault(s["ShardId"], {"seq": None, "done": False})
         listed = {s["ShardId"] for s in shards}
@@ -339,6 +373,7 @@ class KinesisStreamReader(DataSourceStreamReader):
                 position[shard_id]["seq"] = end
             if done:
                 position[shard_id]["done"] = True
+                self._listed = None  # its children (a split or a merge) are readable now
         # a shard waiting for its parents holds nothing readable yet: it is as caught up as they are
         parents = {s["ShardId"]: [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
                                   if p and p in listed] for s in shards}
@@ -392,8 +427,9 @@ class KinesisStreamReader(DataSourceStreamReader):
         write_status(self.status_path, shards)
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
-        """One partition per shard whose sequence number moved between the two offsets."""
-        parts: list[InputPartition] = []
+        """One partition per shard whose sequence number moved between the two offsets, or one
+        ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``)."""
+        parts: list[ShardPartition] = []
         before = start.get("shards", {})
         for shard_id, pos in sorted(end["shards"].items()):
             first = before.get(shard_id, {}).get("seq")
@@ -402,20 +438,37 @@ class KinesisStreamReader(DataSourceStreamReader):
                 continue
             records = self._cache.pop((shard_id, first, last), None)
             parts.append(ShardPartition(shard_id, first, last, records))
-        return parts
+        prefetched = [p.records for p in parts if p.records is not None]
+        if not parts or len(prefetched) < len(parts) or sum(map(len, prefetched)) > self.driver_read_max:
+            return parts
+        self._handover[_range_key(start, end)] = [
+            b for p in parts if p.records is not None for b in self._batches(p.records, p.shard_id)
+        ]
+        return [HandoverPartition([ShardPartition(p.shard_id, p.start, p.end, None) for p in parts])]
+
+    # Spark's name and signature for the rows of a prefetched batch; they are Arrow batches here
+    def getCache(self, start: dict[str, Any], end: dict[str, Any]) -> Iterator[pa.RecordBatch] | None:  # type: ignore[override]  # noqa: N802
+        """The parsed rows of a batch ``partitions`` handed over, once; None for any other batch."""
+        batches = self._handover.pop(_range_key(start, end), None)
+        return None if batches is None else iter(batches)
+
+    def _batches(self, records: ShardRecords, shard_id: str) -> Iterator[pa.RecordBatch]:
+        batches = records.to_batches(shard_id)
+        if self.options.get("parse") == "true":
+            return (parse_batch(b) for b in batches)
+        return batches
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Arrow batches of one shard's records (prefetched, or re-read from Kinesis)."""
+        if isinstance(partition, HandoverPartition):
+            return itertools.chain.from_iterable(self.read(p) for p in partition.shards)
         if not isinstance(partition, ShardPartition):
             raise PipelineError(f"the Kinesis reader got a {type(partition).__name__}, not a ShardPartition")
         records = partition.records
         if records is None:
             records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
                                  partition.start, partition.end)
-        batches = records.to_batches(partition.shard_id)
-        if self.options.get("parse") == "true":
-            return (parse_batch(b) for b in batches)
-        return batches
+        return self._batches(records, partition.shard_id)
 
     def commit(self, end: dict[str, Any]) -> None:
         """Drop cached records of committed ranges."""
@@ -423,14 +476,21 @@ class KinesisStreamReader(DataSourceStreamReader):
         for key in list(self._cache):
             if key[2] is not None and done.get(key[0]) is not None and int(key[2]) <= int(done[key[0]]):
                 self._cache.pop(key, None)
+        # a handed-over batch is taken by Spark while it plans that batch, which precedes its commit
+        self._handover.clear()
+
+
+def _range_key(start: dict[str, Any], end: dict[str, Any]) -> str:
+    return json.dumps([start, end], sort_keys=True)
 
 
 class KinesisDataSource(DataSource):
     """``format("coattail-kinesis")``. Options: ``stream`` (required); ``runtime`` (a
     ``RuntimeSettings`` as JSON) or ``endpoint``, ``region``, ``profile``, ``allow_real_aws``;
-    ``max_records`` (user records per micro-batch); ``checkpoint`` (the query's checkpoint location, to
-    resume); ``status_path``; ``parse`` (``true``: yield ``PARSED_SCHEMA`` rows, parsed on the
-    executors, instead of raw records)."""
+    ``max_records`` (user records per micro-batch); ``driver_read_max_records`` (batches up to this many
+    user records skip the executors, see the module docstring; 0 never); ``checkpoint`` (the query's
+    checkpoint location, to resume); ``status_path``; ``parse`` (``true``: yield ``PARSED_SCHEMA`` rows,
+    parsed where the records are read, instead of raw records)."""
 
     @classmethod
     def name(cls) -> str:

@@ -4,9 +4,12 @@
 .option("max_records", N).load(path)`` yields the same ``RAW_SCHEMA`` rows the Kinesis source does, one
 per event, in tape order ``(ts_event, seq)`` (the arrival order of a tape without transport faults):
 ``data`` is the event's wire record (``pipeline.events.to_wire``), ``shard_id`` is ``"tape"``,
-``sequence_number`` the event's ``seq`` (zero-padded, so text order is numeric order), ``ts_ingest``
-null. The same parser and detectors run behind it. A tape's fault spec is the replay's business and is
-ignored here.
+``sequence_number`` the event's position in tape order (zero-padded, so text order is numeric order),
+``ts_ingest`` null. The tape plays one Kinesis shard fed in tape order: ``(shard_id, sequence_number)``
+is the arrival order, which the state-store mode sorts each key's rows by (``pipeline.keyed``). The
+event's ``seq`` cannot serve: an imported tape numbers events in file order and sorts them by
+``(ts_event, seq)``, so ``seq`` alone is not tape order. The same parser and detectors run behind it.
+A tape's fault spec is the replay's business and is ignored here.
 
 The tape layout is read directly (``manifest.json`` with ``files: {kind: [parquet paths]}``; each kind's
 Parquet rows sorted by ``(ts_event, seq)``) so production code does not depend on the harness' reader.
@@ -79,9 +82,9 @@ class TapeRows:
         for k, kind in enumerate(EVENT_KINDS):
             if kind in self.tables and (kinds == k).any():
                 sel = self.tables[kind].take(pa.array(rows[kinds == k]))
-                pylists[k] = sel.select([*SCHEMAS[kind].names, "seq"]).to_pydict()
+                pylists[k] = sel.select(SCHEMAS[kind].names).to_pydict()
         cursor = dict.fromkeys(pylists, 0)
-        seqs: list[str] = []
+        seqs = [f"{position:020d}" for position in range(lo, lo + len(kinds))]
         keys: list[str] = []
         datas: list[bytes] = []
         for k in kinds.tolist():
@@ -89,7 +92,6 @@ class TapeRows:
             cursor[k] = i + 1
             kind = EVENT_KINDS[k]
             row = {name: cols[name][i] for name in SCHEMAS[kind].names}
-            seqs.append(f"{cols['seq'][i]:020d}")
             keys.append(partition_key(row["exchange"], row["symbol"]))
             datas.append(to_wire(kind, row))
         n = len(seqs)

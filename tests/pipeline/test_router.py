@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import SinkError
 from pipeline.router import AlertRouter
@@ -45,7 +48,8 @@ def test_spooled_batches_are_committed_in_order_and_survive_a_crash(tmp_path: Pa
     restarted.open(schemas)
     restarted.route(results[1], "query:x")  # Spark re-runs the last batch: no second copy
     restarted.close()
-    assert [p["coattail.batch-id"] for p, _ in fresh.commits["trades"]] == ["0", "1"]
+    # both spooled batches went in one commit, recorded under the later batch id
+    assert [p["coattail.batch-id"] for p, _ in fresh.commits["trades"]] == ["1"]
     assert fresh.read("trades").num_rows == 2
     assert fresh.read("alerts").column("ts_written").null_count == 0
     assert not any((tmp_path / "spool").iterdir())
@@ -59,11 +63,13 @@ class _FailingTableSink(MemoryTableSink):
         self.failing_batch = failing_batch
         self.release = threading.Event()
 
-    def write(self, batch_id: int, writer: str, tables: Mapping[str, pa.Table]) -> dict[str, bool]:
-        if batch_id == self.failing_batch:
+    def write_batches(
+        self, writer: str, batches: Sequence[tuple[int, Mapping[str, pa.Table]]]
+    ) -> dict[str, bool]:
+        if any(batch_id == self.failing_batch for batch_id, _ in batches):
             self.release.wait(timeout=60)
-            raise SinkError(f"batch {batch_id} cannot be committed")
-        return super().write(batch_id, writer, tables)
+            raise SinkError(f"batch {self.failing_batch} cannot be committed")
+        return super().write_batches(writer, batches)
 
 
 def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_path: Path) -> None:
@@ -90,4 +96,54 @@ def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_p
     restarted = AlertRouter([MemoryAlertSink()], [fresh], spool_dir=tmp_path / "spool")
     restarted.open(schemas)
     restarted.close()
-    assert [p["coattail.batch-id"] for p, _ in fresh.commits["trades"]] == ["0", "1"]
+    assert [p["coattail.batch-id"] for p, _ in fresh.commits["trades"]] == ["1"]
+    assert fresh.read("trades").num_rows == 2
+
+
+def test_a_commit_interval_holds_table_commits_until_asked(tmp_path: Path) -> None:
+    results = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0), trade(2, 1.0, 1.0, T0 + 1)], cuts=[1])
+    tables, alerts = MemoryTableSink(), MemoryAlertSink()
+    router = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool", commit_interval_s=60.0)
+    router.open(_schemas(tmp_path))
+    for r in results:
+        router.route(r, "query:x")
+    time.sleep(0.3)
+    assert router.pending() == 2 and not tables.commits["trades"]  # held: the interval has not passed
+    assert len(alerts.items) == 1  # the latency path does not wait for it
+    router.commit_now()
+    deadline = time.monotonic() + 10
+    while router.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p["coattail.batch-id"] for p, _ in tables.commits["trades"]] == ["1"]  # both, one commit
+    router.route(run_engine(CFG, [trade(3, 1.0, 1.0, T0 + 2)])[0], "query:y")
+    router.flush()  # does not wait the interval out either
+    assert router.pending() == 0 and tables.read("trades").num_rows == 3
+    router.close()
+
+
+def _batch_rows(batch_id: int, rows: int) -> dict[str, pa.Table]:
+    return {"t": pa.table({"batch": [batch_id] * rows, "row": list(range(rows))})}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3), min_size=1, max_size=8),
+    deliveries=st.lists(st.tuples(st.integers(0, 7), st.integers(1, 8)), min_size=1, max_size=10),
+)
+def test_any_grouping_and_redelivery_of_batches_commits_each_batch_once(
+    sizes: list[int], deliveries: list[tuple[int, int]]
+) -> None:
+    """Groups of consecutive batches delivered in order, some again (a retry or a restart regrouping
+    what was spooled): each batch's rows end up in the table exactly once."""
+    sink = MemoryTableSink()
+    sink.open({"t": pa.schema([("batch", pa.int64()), ("row", pa.int64())])})
+    batches = [(i, _batch_rows(i, n)) for i, n in enumerate(sizes)]
+    done = 0
+    for start, length in deliveries:  # a delivery starts at or before the first batch not yet delivered
+        first = min(start, done)
+        group = batches[first : first + length]
+        sink.write_batches("query:x", group)
+        done = max(done, first + len(group))
+    sink.write_batches("query:x", batches)  # whatever was never delivered
+    rows = sorted(zip(*sink.read("t").to_pydict().values(), strict=True))
+    assert rows == sorted((i, r) for i, n in enumerate(sizes) for r in range(n))

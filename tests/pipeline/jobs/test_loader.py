@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import Config, RuntimeSettings
 from pipeline.engine import TRADES_TABLE_SCHEMA
-from pipeline.jobs.loader import load_tape
+from pipeline.events import TRADE_SCHEMA
+from pipeline.jobs.loader import bronze_batches, load_tape
 from pipeline.sinks.iceberg import IcebergSink, with_date
+from pipeline.testkit import trade
 from replay.readers.importer import import_files
 from replay.tape import Tape, TapeWriter, tape_schema
 from tests.conftest import REAL_TAPES
@@ -79,7 +82,7 @@ def test_loading_the_same_day_twice_leaves_one_copy(sink: IcebergSink, tmp_path:
     assert trades.num_rows == 80 and quotes.num_rows == 80
     assert len(set(trades["ts_event"].to_pylist())) == 80
     assert set(trades["shard_id"].to_pylist()) == {"tape"}
-    # fixed-width sequence numbers: string order is tape order
+    # fixed-width sequence numbers: string order is tape order (ts_event, seq)
     seqs = [
         s
         for _, s in sorted(
@@ -87,6 +90,19 @@ def test_loading_the_same_day_twice_leaves_one_copy(sink: IcebergSink, tmp_path:
         )
     ]
     assert seqs == sorted(seqs) and len({len(s) for s in seqs}) == 1
+
+
+def test_sequence_numbers_follow_ts_event_then_seq_not_seq_alone(tmp_path: Path) -> None:
+    """An imported tape numbers ``seq`` in file order, which need not be ``ts_event`` order."""
+    rows = [trade(i, 100.0, 1.0, T0 + 10 * i)[1] for i in range(3)]
+    data = pa.Table.from_pylist(rows, schema=TRADE_SCHEMA).append_column(
+        "seq", pa.array([7, 3, 5], pa.int64())
+    )
+    pq.write_table(data, tmp_path / "t.parquet")
+    manifest = {"files": {"trade": ["t.parquet"]}, "start_us": T0, "source": "test"}
+    (table,) = list(bronze_batches(tmp_path, "trade", manifest))
+    order = sorted(range(3), key=lambda i: table["sequence_number"][i].as_py())
+    assert order == [0, 1, 2]
 
 
 def streamed_trade(ts_event: int) -> pa.Table:

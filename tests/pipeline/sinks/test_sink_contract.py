@@ -167,6 +167,23 @@ def test_alerts_written_once_per_id_with_stamp(alert_sink: AlertSink) -> None:
 
 
 @pytest.mark.integration
+def test_dynamodb_writes_the_new_alerts_of_a_batch_whose_other_alerts_exist(aws_endpoint: str) -> None:
+    sink = make_dynamo_sink(aws_endpoint)
+    trades = [trade(i, 50_000.0, 30.0 + i % 7, T0 + i) for i in range(1, 231)]
+    alerts = run_engine(small_config(), trades)[0].alerts
+    assert alerts.num_rows == 230
+    sink.write_alerts(alerts.slice(40, 30))  # an earlier, partial write of the same batch
+    before = {k: dict(v) for k, v in _items(sink).items()}
+    stamped = sink.write_alerts(alerts)
+    after = _items(sink)
+    assert set(after) == set(alerts.column("alert_id").to_pylist())
+    assert {k: dict(after[k]) for k in before} == before  # the 30 that existed were not rewritten
+    assert (sink.written, sink.skipped) == (230, 30)
+    assert all(v is not None for v in stamped.column("ts_written").to_pylist())
+    sink.close()
+
+
+@pytest.mark.integration
 def test_dynamodb_item_has_ttl_and_fields(aws_endpoint: str) -> None:
     alert_sink = make_dynamo_sink(aws_endpoint)
     alerts = run_engine(small_config(), [trade(1, 50_000.0, 30.0, T0)])[0].alerts
@@ -186,3 +203,4 @@ def test_dynamodb_missing_table_says_what_to_do(aws_endpoint: str) -> None:
     cfg = cfg.model_copy(update={"dynamodb": cfg.dynamodb.model_copy(update={"alerts_table": "nope"})})
     with pytest.raises(SinkError, match="coattail up"):
         DynamoAlertSink(cfg).open()
+

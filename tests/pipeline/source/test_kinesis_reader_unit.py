@@ -8,7 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.source.kinesis import KinesisStreamReader, ShardPartition
+from pipeline.source import kinesis
+from pipeline.source.kinesis import HandoverPartition, KinesisStreamReader, ShardPartition
 
 ARRIVAL = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -59,8 +60,11 @@ def drain(reader: KinesisStreamReader) -> list[list[bytes]]:
     return batches
 
 
-def make_reader(shards: dict[str, dict[str, Any]], max_records: int) -> KinesisStreamReader:
-    options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1"}
+def make_reader(
+    shards: dict[str, dict[str, Any]], max_records: int, driver_read_max: int = 0
+) -> KinesisStreamReader:
+    options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1",
+               "driver_read_max_records": str(driver_read_max)}
     reader = KinesisStreamReader(options)
     reader._client = ScriptedKinesis(shards)
     return reader
@@ -97,3 +101,60 @@ def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_pat
     assert sum(len(b) for b in batches) == 6
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["caught_up"] and set(status["shards"]) == set(shards)
+
+
+def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis(
+    monkeypatch: Any,
+) -> None:
+    shards: dict[str, dict[str, Any]] = {
+        "shardId-0": {"records": ["1", "2", "3"], "closed": False},
+        "shardId-1": {"records": ["4", "5"], "closed": False},
+    }
+    reader = make_reader(shards, max_records=100, driver_read_max=5)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    (part,) = reader.partitions(start, end)
+    assert isinstance(part, HandoverPartition)
+    handed = reader.getCache(start, end)
+    assert handed is not None
+    rows = pa.Table.from_batches(list(handed)).column("data").to_pylist()
+    assert rows == [f"{sid}:{s}".encode() for sid, sh in shards.items() for s in sh["records"]]
+    assert reader.getCache(start, end) is None  # Spark takes it once; its block manager keeps it
+    # were Spark's copy lost, an executor reads the partition again from Kinesis, to the same rows
+    monkeypatch.setattr(kinesis, "_kinesis", lambda options: ScriptedKinesis(shards))
+    assert pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist() == rows
+
+
+def test_a_batch_above_the_handover_bound_goes_to_one_task_per_shard() -> None:
+    shards: dict[str, dict[str, Any]] = {
+        "shardId-0": {"records": ["1", "2", "3"], "closed": False},
+        "shardId-1": {"records": ["4", "5", "6"], "closed": False},
+    }
+    reader = make_reader(shards, max_records=100, driver_read_max=5)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    parts = reader.partitions(start, end)
+    assert [type(p) for p in parts] == [ShardPartition, ShardPartition]
+    assert reader.getCache(start, end) is None
+
+
+def test_the_shard_list_is_reused_until_a_shard_ends() -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2"], "closed": True}}
+    reader = make_reader(shards, max_records=100)
+    calls: list[int] = []
+    scripted = reader._client
+    listing = scripted.list_shards
+
+    def counting_list_shards(**args: Any) -> dict[str, Any]:
+        calls.append(1)
+        result: dict[str, Any] = listing(**args)
+        return result
+
+    scripted.list_shards = counting_list_shards
+    reader.latestOffset()  # reads shard 0 to its end: the next trigger must look for children
+    shards["shardId-1"] = {"records": ["3"], "closed": False, "ParentShardId": "shardId-0"}
+    end = reader.latestOffset()
+    assert end["shards"]["shardId-1"]["seq"] == "3"
+    reader.latestOffset()
+    reader.latestOffset()
+    assert len(calls) == 3  # the first trigger (twice, with the initial offset), after the end, cached

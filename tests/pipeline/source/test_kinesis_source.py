@@ -69,10 +69,13 @@ def runner(cfg: Config, ckpt: Path, spark: Any, sinks: tuple[MemoryTableSink, Me
                           alert_sinks=[sinks[1]], max_records_per_batch=size)
 
 
+@pytest.mark.parametrize("driver_read_max", [0, 20_000], ids=["executor-tasks", "driver-handover"])
 def test_every_record_once_with_bounded_batches_and_restart(
-    spark: Any, aws_endpoint: str, tmp_path: Path
+    spark: Any, aws_endpoint: str, tmp_path: Path, driver_read_max: int
 ) -> None:
     cfg = stream_config(aws_endpoint, tmp_path)
+    cfg = cfg.model_copy(update={"spark": cfg.spark.model_copy(
+        update={"driver_read_max_records": driver_read_max})})
     kinesis = create_stream(cfg)
     first = events(0, 150)
     n = put(kinesis, cfg, first, aggregated=True)

@@ -1,0 +1,86 @@
+"""Shared by the state-store tests: a config with every module switched to fire on small data, a tape
+whose ``seq`` disagrees with tape order, and table contents in a comparable form."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.config import Config
+from pipeline.sinks.iceberg import IcebergSink
+from pipeline.sinks.memory import MemoryTableSink
+from pipeline.testkit import T0, quote, small_config, trade
+from replay.tape import TapeWriter, tape_schema
+
+ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004"]
+
+
+def keyed_config(keyed_state: str, **overrides: Any) -> Config:
+    """Every module, thresholds low enough for a few hundred events to fire each one, plus overrides."""
+    return small_config(**{
+        "modules": ALL_MODULES,
+        "spark.keyed_state": keyed_state,
+        "settings.MOD-001.default_threshold_usd": 2_000,
+        "settings.MOD-002.min_history": 2,
+        "settings.MOD-002.z_threshold": 1.5,
+        "settings.MOD-002.std_floor_usd": 10.0,
+        "settings.MOD-002.min_notional_usd": 100.0,
+        "settings.MOD-003.min_history": 2,
+        "settings.MOD-003.median_multiple": 1.5,
+        **overrides,
+    })
+
+
+KEYS = [("binance", "XRPUSDT"), ("binance", "ADAUSDT"), ("coinbase", "BTC-USD")]
+
+
+def write_tape(path: Path, n: int = 240) -> Path:
+    """Three keys over 12 minutes: whales, volume spikes, wide and crossed books, duplicates, id gaps,
+    a zero-size trade (quarantined); ``seq`` is a permutation, so only the position is tape order."""
+    trades, quotes = [], []
+    for i in range(n):
+        exchange, symbol = KEYS[i % 3]
+        ts = T0 + i * 3_000_000
+        seq = (i * 7_919) % 10_007  # unique, and not increasing with i
+        if i % 4 == 3:
+            bid = 100.0 + (i % 7 == 0) * 2.0 - (i % 9 == 0) * 3.0
+            quotes.append({**quote(i, bid, 101.0, ts, symbol=symbol, exchange=exchange)[1], "seq": seq})
+        else:
+            tid = i - (i % 11 == 0) + (i % 13 == 0) * 5
+            qty = 1.0 + (i % 6) * 10 + (100 < i < 130) * 40.0 - (i == 50) * 51.0
+            row = trade(tid, 50.0 + (i % 5) * 10, qty, ts, symbol=symbol, exchange=exchange)[1]
+            trades.append({**row, "seq": seq})
+    with TapeWriter(path) as w:
+        w.write("trade", pa.Table.from_pylist(trades, schema=tape_schema("trade")))
+        w.write("quote", pa.Table.from_pylist(quotes, schema=tape_schema("quote")))
+        w.close(source="synthetic")
+    return path
+
+
+def rows(table: pa.Table, drop: tuple[str, ...] = ()) -> list[str]:
+    """A table's rows as sorted JSON lines (a multiset comparable with ``==``), without ``drop``."""
+    keep = [n for n in table.column_names if n not in drop]
+    return sorted(json.dumps(r, sort_keys=True, default=str) for r in table.select(keep).to_pylist())
+
+
+def contents(
+    sink: MemoryTableSink | IcebergSink, names: Iterable[str], dq_summed: bool = False
+) -> dict[str, Any]:
+    """The content of every table of ``names``. ``dq_summed``: dq_metrics summed per (key, window,
+    reason), since its rows are per micro-batch (only the sums agree across micro-batch sizes)."""
+    out: dict[str, Any] = {}
+    for name in sorted(names):
+        table = sink.read(name)
+        if name == "dq_metrics" and dq_summed:
+            dq: Counter[tuple[Any, ...]] = Counter()
+            for r in table.to_pylist():
+                dq[(r["exchange"], r["symbol"], r["window_start"], r["reason"])] += r["count"]
+            out[name] = dict(dq)
+        else:
+            out[name] = rows(table, drop=("ts_written",) if name == "alerts" else ())
+    return out
