@@ -137,7 +137,8 @@ class StorageConfig(Frozen):
     glue_database: str = "coattail"
     commit_interval_ms: int = Field(2_000, ge=0)
     """While the stream is busy, table commits (Iceberg) run at most this often, each taking every
-    micro-batch spooled since the last (see ``pipeline.router``); an idle stream commits at once."""
+    micro-batch spooled since the last (see ``pipeline.router``); an idle stream commits within
+    ``pipeline.router.IDLE_COMMIT_S``."""
 
 
 class LocalSpark(Frozen):

@@ -7,8 +7,8 @@ in arrival order, for whatever keys ``(exchange, symbol)`` they hold, starting f
 
 **driver** (small tier, the default)::
 
-    Kinesis source (DataSourceStreamReader, one partition per shard, Arrow batches,
-                    records parsed by pipeline.parse on the executors)
+    Kinesis source (one partition per shard, Arrow batches, records parsed by pipeline.parse on
+                    the executors; a small batch parsed on the driver and handed over whole)
       -> foreachBatch: one action (toArrow) brings the batch to the driver
            Engine.process(batch, batch_id)                  run() over every key, the engine's state
            AlertRouter: DynamoDB (alerts, first: latency) then Iceberg (bronze, alerts, metrics,

@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
@@ -154,15 +155,7 @@ def unpack(blobs: Sequence[bytes]) -> pa.Table:
     """The ``PARSED_SCHEMA`` rows of ``pack_by_key``'s IPC blobs, concatenated (in any order)."""
     if not blobs:
         return PARSED_SCHEMA.empty_table()
-    return pa.concat_tables([pa.ipc.open_stream(blob).read_all() for blob in blobs])
-
-
-def to_ipc(table: pa.Table) -> bytes:
-    """A table as an Arrow IPC stream."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
+    return pa.concat_tables([from_ipc(blob) for blob in blobs])
 
 
 def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) -> BatchResult:
@@ -181,7 +174,7 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
         if name == RECORDS:
             records_in += int(count)
         elif name in parts:
-            parts[name].append(pa.ipc.open_stream(payload).read_all())
+            parts[name].append(from_ipc(payload))
         else:
             raise PipelineError(f"batch {batch_id}: a key returned rows for an unknown table {name!r}")
     tables = {

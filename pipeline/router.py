@@ -8,16 +8,17 @@ Spark re-runs it, and the sinks' exactly-once bookkeeping makes that re-run safe
 With a ``spool_dir`` the table writes leave the trigger's critical path: the batch's tables are first
 written to a local spool (Arrow IPC files, ``<spool>/<batch id>/<table>.arrow``, renamed into place
 when complete), the micro-batch returns, and a background thread commits the spooled batches to the
-table sinks in batch order, deleting each spool entry after its commit. Whatever has queued up while a
-commit ran goes into the next commit together (up to ``MAX_GROUP_ROWS`` rows): one append per table
-for several micro-batches, so a fast trigger does not cost one Iceberg snapshot per table and trigger,
-and the background work (which shares the driver's interpreter with the engine) stays small. With a
-``commit_interval_s`` the thread also waits that long after a commit before the next one, unless
-``commit_now`` or ``flush`` asks for it: pyiceberg commits are Python and hold the interpreter lock, and
-committing while the stream is busy slows every trigger (measured: p50 latency 295 ms with back-to-back
-commits, 136 ms with one every 3 s, at 1x). Nothing
-is lost when the process dies: ``open`` commits whatever is still spooled first (a re-commit is
-skipped by the sinks' batch-id bookkeeping, however the batches are grouped). A failed background
+table sinks in batch order, deleting each spool entry after its commit.
+
+The thread commits at most every ``commit_interval_s`` while the stream is busy, each time taking
+every batch spooled since (up to ``MAX_GROUP_ROWS`` rows) in one append per table; once nothing was
+spooled for ``IDLE_COMMIT_S``, or ``flush`` asks, it commits at once. pyiceberg commits are Python
+and hold the interpreter lock the engine needs, so committing back to back slows every trigger
+(measured at 1x replay: p50 latency 295 ms committing back to back, 132 ms with the default 2 s
+interval), and one snapshot per table and micro-batch would pile up in the tables too.
+
+Nothing is lost when the process dies: ``open`` commits whatever is still spooled first (a re-commit
+is skipped by the sinks' batch-id bookkeeping, however the batches are grouped). A failed background
 commit stops the background commits (the failed batches and every later one stay spooled, in order,
 and count as pending) and fails the next micro-batch, ``check`` and ``flush``; ``close`` reports it
 once and the next ``open`` commits what is spooled.
@@ -29,6 +30,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NoReturn
 
@@ -41,6 +43,22 @@ from pipeline.sinks.base import AlertSink, TableSink
 
 MAX_GROUP_ROWS: Final = 1_000_000
 """Rows of spooled batches the background thread commits together at most (bounds its memory)."""
+IDLE_COMMIT_S: Final = 0.5
+"""A stream that spooled nothing for this long is idle: what is spooled is committed without waiting
+out the commit interval."""
+
+
+@dataclass(frozen=True)
+class _Spooled:
+    """One spooled batch: its directory and what grouping needs, kept in memory (no disk reads under
+    the lock)."""
+
+    path: Path
+    batch_id: int
+    writer: str
+    rows: int
+    seq: int
+    """Order of spooling in this router's life (``flush`` hurries everything up to a ``seq``)."""
 
 
 class AlertRouter:
@@ -58,9 +76,12 @@ class AlertRouter:
         self.spool_dir = spool_dir
         self.commit_interval_s = commit_interval_s
         self._cond = threading.Condition()
-        self._queue: list[Path] = []
-        self._busy = False
-        self._hurry = False
+        self._queue: list[_Spooled] = []
+        self._inflight: list[_Spooled] = []
+        self._seq = 0
+        self._hurry_until = -1
+        self._last_spool = time.monotonic()
+        self._committed = time.monotonic()
         self._error: BaseException | None = None
         self._closing = False
         self._worker: threading.Thread | None = None
@@ -73,21 +94,28 @@ class AlertRouter:
             table_sink.open(schemas)
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            self._queue, self._error = [], None
-            self._commit_all(self._spooled(self.spool_dir))
+            self._queue, self._inflight, self._error = [], [], None
+            left = [self._entry(path, _read_text(path / "WRITER"), _read_rows(path))
+                    for path in self._spooled(self.spool_dir)]
+            while left:
+                group = _first_group(left)
+                self._commit_spooled(group)
+                del left[: len(group)]
             self._closing = False
             self._worker = threading.Thread(target=self._drain, name="table-sinks", daemon=True)
             self._worker.start()
 
     def close(self) -> None:
         """Commit everything still spooled (unless a commit failed), then close every sink; raise
-        ``SinkError`` when a background commit failed."""
+        ``SinkError`` when a background commit failed (its batches stay on disk for the next ``open``)."""
         if self._worker is not None:
             with self._cond:
                 self._closing = True
                 self._cond.notify_all()
             self._worker.join()
             self._worker = None
+        with self._cond:
+            self._queue, self._inflight = [], []
         for sink in self.alert_sinks:
             sink.close()
         for table_sink in self.table_sinks:
@@ -97,21 +125,17 @@ class AlertRouter:
             _raise_background(error)
 
     def flush(self) -> None:
-        """Block until every spooled batch is committed to the table sinks; raise ``SinkError`` as soon
-        as a background commit failed."""
+        """Block until every batch spooled so far is committed to the table sinks (without waiting out
+        the commit interval); raise ``SinkError`` as soon as a background commit failed."""
         with self._cond:
-            self._hurry = True
+            self._hurry_until = self._seq
             self._cond.notify_all()
-            while (self._queue or self._busy) and self._error is None:
-                self._cond.wait()
+            while (self._queue or self._inflight) and self._error is None and self._working():
+                self._cond.wait(1.0)
         self.check()
 
-    def commit_now(self) -> None:
-        """Have the background thread commit what is spooled without waiting out the commit interval
-        (the stream went idle: nothing is gained by waiting)."""
-        with self._cond:
-            self._hurry = True
-            self._cond.notify_all()
+    def _working(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
 
     def check(self) -> None:
         """Raise ``SinkError`` when a background table commit failed (the router stays failed until
@@ -121,9 +145,9 @@ class AlertRouter:
             _raise_background(error)
 
     def pending(self) -> int:
-        """Batches spooled but not yet committed to the table sinks (a failed one included)."""
+        """Batches spooled but not yet committed to the table sinks (failed ones included)."""
         with self._cond:
-            return len(self._queue) + int(self._busy)
+            return len(self._queue) + len(self._inflight)
 
     def route(self, result: BatchResult, writer: str) -> BatchResult:
         """Deliver ``result``; returns it with the alerts' ``ts_written`` stamped."""
@@ -144,58 +168,72 @@ class AlertRouter:
 
     # --- spool ------------------------------------------------------------------------------------
 
+    def _entry(self, path: Path, writer: str, rows: int) -> _Spooled:
+        self._seq += 1
+        return _Spooled(path=path, batch_id=int(path.name), writer=writer, rows=rows, seq=self._seq)
+
     def _spool(self, spool_dir: Path, result: BatchResult, writer: str) -> None:
+        with self._cond:
+            waiting = {(e.batch_id, e.writer) for e in self._queue + self._inflight}
+        if (result.batch_id, writer) in waiting:
+            # Spark re-ran a batch whose tables are still spooled: the same rows (its alerts stamped at
+            # their first, kept DynamoDB write), and the entry may be being read right now
+            return
         final = spool_dir / f"{result.batch_id:012d}"
         tmp = spool_dir / f".{result.batch_id:012d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        rows = sum(t.num_rows for t in result.tables.values())
         (tmp / "WRITER").write_text(writer)
-        (tmp / "ROWS").write_text(str(sum(t.num_rows for t in result.tables.values())))
+        (tmp / "ROWS").write_text(str(rows))
         for name, table in result.tables.items():
             if table.num_rows:
                 with ipc.new_file(tmp / f"{name}.arrow", table.schema) as out:
                     out.write_table(table)
-        shutil.rmtree(final, ignore_errors=True)  # a re-run batch replaces its own uncommitted entry
+        shutil.rmtree(final, ignore_errors=True)  # left by a crash after its commit: the sinks skip it
         tmp.rename(final)
         with self._cond:
-            if final not in self._queue:
-                self._queue.append(final)
+            self._queue.append(self._entry(final, writer, rows))
+            self._last_spool = time.monotonic()
             self._cond.notify_all()
 
     @staticmethod
     def _spooled(spool_dir: Path) -> list[Path]:
         return sorted(p for p in spool_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
-    def _commit_spooled(self, entries: list[Path]) -> None:
+    def _commit_spooled(self, group: list[_Spooled]) -> None:
         """Commit spooled batches of one writer together, then delete them."""
-        writer = (entries[0] / "WRITER").read_text()
-        batches = [(int(entry.name), _read_spooled(entry)) for entry in entries]
+        batches = [(entry.batch_id, _read_spooled(entry.path)) for entry in group]
         for table_sink in self.table_sinks:
-            table_sink.write_batches(writer, batches)
-        for entry in entries:
-            shutil.rmtree(entry)
+            table_sink.write_batches(group[0].writer, batches)
+        for entry in group:
+            shutil.rmtree(entry.path)
 
-    def _commit_all(self, entries: list[Path]) -> None:
-        for group in _groups(entries):
-            self._commit_spooled(group)
+    def _wait_for_group(self) -> list[_Spooled] | None:
+        """Under the lock: the next group once it is due (None: stop). Due means the interval since the
+        last commit passed, the stream went idle, ``flush`` asked for it, or the router is closing."""
+        while True:
+            if self._error is not None or not self._queue:
+                # after a failure nothing more is committed: later batches must not overtake the failed one
+                if self._closing:
+                    return None
+                self._cond.wait()
+                continue
+            now = time.monotonic()
+            due = min(self._committed + self.commit_interval_s, self._last_spool + IDLE_COMMIT_S)
+            if self._closing or self._queue[0].seq <= self._hurry_until or now >= due:
+                return _first_group(self._queue)
+            self._cond.wait(due - now)
 
     def _drain(self) -> None:
-        committed = time.monotonic()
+        self._committed = time.monotonic()
         while True:
             with self._cond:
-                # after a failure nothing more is committed: later batches must not overtake the failed one
-                while (not self._queue or self._error is not None) and not self._closing:
-                    self._cond.wait()
-                while not (self._closing or self._hurry or self._error is not None):
-                    left = committed + self.commit_interval_s - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                if not self._queue or self._error is not None:
+                group = self._wait_for_group()
+                if group is None:
                     return
-                group = _groups(self._queue)[0]
                 del self._queue[: len(group)]
-                self._busy = True
+                self._inflight = group
             try:
                 self._commit_spooled(group)
             except BaseException as e:  # reported by route(), check(), flush() and close()
@@ -203,10 +241,9 @@ class AlertRouter:
                     self._queue[:0] = group  # still spooled: pending, and first in line
                     self._error = e
             finally:
-                committed = time.monotonic()
+                self._committed = time.monotonic()
                 with self._cond:
-                    self._busy = False
-                    self._hurry = self._hurry and bool(self._queue)
+                    self._inflight = []
                     self._cond.notify_all()
 
 
@@ -218,25 +255,27 @@ def _read_spooled(entry: Path) -> dict[str, pa.Table]:
     return tables
 
 
-def _groups(entries: list[Path]) -> list[list[Path]]:
-    """Consecutive spool entries of one writer, at most ``MAX_GROUP_ROWS`` rows a group (at least one
-    entry), in order."""
-    groups: list[list[Path]] = []
-    rows, writer = 0, ""
-    for entry in entries:
-        size = _spooled_rows(entry)
-        entry_writer = (entry / "WRITER").read_text()
-        if not groups or entry_writer != writer or rows + size > MAX_GROUP_ROWS:
-            groups.append([])
-            rows, writer = 0, entry_writer
-        groups[-1].append(entry)
-        rows += size
-    return groups
+def _first_group(entries: list[_Spooled]) -> list[_Spooled]:
+    """The leading spooled batches of one writer, at most ``MAX_GROUP_ROWS`` rows (at least one)."""
+    group = [entries[0]]
+    rows = entries[0].rows
+    for entry in entries[1:]:
+        if entry.writer != group[0].writer or rows + entry.rows > MAX_GROUP_ROWS:
+            break
+        group.append(entry)
+        rows += entry.rows
+    return group
 
 
-def _spooled_rows(entry: Path) -> int:
-    rows = entry / "ROWS"
-    return int(rows.read_text()) if rows.exists() else 0
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise SinkError(f"spool entry {path.parent} is incomplete ({e}); move it away to go on") from e
+
+
+def _read_rows(entry: Path) -> int:
+    return int(_read_text(entry / "ROWS"))
 
 
 def _raise_background(error: BaseException) -> NoReturn:

@@ -2,8 +2,10 @@
 
 Topology (see ``pipeline.engine`` for the per-batch work), by ``spark.keyed_state``::
 
-    readStream.format(coattail-kinesis | coattail-tape)  one partition per shard; the readers parse
-      .option("parse", "true")                            on the executors (PARSED_SCHEMA rows)
+    readStream.format(coattail-kinesis | coattail-tape)  one partition per shard, parsed on the
+      .option("parse", "true")                            executors (PARSED_SCHEMA rows); a small
+                                                          Kinesis batch is parsed by the source on
+                                                          the driver and handed over whole
       [state_store: pipeline.keyed.keyed_plan]            groupBy key, applyInPandasWithState: the
                                                           engine per key on the executors
       .writeStream.foreachBatch(runner._on_batch          driver: one toArrow(), Engine, AlertRouter
@@ -327,8 +329,6 @@ class PipelineRunner:
         idle = not status["isDataAvailable"] and not status["isTriggerActive"]
         caught_up = bool(progress.shards_caught_up) and all(progress.shards_caught_up.values())
         enough = expected is None or progress.records_in >= expected
-        if idle and caught_up:
-            self.router.commit_now()
         flushed = self.router.pending() == 0
         if idle and caught_up and enough and flushed and progress.records_in == self._idle_count:
             self._quiet += 1

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.alerts import ALERT_SCHEMA
+from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine, arrival_order
@@ -117,11 +118,8 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
     for name, out in result.tables.items():
         if name in _SKIP or out.num_rows == 0:
             continue
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, out.schema) as writer:
-            writer.write_table(out)
         names.append(name)
-        payloads.append(sink.getvalue().to_pybytes())
+        payloads.append(to_ipc(out))
     key = f"{events.column('exchange')[0]}:{events.column('symbol')[0]}" if events.num_rows else ""
     stats = {"key": key, "events": events.num_rows, "cpu_s": round(time.process_time() - cpu, 3)}
     names.append(_STATS)
@@ -331,7 +329,7 @@ def _merge_files(groups: Any) -> dict[str, list[str]]:
 def _gather(rows: list[Any]) -> dict[str, pa.Table]:
     parts: dict[str, list[pa.Table]] = {}
     for row in rows:
-        parts.setdefault(row["table"], []).append(pa.ipc.open_stream(row["payload"]).read_all())
+        parts.setdefault(row["table"], []).append(from_ipc(row["payload"]))
     return {name: pa.concat_tables(ts) for name, ts in parts.items()}
 
 

@@ -12,6 +12,7 @@ batch), and returns the alerts stamped with ``ts_written``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import ClassVar, Final
 import pyarrow as pa
 
 from pipeline.alerts import ALERT_SCHEMA
+from pipeline.errors import SinkError
 
 BATCH_PROPERTY: Final = "coattail.batch-id"
 WRITER_PROPERTY: Final = "coattail.writer"
@@ -63,6 +65,9 @@ class TableSink(ABC):
         for that table, so a regrouped retry never writes rows twice. Fewer, larger commits keep a
         busy stream's tables from piling up one snapshot per table and micro-batch.
         """
+        ids = [bid for bid, _ in batches]
+        if any(a >= b for a, b in itertools.pairwise(ids)):
+            raise SinkError(f"batches must come in ascending batch id order, once each: {ids}")
         written: dict[str, bool] = {}
         names = list(dict.fromkeys(name for _, tables in batches for name in tables))
         for table in names:

@@ -67,8 +67,8 @@ SHARD_LIST_SECONDS: Final = 10.0
 def count_user_records(data: bytes) -> int:
     """How many user records a Kinesis record holds, from the KPL protobuf's top-level fields only.
 
-    Cheap enough for the driver's batch budget (the executors de-aggregate fully); a record that is not
-    a well-formed aggregate counts as one, which is what the executors will yield for it.
+    Cheap enough for the driver's batch budget (``ShardRecords.to_batches`` de-aggregates fully); a
+    record that is not a well-formed aggregate counts as one, which is what ``to_batches`` yields for it.
     """
     if not is_aggregated(data) or len(data) < len(MAGIC) + DIGEST_BYTES:
         return 1
@@ -335,7 +335,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
         """Every current shard from its beginning (TRIM_HORIZON)."""
-        return {"shards": {s["ShardId"]: {"seq": None, "done": False} for s in self._shards()}}
+        self._listed = (time.monotonic(), self._shards())
+        return {"shards": {s["ShardId"]: {"seq": None, "done": False} for s in self._listed[1]}}
 
     def latestOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
         """Fetch up to ``max_records`` new user records across readable shards; their end offsets."""
@@ -476,8 +477,6 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         for key in list(self._cache):
             if key[2] is not None and done.get(key[0]) is not None and int(key[2]) <= int(done[key[0]]):
                 self._cache.pop(key, None)
-        # a handed-over batch is taken by Spark while it plans that batch, which precedes its commit
-        self._handover.clear()
 
 
 def _range_key(start: dict[str, Any], end: dict[str, Any]) -> str:

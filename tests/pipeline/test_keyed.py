@@ -19,14 +19,13 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.engine import BatchResult, EngineState, arrival_order
+from pipeline.engine import BatchResult, EngineState
 from pipeline.errors import PipelineError
 from pipeline.keyed import RECORDS, KeyedStep, assemble, pack_by_key, unpack
 from pipeline.parse import parse_batch
 from pipeline.runner import PipelineRunner
-from pipeline.source.tape import TapeRows
 from pipeline.testkit import T0, Item, event_streams, payloads, quote, raw_table, run_engine, trade
-from tests.pipeline.keyed_kit import keyed_config, rows, write_tape
+from tests.pipeline.keyed_kit import keyed_config, rows
 
 CFG = keyed_config("state_store")
 SCHEMAS = PipelineRunner(CFG, checkpoint=Path("unused"), table_sinks=[], alert_sinks=[]).table_schemas()
@@ -150,16 +149,6 @@ def test_assemble_refuses_lost_rows_and_unknown_tables() -> None:
                                    preserve_index=False)
     with pytest.raises(PipelineError, match="unknown table 'nope'"):
         assemble(renamed, 3, SCHEMAS)
-
-
-def test_a_tape_numbers_its_rows_in_tape_order_even_when_seq_disagrees(tmp_path: Path) -> None:
-    """The tape source's sequence numbers are tape positions, so sorting by them is tape order."""
-    rows_ = TapeRows(write_tape(tmp_path / "t"))
-    raw = pa.Table.from_batches([rows_.raw(0, 120), rows_.raw(120, len(rows_))])
-    parsed = pa.Table.from_batches([parse_batch(b) for b in raw.to_batches()])
-    assert arrival_order(parsed).to_pylist() == list(range(240))
-    ts = parsed.column("ts_event").to_pylist()
-    assert ts == sorted(ts)  # tape order (ts_event, seq), while seq alone is a permutation
 
 
 def test_a_checkpoint_with_driver_mode_state_is_refused_in_state_store_mode(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -100,25 +100,60 @@ def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_p
     assert fresh.read("trades").num_rows == 2
 
 
-def test_a_commit_interval_holds_table_commits_until_asked(tmp_path: Path) -> None:
-    results = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0), trade(2, 1.0, 1.0, T0 + 1)], cuts=[1])
+def _held_router(tmp_path: Path) -> tuple[AlertRouter, MemoryTableSink, MemoryAlertSink]:
     tables, alerts = MemoryTableSink(), MemoryAlertSink()
     router = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool", commit_interval_s=60.0)
     router.open(_schemas(tmp_path))
-    for r in results:
-        router.route(r, "query:x")
-    time.sleep(0.3)
-    assert router.pending() == 2 and not tables.commits["trades"]  # held: the interval has not passed
-    assert len(alerts.items) == 1  # the latency path does not wait for it
-    router.commit_now()
-    deadline = time.monotonic() + 10
-    while router.pending() and time.monotonic() < deadline:
+    return router, tables, alerts
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert [p["coattail.batch-id"] for p, _ in tables.commits["trades"]] == ["1"]  # both, one commit
-    router.route(run_engine(CFG, [trade(3, 1.0, 1.0, T0 + 2)])[0], "query:y")
-    router.flush()  # does not wait the interval out either
-    assert router.pending() == 0 and tables.read("trades").num_rows == 3
+
+
+def test_a_busy_stream_holds_table_commits_and_an_idle_one_commits_them_together(tmp_path: Path) -> None:
+    results = run_engine(CFG, [trade(i, 50_000.0 if i == 1 else 1.0, 30.0, T0 + i) for i in range(1, 13)],
+                         cuts=list(range(1, 12)))
+    router, tables, alerts = _held_router(tmp_path)
+    router.flush()  # on an empty spool: must not let the next batches skip the interval
+    for r in results:  # a busy stream: a batch every 0.1 s, never idle for IDLE_COMMIT_S
+        router.route(r, "query:x")
+        time.sleep(0.1)
+        assert not tables.commits["trades"]
+    assert router.pending() == 12 and len(alerts.items) == 1  # the latency path does not wait
+    _wait_until(lambda: router.pending() == 0)  # idle now: everything in one commit
+    assert [p["coattail.batch-id"] for p, _ in tables.commits["trades"]] == ["11"]
+    assert tables.read("trades").num_rows == 12
+    router.route(run_engine(CFG, [trade(20, 1.0, 1.0, T0 + 20)])[0], "query:y")
+    router.flush()  # does not wait the interval out
+    assert router.pending() == 0 and tables.read("trades").num_rows == 13
     router.close()
+
+
+def test_a_batch_spooled_again_while_waiting_is_committed_once(tmp_path: Path) -> None:
+    result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
+    router, tables, _ = _held_router(tmp_path)
+    router.route(result, "query:x")
+    router.route(result, "query:x")  # Spark re-ran the batch before its tables were committed
+    assert router.pending() == 1
+    router.flush()
+    assert tables.read("trades").num_rows == 1
+    router.close()
+
+
+def test_an_unreadable_spool_entry_fails_flush_instead_of_hanging(tmp_path: Path) -> None:
+    result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
+    router, _, _ = _held_router(tmp_path)
+    router.route(result, "query:x")
+    (tmp_path / "spool" / f"{0:012d}" / "trades.arrow").write_bytes(b"not arrow")
+    with pytest.raises(SinkError, match="background table commit failed"):
+        router.flush()
+    with pytest.raises(SinkError):
+        router.close()
+    router.flush()  # closed: returns at once
+    assert router.pending() == 0
 
 
 def _batch_rows(batch_id: int, rows: int) -> dict[str, pa.Table]:

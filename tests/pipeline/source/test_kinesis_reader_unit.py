@@ -4,6 +4,7 @@ split keeps writing to the parent and never closes it, so closed parents are scr
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -138,7 +139,7 @@ def test_a_batch_above_the_handover_bound_goes_to_one_task_per_shard() -> None:
     assert reader.getCache(start, end) is None
 
 
-def test_the_shard_list_is_reused_until_a_shard_ends() -> None:
+def test_the_shard_list_is_reused_until_a_shard_ends_or_it_is_old(monkeypatch: Any) -> None:
     shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2"], "closed": True}}
     reader = make_reader(shards, max_records=100)
     calls: list[int] = []
@@ -156,5 +157,8 @@ def test_the_shard_list_is_reused_until_a_shard_ends() -> None:
     end = reader.latestOffset()
     assert end["shards"]["shardId-1"]["seq"] == "3"
     reader.latestOffset()
+    assert len(calls) == 2  # the first trigger, then after the shard ended; cached in between
+    clock = [time.monotonic() + kinesis.SHARD_LIST_SECONDS + 1]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     reader.latestOffset()
-    assert len(calls) == 3  # the first trigger (twice, with the initial offset), after the end, cached
+    assert len(calls) == 3  # listed again once the cached list is older than SHARD_LIST_SECONDS
