@@ -3,7 +3,8 @@
 Each run gets its own Kinesis stream, DynamoDB alerts table and Iceberg namespace (names derived from
 the run id), so a run reads back exactly what it wrote, and alert ids that an earlier run already put
 in DynamoDB do not suppress this run's writes. The pipeline runs in this process (its own Spark
-session); the replay sends from the main thread while Spark consumes.
+session); the replay sends from a child process while Spark consumes (``replay.child_process``: in this
+process it would compete with the driver for the interpreter lock).
 
 Completion is measured, not slept for: the run polls the pipeline's processed-record count until it
 reaches the number of records the replay sent, then flushes the router (the Iceberg commits run in the
@@ -155,9 +156,8 @@ def _stream(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
     from pipeline.runner import PipelineRunner
+    from replay.child_process import replay_to_kinesis
     from replay.engine import Progress as ReplayProgress
-    from replay.engine import Replay
-    from replay.targets.kinesis import KinesisTarget
 
     batches: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -192,16 +192,16 @@ def _stream(
                 task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
 
             t_replay = time.monotonic()
-            target = KinesisTarget(config.runtime, config.kinesis.stream, seed=request.seed or 0)
-            summary = Replay(
+            summary = replay_to_kinesis(
                 list(request.tapes),
-                target,
+                config.runtime,
+                config.kinesis.stream,
                 speed=request.speed,
                 faults=faults,
                 seed=request.seed,
                 watermark_us=config.spark.watermark_seconds * US,
                 on_progress=on_progress,
-            ).run()
+            )
             timings["replay_s"] = round(time.monotonic() - t_replay, 3)
         with steps.step("pipeline: consuming", total=summary.sent) as task:
             deadline = time.monotonic() + request.timeout_s

@@ -17,6 +17,7 @@ from pipeline.config import RuntimeSettings
 from pipeline.errors import TargetError
 from pipeline.kpl import deaggregate
 from pipeline.testkit import trade
+from replay.child_process import replay_to_kinesis
 from replay.engine import Replay
 from replay.faults import FaultSpec, ThrottleFault
 from replay.tape import Tape
@@ -253,3 +254,29 @@ def test_missing_stream_is_a_clear_error(tardis_tape: TapeFactory, aws_endpoint:
     target = KinesisTarget(RuntimeSettings(aws_endpoint=aws_endpoint), "no-such-stream")
     with pytest.raises(TargetError, match="does not exist"):
         Replay([tape], target).run()
+
+
+def test_a_replay_in_a_child_process_sends_the_same_and_reports_progress(
+    tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
+) -> None:
+    tapes = _tapes(tardis_tape, tmp_path, rows=300)
+    stream = _stream(aws_endpoint, "replay-child")
+    seen: list[int] = []
+    summary = replay_to_kinesis(
+        tapes, RuntimeSettings(aws_endpoint=aws_endpoint), stream, speed=None, faults=None, seed=None,
+        watermark_us=10_000_000, on_progress=lambda p: seen.append(p.sent),
+    )
+    expected = _expected(tapes)
+    shards = _read_back(aws_endpoint, stream)
+    assert summary.sent == len(expected) == sum(len(rows) for rows in shards.values())
+    _assert_per_key_order(shards, expected)
+    assert seen and seen[-1] == summary.sent
+
+
+def test_a_failing_replay_in_a_child_process_raises_its_error_here(
+    tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
+) -> None:
+    tape = tardis_tape(tmp_path / "tape", 5)
+    with pytest.raises(TargetError, match="does not exist"):
+        replay_to_kinesis([tape], RuntimeSettings(aws_endpoint=aws_endpoint), "no-such-stream",
+                          speed=None, faults=None, seed=None, watermark_us=10_000_000)
