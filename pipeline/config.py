@@ -180,7 +180,8 @@ class Config(Frozen):
         for value in values:
             ids = [m for m, v in settings.items() if type(v) is type(value)]
             if len(ids) != 1:
-                raise ConfigError(f"{len(ids)} registered modules have settings of type {type(value).__name__}")
+                kind = type(value).__name__
+                raise ConfigError(f"{len(ids)} registered modules have settings of type {kind}")
             settings[ids[0]] = value
         return self.model_copy(update={"settings": settings})
 
