@@ -96,6 +96,9 @@ class TierFile(Frozen):
     tier: TierName
     modules: tuple[str, ...]
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    instruments: tuple[str, ...] = ()
+    """The instruments this deployment trades, as ``exchange:symbol`` (empty: every instrument of
+    ``config/instruments.yaml``); the asset and global stage waits for each of them (``pipeline.cross``)."""
     kinesis: KinesisConfig = KinesisConfig()
     dynamodb: DynamoConfig = DynamoConfig()
     storage: StorageConfig = StorageConfig()
@@ -134,6 +137,8 @@ class Config(Frozen):
     settings: dict[str, SerializeAsAny[Frozen]]
     """Typed settings of every registered module (enabled or not), by module id."""
     instruments: InstrumentsConfig
+    active_instruments: tuple[tuple[str, str], ...] = ()
+    """The tier's ``instruments`` as ``(exchange, symbol)`` pairs, each listed in the registry."""
     kinesis: KinesisConfig
     dynamodb: DynamoConfig
     storage: StorageConfig
@@ -269,6 +274,7 @@ class ConfigLoader:
             modules=tier_file.modules,
             settings=module_settings,
             instruments=instruments,
+            active_instruments=_active_instruments(tier_file.instruments, instruments, tier_path),
             kinesis=tier_file.kinesis,
             dynamodb=tier_file.dynamodb,
             storage=tier_file.storage,
@@ -276,6 +282,21 @@ class ConfigLoader:
             budgets=tier_file.budgets,
             runtime=_parse(RuntimeSettings, runtime_raw, Path("environment")),
         )
+
+
+def _active_instruments(
+    names: tuple[str, ...], registry: InstrumentsConfig, origin: Path
+) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in names:
+        exchange, sep, symbol = name.partition(":")
+        if not sep or registry.get(exchange, symbol) is None:
+            raise ConfigError(
+                f"{origin}: instruments: {name!r} is not an exchange:symbol listed in "
+                "config/instruments.yaml; add it there or correct the name"
+            )
+        out.append((exchange, symbol))
+    return tuple(out)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

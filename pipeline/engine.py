@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +50,7 @@ from core.errors import PipelineError
 from core.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
+from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, CrossStage, clocks_table, feed_table
 from pipeline.detectors.base import (
     AnyDetector,
     DetectorInput,
@@ -104,14 +105,21 @@ class EngineState:
     sequencer: dict[Key, KeyState] = field(default_factory=dict)
     detectors: dict[str, dict[Key, Any]] = field(default_factory=dict)
     """Module id -> key -> that detector's state of the key."""
+    cross: dict[str, Any] = field(default_factory=dict)
+    """The asset and global stage's state (JSON data, ``pipeline.cross``); kept by the driver only."""
 
     def is_empty(self) -> bool:
         """No key has any state (nothing valid was seen)."""
-        return not self.sequencer and not any(self.detectors.values())
+        return not self.sequencer and not any(self.detectors.values()) and not self.cross
 
     def to_bytes(self) -> bytes:
         """The state as a versioned pickle."""
-        payload = {"format": STATE_FORMAT, "sequencer": self.sequencer, "detectors": self.detectors}
+        payload = {
+            "format": STATE_FORMAT,
+            "sequencer": self.sequencer,
+            "detectors": self.detectors,
+            "cross": self.cross,
+        }
         return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -125,7 +133,7 @@ class EngineState:
                 f"engine state format {payload.get('format')} is not {STATE_FORMAT}: the checkpoint was "
                 "written by another version; start again with a fresh --checkpoint directory"
             )
-        return cls(sequencer=payload["sequencer"], detectors=payload["detectors"])
+        return cls(sequencer=payload["sequencer"], detectors=payload["detectors"], cross=payload["cross"])
 
 
 class Engine:
@@ -138,6 +146,8 @@ class Engine:
     def __init__(self, config: Config, detectors: list[AnyDetector], state_dir: Path | None = None) -> None:
         self.config = config
         self.detectors = detectors
+        self.instrument_detectors = [d for d in detectors if d.scope == "instrument"]
+        self.cross = CrossStage(config, [d for d in detectors if d.scope != "instrument"])
         self.state_dir = state_dir
         self.sequencer = Sequencer(config)
         self.state = EngineState()
@@ -213,8 +223,39 @@ class Engine:
         self._dirty = True
         self._pending = None
         result = self.run(parsed, batch_id, self.state)
+        self.run_cross(result, self.state)
         self._pending = (batch_id, self.state.to_bytes())
         return result
+
+    def process_assembled(self, result: BatchResult) -> BatchResult:
+        """State-store mode's driver step: the asset and global stage over a batch whose instrument stage
+        ran per key on the executors (``pipeline.keyed.assemble``), with the engine's own cross state;
+        ``commit`` persists it. Without asset or global modules it only drops the internal tables."""
+        if not self.cross.active:
+            self.run_cross(result, self.state)
+            return result
+        self._ensure_state_for(result.batch_id)
+        self._dirty = True
+        self._pending = None
+        self.run_cross(result, self.state)
+        self._pending = (result.batch_id, self.state.to_bytes())
+        return result
+
+    def run_cross(self, result: BatchResult, state: EngineState) -> None:
+        """The asset and global stage (``pipeline.cross``) over one batch's instrument-stage result, in
+        place: its alerts and metrics join the result's, and the internal tables leave it."""
+        if self.cross.active:
+            out = self.cross.run(result.tables, state.cross)
+            alerts = pa.Table.from_pandas(
+                out.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
+            )
+            result.tables["alerts"] = pa.concat_tables([result.tables["alerts"], alerts])
+            for name, frame in out.metrics.items():
+                schema = result.tables[name].schema
+                extra = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+                result.tables[name] = pa.concat_tables([result.tables[name], extra])
+        for name in INTERNAL_TABLES:
+            result.tables.pop(name, None)
 
     def run(self, parsed: pa.Table | pa.RecordBatch, batch_id: int, state: EngineState) -> BatchResult:
         """Sequencer and detectors over ``PARSED_SCHEMA`` rows in arrival order, starting from ``state``
@@ -241,13 +282,26 @@ class Engine:
         frames = DetectorInput(
             trades=trades, quotes=quotes, quarantine=quarantine_tbl.to_pandas(), batch_id=batch_id
         )
-        output = DetectorOutput.concat([det.detect(frames) for det in self.detectors])
+        outputs: list[DetectorOutput] = []
+        upstream: dict[str, pd.DataFrame] = {}
+        for det in self.instrument_detectors:  # in run order: what a module consumes ran before it
+            view = replace(frames, upstream={m: upstream[m] for m in det.consumes})
+            out = det.detect(view)
+            upstream[det.module_id] = out.alerts
+            outputs.append(out)
+        output = DetectorOutput.concat(outputs)
         tables = {
             "trades": _bronze(valid_tbl, "trade", TRADES_TABLE_SCHEMA),
             "quotes": _bronze(valid_tbl, "quote", QUOTES_TABLE_SCHEMA),
             "quarantine": quarantine_tbl.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA),
-            "alerts": pa.Table.from_pandas(output.alerts, schema=ALERT_SCHEMA, preserve_index=False),
+            "alerts": pa.Table.from_pandas(
+                output.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
+            ),
         }
+        if self.cross.active:
+            tables[FEED] = feed_table(output.alerts, trades, quotes)
+            keys = {(str(ex), str(sym)) for ex, sym in zip(events["exchange"], events["symbol"], strict=True)}
+            tables[CLOCKS] = clocks_table({k: int(state.sequencer[k].max_ts) for k in keys})
         for name, schema in self.metric_schemas().items():
             frame = output.metrics.get(name)
             tables[name] = (

@@ -104,9 +104,10 @@ class PipelineRunner:
         self.max_records = max_records_per_batch or config.spark.max_records_per_batch
         self.detectors = (registry or ModuleRegistry()).build(config)
         self.keyed = config.spark.keyed_state == "state_store"
-        # state-store mode keeps no detector state on the driver: its engine only serves run_batch
+        # state-store mode keeps per-key state in Spark's state store: its driver engine keeps only the
+        # asset and global stage's state (pipeline.cross), in a directory of its own
         self.engine = Engine(config, self.detectors,
-                             state_dir=None if self.keyed else self.checkpoint / "state")
+                             state_dir=self.checkpoint / ("cross-state" if self.keyed else "state"))
         if table_sinks is None:
             from pipeline.sinks.iceberg import IcebergSink
 
@@ -247,15 +248,18 @@ class PipelineRunner:
     def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings
         its per-key results here; they become one ``BatchResult`` for the same router and sinks."""
+        from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
         from pipeline.keyed import assemble
 
         started = time.monotonic()
         output = df.toArrow()
         collected = time.monotonic()
         self._add_stage("collect", collected - started)
-        result = assemble(output, batch_id, self.table_schemas())
+        result = self.engine.process_assembled(
+            assemble(output, batch_id, {**self.table_schemas(), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA})
+        )
         self._add_stage("engine", time.monotonic() - collected)
-        self._deliver(result, self._writer_id())
+        self._deliver(result, self._writer_id(), self.engine.commit if self.engine.cross.active else None)
 
     def _add_stage(self, stage: str, seconds: float) -> None:
         with self._lock:

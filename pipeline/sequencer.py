@@ -3,7 +3,8 @@
 For each key ``(exchange, symbol)`` in arrival order, with the key's state from earlier batches:
 ``late`` (watermark), ``duplicate`` and ``id_gap`` (trade ids), ``price_band`` (jump from the previous
 trade), ``stale`` (gap since the previous non-late event of the same kind), ``crossed``/``locked``
-(quotes) and each trade's ``notional_usd``. Everything is vectorised with pandas group-wise cumulative
+(quotes), each trade's ``notional_usd`` and every event's ``clock`` (its key's clock once it arrived).
+Everything is vectorised with pandas group-wise cumulative
 operations seeded by the state, so the result does not depend on how the input is split into batches.
 
 Trade ids already seen are kept as a sorted list of closed intervals: an exchange's ids are nearly
@@ -105,6 +106,9 @@ class Sequencer:
         t_codes, q_codes = codes[is_trade], codes[~is_trade]
         trades["late"] = late[is_trade]
         quotes["late"] = late[~is_trade]
+        clock = np.fmax(prev_max, ts).astype(np.int64)  # float64 holds µs times exactly (< 2**53)
+        trades["clock"] = clock[is_trade]
+        quotes["clock"] = clock[~is_trade]
         has_max_id = np.array([s.max_trade_id is not None for s in states], dtype=bool)
         max_id = np.array([s.max_trade_id or 0 for s in states], dtype=np.int64)
         self._trades(trades, t_codes, states, max_id[t_codes], has_max_id[t_codes],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -65,9 +66,17 @@ def raw_table(datas: Sequence[bytes], *, shard: str = "shardId-0", first_seq: in
     )
 
 
-def run_engine(config: Config, items: Sequence[Item], cuts: Sequence[int] = ()) -> list[BatchResult]:
-    """Run the engine over ``items`` split at ``cuts`` (micro-batches), keeping state in memory."""
-    engine = Engine(config, ModuleRegistry().build(config))
+def run_engine(
+    config: Config,
+    items: Sequence[Item],
+    cuts: Sequence[int] = (),
+    registry: ModuleRegistry | None = None,
+    state_dir: Path | None = None,
+) -> list[BatchResult]:
+    """Run the engine over ``items`` split at ``cuts`` (micro-batches). With ``state_dir`` every batch
+    gets a new engine that reloads the state the previous one committed, as after a restart."""
+    detectors = (registry or ModuleRegistry()).build(config)
+    engine = Engine(config, detectors, state_dir=state_dir)
     datas = payloads(items)
     bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(datas))), len(datas)]
     results = []
@@ -75,6 +84,8 @@ def run_engine(config: Config, items: Sequence[Item], cuts: Sequence[int] = ()) 
         parsed = parse_batch(raw_table(datas[lo:hi], first_seq=lo).to_batches()[0]) if hi > lo else None
         if parsed is None:
             continue
+        if state_dir is not None:
+            engine = Engine(config, detectors, state_dir=state_dir)
         results.append(engine.process(parsed, batch_id))
         engine.commit(batch_id)
     return results

@@ -65,24 +65,38 @@ META_COLUMNS: Final = ("arrival", "ts_sent", "ts_ingest")
 - ``ts_ingest`` (Int64, nullable): Kinesis ApproximateArrivalTimestamp in µs (null from a tape).
 """
 
-TRADE_FLAGS: Final = ("late", "duplicate", "id_gap", "price_band", "stale", "notional_usd", "quote_currency")
+TRADE_FLAGS: Final = (
+    "late", "duplicate", "id_gap", "price_band", "stale", "notional_usd", "quote_currency", "clock"
+)
 """Sequencer annotations on trades: ``late`` (bool), ``duplicate`` (bool), ``id_gap`` (int64, missing
 ids before this trade, 0 for none), ``price_band`` (bool), ``stale`` (bool), ``notional_usd`` (float64,
-NaN when the quote currency has no USD rate), ``quote_currency`` (str, "" when unknown)."""
+NaN when the instrument registry gives no USD rate), ``quote_currency`` (str, "" when not listed),
+``clock`` (int64, the key's clock once this event arrived: the largest ``ts_event`` of its valid events
+so far, this one included)."""
 
-QUOTE_FLAGS: Final = ("late", "stale", "crossed", "locked")
-"""Sequencer annotations on quotes: ``late``, ``stale``, ``crossed`` (bid > ask), ``locked`` (bid == ask)."""
+QUOTE_FLAGS: Final = ("late", "stale", "crossed", "locked", "clock")
+"""Sequencer annotations on quotes: ``late``, ``stale``, ``crossed`` (bid > ask), ``locked`` (bid == ask),
+``clock``."""
+
+
+ARRIVAL: Final = "arrival"
+"""The column of a detector's alerts frame, beside ``ALERT_SCHEMA``'s, holding the batch ``arrival`` of
+the event whose arrival produced the alert (null when none did). It is not written anywhere: the engine
+turns it into the alert's decision time and clock for the asset and global stage (``pipeline.cross``)."""
 
 
 def empty_alerts() -> pd.DataFrame:
-    """An empty alerts frame with the ``ALERT_SCHEMA`` columns."""
-    return ALERT_SCHEMA.empty_table().to_pandas()
+    """An empty alerts frame with the ``ALERT_SCHEMA`` columns and ``ARRIVAL``."""
+    frame = ALERT_SCHEMA.empty_table().to_pandas()
+    frame[ARRIVAL] = pd.Series(dtype="Int64")
+    return frame
 
 
 def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Alert rows (dicts with every ``ALERT_SCHEMA`` field) as a frame in schema column order.
 
-    ``evidence`` may be given as a dict: it is serialized with ``pipeline.alerts.evidence_json``.
+    ``evidence`` may be given as a dict: it is serialized with ``pipeline.alerts.evidence_json``; an
+    ``arrival`` key fills the ``ARRIVAL`` column.
     """
     if not rows:
         return empty_alerts()
@@ -92,7 +106,9 @@ def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if not isinstance(evidence, str):
             row = {**row, "evidence": evidence_json(evidence)}
         fixed.append({name: row.get(name) for name in ALERT_SCHEMA.names})
-    return pa.Table.from_pylist(fixed, schema=ALERT_SCHEMA).to_pandas()
+    frame = pa.Table.from_pylist(fixed, schema=ALERT_SCHEMA).to_pandas()
+    frame[ARRIVAL] = pd.array([row.get(ARRIVAL) for row in rows], dtype="Int64")
+    return frame
 
 
 def opt_int(value: Any) -> int | None:
@@ -206,11 +222,14 @@ class BaseDetector(ABC, Generic[S]):
         if not cls.module_id.startswith("MOD-"):
             raise PipelineError(f"detector {where}: module_id {cls.module_id!r} must look like MOD-012")
         bad = [k for k in cls.inputs if k not in EVENT_KINDS]
-        if not cls.inputs or bad:
-            raise PipelineError(f"detector {where}: inputs {cls.inputs!r} must be a non-empty subset of "
-                                f"{EVENT_KINDS}")
+        if bad or (cls.scope == "instrument" and not cls.inputs):
+            raise PipelineError(f"detector {where}: inputs {cls.inputs!r} must be a subset of {EVENT_KINDS}, "
+                                "non-empty for an instrument-scoped module")
         if cls.scope not in SCOPES:
             raise PipelineError(f"detector {where}: scope {cls.scope!r} is not one of {SCOPES}")
+        if cls.scope != "instrument" and not (issubclass(cls, CrossDetector) and cls.consumes):
+            raise PipelineError(f"detector {where}: an {cls.scope}-scoped module is a CrossDetector that "
+                                "consumes instrument modules' alerts (pipeline.cross)")
         if cls.module_id in cls.consumes:
             raise PipelineError(f"detector {where} cannot consume its own alerts")
 
@@ -254,6 +273,30 @@ class KeyedDetector(BaseDetector[S]):
             out, self.states[key] = self.process_key(key, trades, quotes, state)
             outputs.append(out)
         return DetectorOutput.concat(outputs)
+
+
+class CrossDetector(BaseDetector[S]):
+    """An ``asset`` or ``global`` module: ``pipeline.cross`` hands it, per group (an asset, or ``"*"``),
+    the consumed modules' alerts once every participating instrument's clock is past them, in a fixed
+    order; implement ``new_state`` and ``process_group``. Its state per group is JSON data."""
+
+    scope: ClassVar[Scope] = "asset"
+    inputs: ClassVar[tuple[EventKind, ...]] = ()
+
+    def detect(self, frames: DetectorInput) -> DetectorOutput:
+        """Never called: the engine runs this module in its asset and global stage."""
+        raise PipelineError(
+            f"{self.module_id} is {self.scope}-scoped: it runs in pipeline.cross, not per key"
+        )
+
+    @abstractmethod
+    def new_state(self) -> Any:
+        """The state of a group never seen before (JSON data)."""
+
+    @abstractmethod
+    def process_group(self, group: str, items: pd.DataFrame, state: Any) -> tuple[DetectorOutput, Any]:
+        """Released items of one group (``ALERT_SCHEMA`` columns plus ``decision_ts`` and ``clock``, in
+        release order) -> output and the group's new state."""
 
 
 AnyDetector = BaseDetector[Any]

@@ -244,7 +244,6 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
         event_ids: list[str],
     ) -> dict[str, Any]:
         end = start + self.width
-        ts_sent, ts_ingest = chunk.closer_stamps(end, self.delay_us)
         return {
             "alert_id": alert_id(MODULE_ID, chunk.exchange, chunk.symbol, key),
             "detector": MODULE_ID,
@@ -259,7 +258,6 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
             "threshold": threshold,
             "evidence": evidence,
             "event_ids": event_ids,
-            "ts_sent": ts_sent,
-            "ts_ingest": ts_ingest,
+            **chunk.closer_stamps(end, self.delay_us),
             "ts_written": None,
         }

@@ -161,7 +161,6 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
         if z < self.s.z_threshold or value < self.s.min_notional_usd:
             return None
         end = start + self.width
-        ts_sent, ts_ingest = chunk.closer_stamps(end, self.delay_us)
         return {
             "alert_id": alert_id(MODULE_ID, chunk.exchange, chunk.symbol, start),
             "detector": MODULE_ID,
@@ -182,7 +181,6 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
                 "trades": trades,
             },
             "event_ids": [e[2] for e in entries_from_json(window[2])],
-            "ts_sent": ts_sent,
-            "ts_ingest": ts_ingest,
+            **chunk.closer_stamps(end, self.delay_us),
             "ts_written": None,
         }

@@ -94,6 +94,7 @@ class WhaleDetector(BaseDetector[WhaleSettings]):
                     "ts_sent": opt_int(t["ts_sent"]),
                     "ts_ingest": opt_int(t["ts_ingest"]),
                     "ts_written": None,
+                    "arrival": int(t["arrival"]),
                 }
             )
         return DetectorOutput(alerts=alerts_frame(rows))

@@ -87,17 +87,23 @@ class KeyChunk:
         """The arrival index of each row of ``trades`` (kind ``trade``) or ``quotes``, in frame order."""
         return self.arrival[self.is_trade if kind == "trade" else ~self.is_trade]
 
-    def closer_stamps(self, window_end: int, delay_us: int) -> tuple[int | None, int | None]:
-        """``(ts_sent, ts_ingest)`` of the event whose arrival closed the window ending at ``window_end``.
+    def closer_stamps(self, window_end: int, delay_us: int) -> dict[str, int | None]:
+        """``ts_sent``, ``ts_ingest`` and the batch ``arrival`` of the event whose arrival closed the
+        window ending at ``window_end``, as alert record fields.
 
-        That event is the start of the alert's latency (the window could not be evaluated earlier).
+        That event is the start of the alert's latency (the window could not be evaluated earlier) and
+        its decision time (``pipeline.cross``).
         """
         row = int(closing_rows(self.running_max, np.array([window_end], dtype=np.int64), delay_us)[0])
         if row >= len(self):
-            return None, None
+            return {"ts_sent": None, "ts_ingest": None, "arrival": None}
         kind_row = int(np.count_nonzero(self.is_trade[:row] == self.is_trade[row]))
         frame = self.trades if self.is_trade[row] else self.quotes
-        return opt_int(frame["ts_sent"].iat[kind_row]), opt_int(frame["ts_ingest"].iat[kind_row])
+        return {
+            "ts_sent": opt_int(frame["ts_sent"].iat[kind_row]),
+            "ts_ingest": opt_int(frame["ts_ingest"].iat[kind_row]),
+            "arrival": int(frame["arrival"].iat[kind_row]),
+        }
 
 
 def check_history(min_history: int, baseline_windows: int) -> None:

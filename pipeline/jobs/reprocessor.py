@@ -41,8 +41,9 @@ from core.errors import CoattailError, ConfigError, PipelineError
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
+from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.engine import Engine, arrival_order
+from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
 
@@ -113,7 +114,8 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
     events = table.take(arrival_order(table)).select(PARSED_SCHEMA.names)
     cfg = config.model_copy(update={"modules": tuple(modules)})
     engine = Engine(cfg, ModuleRegistry().build(cfg))
-    result = engine.process(events, 0)
+    # the instrument stage only: the asset and global stage runs once over every key's output (reprocess)
+    result = engine.run(events, 0, EngineState())
     names, payloads = [], []
     for name, out in result.tables.items():
         if name in _SKIP or out.num_rows == 0:
@@ -186,7 +188,12 @@ def reprocess(
     stats = [json.loads(r["payload"]) for r in rows if r["table"] == _STATS]
     # run_key leaves out empty tables: every declared output is still in the result (and written)
     empty = {table: schema.empty_table() for table, schema in output_schemas(modules).items()}
-    tables = {**empty, **_gather([r for r in rows if r["table"] != _STATS])}
+    internal = {FEED: FEED_SCHEMA.empty_table(), CLOCKS: CLOCKS_SCHEMA.empty_table()}
+    produced = _gather([r for r in rows if r["table"] != _STATS])
+    batch = BatchResult(0, 0, 0, 0, {**empty, **internal, **produced})
+    cfg = config.model_copy(update={"modules": tuple(modules)})
+    Engine(cfg, ModuleRegistry().build(cfg)).run_cross(batch, EngineState())
+    tables = batch.tables
     result = ReprocessResult(
         events=sum(s["events"] for s in stats),
         tables=tables,

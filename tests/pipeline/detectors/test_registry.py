@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import pandas as pd
 import pytest
 
 from core.errors import ConfigError, PipelineError
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.config import ConfigLoader
-from pipeline.detectors.base import AnyDetector, BaseDetector, DetectorInput, DetectorOutput, Scope
+from pipeline.detectors.base import (
+    AnyDetector,
+    BaseDetector,
+    CrossDetector,
+    DetectorInput,
+    DetectorOutput,
+    Scope,
+)
 from pipeline.detectors.registry import ModuleRegistry, discover
 from pipeline.detectors.whale import WhaleDetector, WhaleSettings
 
@@ -31,6 +39,19 @@ def _detector(
     Probe.scope = scope
     Probe.check_declaration()
     return Probe
+
+
+class _AssetProbe(CrossDetector[WhaleSettings]):
+    module_id: ClassVar[str] = "MOD-803"
+    name: ClassVar[str] = "asset-probe"
+    consumes: ClassVar[tuple[str, ...]] = ("MOD-001",)
+    settings_model: ClassVar[type[Frozen]] = WhaleSettings
+
+    def new_state(self) -> dict[str, Any]:
+        return {}
+
+    def process_group(self, group: str, items: pd.DataFrame, state: Any) -> tuple[DetectorOutput, Any]:
+        return DetectorOutput(), state
 
 
 def test_every_builtin_module_is_discovered_with_its_declaration() -> None:
@@ -57,6 +78,8 @@ def test_incomplete_declarations_are_refused_by_name() -> None:
         _detector("MOD-901", consumes=("MOD-901",))
     with pytest.raises(PipelineError, match="scope 'planet'"):
         _detector("MOD-902", scope="planet")  # type: ignore[arg-type]
+    with pytest.raises(PipelineError, match="an asset-scoped module is a CrossDetector"):
+        _detector("MOD-903", scope="asset")
 
 
 def test_run_order_puts_consumers_after_what_they_consume() -> None:
@@ -77,13 +100,14 @@ def test_cycles_and_scope_inversions_are_refused() -> None:
     registry = ModuleRegistry({
         "MOD-801": _detector("MOD-801", consumes=("MOD-802",)),
         "MOD-802": _detector("MOD-802", consumes=("MOD-801",)),
-        "MOD-803": _detector("MOD-803", scope="asset"),
+        "MOD-001": WhaleDetector,
+        "MOD-803": _AssetProbe,
         "MOD-804": _detector("MOD-804", consumes=("MOD-803",)),
     })
     with pytest.raises(ConfigError, match="cycle"):
         registry.run_order(["MOD-801", "MOD-802"])
     with pytest.raises(ConfigError, match="MOD-804 works per instrument and cannot consume MOD-803"):
-        registry.run_order(["MOD-803", "MOD-804"])
+        registry.run_order(["MOD-001", "MOD-803", "MOD-804"])
 
 
 def test_a_plugin_registers_and_its_settings_load(tmp_path: object) -> None:

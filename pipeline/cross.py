@@ -1,0 +1,174 @@
+"""The asset and global stage: modules whose scope is wider than one instrument (docs/DETECTORS.md,
+"Key scopes").
+
+Where it runs and why: per-instrument work (the sequencer and every ``instrument`` module) runs inside
+``Engine.run``, per key, on the executors in ``state_store`` mode. An ``asset`` or ``global`` module needs
+several instruments at once, which no per-key step sees, so it runs **on the driver after the instrument
+stage of every micro-batch**, over what that stage published: the alerts of the modules it consumes,
+each with its **decision time** (``ts_event`` of the event whose arrival produced it) and its **clock**
+(the instrument's clock at that event), and every instrument's clock after the batch. The driver only
+ever holds alerts and one clock per instrument, never events, so the stage stays small on a cluster. Its
+state (pending items, clocks, each module's state per group) is JSON data saved with the engine state
+under the checkpoint, so a re-run batch starts again from the state before it.
+
+Streaming = batch = reference **by construction**: an item is handed to its module only once every
+*participating* instrument's clock is strictly greater than the item's clock (the clock rule), and the
+items released together are sorted by ``(clock, decision time, exchange, symbol, detector, alert_id)``.
+Every instrument's items come in clock order and no instrument can later publish an item with a clock
+below its own clock, so the released sequence is a function of each instrument's own event sequence,
+whatever the micro-batches, shard interleaving or speed. Participants are configured, never "seen so
+far" (which would depend on the interleaving): the tier's ``instruments`` list (``coattail run`` sets it
+from the tape), or every instrument of the registry when the list is empty. A participant that never
+trades holds its group back; items still pending when the input ends are not evaluated, as open
+windows are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from core.errors import ConfigError
+from pipeline.detectors.base import (
+    ARRIVAL,
+    AnyDetector,
+    CrossDetector,
+    DetectorOutput,
+    Key,
+)
+from pipeline.detectors.windows import NO_TIME
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+
+FEED: Final = "__feed__"
+"""Internal table of a ``BatchResult``: the decision time and clock of every alert of the batch."""
+CLOCKS: Final = "__clocks__"
+"""Internal table of a ``BatchResult``: every instrument's clock after the batch."""
+INTERNAL_TABLES: Final = (FEED, CLOCKS)
+FEED_SCHEMA: Final = pa.schema([
+    pa.field("alert_id", pa.string(), nullable=False),
+    pa.field("decision_ts", pa.int64(), nullable=False),
+    pa.field("clock", pa.int64(), nullable=False),
+])
+CLOCKS_SCHEMA: Final = pa.schema([
+    pa.field("exchange", pa.string(), nullable=False),
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("clock", pa.int64(), nullable=False),
+])
+ITEM_ORDER: Final = ["clock", "decision_ts", "exchange", "symbol", "detector", "alert_id"]
+GLOBAL: Final = "*"
+"""The one group of a ``global`` module."""
+
+
+def feed_table(alerts: pd.DataFrame, trades: pd.DataFrame, quotes: pd.DataFrame) -> pa.Table:
+    """Decision time and clock of each alert that names the event whose arrival produced it."""
+    has = alerts[ARRIVAL].notna().to_numpy() if ARRIVAL in alerts else np.zeros(len(alerts), dtype=bool)
+    if not has.any():
+        return FEED_SCHEMA.empty_table()
+    events = pd.concat(
+        [f[["arrival", "ts_event", "clock"]] for f in (trades, quotes) if len(f)], ignore_index=True
+    ).set_index("arrival")
+    hits = alerts[has]
+    at = events.loc[hits[ARRIVAL].astype("int64").to_numpy()]
+    return pa.table({
+        "alert_id": pa.array(hits["alert_id"].tolist(), pa.string()),
+        "decision_ts": pa.array(at["ts_event"].to_numpy(dtype=np.int64)),
+        "clock": pa.array(at["clock"].to_numpy(dtype=np.int64)),
+    }, schema=FEED_SCHEMA)
+
+
+def clocks_table(clocks: dict[Key, int]) -> pa.Table:
+    """The instruments' clocks as ``CLOCKS_SCHEMA`` rows."""
+    keys = sorted(clocks)
+    return pa.table({
+        "exchange": pa.array([k[0] for k in keys], pa.string()),
+        "symbol": pa.array([k[1] for k in keys], pa.string()),
+        "clock": pa.array([clocks[k] for k in keys], pa.int64()),
+    }, schema=CLOCKS_SCHEMA)
+
+
+class CrossStage:
+    """Holds the enabled asset and global modules and runs them over one batch's published items."""
+
+    def __init__(self, config: Config, detectors: Sequence[AnyDetector]) -> None:
+        self.config = config
+        self.detectors: list[CrossDetector[Any]] = []
+        for det in detectors:
+            if not isinstance(det, CrossDetector):
+                raise ConfigError(f"{det.module_id} has scope {det.scope!r} but is not a CrossDetector")
+            self.detectors.append(det)
+        registry = config.instruments
+        listed = [i.key for i in registry.instruments]
+        self.participants: list[Key] = list(config.active_instruments) or listed
+        self.asset_of = {k: registry.asset_of(*k) or "" for k in self.participants}
+
+    @property
+    def active(self) -> bool:
+        """Whether any asset or global module is enabled (otherwise the stage costs nothing)."""
+        return bool(self.detectors)
+
+    def group_of(self, det: CrossDetector[Any], exchange: str, symbol: str) -> str | None:
+        """The group an instrument's item belongs to for ``det``; ``None`` when it does not participate."""
+        if (exchange, symbol) not in self.asset_of:
+            return None
+        return GLOBAL if det.scope == "global" else self.asset_of[(exchange, symbol)]
+
+    def watermark(self, det: CrossDetector[Any], group: str, clocks: dict[str, dict[str, int]]) -> int:
+        """The lowest clock among the group's participants (``NO_TIME`` while one has not started)."""
+        members = [k for k in self.participants if self.group_of(det, *k) == group]
+        return min((clocks.get(k[0], {}).get(k[1], NO_TIME) for k in members), default=NO_TIME)
+
+    def run(self, tables: dict[str, pa.Table], state: dict[str, Any]) -> DetectorOutput:
+        """Fold one batch's ``FEED`` and ``CLOCKS`` (and its alerts) into ``state`` (JSON data, updated
+        in place) and return what the released items made the modules raise."""
+        clocks: dict[str, dict[str, int]] = state.setdefault("clocks", {})
+        batch = tables[CLOCKS].to_pydict()
+        for ex, sym, clock in zip(batch["exchange"], batch["symbol"], batch["clock"], strict=True):
+            of_exchange = clocks.setdefault(ex, {})
+            of_exchange[sym] = max(int(clock), of_exchange.get(sym, NO_TIME))
+        alerts = tables["alerts"]
+        feed = tables[FEED]
+        items = alerts.to_pandas().merge(feed.to_pandas(), on="alert_id") if feed.num_rows else None
+        outputs = []
+        for det in self.detectors:
+            mine: dict[str, Any] = state.setdefault("modules", {}).setdefault(det.module_id, {})
+            pending = pd.DataFrame(mine.get("pending", []))
+            if items is not None:
+                fresh = items[items["detector"].isin(det.consumes)]
+                pending = pd.concat([pending, fresh], ignore_index=True) if len(pending) else fresh
+            groups: dict[str, Any] = mine.setdefault("groups", {})
+            keep = []
+            if len(pending):
+                pending = pending.reset_index(drop=True)
+                pairs = zip(pending["exchange"], pending["symbol"], strict=True)
+                pending = pending.assign(_group=[self.group_of(det, ex, sym) for ex, sym in pairs])
+                pending = pending[pending["_group"].notna()]
+                for name, part in pending.groupby("_group", sort=True):
+                    floor = self.watermark(det, str(name), clocks)
+                    ready = part["clock"].to_numpy(dtype=np.int64) < floor
+                    released = part[ready].sort_values(ITEM_ORDER, kind="stable").drop(columns="_group")
+                    keep.append(part[~ready].drop(columns="_group"))
+                    if len(released):
+                        group_state = groups.get(str(name))
+                        if group_state is None:
+                            group_state = det.new_state()
+                        out, groups[str(name)] = det.process_group(str(name), released, group_state)
+                        outputs.append(out)
+            left = pd.concat(keep, ignore_index=True) if keep else pd.DataFrame()
+            mine["pending"] = _json_rows(left)
+        return DetectorOutput.concat(outputs)
+
+
+def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Pending items as JSON data (Arrow's types made plain: lists, ints, floats, strings, None)."""
+    if frame.empty:
+        return []
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+

@@ -1,0 +1,177 @@
+"""The asset and global stage: released items in a fixed order whatever the micro-batches, state that
+survives a restart, participants that hold a group back, and a stage that costs nothing when unused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.events import EventKind
+from core.frozen import Frozen
+from pipeline.alerts import alert_id
+from pipeline.config import Config, ConfigLoader
+from pipeline.cross import CLOCKS, FEED
+from pipeline.detectors.base import BaseDetector, CrossDetector, DetectorInput, DetectorOutput, alerts_frame
+from pipeline.detectors.registry import ModuleRegistry
+from pipeline.detectors.whale import WhaleSettings
+from pipeline.testkit import alerts_of, run_engine, trade
+
+T0 = 1_767_225_600_000_000
+SEC = 1_000_000
+PROBE = "MOD-990"
+TradeItem = tuple[EventKind, dict[str, Any]]
+
+
+class AssetWhaleTally(CrossDetector[WhaleSettings]):
+    """Test module: per asset, numbers the whales in release order (so any change of order shows)."""
+
+    module_id: ClassVar[str] = PROBE
+    name: ClassVar[str] = "asset-whale-tally"
+    consumes: ClassVar[tuple[str, ...]] = ("MOD-001",)
+    settings_model: ClassVar[type[Frozen]] = WhaleSettings
+
+    def new_state(self) -> dict[str, Any]:
+        return {"count": 0}
+
+    def process_group(self, group: str, items: pd.DataFrame, state: Any) -> tuple[DetectorOutput, Any]:
+        rows = []
+        for item in items.itertuples():
+            state["count"] += 1
+            rows.append({
+                "alert_id": alert_id(PROBE, "", group, state["count"]), "detector": PROBE, "kind": "tally",
+                "exchange": "", "symbol": group, "ts_event": int(item.decision_ts), "window_start": None,
+                "window_end": None, "severity": "low", "value": float(state["count"]), "threshold": 0.0,
+                "evidence": {"whale": item.alert_id, "clock": int(item.clock)}, "event_ids": [],
+                "ts_sent": None, "ts_ingest": None, "ts_written": None,
+            })
+        return DetectorOutput(alerts=alerts_frame(rows)), state
+
+
+def registry() -> ModuleRegistry:
+    reg = ModuleRegistry()
+    reg.register(AssetWhaleTally)
+    return reg
+
+
+def config(instruments: list[str]) -> Config:
+    return ConfigLoader(registry=registry()).load(
+        "small", env={}, overrides={"modules": ["MOD-001", PROBE], "instruments": instruments}
+    )
+
+
+BTC = ["binance:BTCUSDT", "coinbase:BTC-USD"]
+
+
+@st.composite
+def two_venues(draw: st.DrawFn) -> list[TradeItem]:
+    """Trades of BTC on two venues, whales among them, interleaved in any arrival order."""
+    items: list[TradeItem] = []
+    for exchange, symbol in (("binance", "BTCUSDT"), ("coinbase", "BTC-USD")):
+        ts = T0
+        for i in range(draw(st.integers(1, 12))):
+            ts += draw(st.integers(0, 3)) * SEC
+            qty = draw(st.sampled_from([1.0, 30.0]))  # 30 BTC at 50k: a whale
+            items.append(trade(i + 1, 50_000.0, qty, ts, exchange=exchange, symbol=symbol))
+    order = draw(st.permutations(range(len(items))))
+    # keep each venue's own order (a key's arrival order), interleave the venues freely
+    per_key: dict[str, list[TradeItem]] = {}
+    for item in items:
+        per_key.setdefault(item[1]["exchange"], []).append(item)
+    picks = [items[i][1]["exchange"] for i in order]
+    return [per_key[ex].pop(0) for ex in picks]
+
+
+def tallies(results: list[Any]) -> list[tuple[str, float, str]]:
+    alerts = alerts_of(results)
+    mine = alerts[alerts["detector"] == PROBE] if len(alerts) else alerts
+    return sorted((r.symbol, r.value, r.evidence) for r in mine.itertuples())
+
+
+def reference(items: list[TradeItem]) -> list[tuple[str, float, str]]:
+    """Release rule applied directly: a whale is numbered once both venues' clocks are past its clock,
+    in (clock, ts, exchange, symbol, alert id) order."""
+    clocks: dict[str, int] = {}
+    whales = []
+    for _kind, row in items:
+        ex = row["exchange"]
+        clocks[ex] = max(clocks.get(ex, 0), row["ts_event"])
+        if row["price"] * row["qty"] >= 1_000_000:
+            whales.append((clocks[ex], row["ts_event"], ex, row["symbol"],
+                           alert_id("MOD-001", ex, row["symbol"], row["trade_id"])))
+    floor = min(clocks.get("binance", 0), clocks.get("coinbase", 0))
+    out = []
+    for n, (clock, _ts, _ex, _sym, aid) in enumerate(sorted(w for w in whales if w[0] < floor), start=1):
+        out.append(("BTC", float(n), f'{{"clock":{clock},"whale":"{aid}"}}'))
+    return sorted(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=two_venues(), cuts=st.lists(st.integers(1, 24), max_size=4))
+def test_any_split_releases_the_same_items_in_the_same_order(items: list[TradeItem], cuts: list[int]) -> None:
+    cfg = config(BTC)
+    whole = tallies(run_engine(cfg, items, registry=registry()))
+    assert tallies(run_engine(cfg, items, cuts, registry=registry())) == whole
+    assert whole == reference(items)
+
+
+def test_state_survives_a_restart_between_batches(tmp_path: Path) -> None:
+    cfg = config(BTC)
+    items = [trade(i, 50_000.0, 30.0, T0 + i * SEC, exchange=ex, symbol=sym)
+             for i in range(1, 6) for ex, sym in (("binance", "BTCUSDT"), ("coinbase", "BTC-USD"))]
+    cuts = [1, 4, 7]
+    restarted = tallies(run_engine(cfg, items, cuts, registry=registry(), state_dir=tmp_path / "state"))
+    assert restarted == tallies(run_engine(cfg, items, registry=registry()))
+    assert [t[1] for t in restarted] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+
+
+def test_a_participant_that_never_trades_holds_its_asset_back() -> None:
+    items = [trade(i, 50_000.0, 30.0, T0 + i * SEC) for i in range(1, 5)]
+    assert tallies(run_engine(config(BTC), items, registry=registry())) == []
+    alone = tallies(run_engine(config(["binance:BTCUSDT"]), items, registry=registry()))
+    assert [t[1] for t in alone] == [1.0, 2.0, 3.0]  # the last whale waits for a clock past it
+
+
+def test_unknown_participant_is_refused_by_name() -> None:
+    with pytest.raises(Exception, match=r"'kraken:XBTUSD' is not an exchange:symbol listed"):
+        config(["kraken:XBTUSD"])
+
+
+def test_without_asset_modules_no_internal_table_reaches_the_sinks() -> None:
+    cfg = ConfigLoader().load("small", env={})
+    (result,) = run_engine(cfg, [trade(1, 50_000.0, 30.0, T0)])
+    assert FEED not in result.tables and CLOCKS not in result.tables
+    assert result.alerts.num_rows == 1
+
+
+class WhaleEcho(BaseDetector[WhaleSettings]):
+    """Test module in the instrument stage: one alert per MOD-001 alert it receives as upstream."""
+
+    module_id: ClassVar[str] = "MOD-991"
+    name: ClassVar[str] = "whale-echo"
+    inputs: ClassVar[tuple[EventKind, ...]] = ("trade",)
+    consumes: ClassVar[tuple[str, ...]] = ("MOD-001",)
+    settings_model: ClassVar[type[Frozen]] = WhaleSettings
+
+    def detect(self, frames: DetectorInput) -> DetectorOutput:
+        whales = frames.upstream["MOD-001"]
+        blank = dict.fromkeys(("window_start", "window_end", "ts_sent", "ts_ingest", "ts_written", "arrival"))
+        rows = [{**w, **blank, "alert_id": f"echo:{w['alert_id']}", "detector": self.module_id}
+                for w in whales.to_dict("records")]
+        return DetectorOutput(alerts=alerts_frame(rows))
+
+
+def test_an_instrument_module_reads_the_alerts_it_consumes_from_the_same_batch() -> None:
+    reg = ModuleRegistry()
+    reg.register(WhaleEcho)
+    cfg = ConfigLoader(registry=reg).load("small", env={}, overrides={"modules": ["MOD-991", "MOD-001"]})
+    items = [trade(i, 50_000.0, 30.0 if i % 2 else 1.0, T0 + i * SEC) for i in range(1, 8)]
+    for cuts in ([], [2, 5]):
+        alerts = alerts_of(run_engine(cfg, items, cuts, registry=reg))
+        whales = set(alerts.loc[alerts["detector"] == "MOD-001", "alert_id"])
+        echoes = set(alerts.loc[alerts["detector"] == "MOD-991", "alert_id"])
+        assert len(whales) == 4 and echoes == {f"echo:{w}" for w in whales}
