@@ -212,6 +212,16 @@ class Tape:
             return empty if columns is None else empty.select(columns)
         return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
 
+    def instruments(self) -> list[tuple[str, str]]:
+        """The ``(exchange, symbol)`` pairs the tape holds events of, sorted."""
+        pairs: set[tuple[str, str]] = set()
+        for kind in EVENT_KINDS:
+            for f in self.files(kind):
+                table = pq.read_table(f, columns=["exchange", "symbol"]).group_by(["exchange", "symbol"])
+                found = table.aggregate([]).to_pydict()
+                pairs.update(zip(found["exchange"], found["symbol"], strict=True))
+        return sorted(pairs)
+
     def verify(self) -> None:
         """Recompute the checksum; raise ``TapeError`` when the files changed since they were written."""
         actual = _checksum(self.path, self.manifest.files)

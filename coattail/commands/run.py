@@ -158,6 +158,12 @@ def _execute(request: Any) -> None:
     with RichSteps(Console(stderr=True)) as steps:
         result = execute(request, steps)
     print_summary(result.judgement.summary, result.run.path)
+    unlisted = result.run.read_json("run.json").get("unlisted_instruments", [])
+    if unlisted:
+        console.print(
+            f"[yellow]no USD notional for {', '.join(unlisted)}: config/instruments.yaml does not list "
+            "them (add them to get whale and volume alerts on them)[/yellow]"
+        )
     if not result.ok:
         raise typer.Exit(1)
 

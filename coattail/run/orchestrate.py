@@ -72,15 +72,22 @@ class RunResult:
         return self.judgement.ok
 
 
-def resolve_config(request: RunRequest, run_id: str) -> Config:
-    """The tier config with the request's overrides, its profile and this run's resource names."""
+def resolve_config(
+    request: RunRequest, run_id: str, instruments: Sequence[tuple[str, str]] = ()
+) -> Config:
+    """The tier config with the request's overrides, its profile, this run's resource names and, unless
+    the request names them, the tapes' ``instruments`` that the registry lists as the participants of
+    the asset and global stage (``pipeline.cross``)."""
     suffix = re.sub(r"[^a-z0-9-]", "-", run_id.lower())
     base = ConfigLoader().load(request.tier, overrides=request.overrides)
-    names = {
+    names: dict[str, Any] = {
         "kinesis.stream": f"{base.kinesis.stream}-{suffix}",
         "dynamodb.alerts_table": f"{base.dynamodb.alerts_table}-{suffix}",
         "storage.namespace": f"{base.storage.namespace}_{suffix.replace('-', '_')}",
     }
+    listed = [f"{ex}:{sym}" for ex, sym in instruments if base.instruments.get(ex, sym) is not None]
+    if listed and "instruments" not in request.overrides:
+        names["instruments"] = listed
     config = ConfigLoader().load(request.tier, overrides={**request.overrides, **names})
     return config.model_copy(
         update={"runtime": config.runtime.model_copy(update={"profile": request.profile})}
@@ -96,7 +103,8 @@ def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = Non
     tapes = [Tape.open(p) for p in request.tapes]
     faults = load_fault_spec(request.faults) if request.faults is not None else None
     run = RunDir.create(request.runs_root, request.name)
-    config = resolve_config(request, run.run_id)
+    instruments = sorted({pair for tape in tapes for pair in tape.instruments()})
+    config = resolve_config(request, run.run_id, instruments)
     record: dict[str, Any] = {
         "run_id": run.run_id,
         "tapes": [str(t.path) for t in tapes],
@@ -108,6 +116,8 @@ def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = Non
         "overrides": request.overrides,
         "timings": {},
         "counts": {},
+        # instruments config/instruments.yaml does not list: their trades carry no USD notional
+        "unlisted_instruments": [f"{e}:{s}" for e, s in config.instruments.unknown_instruments(instruments)],
     }
     run.write_json("run.json", record)
     run.write_json("config.json", config.model_dump(mode="json"))
