@@ -10,9 +10,9 @@ import pytest
 from pipeline.alerts import alert_id
 from pipeline.config import Config
 from pipeline.detectors.spread import SpreadSettings
-from pipeline.detectors.windowed_testkit import MIN, SEC, alerts_of, quote, run, trade
 from pipeline.testkit import Item
 from tests.conftest import REAL_TAPES
+from tests.pipeline.detectors.windowed_kit import MIN, SEC, alerts_of, quote, run, trade
 
 
 def tuned(config: Config, watermark_seconds: int = 0, **settings_: Any) -> Config:

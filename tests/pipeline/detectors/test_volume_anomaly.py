@@ -18,10 +18,10 @@ from pipeline.alerts import alert_id
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings, severity_for
-from pipeline.detectors.windowed_testkit import MIN, SEC, alerts_of, quote, run, trade
 from pipeline.engine import Engine
 from pipeline.parse import parse_batch
 from pipeline.testkit import Item, payloads, raw_table
+from tests.pipeline.detectors.windowed_kit import MIN, SEC, alerts_of, quote, run, trade
 
 
 def tuned(config: Config, watermark_seconds: int = 0, **settings_: Any) -> Config:

@@ -14,11 +14,11 @@ from core.errors import ConfigError
 from core.tape import Tape, TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
-from pipeline.detectors.windowed_testkit import MIN, SEC, run
 from pipeline.jobs.loader import load_tape
 from pipeline.jobs.reprocessor import reprocess
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.testkit import Item
+from tests.pipeline.detectors.windowed_kit import MIN, SEC, run
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

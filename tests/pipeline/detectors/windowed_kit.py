@@ -1,4 +1,4 @@
-"""Test kit for the windowed detectors (tests and benchmarks only), on top of ``pipeline.testkit``.
+"""Test kit for the windowed detectors, on top of ``pipeline.testkit``.
 
 Event builders take the time first (window tests read best that way) and return ``pipeline.testkit``
 items, so runs go through the real wire format, parser, sequencer and engine; ``run`` cuts the input
