@@ -37,7 +37,10 @@ class BinanceArchive(Archive):
         months, rest = whole_months(days) if monthly else ([], days)
         periods = [("monthly", m.strftime("%Y-%m")) for m in months]
         periods += [("daily", d.isoformat()) for d in rest]
-        return [self._remote(market, symbol, kind, freq, period) for freq, period in sorted(periods)]
+        return [
+            self._remote(market, symbol, kind, freq, period)
+            for freq, period in sorted(periods, key=lambda p: p[1])
+        ]
 
     def _remote(self, market: str, symbol: str, kind: str, freq: str, period: str) -> Remote:
         filename = f"{symbol}-{kind}-{period}.zip"
