@@ -14,7 +14,8 @@ from pipeline.errors import ConfigError
 from replay.fetch.days import day_range, parse_day
 
 _SYMBOL = re.compile(r"^[A-Za-z0-9_-]+$")
-_FORMAT = "SOURCE[/MARKET]:SYMBOL[,SYMBOL]:DAY[..DAY], e.g. binance:BTCUSDT:2024-01-01"
+# no square brackets: the message is printed through rich, which reads them as markup
+_FORMAT = "SOURCE:SYMBOL:DAY like binance:BTCUSDT:2024-01-01 or binance/usdm:BTCUSDT,ETHUSDT:FROM..TO"
 
 
 @dataclass(frozen=True)

@@ -72,5 +72,5 @@ def test_5xx_beyond_the_retries_is_an_error_and_leaves_no_file(archive: Archive)
 
 def test_an_unreachable_archive_is_a_one_line_error(archive: Archive) -> None:
     settings = archive.settings.model_copy(update={"binance_url": "http://127.0.0.1:9", "retries": 1})
-    with pytest.raises(FetchError, match="failed after 2 attempts: .*check the network or the archive URL"):
+    with pytest.raises(FetchError, match=r"failed after 2 attempts: .*check the network or the archive URL"):
         fetch(REQUEST, settings)
