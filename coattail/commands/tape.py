@@ -3,6 +3,7 @@ historical days fetched from the public exchange archives (cached and verified).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 console = Console()
 
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing tape at --out.")]
+
 
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Input files (CSV, zip, WebSocket captures).")],
@@ -46,9 +49,7 @@ def import_(
     reject: Annotated[
         Path | None, typer.Option("--reject", help="Reject file (default: <out>.rejects.txt).")
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing tape at --out.")
-    ] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Import recorded market data into a tape."""
     from replay.readers import import_files
@@ -94,28 +95,28 @@ class FetchBar:
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
+            TextColumn("{task.fields[files]}"),
             console=console,
             transient=True,
         )
-        self.bytes = self.progress.add_task("downloading", total=0)
-        self.files = self.progress.add_task("files", total=files, visible=False)
+        self.files = files
         self.done = 0
+        self.lock = threading.Lock()
+        self.task = self.progress.add_task("fetching", total=0, files=f"0/{files} files")
 
     def add_bytes_total(self, n: int) -> None:
         """A download's size became known."""
-        total = self.progress.tasks[self.bytes].total or 0
-        self.progress.update(self.bytes, total=total + n)
+        self.progress.update(self.task, total=(self.progress.tasks[self.task].total or 0) + n)
 
     def advance_bytes(self, n: int) -> None:
         """More bytes are on disk."""
-        self.progress.advance(self.bytes, n)
+        self.progress.advance(self.task, n)
 
     def file_done(self, remote: Remote, cached: bool) -> None:
         """One more file is in the cache."""
-        self.progress.advance(self.files)
-        self.done += 1
-        total = self.progress.tasks[self.files].total
-        self.progress.update(self.bytes, description=f"downloading ({self.done}/{total:.0f} files)")
+        with self.lock:
+            self.done += 1
+            self.progress.update(self.task, files=f"{self.done}/{self.files} files")
 
 
 def fetch_into_tape(
@@ -186,9 +187,7 @@ def fetch_(
     skip_missing: Annotated[
         bool, typer.Option("--skip-missing", help="Import what exists when some days are not published.")
     ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing tape at --out.")
-    ] = False,
+    overwrite: OverwriteOption = False,
     cache_dir: CacheDirOption = None,
     parallel: Annotated[
         int | None, typer.Option("--parallel", help="Downloads at a time (default 4).")
