@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import StackError
 from infra import emulator
 from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
 from infra.provision import Resource, StackSpec, StreamSpec, TableSpec, inspect, provision
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import StackError
 
 STATE_FILE = "stack.json"
 KinesisEngine = Literal["moto", "kinesis-mock"]

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 TierName = Literal["small", "medium", "large"]
 ProfileName = Literal["lite", "mirror", "aws"]

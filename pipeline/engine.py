@@ -46,11 +46,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import PipelineError
+from core.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, Key, KeyedDetector
-from pipeline.errors import PipelineError
-from pipeline.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
 

@@ -40,11 +40,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import PipelineError
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
-from pipeline.errors import PipelineError
 from pipeline.parse import PARSED_SCHEMA
 
 if TYPE_CHECKING:

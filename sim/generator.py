@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from core.errors import ConfigError
+from core.tape import Manifest, TapeWriter
 from pipeline.config import Config, VolumeAnomalySettings
-from pipeline.errors import ConfigError
-from replay.tape import Manifest, TapeWriter
 from sim import inject
 from sim.inject import Plan, crash_multiplier, quote_id, threshold_usd, trade_id
 from sim.market import DAY_US, SIZE_SIGMA, Asset, Instrument, instruments, intraday_factor

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.events import event_id
+from core.labels import Label
 from pipeline.config import Config
-from pipeline.events import event_id
-from replay.tape import Label
 from sim.market import SIZE_SIGMA, Instrument, intraday_factor
 from sim.scenario import (
     CrossedBook,

@@ -12,9 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coattail.commands.stack import ProfileOption, SetOption, TierOption, cli_errors, load_config
-from coattail.commands.timefmt import parse_time
+from core.errors import ConfigError
+from core.timefmt import parse_time
 from pipeline.config import Config
-from pipeline.errors import ConfigError
 
 console = Console()
 

@@ -19,8 +19,8 @@ from coattail.commands.stack import (
     console,
     load_config,
 )
+from core.errors import StackError
 from pipeline.config import Config
-from pipeline.errors import StackError
 
 app = typer.Typer(
     help="The detector pipeline (Kinesis -> Spark -> Iceberg + DynamoDB).", no_args_is_help=True

@@ -10,9 +10,9 @@ import polars as pl
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
 from coattail.run.outputs import SPREAD_COLUMNS
+from core.events import event_id
 from pipeline.alerts import evidence_json
 from pipeline.config import SpreadSettings
-from pipeline.events import event_id
 
 DETECTOR = "MOD-003"
 SPREAD_METRICS_SCHEMA: Final = SPREAD_COLUMNS

@@ -9,9 +9,9 @@ import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
+from core.events import event_id
 from pipeline.alerts import evidence_json
 from pipeline.config import VolumeAnomalySettings
-from pipeline.events import event_id
 
 DETECTOR = "MOD-002"
 

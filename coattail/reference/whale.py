@@ -7,9 +7,9 @@ from typing import Any
 import polars as pl
 
 from coattail.reference.alerts import alert_row
+from core.events import event_id
 from pipeline.alerts import evidence_json
 from pipeline.config import WhaleSettings
-from pipeline.events import event_id
 
 DETECTOR = "MOD-001"
 

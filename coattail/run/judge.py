@@ -20,11 +20,12 @@ from coattail.run.outputs import RunOutputs
 from coattail.run.progress import Task
 from coattail.run.rundir import RunDir
 from coattail.validate import compare_golden, compare_with_reference, validate_labels
+from core.labels import Label
+from core.tape import Tape
 from pipeline.config import Config
 from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay
 from replay.faults import FaultSpec
-from replay.tape import Label, Tape
 from replay.targets.memory import MemoryTarget
 
 PRICE_POINTS_PER_SYMBOL = 4_000

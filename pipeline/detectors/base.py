@@ -35,9 +35,9 @@ from typing import Any, ClassVar, Final
 import pandas as pd
 import pyarrow as pa
 
+from core.events import EventKind, event_id
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
 from pipeline.config import Config
-from pipeline.events import EventKind, event_id
 
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
@@ -87,7 +87,7 @@ def opt_int(value: Any) -> int | None:
 
 
 def event_ids_of(kind: EventKind, frame: pd.DataFrame, limit: int = 50) -> list[str]:
-    """``pipeline.events.event_id`` of a frame's rows (in frame order), at most ``limit``."""
+    """``core.events.event_id`` of a frame's rows (in frame order), at most ``limit``."""
     id_col = "trade_id" if kind == "trade" else "update_id"
     head = frame.head(limit)
     return [

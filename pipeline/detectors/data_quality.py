@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.events import EventKind
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput
-from pipeline.events import EventKind
 
 DQ_METRICS_SCHEMA: Final = pa.schema(
     [

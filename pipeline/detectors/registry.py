@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
+from core.errors import ConfigError, PipelineError
 from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector
-from pipeline.errors import ConfigError, PipelineError
 
 BUILTIN_MODULES: Final[dict[str, str]] = {
     "MOD-001": "pipeline.detectors.whale:WhaleDetector",

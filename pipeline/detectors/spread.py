@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.events import event_id
 from pipeline.alerts import alert_id
 from pipeline.config import Config, SpreadSettings
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector
@@ -28,7 +29,6 @@ from pipeline.detectors.windows import (
     fold_sum,
     window_starts,
 )
-from pipeline.events import event_id
 
 MODULE_ID: Final = "MOD-003"
 BLOWOUT: Final = "spread_blowout"

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
+from core.events import event_id
 from pipeline.alerts import alert_id
 from pipeline.config import Config, VolumeAnomalySettings
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector
@@ -29,7 +30,6 @@ from pipeline.detectors.windows import (
     top_k_by_group,
     window_starts,
 )
-from pipeline.events import event_id
 
 MODULE_ID: Final = "MOD-002"
 KIND: Final = "volume_spike"

@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from core.events import EventKind, event_id
 from pipeline.alerts import alert_id
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, alerts_frame, opt_int
-from pipeline.events import EventKind, event_id
 
 
 class WhaleDetector(BaseDetector):

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from core.events import EventKind
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
-from pipeline.events import EventKind
 
 
 @dataclass

@@ -49,8 +49,8 @@ import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 
+from core.errors import PipelineError, SchemaError
 from pipeline.config import RuntimeSettings
-from pipeline.errors import PipelineError, SchemaError
 from pipeline.kpl import DIGEST_BYTES, MAGIC, deaggregate, is_aggregated
 from pipeline.parse import PARSED_DDL, RAW_SCHEMA, parse_batch
 

@@ -14,7 +14,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from pipeline.errors import ReplayError
+from core.errors import ReplayError
 from replay.faults import Disturbance
 
 TARGETS: Final[dict[str, str]] = {

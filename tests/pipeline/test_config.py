@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.errors import ConfigError
 from pipeline.config import TIERS, ConfigLoader, KinesisConfig, RuntimeSettings, default_config_dir
-from pipeline.errors import ConfigError
 
 
 def _copy_config(tmp_path: Path) -> Path:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from core.tape import Tape
 from pipeline.config import Config
-from replay.tape import Tape
 
 W = 60_000_000
 

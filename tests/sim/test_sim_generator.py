@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
+from core.tape import Manifest, Tape
+from core.timefmt import parse_duration, parse_time
 from pipeline.config import Config
-from pipeline.errors import ConfigError
-from replay.tape import Manifest, Tape
 from sim.generator import GenerateSpec, generate
 from sim.scenario import Scenario, load_scenario, presets
-from sim.timeparse import parse_duration, parse_start
 from tests.sim.sim_detect import match
 
-START = parse_start("2026-01-01T00:00Z")
+START = parse_time("2026-01-01T00:00Z", "--start")
 
 
 def _gen(
@@ -57,7 +57,7 @@ def test_durations_and_starts() -> None:
     assert parse_duration("1d") == 86_400_000_000
     assert parse_duration("1h30m") == 5_400_000_000
     assert parse_duration("90s") == 90_000_000
-    assert parse_start("2026-01-01T00:00Z") == 1_767_225_600_000_000
+    assert parse_time("2026-01-01T00:00Z", "--start") == 1_767_225_600_000_000
     for bad in ("", "1x", "h", "0m"):
         with pytest.raises(ConfigError):
             parse_duration(bad)

@@ -10,14 +10,14 @@ import pyarrow as pa
 import pytest
 
 from coattail.reference import from_tape, run_reference
+from core.errors import ConfigError
+from core.tape import Tape, TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings, VolumeAnomalySettings
 from pipeline.detectors.windowed_testkit import MIN, SEC, run
-from pipeline.errors import ConfigError
 from pipeline.jobs.loader import load_tape
 from pipeline.jobs.reprocessor import reprocess
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.testkit import Item
-from replay.tape import Tape, TapeWriter, tape_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
