@@ -217,8 +217,8 @@ def fetch_(
 
 def day_tapes(specs: list[str], root: Path) -> list[Path]:
     """The tapes of ``coattail run --day`` specs under ``root``: made (fetched, imported) when missing."""
+    from core.tape import MANIFEST
     from replay.fetch import FetchRequest, FetchSettings, parse_day_spec
-    from replay.tape import MANIFEST
 
     settings = FetchSettings.load()
     tapes = []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
 
-from pipeline.errors import CoattailError
+from core.errors import CoattailError
 from replay.fetch.settings import FetchSettings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import date, timedelta
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 
 def parse_day(text: str, what: str = "day") -> date:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from replay.fetch.days import day_range, parse_day
 
 _SYMBOL = re.compile(r"^[A-Za-z0-9_-]+$")

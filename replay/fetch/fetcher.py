@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from replay.fetch.base import Archive, ChecksumMismatch, FetchError, NotInArchive, Remote
 from replay.fetch.binance import BinanceArchive
 from replay.fetch.cache import Cache

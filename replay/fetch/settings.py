@@ -14,8 +14,10 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from core.frozen import Frozen
+
 # _parse turns pydantic's errors into the one-line ConfigError every config model gives
-from pipeline.config import Frozen, _parse
+from pipeline.config import _parse
 
 ENV_PREFIX = "COATTAIL_FETCH__"
 TARDIS_KEY_ENV = "TARDIS_API_KEY"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from coattail.cli import app
 from coattail.commands.tape import day_tapes
-from replay.tape import Tape
+from core.tape import Tape
 from tests.replay.fetch.archive_kit import Archive, real_spot_zip, serve_archive
 
 runner = CliRunner()

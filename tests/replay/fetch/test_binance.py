@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.tape import Tape
 from replay.fetch import ChecksumMismatch, FetchError, FetchRequest, fetch, fetch_tape, plan
 from replay.fetch.testkit import publish_binance
-from replay.tape import Tape
 from tests.replay.fetch.archive_kit import Archive
 
 DAYS = (date(2024, 8, 8), date(2024, 8, 9))
@@ -104,7 +104,7 @@ def test_monthly_files_replace_the_days_of_whole_months(archive: Archive, spot_0
 
 
 def test_unknown_kind_and_market_are_refused_before_any_request(archive: Archive) -> None:
-    from pipeline.errors import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(FetchError, match="binance spot publishes no bookTicker"):
         fetch(FetchRequest("binance", ("BTCUSDT",), DAYS, kinds=("bookTicker",)), archive.settings)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from replay.fetch import parse_day_spec
 from replay.fetch.days import day_range, whole_months
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.tape import Tape
 from replay.fetch import ChecksumMismatch, FetchError, FetchRequest, FetchSettings, fetch, fetch_tape
-from replay.tape import Tape
 from tests.conftest import REAL_TAPES
 from tests.replay.fetch.archive_kit import Archive
 
