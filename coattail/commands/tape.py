@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -52,23 +52,8 @@ def import_(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Import recorded market data into a tape."""
-    from replay.readers import import_files
-
     with cli_errors():
-        with Progress(
-            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
-        ) as bar:
-            task = bar.add_task("import", total=len(paths))
-            result = import_files(
-                paths,
-                out,
-                fmt=fmt,
-                skip_bad=skip_bad,
-                reject_path=reject,
-                overwrite=overwrite,
-                progress=lambda _p: bar.advance(task),
-            )
-        _print_import(result, out, len(paths))
+        result = _import(paths, out, fmt=fmt, skip_bad=skip_bad, reject_path=reject, overwrite=overwrite)
         s = result.stats
         if s.skipped:
             console.print(
@@ -80,10 +65,19 @@ def import_(
             console.print(f"bad lines: {s.bad:,}" + (f" (written to {result.reject_path})" if s.bad else ""))
 
 
-def _print_import(result: ImportResult, out: Path, files: int) -> None:
+def _import(paths: list[Path], out: Path, **options: Any) -> ImportResult:
+    """``import_files`` with a progress bar (files done), then a one-line summary of the tape."""
+    from replay.readers import import_files
+
+    with Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("import", total=len(paths))
+        result = import_files(paths, out, progress=lambda _p: bar.advance(task), **options)
     m = result.manifest
     rows = ", ".join(f"{n:,} {k}s" for k, n in m.rows.items())
-    console.print(f"wrote {out}: {rows} from {files} file(s) ({m.source})")
+    console.print(f"wrote {out}: {rows} from {len(paths)} file(s) ({m.source})")
+    return result
 
 
 class FetchBar:
@@ -129,7 +123,6 @@ def fetch_into_tape(
 ) -> FetchResult:
     """Fetch ``request`` with a progress bar, then (when ``out``) import it into the tape ``out``."""
     from replay.fetch import fetch, plan
-    from replay.readers import import_files
 
     bar = FetchBar(len(plan(request, settings)))
     with bar.progress:
@@ -142,14 +135,7 @@ def fetch_into_tape(
     for remote in result.missing:
         console.print(f"[yellow]not in the archive:[/yellow] {remote.symbol} {remote.kind} {remote.period}")
     if out is not None:
-        with Progress(
-            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
-        ) as progress:
-            task = progress.add_task("import", total=len(result.paths))
-            imported = import_files(
-                result.paths, out, overwrite=overwrite, progress=lambda _p: progress.advance(task)
-            )
-        _print_import(imported, out, len(result.paths))
+        _import(result.paths, out, overwrite=overwrite)
     return result
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -108,8 +109,16 @@ def fetch(
     remotes = plan(request, settings)
     cache = Cache(settings.cache_dir, settings.cache_max_bytes)
     result = FetchResult()
-    with ThreadPoolExecutor(max_workers=settings.parallel, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(_fetch_one, r, archive, cache, settings, progress) for r in remotes]
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=settings.parallel, thread_name_prefix="fetch")
+    try:
+        futures = [pool.submit(_fetch_one, r, archive, cache, settings, progress, stop) for r in remotes]
+        wait(futures)
+    except BaseException:
+        stop.set()  # Ctrl-C: downloads in flight stop after their chunk, their part files kept
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     failures: list[FetchError] = []
     for remote, future in zip(remotes, futures, strict=True):
         error = future.exception()
@@ -153,6 +162,7 @@ def _fetch_one(
     cache: Cache,
     settings: FetchSettings,
     progress: FetchProgress | None,
+    stop: threading.Event,
 ) -> tuple[Path, int | None]:
     """The cached file of ``remote`` and the bytes downloaded for it (None: it was cached already)."""
     hit = cache.hit(remote)
@@ -169,6 +179,7 @@ def _fetch_one(
         settings,
         on_size=progress.add_bytes_total if progress else lambda _n: None,
         on_bytes=progress.advance_bytes if progress else lambda _n: None,
+        stop=stop,
     )
     try:
         if expected is not None:

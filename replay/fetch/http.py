@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,11 +39,14 @@ def download(
     *,
     on_size: Callable[[int], None] = lambda _n: None,
     on_bytes: Callable[[int], None] = lambda _n: None,
+    stop: threading.Event | None = None,
 ) -> None:
     """Download ``remote`` into ``part``, resuming what an earlier attempt (or run) left there.
 
     ``on_size`` is told the total size once known; ``on_bytes`` the change in bytes on disk (negative
     when a server ignores the range and the file starts over), so progress adds up to the file size.
+    Setting ``stop`` (Ctrl-C in another thread) ends the download after the current chunk, keeping
+    the part file for the next run to resume.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     reported = [0, 0]  # bytes reported to on_bytes, whether on_size was called
@@ -68,6 +72,8 @@ def download(
             reported[0] = start
             with open(part, "ab" if start else "wb") as out:
                 while chunk := resp.read(CHUNK):
+                    if stop is not None and stop.is_set():
+                        raise FetchError(f"{remote.filename}: interrupted; fetch again to resume")
                     out.write(chunk)
                     on_bytes(len(chunk))
                     reported[0] += len(chunk)

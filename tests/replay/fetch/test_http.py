@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 import pytest
 
-from replay.fetch import FetchError, FetchRequest, fetch
+from replay.fetch import FetchError, FetchRequest, fetch, http, plan
 from replay.fetch.http import part_path
 from tests.replay.fetch.archive_kit import Archive
 
@@ -74,3 +75,22 @@ def test_an_unreachable_archive_is_a_one_line_error(archive: Archive) -> None:
     settings = archive.settings.model_copy(update={"binance_url": "http://127.0.0.1:9", "retries": 1})
     with pytest.raises(FetchError, match=r"failed after 2 attempts: .*check the network or the archive URL"):
         fetch(REQUEST, settings)
+
+
+def test_a_stopped_download_keeps_its_part_file_and_the_next_fetch_resumes_it(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "CHUNK", 1000)
+    remote = plan(REQUEST, archive.settings)[0]
+    part = part_path(archive.settings.cache_dir / remote.key.as_posix())
+    stop = threading.Event()
+
+    def stop_after_a_chunk(n: int) -> None:
+        if n > 0:
+            stop.set()
+
+    with pytest.raises(FetchError, match=f"{NAME}: interrupted"):
+        http.download(remote, part, archive.settings, on_bytes=stop_after_a_chunk, stop=stop)
+    assert part.stat().st_size == 1000
+    assert fetch(REQUEST, archive.settings).paths[0].read_bytes() == published(archive)
+    assert archive.server.requests(NAME)[-1].range == "bytes=1000-"
