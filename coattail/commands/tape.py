@@ -180,12 +180,17 @@ def fetch_(
     ] = None,
 ) -> None:
     """Fetch days from a public exchange archive (cached, verified) and import them into a tape."""
+    from core.errors import ConfigError
+    from core.tape import MANIFEST
     from replay.fetch import FetchRequest, FetchSettings
     from replay.fetch.days import day_range, parse_day
 
     with cli_errors():
         if out is None and not no_import:
             raise typer.BadParameter("give --out DIR for the tape, or --no-import to only fill the cache")
+        if out is not None and not no_import and (out / MANIFEST).exists() and not overwrite:
+            # said before downloading, not after
+            raise ConfigError(f"{out} already holds a tape; pass --overwrite or choose another --out")
         settings = FetchSettings.load(cache_dir=cache_dir, parallel=parallel)
         start = parse_day(first, "--from")
         request = FetchRequest(

@@ -36,6 +36,22 @@ def test_fetch_writes_a_tape_and_a_second_fetch_is_served_by_the_cache(
     assert "2 downloaded" in first.output and "wrote" in first.output
     Tape.open(tmp_path / "tape").verify()
     requests = len(archive.server.log)
+    again = runner.invoke(
+        app,
+        [
+            "tape",
+            "fetch",
+            "binance",
+            "--symbols",
+            "ETHUSDT",
+            "--from",
+            "2024-08-08",
+            "--out",
+            str(tmp_path / "tape"),
+        ],
+    )
+    assert again.exit_code == 1 and "already holds a tape; pass --overwrite" in again.output
+    assert len(archive.server.log) == requests, "an existing tape is refused before any download"
     second = runner.invoke(app, [*args, "--no-import"])
     assert second.exit_code == 0, second.output
     assert "0 downloaded (0.0 MiB), 2 from the cache" in second.output
