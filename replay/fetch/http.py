@@ -49,9 +49,11 @@ def download(
     the part file for the next run to resume.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
-    reported = [0, 0]  # bytes reported to on_bytes, whether on_size was called
+    counted = 0  # bytes reported to on_bytes so far
+    sized = False
 
     def once() -> None:
+        nonlocal counted, sized
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
@@ -65,18 +67,18 @@ def download(
             start = have if resp.status == 206 else 0
             length = resp.headers.get("Content-Length")
             total = None if length is None else start + int(length)
-            if total is not None and not reported[1]:
+            if total is not None and not sized:
                 on_size(total)
-                reported[1] = 1
-            on_bytes(start - reported[0])
-            reported[0] = start
+                sized = True
+            on_bytes(start - counted)
+            counted = start
             with open(part, "ab" if start else "wb") as out:
                 while chunk := resp.read(CHUNK):
                     if stop is not None and stop.is_set():
                         raise FetchError(f"{remote.filename}: interrupted; fetch again to resume")
                     out.write(chunk)
                     on_bytes(len(chunk))
-                    reported[0] += len(chunk)
+                    counted += len(chunk)
         if total is not None and part.stat().st_size != total:
             raise _Retry(f"connection closed at byte {part.stat().st_size} of {total}")
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from replay.fetch import FetchError, FetchRequest, fetch, http, plan
+from replay.fetch import FetchError, FetchRequest, Remote, fetch, http, plan
 from replay.fetch.http import part_path
 from tests.replay.fetch.archive_kit import Archive
 
@@ -20,10 +20,31 @@ def published(archive: Archive) -> bytes:
     return (archive.root / archive.paths["spot-0809"].lstrip("/")).read_bytes()
 
 
+class Recorder:
+    """A progress display that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.bytes = 0
+        self.files: list[tuple[str, bool]] = []
+
+    def add_bytes_total(self, n: int) -> None:
+        self.total += n
+
+    def advance_bytes(self, n: int) -> None:
+        self.bytes += n
+
+    def file_done(self, remote: Remote, cached: bool) -> None:
+        self.files.append((remote.filename, cached))
+
+
 def test_a_dropped_connection_resumes_with_a_range_request(archive: Archive) -> None:
     data = published(archive)
     archive.server.drop[archive.paths["spot-0809"]] = len(data) // 2
-    result = fetch(REQUEST, archive.settings)
+    progress = Recorder()
+    result = fetch(REQUEST, archive.settings, progress)
+    assert progress.total == progress.bytes == len(data), "progress adds up to the file across the resume"
+    assert progress.files == [(NAME, False)]
     log = archive.server.requests(NAME)
     assert [(r.status, r.range) for r in log] == [(200, None), (206, f"bytes={len(data) // 2}-")]
     assert result.paths[0].read_bytes() == data
@@ -37,10 +58,12 @@ def test_a_part_file_left_by_an_interrupted_run_is_resumed(archive: Archive) -> 
     part.parent.mkdir(parents=True)
     part.write_bytes(data[:1000])
     assert not dest.exists(), "a partial download never has the final name"
-    result = fetch(REQUEST, archive.settings)
+    progress = Recorder()
+    result = fetch(REQUEST, archive.settings, progress)
     assert [r.range for r in archive.server.requests(NAME)] == ["bytes=1000-"]
     assert result.paths[0].read_bytes() == data
     assert result.bytes_downloaded == len(data)
+    assert progress.total == progress.bytes == len(data)
 
 
 def test_a_corrupt_part_file_fails_the_checksum_and_the_next_fetch_starts_clean(archive: Archive) -> None:
