@@ -23,6 +23,7 @@ from coattail.validate import compare_golden, compare_with_reference, validate_l
 from core.labels import Label
 from core.tape import Tape
 from pipeline.config import Config
+from pipeline.detectors.data_quality import DataQualitySettings
 from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay
 from replay.faults import FaultSpec
@@ -113,7 +114,8 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         valid=counts.get("reference_valid", 0),
     )
     labels = [Label.model_validate(x) for x in run.read_json("labels.json")]
-    labelled = validate_labels(labels, pipeline, dq_window_seconds=config.data_quality.window_seconds)
+    dq_window = config.settings_of(DataQualitySettings).window_seconds
+    labelled = validate_labels(labels, pipeline, dq_window_seconds=dq_window)
     agreement = compare_with_reference(pipeline, reference)
     golden_result = compare_golden(golden, pipeline.alert_rows()) if golden is not None else None
     validation = {
