@@ -32,7 +32,17 @@ def _speed(text: str) -> float | None:
 
 
 def run(
-    tapes: Annotated[list[Path], typer.Argument(help="Tape directories to replay (merged by event time).")],
+    tapes: Annotated[
+        list[Path] | None, typer.Argument(help="Tape directories to replay (merged by event time).")
+    ] = None,
+    days: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--day",
+            help="Also replay archive days: SOURCE:SYMBOL:DAY like binance:BTCUSDT:2024-01-01, or "
+            "binance/usdm:BTCUSDT,ETHUSDT:2024-01-01..2024-01-03 (fetched when missing; repeatable).",
+        ),
+    ] = None,
     tier: Annotated[TierName, typer.Option("--tier", help="Config tier.")] = "small",
     profile: Annotated[
         ProfileName, typer.Option("--profile", help="lite (SQLite catalog) or mirror (Glue + S3).")
@@ -50,11 +60,15 @@ def run(
     name: Annotated[str, typer.Option("--name", help="Suffix of the run id.")] = "run",
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
+    from coattail.commands.tape import day_tapes
     from coattail.run.orchestrate import RunRequest
 
     with cli_errors():
+        every = [*(tapes or []), *day_tapes(days or [], runs_root / "tapes")]
+        if not every:
+            raise typer.BadParameter("give tape directories, or --day specs to fetch")
         request = RunRequest(
-            tapes=tuple(tapes),
+            tapes=tuple(every),
             tier=tier,
             profile=profile,
             speed=_speed(speed),

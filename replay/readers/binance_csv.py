@@ -10,9 +10,10 @@ The columns used sit at the same positions in every variant (spot files have one
   event_time``
 
 The file kind and symbol come from the Binance file name (``BTCUSDT-aggTrades-2025-01-01.csv``), else
-from the header or the column layout. Futures are recognised by ``futures`` or ``/um/`` in the path, a
-6-column trades file, a header with ``transact_time``, or a bookTicker file. The time unit (spot switched
-to µs on 2025-01-01) is taken from the file's first row and every row is checked against it.
+from the header or the column layout. Futures are recognised by ``futures``, ``/um/`` or ``/usdm/`` (the
+fetch cache) in the path, a 6-column trades file, a header with ``transact_time``, or a bookTicker file.
+The time unit (spot switched to µs on 2025-01-01) is taken from the file's first row and every row is
+checked against it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def _exchange(path: Path, kind: str, cells: list[str], header: bool) -> str:
     futures = (
         "futures" in text
         or "/um/" in text
+        or "/usdm/" in text
         or kind == "bookTicker"
         or (kind == "trades" and len(cells) == 6)
         or (kind == "aggTrades" and len(cells) == 7)
