@@ -10,12 +10,17 @@ import json
 from typing import Any
 
 from infra.provision import StackSpec
-from pipeline.config import TIERS, ConfigLoader
+from pipeline.config import TIERS, ConfigLoader, EmrSpark, EmrWorker
 from pipeline.errors import StackError
 
 
-def tfvars(spec: StackSpec, tier: str, region: str) -> dict[str, Any]:
-    """The variables of ``infra/terraform/variables.tf`` for one tier's spec."""
+def _worker(worker: EmrWorker) -> dict[str, str]:
+    """A worker size in EMR Serverless' notation."""
+    return {"cpu": f"{worker.vcpu} vCPU", "memory": f"{worker.memory_gb} GB", "disk": f"{worker.disk_gb} GB"}
+
+
+def tfvars(spec: StackSpec, tier: str, region: str, emr: EmrSpark) -> dict[str, Any]:
+    """The variables of ``infra/terraform/variables.tf`` for one tier's spec and EMR Serverless sizing."""
     if len(spec.streams) != 1:
         raise StackError(f"the Terraform module has one stream, the spec has {len(spec.streams)}")
     stream, table = spec.streams[0], spec.alerts_table
@@ -34,6 +39,16 @@ def tfvars(spec: StackSpec, tier: str, region: str) -> dict[str, Any]:
         "warehouse_bucket": warehouse,
         "checkpoint_bucket": checkpoints,
         "glue_database": spec.glue_database,
+        "emr_release": emr.release,
+        "emr_driver": _worker(emr.driver),
+        "emr_executor": _worker(emr.executor),
+        "emr_initial_drivers": emr.initial_capacity.drivers,
+        "emr_initial_executors": emr.initial_capacity.executors,
+        "emr_maximum_capacity": {
+            "cpu": f"{emr.maximum_capacity.vcpu} vCPU",
+            "memory": f"{emr.maximum_capacity.memory_gb} GB",
+            "disk": f"{emr.maximum_capacity.disk_gb} GB",
+        },
     }
 
 
@@ -43,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tier", choices=TIERS, default="small")
     args = parser.parse_args(argv)
     config = ConfigLoader().load(args.tier)
-    print(json.dumps(tfvars(StackSpec.from_config(config), config.tier, config.runtime.region), indent=2))
+    values = tfvars(StackSpec.from_config(config), config.tier, config.runtime.region, config.spark.emr)
+    print(json.dumps(values, indent=2))
 
 
 if __name__ == "__main__":

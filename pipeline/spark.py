@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import Config
+from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
 
 if TYPE_CHECKING:
@@ -54,6 +55,14 @@ def build_session(
             "spark.sql.streaming.checkpointFileManagerClass",
             "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",
         )
+        # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
+        # nothing is resolved at run time. Without them the session starts as before.
+        jars = installed_jars()
+        if jars:
+            classpath = os.pathsep.join(str(jar) for jar in jars)
+            builder = builder.config("spark.driver.extraClassPath", classpath).config(
+                "spark.executor.extraClassPath", classpath
+            )
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()

@@ -67,3 +67,40 @@ resource "aws_s3_bucket" "checkpoints" {
 resource "aws_glue_catalog_database" "catalog" {
   name = var.glue_database
 }
+
+# The Spark pipeline's EMR Serverless application: pre-initialized driver and executors, and a ceiling.
+resource "aws_emrserverless_application" "pipeline" {
+  name          = "coattail-${var.tier}"
+  release_label = var.emr_release
+  type          = "spark"
+
+  initial_capacity {
+    initial_capacity_type = "Driver"
+    initial_capacity_config {
+      worker_count = var.emr_initial_drivers
+      worker_configuration {
+        cpu    = var.emr_driver.cpu
+        memory = var.emr_driver.memory
+        disk   = var.emr_driver.disk
+      }
+    }
+  }
+
+  initial_capacity {
+    initial_capacity_type = "Executor"
+    initial_capacity_config {
+      worker_count = var.emr_initial_executors
+      worker_configuration {
+        cpu    = var.emr_executor.cpu
+        memory = var.emr_executor.memory
+        disk   = var.emr_executor.disk
+      }
+    }
+  }
+
+  maximum_capacity {
+    cpu    = var.emr_maximum_capacity.cpu
+    memory = var.emr_maximum_capacity.memory
+    disk   = var.emr_maximum_capacity.disk
+  }
+}

@@ -52,3 +52,28 @@ variable "checkpoint_bucket" {
 variable "glue_database" {
   type = string
 }
+
+# EMR Serverless sizes workers, not instances: "4 vCPU", "16 GB", "20 GB" (checked by pipeline/config.py).
+variable "emr_release" {
+  type = string
+}
+
+variable "emr_driver" {
+  type = object({ cpu = string, memory = string, disk = string })
+}
+
+variable "emr_executor" {
+  type = object({ cpu = string, memory = string, disk = string })
+}
+
+variable "emr_initial_drivers" {
+  type = number
+}
+
+variable "emr_initial_executors" {
+  type = number
+}
+
+variable "emr_maximum_capacity" {
+  type = object({ cpu = string, memory = string, disk = string })
+}
