@@ -85,7 +85,7 @@ def install_jars(
     stamp.unlink(missing_ok=True)
     missing = [j for j in jars if check_jar(j, directory).state is not JarState.OK]
     if missing:
-        maven = mvn or shutil.which("mvn")
+        maven = shutil.which(mvn or "mvn")
         if maven is None:
             raise JarsUnavailable(
                 _missing_message(missing, "Maven (`mvn`) is not on PATH; install it (apt-get install maven) "
@@ -109,6 +109,8 @@ def install_jars(
                     raise JarsUnavailable(
                         _missing_message(missing, f"Maven did not finish within {MAVEN_TIMEOUT_S} s")
                     ) from e
+                except OSError as e:
+                    raise JarsUnavailable(_missing_message(missing, f"Maven could not be run ({e})")) from e
             if done.returncode != 0:
                 raise JarsUnavailable(
                     _missing_message(

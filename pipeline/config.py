@@ -197,13 +197,14 @@ class EmrSpark(Frozen):
 
     @model_validator(mode="after")
     def _initial_fits_maximum(self) -> EmrSpark:
-        workers = ((self.driver, self.initial_capacity.drivers), (self.executor, self.initial_capacity.executors))
+        initial = self.initial_capacity
+        workers = ((self.driver, initial.drivers), (self.executor, initial.executors))
         for unit in ("vcpu", "memory_gb", "disk_gb"):
-            initial = sum(getattr(worker, unit) * count for worker, count in workers)
+            needed = sum(getattr(worker, unit) * count for worker, count in workers)
             limit = getattr(self.maximum_capacity, unit)
-            if initial > limit:
+            if needed > limit:
                 raise ValueError(
-                    f"initial_capacity needs {initial} {unit} but maximum_capacity.{unit} is {limit}; "
+                    f"initial_capacity needs {needed} {unit} but maximum_capacity.{unit} is {limit}; "
                     "raise the maximum or initialize fewer workers"
                 )
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,17 @@ if TYPE_CHECKING:
 
 
 def build_session(
-    config: Config, *, app_name: str = "coattail", local_dir: Path | None = None
+    config: Config,
+    *,
+    app_name: str = "coattail",
+    local_dir: Path | None = None,
+    jars: Sequence[Path] | None = None,
 ) -> tuple[SparkSession, JavaRuntime | None]:
     """Start (or reuse) the session for ``config``'s tier.
 
     In local mode a Java runtime is located first (and returned, so callers can say which was
-    picked); on a cluster the launcher provides Java and ``None`` is returned.
+    picked), and ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath; on a
+    cluster the launcher provides Java and the jars (EMR ships them), and ``None`` is returned.
     """
     from pyspark.sql import SparkSession
 
@@ -57,7 +63,7 @@ def build_session(
         )
         # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
         # nothing is resolved at run time. Without them the session starts as before.
-        jars = installed_jars()
+        jars = installed_jars() if jars is None else jars
         if jars:
             classpath = os.pathsep.join(str(jar) for jar in jars)
             builder = builder.config("spark.driver.extraClassPath", classpath).config(
