@@ -10,13 +10,13 @@ import json
 from typing import Any
 
 from infra.provision import StackSpec
-from pipeline.config import TIERS, ConfigLoader, EmrSpark, EmrWorker
+from pipeline.config import TIERS, ConfigLoader, EmrMaximumCapacity, EmrSpark, EmrWorker
 from pipeline.errors import StackError
 
 
-def _worker(worker: EmrWorker) -> dict[str, str]:
-    """A worker size in EMR Serverless' notation."""
-    return {"cpu": f"{worker.vcpu} vCPU", "memory": f"{worker.memory_gb} GB", "disk": f"{worker.disk_gb} GB"}
+def _sizes(size: EmrWorker | EmrMaximumCapacity) -> dict[str, str]:
+    """A worker's (or the ceiling's) size in EMR Serverless' notation."""
+    return {"cpu": f"{size.vcpu} vCPU", "memory": f"{size.memory_gb} GB", "disk": f"{size.disk_gb} GB"}
 
 
 def tfvars(spec: StackSpec, tier: str, region: str, emr: EmrSpark) -> dict[str, Any]:
@@ -40,15 +40,11 @@ def tfvars(spec: StackSpec, tier: str, region: str, emr: EmrSpark) -> dict[str, 
         "checkpoint_bucket": checkpoints,
         "glue_database": spec.glue_database,
         "emr_release": emr.release,
-        "emr_driver": _worker(emr.driver),
-        "emr_executor": _worker(emr.executor),
-        "emr_initial_drivers": emr.initial_capacity.drivers,
-        "emr_initial_executors": emr.initial_capacity.executors,
-        "emr_maximum_capacity": {
-            "cpu": f"{emr.maximum_capacity.vcpu} vCPU",
-            "memory": f"{emr.maximum_capacity.memory_gb} GB",
-            "disk": f"{emr.maximum_capacity.disk_gb} GB",
+        "emr_initial_capacity": {
+            "Driver": {"worker_count": emr.initial_capacity.drivers, **_sizes(emr.driver)},
+            "Executor": {"worker_count": emr.initial_capacity.executors, **_sizes(emr.executor)},
         },
+        "emr_maximum_capacity": _sizes(emr.maximum_capacity),
     }
 
 

@@ -74,26 +74,17 @@ resource "aws_emrserverless_application" "pipeline" {
   release_label = var.emr_release
   type          = "spark"
 
-  initial_capacity {
-    initial_capacity_type = "Driver"
-    initial_capacity_config {
-      worker_count = var.emr_initial_drivers
-      worker_configuration {
-        cpu    = var.emr_driver.cpu
-        memory = var.emr_driver.memory
-        disk   = var.emr_driver.disk
-      }
-    }
-  }
-
-  initial_capacity {
-    initial_capacity_type = "Executor"
-    initial_capacity_config {
-      worker_count = var.emr_initial_executors
-      worker_configuration {
-        cpu    = var.emr_executor.cpu
-        memory = var.emr_executor.memory
-        disk   = var.emr_executor.disk
+  dynamic "initial_capacity" {
+    for_each = var.emr_initial_capacity
+    content {
+      initial_capacity_type = initial_capacity.key
+      initial_capacity_config {
+        worker_count = initial_capacity.value.worker_count
+        worker_configuration {
+          cpu    = initial_capacity.value.cpu
+          memory = initial_capacity.value.memory
+          disk   = initial_capacity.value.disk
+        }
       }
     }
   }

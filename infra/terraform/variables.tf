@@ -58,20 +58,9 @@ variable "emr_release" {
   type = string
 }
 
-variable "emr_driver" {
-  type = object({ cpu = string, memory = string, disk = string })
-}
-
-variable "emr_executor" {
-  type = object({ cpu = string, memory = string, disk = string })
-}
-
-variable "emr_initial_drivers" {
-  type = number
-}
-
-variable "emr_initial_executors" {
-  type = number
+# Keyed by worker type (Driver, Executor): how many to keep initialized, and each one's size.
+variable "emr_initial_capacity" {
+  type = map(object({ worker_count = number, cpu = string, memory = string, disk = string }))
 }
 
 variable "emr_maximum_capacity" {

@@ -32,10 +32,14 @@ def test_tfvars_cover_every_declared_variable(tier: str) -> None:
     assert values["shard_count"] == config.kinesis.shards
     assert values["ttl_attribute"] == "expires_at"
     assert values["emr_release"] == "emr-spark-8.0.0"
-    assert values["emr_initial_executors"] == config.spark.emr.initial_capacity.executors
-    executor = config.spark.emr.executor
-    assert values["emr_executor"]["cpu"] == f"{executor.vcpu} vCPU"
-    assert values["emr_executor"]["memory"] == f"{executor.memory_gb} GB"
+    executor, initial = config.spark.emr.executor, config.spark.emr.initial_capacity
+    assert values["emr_initial_capacity"]["Executor"] == {
+        "worker_count": initial.executors,
+        "cpu": f"{executor.vcpu} vCPU",
+        "memory": f"{executor.memory_gb} GB",
+        "disk": f"{executor.disk_gb} GB",
+    }
+    assert values["emr_initial_capacity"]["Driver"]["worker_count"] == initial.drivers
 
 
 def test_every_used_variable_is_declared() -> None:
