@@ -18,7 +18,8 @@ def test_every_tier_names_emr_spark_8_and_fits_its_maximum(tier: str) -> None:
     assert emr.release == "emr-spark-8.0.0"
     initial = emr.initial_capacity
     assert initial.drivers >= 1 and initial.executors >= 1
-    assert emr.driver.vcpu * initial.drivers + emr.executor.vcpu * initial.executors <= emr.maximum_capacity.vcpu
+    needed = emr.driver.vcpu * initial.drivers + emr.executor.vcpu * initial.executors
+    assert needed <= emr.maximum_capacity.vcpu
 
 
 def test_tiers_grow_in_capacity() -> None:
@@ -30,7 +31,7 @@ def test_tiers_grow_in_capacity() -> None:
     ("key", "value", "message"),
     [
         ("spark.emr.executor.vcpu", 3, "vcpu 3 is not a worker size; EMR Serverless allows 1, 2, 4, 8, 16"),
-        ("spark.emr.executor.memory_gb", 40, "memory_gb 40 does not fit a 4-vCPU worker; allowed: 8 to 30 GB"),
+        ("spark.emr.executor.memory_gb", 40, "memory_gb 40 does not fit a 4-vCPU worker; allowed: 8 to 30"),
         ("spark.emr.driver.disk_gb", 10, "disk_gb 10 is outside"),
         ("spark.emr.release", "emr-7.5.0", "unknown EMR release 'emr-7.5.0'; known: emr-spark-8.0.0"),
         ("spark.emr.initial_capacity.executors", 50, "initial_capacity needs"),
@@ -38,10 +39,10 @@ def test_tiers_grow_in_capacity() -> None:
     ],
 )
 def test_bad_sizes_are_refused_with_the_rule(key: str, value: object, message: str) -> None:
-    with pytest.raises(ConfigError, match="small.yaml") as caught:
+    with pytest.raises(ConfigError) as caught:
         ConfigLoader().load("small", env={}, overrides={key: value})
+    assert "tiers/small.yaml: spark.emr" in str(caught.value)
     assert message in str(caught.value)
-    assert key.rsplit(".", 2)[-2] in str(caught.value)
 
 
 @given(vcpu=st.sampled_from(sorted(WORKER_SIZES)), memory_gb=st.integers(1, 130), disk_gb=st.integers(1, 250))
