@@ -4,29 +4,51 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+# Spark's jars (pipeline/spark-jars.json) live in the checkout's cache, shared by every venv of it.
+JARS_DIR := .cache/jars
+JARS_STAMP := $(JARS_DIR)/.verified
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-deps lint install kinesis-mock clean
+.PHONY: demo test test-deps lint install jars lock kinesis-mock clean
 
-$(STAMP): pyproject.toml
+# Every dependency installs at the version the lock file names (`make lock` refreshes it).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Spark's jars: Maven fetches the ones missing from $(JARS_DIR) (pipeline.jars.DEFAULT_JARS_DIR) and each
+# is checked against its SHA-256; the stamp is written only when all are there, so a second install
+# downloads nothing. Without Maven or Maven Central it prints what is missing and the install goes on:
+# only Spark's Iceberg/Delta writers need them. `make jars` checks again (and fetches what is missing).
+$(JARS_STAMP): pipeline/spark-jars.json | $(STAMP)
+	$(BIN)/python -m infra.jars
 
-demo: $(STAMP)
+jars: $(STAMP)
+	$(BIN)/python -m infra.jars
+
+install: $(STAMP) $(JARS_STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml (add PIP_COMPILE_ARGS=--upgrade to move every pin).
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-find-links \
+		--output-file $(LOCK) $(PIP_COMPILE_ARGS) pyproject.toml
+
+demo: install
 	$(BIN)/coattail demo
 
 # System packages some tests need (Debian chromium for the HTML report), installed only when missing.
 test-deps:
 	bash scripts/ensure-chromium.sh
 
-test: $(STAMP) test-deps
+test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

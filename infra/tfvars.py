@@ -11,11 +11,16 @@ from typing import Any
 
 from core.errors import StackError
 from infra.provision import StackSpec
-from pipeline.config import TIERS, ConfigLoader
+from pipeline.config import TIERS, ConfigLoader, EmrMaximumCapacity, EmrSpark, EmrWorker
 
 
-def tfvars(spec: StackSpec, tier: str, region: str) -> dict[str, Any]:
-    """The variables of ``infra/terraform/variables.tf`` for one tier's spec."""
+def _sizes(size: EmrWorker | EmrMaximumCapacity) -> dict[str, str]:
+    """A worker's (or the ceiling's) size in EMR Serverless' notation."""
+    return {"cpu": f"{size.vcpu} vCPU", "memory": f"{size.memory_gb} GB", "disk": f"{size.disk_gb} GB"}
+
+
+def tfvars(spec: StackSpec, tier: str, region: str, emr: EmrSpark) -> dict[str, Any]:
+    """The variables of ``infra/terraform/variables.tf`` for one tier's spec and EMR Serverless sizing."""
     if len(spec.streams) != 1:
         raise StackError(f"the Terraform module has one stream, the spec has {len(spec.streams)}")
     stream, table = spec.streams[0], spec.alerts_table
@@ -34,6 +39,12 @@ def tfvars(spec: StackSpec, tier: str, region: str) -> dict[str, Any]:
         "warehouse_bucket": warehouse,
         "checkpoint_bucket": checkpoints,
         "glue_database": spec.glue_database,
+        "emr_release": emr.release,
+        "emr_initial_capacity": {
+            "Driver": {"worker_count": emr.initial_capacity.drivers, **_sizes(emr.driver)},
+            "Executor": {"worker_count": emr.initial_capacity.executors, **_sizes(emr.executor)},
+        },
+        "emr_maximum_capacity": _sizes(emr.maximum_capacity),
     }
 
 
@@ -43,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tier", choices=TIERS, default="small")
     args = parser.parse_args(argv)
     config = ConfigLoader().load(args.tier)
-    print(json.dumps(tfvars(StackSpec.from_config(config), config.tier, config.runtime.region), indent=2))
+    values = tfvars(StackSpec.from_config(config), config.tier, config.runtime.region, config.spark.emr)
+    print(json.dumps(values, indent=2))
 
 
 if __name__ == "__main__":

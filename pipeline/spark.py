@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import Config
+from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
 
 if TYPE_CHECKING:
@@ -15,12 +17,17 @@ if TYPE_CHECKING:
 
 
 def build_session(
-    config: Config, *, app_name: str = "coattail", local_dir: Path | None = None
+    config: Config,
+    *,
+    app_name: str = "coattail",
+    local_dir: Path | None = None,
+    jars: Sequence[Path] | None = None,
 ) -> tuple[SparkSession, JavaRuntime | None]:
     """Start (or reuse) the session for ``config``'s tier.
 
     In local mode a Java runtime is located first (and returned, so callers can say which was
-    picked); on a cluster the launcher provides Java and ``None`` is returned.
+    picked), and ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath; on a
+    cluster the launcher provides Java and the jars (EMR ships them), and ``None`` is returned.
     """
     from pyspark.sql import SparkSession
 
@@ -54,6 +61,14 @@ def build_session(
             "spark.sql.streaming.checkpointFileManagerClass",
             "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",
         )
+        # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
+        # nothing is resolved at run time. Without them the session starts as before.
+        jars = installed_jars() if jars is None else jars
+        if jars:
+            classpath = os.pathsep.join(str(jar) for jar in jars)
+            builder = builder.config("spark.driver.extraClassPath", classpath).config(
+                "spark.executor.extraClassPath", classpath
+            )
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "diff",
     "golden",
     "pipeline",
+    "doctor",
 )
 
 

@@ -67,3 +67,31 @@ resource "aws_s3_bucket" "checkpoints" {
 resource "aws_glue_catalog_database" "catalog" {
   name = var.glue_database
 }
+
+# The Spark pipeline's EMR Serverless application: pre-initialized driver and executors, and a ceiling.
+resource "aws_emrserverless_application" "pipeline" {
+  name          = "coattail-${var.tier}"
+  release_label = var.emr_release
+  type          = "spark"
+
+  dynamic "initial_capacity" {
+    for_each = var.emr_initial_capacity
+    content {
+      initial_capacity_type = initial_capacity.key
+      initial_capacity_config {
+        worker_count = initial_capacity.value.worker_count
+        worker_configuration {
+          cpu    = initial_capacity.value.cpu
+          memory = initial_capacity.value.memory
+          disk   = initial_capacity.value.disk
+        }
+      }
+    }
+  }
+
+  maximum_capacity {
+    cpu    = var.emr_maximum_capacity.cpu
+    memory = var.emr_maximum_capacity.memory
+    disk   = var.emr_maximum_capacity.disk
+  }
+}

@@ -21,3 +21,7 @@ output "checkpoint_bucket" {
 output "glue_database" {
   value = aws_glue_catalog_database.catalog.name
 }
+
+output "emr_application_id" {
+  value = aws_emrserverless_application.pipeline.id
+}

@@ -52,3 +52,17 @@ variable "checkpoint_bucket" {
 variable "glue_database" {
   type = string
 }
+
+# EMR Serverless sizes workers, not instances: "4 vCPU", "16 GB", "20 GB" (checked by pipeline/config.py).
+variable "emr_release" {
+  type = string
+}
+
+# Keyed by worker type (Driver, Executor): how many to keep initialized, and each one's size.
+variable "emr_initial_capacity" {
+  type = map(object({ worker_count = number, cpu = string, memory = string, disk = string }))
+}
+
+variable "emr_maximum_capacity" {
+  type = object({ cpu = string, memory = string, disk = string })
+}

