@@ -22,8 +22,8 @@ Messages are those of ``replay.exchange_messages``; each exchange and market get
 The end of the replay (``close``) ends every connection as an exchange's maintenance does: Binance spot
 clients first get a ``serverShutdown`` event (``{"e":"serverShutdown","E":...}``, unwrapped, at the last
 replayed time), then every connection is closed with code 1001 (going away); clients reconnect and find
-the server gone. Requests are bounded to ``MAX_REQUEST_BYTES``. A corrupt row is sent as its corrupt bytes in a
-binary frame.
+the server gone. Requests are bounded to ``MAX_REQUEST_BYTES``. A corrupt row is sent as its corrupt
+bytes in a binary frame.
 
 Threads: the replay thread builds the frames; subscriptions are created, changed and read only on the
 server's event loop, and the subscriber count the replay thread waits on is kept under a lock.
@@ -32,6 +32,7 @@ server's event loop, and the subscriber count the replay thread waits on is kept
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -182,9 +183,11 @@ def coinbase_request(session: _Session, text: str | bytes) -> tuple[dict[str, An
         return _coinbase_error("product_ids and channels must be lists; name at least one channel"), []
     wanted: list[str] = []
     for channel in channels:
-        name, ids = (channel.get("name"), channel.get("product_ids", products)) if isinstance(
-            channel, dict
-        ) else (channel, products)
+        name, ids = (
+            (channel.get("name"), channel.get("product_ids", products))
+            if isinstance(channel, dict)
+            else (channel, products)
+        )
         if name not in COINBASE_CHANNELS:
             return _coinbase_error(
                 f"{name} is not a replayed channel; the replay serves {', '.join(COINBASE_CHANNELS)}"
@@ -261,7 +264,7 @@ class WebSocketTarget(Target):
         return f"ws://{self.host}:{self.port}"
 
     def endpoint(self, venue: str) -> str:
-        """The base URL that replaces the production one for ``binance``, ``binance-futures`` or ``coinbase``."""
+        """The base URL replacing the production one for ``binance``, ``binance-futures`` or ``coinbase``."""
         if venue not in VENUES:
             raise ReplayError(f"no WebSocket endpoint for {venue!r}; choose one of {', '.join(VENUES)}")
         return f"{self.url}/{venue}"
@@ -334,7 +337,9 @@ class WebSocketTarget(Target):
         self._sessions[ws] = session
         self._recount()
         keepalive = (
-            asyncio.ensure_future(self._keepalive(ws, *self.keepalive[venue])) if venue in self.keepalive else None
+            asyncio.ensure_future(self._keepalive(ws, *self.keepalive[venue]))
+            if venue in self.keepalive
+            else None
         )
         try:
             async for text in ws:
@@ -439,7 +444,9 @@ class WebSocketTarget(Target):
         sessions = list(self._sessions.values())
         self._sessions.clear()
         self._recount()
-        await asyncio.gather(*(s.ws.close(code=code, reason=reason) for s in sessions), return_exceptions=True)
+        await asyncio.gather(
+            *(s.ws.close(code=code, reason=reason) for s in sessions), return_exceptions=True
+        )
 
     async def _drained(self) -> None:
         """Until every connection has handed its queued frames to the kernel (slow readers catch up)."""
@@ -451,10 +458,8 @@ class WebSocketTarget(Target):
 
     async def _shutdown(self) -> None:
         """The maintenance close: ``serverShutdown`` to Binance spot clients, then 1001 to everyone."""
-        try:
+        with contextlib.suppress(TimeoutError):  # a client that stopped reading must not hold the end
             await asyncio.wait_for(self._drained(), self.client_timeout_s)
-        except TimeoutError:
-            pass  # a client that stopped reading must not hold the end of the replay
         notice = em.binance_server_shutdown(self._last_ts_us)
         for session in list(self._sessions.values()):
             if session.venue == em.SPOT:

@@ -8,8 +8,8 @@ import collections
 import gzip
 import json
 import threading
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,11 @@ def real_tapes_imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     """The real captures as tapes: Binance spot, USD-M futures, Coinbase matches and ticker quotes."""
     root = tmp_path_factory.mktemp("real")
     tapes = {}
-    for name, capture in (("spot", SPOT_CAPTURE), ("futures", FUTURES_CAPTURE), ("coinbase", COINBASE_CAPTURE)):
+    for name, capture in (
+        ("spot", SPOT_CAPTURE),
+        ("futures", FUTURES_CAPTURE),
+        ("coinbase", COINBASE_CAPTURE),
+    ):
         import_files([capture], root / name, skip_bad=True)
         tapes[name] = root / name
     tapes["coinbase-quotes"] = _coinbase_quotes(root / "coinbase-quotes")
@@ -100,7 +104,7 @@ def _tape_events(tapes: list[Path]) -> list[Event]:
     for tape in tapes:
         t = Tape.open(tape)
         for kind in ("trade", "quote"):
-            events += [(kind, row) for row in t.read(kind).to_pylist()]  # type: ignore[misc]
+            events += [(kind, row) for row in t.read(kind).to_pylist()]
     return events
 
 
@@ -236,17 +240,27 @@ def test_python_binance_receives_the_captured_messages(real_tapes_imported: dict
     the first ``PACED_S`` seconds of both, at 1x."""
     tapes = [real_tapes_imported["spot"], real_tapes_imported["futures"]]
     everything = _tape_events(tapes)
-    start = max(min(r["ts_event"] for _, r in everything if r["exchange"] == ex) for ex in ("binance", "binance-futures"))
+    start = max(
+        min(r["ts_event"] for _, r in everything if r["exchange"] == ex)
+        for ex in ("binance", "binance-futures")
+    )
     window = TimeWindow(start, start + PACED_S * 1_000_000)
-    expected = [e for e in everything if window.start_us <= e[1]["ts_event"] < window.end_us]  # type: ignore[operator]
-    by_exchange = {ex: [e for e in expected if e[1]["exchange"] == ex] for ex in ("binance", "binance-futures")}
+    expected = [e for e in everything if window.start_us <= e[1]["ts_event"] < window.end_us]
+    by_exchange = {
+        ex: [e for e in expected if e[1]["exchange"] == ex] for ex in ("binance", "binance-futures")
+    }
     spot_trades = sum(1 for k, _ in by_exchange["binance"] if k == "trade")
-    captures = {"binance": _binance_capture(SPOT_CAPTURE), "binance-futures": _binance_capture(FUTURES_CAPTURE)}
+    captures = {
+        "binance": _binance_capture(SPOT_CAPTURE),
+        "binance-futures": _binance_capture(FUTURES_CAPTURE),
+    }
     inbox = _Inbox()
     target = WebSocketTarget(wait_for_clients=3, client_timeout_s=TIMEOUT_S)
     target.start()
     with _LoopThread(
-        lambda stop: _python_binance(target.endpoint("binance"), target.endpoint("binance-futures"), inbox, stop)
+        lambda stop: _python_binance(
+            target.endpoint("binance"), target.endpoint("binance-futures"), inbox, stop
+        )
     ) as loop:
         Replay(tapes, target, speed=1.0, window=window).run()
         inbox.wait_for(len(expected) + spot_trades)
@@ -266,7 +280,9 @@ def test_python_binance_receives_the_captured_messages(real_tapes_imported: dict
             # the payload is the captured one, key order included, except E: the replay writes the
             # event's own exchange time where the capture has the time Binance sent it
             assert list(data) == list(original), (data, original)
-            assert {k: v for k, v in data.items() if k != "E"} == {k: v for k, v in original.items() if k != "E"}
+            assert {k: v for k, v in data.items() if k != "E"} == {
+                k: v for k, v in original.items() if k != "E"
+            }
             assert data.get("E", data.get("T")) == data.get("T")
             got += parse_binance_message(data, 0, exchange=exchange)
         want = [e for e in by_exchange[exchange] if name != "spot-raw" or e[0] == "trade"]
@@ -324,7 +340,9 @@ def test_connectors_survive_disconnects_without_loss_or_doubles(
     target = WebSocketTarget(wait_for_clients=2, client_timeout_s=TIMEOUT_S)
     target.start()
     connectors: list[BaseConnector] = [
-        BinanceConnector(["BTCUSDT"], inbox.add, exchange="binance-futures", base_url=target.endpoint("binance-futures")),
+        BinanceConnector(
+            ["BTCUSDT"], inbox.add, exchange="binance-futures", base_url=target.endpoint("binance-futures")
+        ),
         CoinbaseConnector(products, inbox.add, url=target.endpoint("coinbase")),
     ]
     faults = FaultSpec(disconnect=DisconnectFault(every=150, pause_ms=50))
@@ -339,4 +357,3 @@ def test_connectors_survive_disconnects_without_loss_or_doubles(
 def test_ws_target_refuses_non_loopback() -> None:
     with pytest.raises(ReplayError, match="loopback"):
         WebSocketTarget(host="0.0.0.0")
-
