@@ -18,6 +18,7 @@ from binance import AsyncClient, BinanceSocketManager
 from copra.websocket import Channel
 from copra.websocket import Client as CopraClient
 
+from pipeline.connectors._common import iso_to_us
 from pipeline.connectors.base import BaseConnector, Event
 from pipeline.connectors.binance import parse_binance_message
 from pipeline.connectors.binance_ws import BinanceConnector
@@ -73,7 +74,7 @@ def _coinbase_quotes(path: Path) -> Path:
             "ask_px": float(m["best_ask"]),
             "ask_qty": float(m["last_size"]),
             "update_id": m["sequence"],
-            "ts_event": parse_coinbase_message({**m, "type": "match", "size": "1"}, None)[0][1]["ts_event"],
+            "ts_event": iso_to_us(m["time"], "time"),
             "ts_recv": None,
         }
         for m in _coinbase_capture()
@@ -207,31 +208,40 @@ def _copra(url: str, products: list[str], inbox: _Inbox) -> Callable[[asyncio.Ev
     return run
 
 
+def _through_connectors(
+    tapes: list[Path], faults: FaultSpec | None = None, batch_rows: int = 4096
+) -> tuple[list[Event], list[Event], list[BaseConnector], Any]:
+    """Replay ``tapes`` at max speed to one production connector per exchange and market on them:
+    (the tape's events, what the connectors sank, the connectors, the replay summary)."""
+    expected = _tape_events(tapes)
+    exchanges = {r["exchange"] for _, r in expected}
+    inbox = _Inbox()
+    target = WebSocketTarget(wait_for_clients=len(exchanges), client_timeout_s=TIMEOUT_S)
+    target.start()
+    connectors: list[BaseConnector] = [
+        BinanceConnector(["BTCUSDT"], inbox.add, exchange=ex, base_url=target.endpoint(ex))
+        for ex in sorted(exchanges - {"coinbase"})
+    ]
+    if "coinbase" in exchanges:
+        products = sorted({r["symbol"] for _, r in expected if r["exchange"] == "coinbase"})
+        connectors.append(CoinbaseConnector(products, inbox.add, url=target.endpoint("coinbase")))
+    with _LoopThread(*(c.run for c in connectors)) as loop:
+        summary = Replay(tapes, target, faults=faults, batch_rows=batch_rows).run()
+        inbox.wait_for(len(expected))
+    assert loop.error is None, loop.error
+    assert target.skipped == 0
+    return expected, inbox.items, connectors, summary
+
+
 def test_production_connectors_receive_every_event_of_the_real_captures(
     real_tapes_imported: dict[str, Path],
 ) -> None:
-    tapes = list(real_tapes_imported.values())
-    expected = _tape_events(tapes)
-    products = sorted({r["symbol"] for _, r in expected if r["exchange"] == "coinbase"})
-    inbox = _Inbox()
-    target = WebSocketTarget(wait_for_clients=3, client_timeout_s=TIMEOUT_S)
-    target.start()
-    connectors: list[BaseConnector] = [
-        BinanceConnector(["BTCUSDT"], inbox.add, exchange="binance", base_url=target.endpoint("binance")),
-        BinanceConnector(
-            ["BTCUSDT"], inbox.add, exchange="binance-futures", base_url=target.endpoint("binance-futures")
-        ),
-        CoinbaseConnector(products, inbox.add, url=target.endpoint("coinbase")),
-    ]
-    with _LoopThread(*(c.run for c in connectors)) as loop:
-        summary = Replay(tapes, target, batch_rows=4096).run()
-        inbox.wait_for(len(expected))
-    assert loop.error is None, loop.error
-    assert summary.sent == len(expected) and target.skipped == 0
+    expected, received, _, summary = _through_connectors(list(real_tapes_imported.values()))
+    assert summary.sent == len(expected)
     assert {e[1]["exchange"] for e in expected} == {"binance", "binance-futures", "coinbase"}
     assert {e[0] for e in expected} == {"trade", "quote"}
     # every tape event, field by field, nothing more
-    assert sorted(_norm(k, r) for k, r in inbox.items) == sorted(_norm(k, r) for k, r in expected)
+    assert sorted(_norm(k, r) for k, r in received) == sorted(_norm(k, r) for k, r in expected)
 
 
 def test_python_binance_receives_the_captured_messages(real_tapes_imported: dict[str, Path]) -> None:
@@ -331,25 +341,10 @@ def test_copra_receives_the_captured_coinbase_messages(real_tapes_imported: dict
 def test_connectors_survive_disconnects_without_loss_or_doubles(
     tmp_path: Path, tardis_tape: Callable[[Path, int], Path], real_tapes_imported: dict[str, Path]
 ) -> None:
-    futures = tardis_tape(tmp_path / "futures", 300)
-    coinbase = real_tapes_imported["coinbase"]
-    tapes = [futures, coinbase]
-    expected = _tape_events(tapes)
-    products = sorted({r["symbol"] for k, r in expected if r["exchange"] == "coinbase"})
-    inbox = _Inbox()
-    target = WebSocketTarget(wait_for_clients=2, client_timeout_s=TIMEOUT_S)
-    target.start()
-    connectors: list[BaseConnector] = [
-        BinanceConnector(
-            ["BTCUSDT"], inbox.add, exchange="binance-futures", base_url=target.endpoint("binance-futures")
-        ),
-        CoinbaseConnector(products, inbox.add, url=target.endpoint("coinbase")),
-    ]
+    tapes = [tardis_tape(tmp_path / "futures", 300), real_tapes_imported["coinbase"]]
     faults = FaultSpec(disconnect=DisconnectFault(every=150, pause_ms=50))
-    with _LoopThread(*(c.run for c in connectors)):
-        summary = Replay(tapes, target, faults=faults, batch_rows=64).run()
-        inbox.wait_for(len(expected))
-    assert sorted(_norm(k, r) for k, r in inbox.items) == sorted(_norm(k, r) for k, r in expected)
+    expected, received, connectors, summary = _through_connectors(tapes, faults, batch_rows=64)
+    assert sorted(_norm(k, r) for k, r in received) == sorted(_norm(k, r) for k, r in expected)
     assert sum(c.reconnects for c in connectors) >= 3
     assert {lb.kind for lb in summary.labels} == {"disconnect"}
 
