@@ -18,7 +18,8 @@ One port, one base URL per exchange and market (``WebSocketTarget.endpoint``):
   the product has traded), ``ticker`` (one per quote) and ``heartbeat`` (one per product for every second
   of replayed time); ``error`` messages for bad requests.
 
-Messages are those of ``replay.exchange_messages``; each exchange and market gets only its own events.
+Requests are handled by ``replay.targets.ws_protocol``, messages built by ``replay.exchange_messages``;
+each exchange and market gets only its own events.
 The end of the replay (``close``) ends every connection as an exchange's maintenance does: Binance spot
 clients first get a ``serverShutdown`` event (``{"e":"serverShutdown","E":...}``, unwrapped, at the last
 replayed time), then every connection is closed with code 1001 (going away); clients reconnect and find
@@ -34,13 +35,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
-from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -54,161 +53,15 @@ from replay import exchange_messages as em
 from replay import wire
 from replay.faults import Disturbance
 from replay.targets.base import Target
+from replay.targets.ws_protocol import VENUES, Session, binance_reply, coinbase_request, route
 
 MAX_REQUEST_BYTES: Final = 64 * 1024
 """Largest message a client may send: 1,024 Binance stream names fit with room to spare."""
 
-VENUES: Final = (em.SPOT, em.FUTURES, em.COINBASE)
 KEEPALIVE: Final[dict[str, tuple[float, float]]] = {em.SPOT: (20.0, 60.0), em.FUTURES: (180.0, 600.0)}
 """Binance ping interval and pong deadline in seconds, per the spot and USD-M documentation."""
 
-BINANCE_METHODS: Final = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-COINBASE_CHANNELS: Final = ("matches", "ticker", "heartbeat")
 GOING_AWAY: Final = 1001
-
-_STREAM_NAME = re.compile(r"^[!a-z0-9_]+@[A-Za-z0-9_@]+$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9]{1,36}$")
-_BINANCE_PATH = re.compile(r"^/(?:(?:public|market)/)?(ws|stream)(?:/(.*))?$")
-
-
-@dataclass(eq=False)
-class _Session:
-    """One client connection: its endpoint and what it subscribed to (touched on the loop only)."""
-
-    ws: ServerConnection
-    venue: str
-    combined: bool = False
-    topics: dict[str, None] = field(default_factory=dict)
-    """Binance stream names, or Coinbase ``channel:product``; a dict keeps subscription order."""
-
-
-def _route(path: str) -> tuple[str, bool, list[str]] | None:
-    """(venue, combined, initial streams) for a request path, or None when nothing is served there."""
-    parsed = urlparse(path)
-    venue, _, rest = parsed.path.lstrip("/").partition("/")
-    if venue == em.COINBASE:
-        return (venue, False, []) if rest == "" else None
-    if venue not in (em.SPOT, em.FUTURES):
-        return None
-    match = _BINANCE_PATH.match("/" + rest)
-    if match is None:
-        return None
-    if match.group(1) == "stream":
-        if match.group(2):
-            return None
-        streams = parse_qs(parsed.query).get("streams", [""])[0]
-        return venue, True, [s for s in streams.split("/") if s]
-    return venue, False, [s for s in (match.group(2) or "").split("/") if s]
-
-
-def _binance_error(code: int, msg: str, request_id: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "msg": msg}
-    if request_id is not None:
-        error["id"] = request_id
-    return error
-
-
-def _valid_id(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return 0 <= value < 2**63
-    return value is None or (isinstance(value, str) and _REQUEST_ID.match(value) is not None)
-
-
-def binance_reply(session: _Session, text: str | bytes) -> dict[str, Any]:
-    """Apply one Binance request to a session; the reply the exchange documents for it."""
-    try:
-        msg = json.loads(text)
-    except ValueError as e:
-        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        return _binance_error(3, f"Invalid JSON: {getattr(e, 'msg', str(e))}{where}")
-    if not isinstance(msg, dict):
-        return _binance_error(2, "Invalid request: expected a JSON object")
-    if "method" not in msg:
-        return _binance_error(2, "Invalid request: missing field `method`")
-    request_id = msg.get("id")
-    if not _valid_id(request_id):
-        return _binance_error(2, "Invalid request: request ID must be an unsigned integer")
-    method = msg["method"]
-    if method not in BINANCE_METHODS:
-        variants = ", ".join(f"`{m}`" for m in BINANCE_METHODS)
-        return _binance_error(
-            2, f"Invalid request: unknown variant `{method}`, expected one of {variants}", request_id
-        )
-    params = msg.get("params", [])
-    if not isinstance(params, list):
-        return _binance_error(2, "Invalid request: params must be a list", request_id)
-    if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-        if not all(isinstance(p, str) and _STREAM_NAME.match(p) for p in params):
-            return _binance_error(2, "Invalid request: invalid stream name", request_id)
-        for stream in params:
-            if method == "SUBSCRIBE":
-                session.topics[stream] = None
-            else:
-                session.topics.pop(stream, None)
-        return {"result": None, "id": request_id}
-    if method == "LIST_SUBSCRIPTIONS":
-        return {"result": list(session.topics), "id": request_id}
-    expected = 2 if method == "SET_PROPERTY" else 1
-    if len(params) > expected:
-        return _binance_error(2, "Invalid request: too many parameters", request_id)
-    if not params or not isinstance(params[0], str):
-        return _binance_error(2, "Invalid request: property name must be a string", request_id)
-    if params[0] != "combined":
-        return _binance_error(0, "Unknown property", request_id)
-    if method == "GET_PROPERTY":
-        return {"result": session.combined, "id": request_id}
-    if len(params) < 2 or not isinstance(params[1], bool):
-        return _binance_error(1, "Invalid value type: expected Boolean", request_id)
-    session.combined = params[1]
-    return {"result": None, "id": request_id}
-
-
-def _coinbase_error(reason: str, message: str = "Failed to subscribe") -> dict[str, Any]:
-    return {"type": "error", "message": message, "reason": reason}
-
-
-def coinbase_request(session: _Session, text: str | bytes) -> tuple[dict[str, Any], list[str]]:
-    """Apply one Coinbase request to a session: (the reply, products newly subscribed to ``matches``)."""
-    try:
-        msg = json.loads(text)
-    except ValueError:
-        return _coinbase_error("malformed JSON", "Malformed JSON"), []
-    if not isinstance(msg, dict) or msg.get("type") not in ("subscribe", "unsubscribe"):
-        return _coinbase_error("type must be subscribe or unsubscribe", "Failed to parse request"), []
-    products = msg.get("product_ids", [])
-    channels = msg.get("channels")
-    if not isinstance(products, list) or not isinstance(channels, list) or not channels:
-        return _coinbase_error("product_ids and channels must be lists; name at least one channel"), []
-    wanted: list[str] = []
-    for channel in channels:
-        name, ids = (
-            (channel.get("name"), channel.get("product_ids", products))
-            if isinstance(channel, dict)
-            else (channel, products)
-        )
-        if name not in COINBASE_CHANNELS:
-            return _coinbase_error(
-                f"{name} is not a replayed channel; the replay serves {', '.join(COINBASE_CHANNELS)}"
-            ), []
-        if not isinstance(ids, list) or not ids or not all(isinstance(p, str) for p in ids):
-            return _coinbase_error(f"You need to specify at least one product ID for channel {name}"), []
-        wanted += [f"{name}:{p}" for p in ids]
-    fresh: list[str] = []
-    for topic in wanted:
-        if msg["type"] == "unsubscribe":
-            session.topics.pop(topic, None)
-        elif topic not in session.topics:
-            session.topics[topic] = None
-            if topic.startswith("matches:"):
-                fresh.append(topic.partition(":")[2])
-    names: dict[str, list[str]] = {}
-    for topic in session.topics:
-        name, _, product = topic.partition(":")
-        names.setdefault(name, []).append(product)
-    reply = {"type": "subscriptions", "channels": [{"name": n, "product_ids": p} for n, p in names.items()]}
-    return reply, fresh
 
 
 @dataclass(frozen=True)
@@ -249,7 +102,7 @@ class WebSocketTarget(Target):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="replay-ws", daemon=True)
         self._server: Server | None = None
-        self._sessions: dict[ServerConnection, _Session] = {}
+        self._sessions: dict[ServerConnection, Session] = {}
         self._last_match: dict[str, dict[str, Any]] = {}
         self._coinbase = em.CoinbaseFeed()
         self._heartbeats_wanted = False
@@ -294,7 +147,7 @@ class WebSocketTarget(Target):
         return server
 
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
-        if _route(request.path) is not None:
+        if route(request.path) is not None:
             return None
         body = (
             f"nothing is served at {request.path}; use {self.url}/binance, {self.url}/binance-futures "
@@ -330,10 +183,10 @@ class WebSocketTarget(Target):
 
     async def _handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None  # process_request ran on it
-        route = _route(ws.request.path)
-        assert route is not None
-        venue, combined, streams = route
-        session = _Session(ws, venue, combined, dict.fromkeys(streams))
+        routed = route(ws.request.path)
+        assert routed is not None
+        venue, combined, streams = routed
+        session = Session(ws, venue, combined, dict.fromkeys(streams))
         self._sessions[ws] = session
         self._recount()
         keepalive = (
