@@ -26,7 +26,16 @@ TargetName = Literal["kinesis", "ws", "memory", "stdout"]
 err_console = Console(stderr=True)
 
 
-def make_target(name: TargetName, config: Config, *, aggregate: bool, seed: int, port: int) -> Target:
+def make_target(
+    name: TargetName,
+    config: Config,
+    *,
+    aggregate: bool,
+    seed: int,
+    port: int,
+    wait_for: int = 1,
+    client_timeout_s: float = 300.0,
+) -> Target:
     """The target named on the command line, configured from the tier and the running stack."""
     if name == "kinesis":
         from infra.stack import current_runtime
@@ -41,7 +50,7 @@ def make_target(name: TargetName, config: Config, *, aggregate: bool, seed: int,
     if name == "ws":
         from replay.targets.websocket import WebSocketTarget
 
-        return WebSocketTarget(port=port, wait_for_clients=1, client_timeout_s=300)
+        return WebSocketTarget(port=port, wait_for_clients=wait_for, client_timeout_s=client_timeout_s)
     if name == "memory":
         from replay.targets.memory import MemoryTarget
 
@@ -66,6 +75,15 @@ def replay(
         bool, typer.Option("--no-tape-faults", help="Ignore the faults a tape's manifest carries.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="WebSocket target port (0: any free).")] = 0,
+    wait_for: Annotated[
+        int,
+        typer.Option(
+            "--wait-for", min=0, help="WebSocket target: clients that must subscribe before it starts."
+        ),
+    ] = 1,
+    client_timeout: Annotated[
+        float, typer.Option("--client-timeout", min=0.001, help="WebSocket target: seconds to wait for them.")
+    ] = 300.0,
     labels_out: Annotated[
         Path | None,
         typer.Option(
@@ -84,7 +102,15 @@ def replay(
         )
         spec = load_fault_spec(faults) if faults is not None else None
         paced = parse_speed(speed)
-        sink = make_target(target, config, aggregate=aggregate, seed=seed or 0, port=port)
+        sink = make_target(
+            target,
+            config,
+            aggregate=aggregate,
+            seed=seed or 0,
+            port=port,
+            wait_for=wait_for,
+            client_timeout_s=client_timeout,
+        )
         quiet = target == "stdout"  # stdout carries the data: progress and summary go to stderr
         run = Replay(
             tapes,
@@ -102,8 +128,9 @@ def replay(
             assert isinstance(sink, WebSocketTarget)
             sink.start()
             err_console.print(
-                f"WebSocket server at {sink.url} (Binance: /stream?streams=..., Coinbase: /); "
-                "waiting for a connector to subscribe",
+                f"WebSocket server: Binance spot {sink.endpoint('binance')}, USD-M futures "
+                f"{sink.endpoint('binance-futures')}, Coinbase {sink.endpoint('coinbase')}; waiting "
+                f"{client_timeout:.0f} s for {wait_for} client(s) to subscribe",
                 highlight=False,
             )
         start_us, end_us = run.span()

@@ -90,6 +90,10 @@ def test_faults_and_labels_out(tmp_path: Path) -> None:
         (["replay", "{tape}", "--target", "memory", "--speed", "fast"], "speed 'fast'"),
         (["replay", "{tape}", "--target", "memory", "--from", "yesterday"], "--from 'yesterday'"),
         (["replay", "{tape}", "--target", "kinesis"], "no Kinesis endpoint"),
+        (
+            ["replay", "{tape}", "--target", "ws", "--wait-for", "1", "--client-timeout", "0.2"],
+            "0 of 1 WebSocket clients subscribed",
+        ),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -98,6 +102,12 @@ def test_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> N
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_ws_target_without_clients_when_told_not_to_wait(tmp_path: Path) -> None:
+    result = _invoke(["replay", str(_tape(tmp_path / "t")), "--target", "ws", "--wait-for", "0"])
+    assert result.exit_code == 0, result.output
+    assert "/binance-futures" in result.output and "/coinbase" in result.output
 
 
 @pytest.mark.integration

@@ -159,6 +159,30 @@ def test_coinbase_match_taker_is_the_opposite_of_the_maker() -> None:
     assert parse_coinbase_message({"type": "ticker", "price": "1"}, None) == []
 
 
+def test_coinbase_ticker_with_sizes_is_a_quote() -> None:
+    ticker = {
+        "type": "ticker", "sequence": 37475248783, "product_id": "ETH-USD", "price": "1285.22",
+        "best_bid": "1285.04", "best_bid_size": "0.46688654", "best_ask": "1285.27",
+        "best_ask_size": "1.56637040", "side": "buy", "time": "2022-10-19T23:28:22.061769Z",
+        "trade_id": 370843401, "last_size": "11.4396987",
+    }  # fmt: skip
+    [(kind, quote)] = parse_coinbase_message(ticker, 3)
+    assert kind == "quote"
+    assert quote == {
+        "exchange": "coinbase",
+        "symbol": "ETH-USD",
+        "bid_px": 1285.04,
+        "bid_qty": 0.46688654,
+        "ask_px": 1285.27,
+        "ask_qty": 1.5663704,
+        "update_id": 37475248783,
+        "ts_event": 1666222102061769,
+        "ts_recv": 3,
+    }
+    # the 2021 feed's tickers had no sizes: no quote, as before
+    assert parse_coinbase_message({k: v for k, v in ticker.items() if k != "best_ask_size"}, None) == []
+
+
 def test_coinbase_bad_side_and_time_are_schema_errors() -> None:
     with pytest.raises(SchemaError, match="side"):
         parse_coinbase_message({**MATCH, "side": "up"}, None)

@@ -59,9 +59,23 @@ def test_handle_sinks_events_and_counts_bad_messages() -> None:
     assert (c.messages, c.events, c.bad_messages) == (4, 1, 3) and len(bad) == 3
 
 
-def test_coinbase_subscribes_to_matches() -> None:
+def test_coinbase_subscribes_to_matches_and_ticker() -> None:
     c = CoinbaseConnector(["BTC-USD"], lambda e: None)
     assert c.url == "wss://ws-feed.exchange.coinbase.com"
     assert c.subscribe_messages() == [
-        {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]}
+        {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches", "ticker"]}
     ]
+
+
+def test_coinbase_last_match_after_a_resubscription_is_not_doubled() -> None:
+    got: list[Event] = []
+    c = CoinbaseConnector(["BTC-USD"], got.extend)
+    match = {
+        "type": "match", "trade_id": 10, "side": "buy", "size": "0.5", "price": "100",
+        "product_id": "BTC-USD", "sequence": 1, "time": "2024-08-09T00:00:00.000001Z",
+    }  # fmt: skip
+    c.handle(json.dumps({**match, "type": "last_match", "trade_id": 9}), 1)  # first subscription: new
+    c.handle(json.dumps(match), 2)
+    c.handle(json.dumps({**match, "type": "last_match"}), 3)  # after a reconnect: already seen
+    c.handle(json.dumps({**match, "trade_id": 11}), 4)
+    assert [e["trade_id"] for _, e in got] == [9, 10, 11]
