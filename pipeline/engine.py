@@ -54,7 +54,7 @@ from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, Key, KeyedDetector
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
-from pipeline.versioned_json import DocumentFormat, is_json_data, non_json_at
+from pipeline.versioned_json import DocumentFormat, is_json_data, no_cyclic_gc, non_json_at
 
 TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
 TRADES_TABLE_SCHEMA: Final = pa.schema(
@@ -117,17 +117,18 @@ class EngineState:
         (a symbol may hold any character). ``PipelineError`` naming the module when a detector's state
         is not JSON data (it would come back different after a restart)."""
         detectors: dict[str, list[list[Any]]] = {}
-        for module_id, by_key in self.detectors.items():
-            entries = [[exchange, symbol, state] for (exchange, symbol), state in by_key.items()]
-            try:
-                valid = is_json_data(entries)
-            except RecursionError:
-                valid = False
-            if not valid:
-                raise self._not_json(module_id, by_key)
-            detectors[module_id] = entries
-        sequencer = [[exchange, symbol, ks.to_json()] for (exchange, symbol), ks in self.sequencer.items()]
-        return STATE_DOCUMENT.encode({"sequencer": sequencer, "detectors": detectors})
+        with no_cyclic_gc():
+            for module_id, by_key in self.detectors.items():
+                entries = [[exchange, symbol, state] for (exchange, symbol), state in by_key.items()]
+                try:
+                    valid = is_json_data(entries)
+                except RecursionError:
+                    valid = False
+                if not valid:
+                    raise self._not_json(module_id, by_key)
+                detectors[module_id] = entries
+            sequencer = [[ex, sym, ks.to_json()] for (ex, sym), ks in self.sequencer.items()]
+            return STATE_DOCUMENT.encode({"sequencer": sequencer, "detectors": detectors})
 
     @classmethod
     def from_bytes(cls, blob: bytes | None, where: str = "saved state") -> EngineState:
