@@ -210,7 +210,7 @@ class Engine:
         return any(state_dir.glob("*.json")) or any(state_dir.glob("*.pkl"))
 
     def _restore(self, path: Path | None) -> None:
-        self.state = EngineState.from_bytes(path.read_bytes() if path else None, str(path))
+        self.state = EngineState.from_bytes(path.read_bytes(), str(path)) if path else EngineState()
 
     def _ensure_state_for(self, batch_id: int) -> None:
         """Make the in-memory state the state after ``batch_id - 1``."""

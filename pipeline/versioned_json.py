@@ -3,7 +3,7 @@
 A document is one JSON object ``{"kind": ..., "format": N, "written_by": "coattail X.Y.Z", ...body}``.
 ``kind`` names what it holds, so a file of another kind is refused by name instead of being misread;
 ``format`` is the body's shape, bumped whenever that shape changes. A ``DocumentFormat`` knows its
-current format and a table of migrations, one per older format (the body of format ``n`` -> the body of
+current format and a table of migrations, one per older format (a document of format ``n`` -> one of
 ``n + 1``): it upgrades an older document step by step and refuses one older than its oldest migration,
 or newer than itself, saying which formats it reads and what to do.
 

@@ -18,6 +18,7 @@ from core.errors import PipelineError
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import STATE_DOCUMENT, Engine, EngineState
+from pipeline.keyed import KeyedStep
 from pipeline.parse import parse_batch
 from pipeline.sequencer import KeyState
 from pipeline.testkit import T0, payloads, raw_table, small_config, trade
@@ -193,3 +194,13 @@ def test_commits_write_json_state_files_and_keep_the_last_three(tmp_path: Path) 
         ("binance", "BTCUSDT")
     ].seen_ids == [(0, 4)]
     assert Engine.holds_state(state_dir)
+
+
+def test_a_pickled_state_in_sparks_state_store_is_refused_naming_the_key(tmp_path: Path) -> None:
+    _Boom.marker = tmp_path / "ran"
+    step = KeyedStep(CFG, ModuleRegistry().build(CFG))
+    rows = parse_batch(raw_table(payloads([trade(1, 100.0, 1.0, T0)])))
+    with pytest.raises(PipelineError, match=r"^Spark's state store, key \('binance', 'BTCUSDT'\): engine "
+                                            r"state format 1 or 2 \(a pickle\)"):
+        step.step(("binance", "BTCUSDT"), rows, pickle.dumps({"format": 2, "x": _Boom()}))
+    assert not _Boom.marker.exists()
