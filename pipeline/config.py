@@ -128,8 +128,8 @@ class SparkConfig(Frozen):
     max_records_per_batch: int = Field(200_000, gt=0)
     watermark_seconds: int = Field(10, ge=0)
     keyed_state: Literal["driver", "state_store"] = "driver"
-    """Where the per-key detector state lives: ``driver`` (one action per trigger, state pickled under
-    the checkpoint; the low-latency path) or ``state_store`` (grouped by key across the cluster in
+    """Where the per-key detector state lives: ``driver`` (one action per trigger, state saved as JSON
+    under the checkpoint; the low-latency path) or ``state_store`` (grouped by key across the cluster in
     Spark's state store; for tiers whose state outgrows one driver). See ``pipeline.runner``."""
     driver_read_max_records: int = Field(20_000, ge=0)
     """Micro-batches of at most this many records are read and parsed by the source on the driver and

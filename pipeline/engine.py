@@ -26,18 +26,19 @@ state-store commit, and a batch run is literally the same call over the whole in
 Its cost is that every key's state lives on one driver; state-store mode spreads keys and their state
 over the executors at the price of a shuffle and a state-store commit per trigger.
 
-Exactly once (driver mode): the state after batch ``N`` is saved as ``state/<N>.pkl`` under the
+Exactly once (driver mode): the state after batch ``N`` is saved as ``state/<N>.json`` under the
 checkpoint only after every sink committed ``N``. When Spark re-runs batch ``N`` after a crash, the
 engine reloads the state of ``N - 1``, produces the same output (everything is a function of the input
 and the state), and the sinks skip what they already hold (Iceberg: batch id in the snapshot summary;
 DynamoDB: conditional puts on ``alert_id``). State-store mode gets the same from Spark's versioned
-state store.
+state store. Both store ``EngineState.to_bytes``: a versioned JSON document (``pipeline.versioned_json``),
+so a checkpoint on shared storage holds data, never code; a revision reads older formats through its
+migrations or refuses them by name (the pickled states of formats 1 and 2 are never read).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -60,6 +61,7 @@ from pipeline.detectors.base import (
 )
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
+from pipeline.versioned_json import DocumentFormat, is_json_data, no_cyclic_gc, non_json_at
 
 TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
 TRADES_TABLE_SCHEMA: Final = pa.schema(
@@ -72,8 +74,15 @@ QUARANTINE_SCHEMA: Final = pa.schema(
     [PARSED_SCHEMA.field(n) for n in ("reason", "raw", "kind", "exchange", "symbol", "ts_event")]
     + [PARSED_SCHEMA.field(n) for n in ("ts_ingest", "shard_id", "sequence_number", "sub_sequence")]
 )
-STATE_FORMAT: Final = 2
-"""Bumped whenever the pickled state changes shape (2: trade ids as exact ints)."""
+STATE_DOCUMENT: Final = DocumentFormat(
+    kind="coattail.engine-state",
+    title="engine state",
+    current=3,
+    remedy="start again with a fresh --checkpoint directory",
+)
+"""The engine state's document. Formats 1 and 2 were pickles (never read: they could run code); 3 is
+JSON. Bump ``current`` whenever the shape changes and add the migration of the previous format."""
+_PICKLED: Final = "1 or 2 (a pickle)"
 _KEEP_STATES: Final = 3
 
 
@@ -98,13 +107,13 @@ class BatchResult:
 class EngineState:
     """The per-key state of the sequencer and of every ``KeyedDetector``, for any set of keys.
 
-    Driver mode keeps one for every key (pickled under the checkpoint after each batch); state-store
+    Driver mode keeps one for every key (saved under the checkpoint after each batch); state-store
     mode keeps one per key in Spark's state store (``pipeline.keyed``). Both use ``to_bytes``.
     """
 
     sequencer: dict[Key, KeyState] = field(default_factory=dict)
     detectors: dict[str, dict[Key, Any]] = field(default_factory=dict)
-    """Module id -> key -> that detector's state of the key."""
+    """Module id -> key -> that detector's state of the key (JSON data)."""
     cross: dict[str, Any] = field(default_factory=dict)
     """The asset and global stage's state (JSON data, ``pipeline.cross``); kept by the driver only."""
 
@@ -113,27 +122,73 @@ class EngineState:
         return not self.sequencer and not any(self.detectors.values()) and not self.cross
 
     def to_bytes(self) -> bytes:
-        """The state as a versioned pickle."""
-        payload = {
-            "format": STATE_FORMAT,
-            "sequencer": self.sequencer,
-            "detectors": self.detectors,
-            "cross": self.cross,
-        }
-        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state as a ``STATE_DOCUMENT`` JSON document: keys as ``[exchange, symbol, state]`` entries
+        (a symbol may hold any character). ``PipelineError`` naming the module when a detector's state
+        is not JSON data (it would come back different after a restart)."""
+        detectors: dict[str, list[list[Any]]] = {}
+        with no_cyclic_gc():
+            for module_id, by_key in self.detectors.items():
+                entries = [[exchange, symbol, state] for (exchange, symbol), state in by_key.items()]
+                try:
+                    valid = is_json_data(entries)
+                except RecursionError:
+                    valid = False
+                if not valid:
+                    raise self._not_json(module_id, by_key)
+                detectors[module_id] = entries
+            if not is_json_data(self.cross):
+                at = non_json_at(self.cross)
+                raise PipelineError(f"the asset and global stage keeps a state that is not JSON data: {at}")
+            sequencer = [[ex, sym, ks.to_json()] for (ex, sym), ks in self.sequencer.items()]
+            return STATE_DOCUMENT.encode(
+                {"sequencer": sequencer, "detectors": detectors, "cross": self.cross}
+            )
 
     @classmethod
-    def from_bytes(cls, blob: bytes | None) -> EngineState:
-        """The state ``to_bytes`` wrote (empty for ``None``); ``PipelineError`` for another format."""
+    def from_bytes(cls, blob: bytes | None, where: str = "saved state") -> EngineState:
+        """The state ``to_bytes`` wrote (empty for ``None``); ``PipelineError`` naming ``where`` for a
+        state this revision does not read (another format, a pickle, not a state)."""
         if not blob:
             return cls()
-        payload: dict[str, Any] = pickle.loads(blob)
-        if payload.get("format") != STATE_FORMAT:
-            raise PipelineError(
-                f"engine state format {payload.get('format')} is not {STATE_FORMAT}: the checkpoint was "
-                "written by another version; start again with a fresh --checkpoint directory"
+        if blob.startswith(b"\x80"):  # every pickle protocol since 2 starts so; JSON never does
+            raise STATE_DOCUMENT.refusal(where, _PICKLED, "an earlier revision")
+        payload = STATE_DOCUMENT.decode(blob, where)
+        try:
+            return cls(
+                sequencer={cls._key(e): KeyState.from_json(e[2]) for e in payload["sequencer"]},
+                detectors={
+                    module_id: {cls._key(e): e[2] for e in entries}
+                    for module_id, entries in payload["detectors"].items()
+                },
+                cross=payload["cross"],
             )
-        return cls(sequencer=payload["sequencer"], detectors=payload["detectors"], cross=payload["cross"])
+        except (KeyError, TypeError, ValueError, AttributeError, PipelineError) as e:
+            raise PipelineError(
+                f"{where}: a malformed {STATE_DOCUMENT.title} ({e}); {STATE_DOCUMENT.remedy}"
+            ) from e
+
+    @staticmethod
+    def _key(entry: Any) -> Key:
+        """The key of an ``[exchange, symbol, state]`` entry."""
+        if type(entry) is not list or len(entry) != 3 or not type(entry[0]) is type(entry[1]) is str:
+            raise ValueError(f"{entry!r:.80} is not an [exchange, symbol, state] entry")
+        return entry[0], entry[1]
+
+    @staticmethod
+    def _not_json(module_id: str, by_key: dict[Key, Any]) -> PipelineError:
+        """The error for a detector whose state is not JSON data, saying where."""
+        for key, state in by_key.items():
+            try:
+                at = non_json_at(state)
+            except RecursionError:
+                at = "it is nested too deeply (or refers to itself)"
+            if at:
+                return PipelineError(
+                    f"detector {module_id} keeps a state for {key} that is not JSON data: {at}. A "
+                    "KeyedDetector's state holds only dicts with str keys, lists, str, int, float, bool "
+                    "and None (pipeline/detectors/base.py)"
+                )
+        return PipelineError(f"detector {module_id} keeps state under keys that are not two strings")
 
 
 class Engine:
@@ -166,8 +221,13 @@ class Engine:
 
     # --- state ------------------------------------------------------------------------------------
 
-    def _restore(self, blob: bytes | None) -> None:
-        self.state = EngineState.from_bytes(blob)
+    @staticmethod
+    def holds_state(state_dir: Path) -> bool:
+        """``state_dir`` holds a saved engine state (of this or an earlier revision)."""
+        return any(state_dir.glob("*.json")) or any(state_dir.glob("*.pkl"))
+
+    def _restore(self, path: Path | None) -> None:
+        self.state = EngineState.from_bytes(path.read_bytes(), str(path)) if path else EngineState()
 
     def _ensure_state_for(self, batch_id: int) -> None:
         """Make the in-memory state the state after ``batch_id - 1``."""
@@ -182,9 +242,12 @@ class Engine:
                 f"batch {batch_id} after batch {self.last_batch}"
                 f"{' and a failed batch' if self._dirty else ''} without a state directory to reload"
             )
-        elif (path := self.state_dir / f"{batch_id - 1}.pkl").exists():
-            self._restore(path.read_bytes())
-        elif not any(self.state_dir.glob("*.pkl")):
+        elif (path := self.state_dir / f"{batch_id - 1}.json").exists():
+            self._restore(path)
+        elif pickled := sorted(self.state_dir.glob("*.pkl")):
+            # never unpickled: a checkpoint on shared storage could run code through it
+            raise STATE_DOCUMENT.refusal(str(pickled[-1]), _PICKLED, "an earlier revision")
+        elif not any(self.state_dir.glob("*.json")):
             raise PipelineError(
                 f"no engine state in {self.state_dir} for batch {batch_id - 1}: the checkpoint's state "
                 "directory is missing or empty; delete the checkpoint directory to start over"
@@ -197,15 +260,17 @@ class Engine:
         self._dirty = False
 
     def commit(self, batch_id: int) -> None:
-        """Persist the state after ``batch_id`` (call once every sink committed the batch)."""
+        """Persist the state after ``batch_id`` (call once every sink committed the batch): written to a
+        temporary file and renamed, so a crash leaves the previous states whole; the last
+        ``_KEEP_STATES`` are kept."""
         if self._pending is None or self._pending[0] != batch_id:
             raise PipelineError(f"commit of batch {batch_id} that was not processed last")
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_dir / f".{batch_id}.pkl.tmp"
+            tmp = self.state_dir / f".{batch_id}.json.tmp"
             tmp.write_bytes(self._pending[1])
-            os.replace(tmp, self.state_dir / f"{batch_id}.pkl")
-            for old in self.state_dir.glob("*.pkl"):
+            os.replace(tmp, self.state_dir / f"{batch_id}.json")
+            for old in self.state_dir.glob("*.json"):
                 if int(old.stem) <= batch_id - _KEEP_STATES:
                     old.unlink(missing_ok=True)
         self.last_batch = batch_id

@@ -56,7 +56,7 @@ PACKED_DDL: Final = "exchange string, symbol string, rows binary"
 OUTPUT_DDL: Final = "exchange string, symbol string, table string, rows bigint, payload binary"
 """One row per key and non-empty result table: the table's rows as an Arrow IPC stream."""
 STATE_DDL: Final = "engine binary"
-"""The key's ``EngineState.to_bytes()``."""
+"""The key's ``EngineState.to_bytes()``: a versioned JSON document, as UTF-8 bytes (data, never code)."""
 RECORDS: Final = "__records__"
 """Pseudo table of the row giving the number of records the key received (``rows``; no payload)."""
 _PACKED_SCHEMA: Final = pa.schema([("exchange", pa.string()), ("symbol", pa.string()), ("rows", pa.binary())])
@@ -135,7 +135,7 @@ class KeyedStep:
     ) -> tuple[pd.DataFrame, bytes | None]:
         """One key's ``PARSED_SCHEMA`` rows of a batch (any order) and its state bytes (``None``: new key)
         -> its ``OUTPUT_DDL`` rows and new state bytes (``None`` while the key has no state)."""
-        engine_state = EngineState.from_bytes(state)
+        engine_state = EngineState.from_bytes(state, f"Spark's state store, key {key}")
         ordered = rows.take(arrival_order(rows))
         # Spark does not tell a grouped function its batch id; detectors use it for logging only
         result = self.engine.run(ordered, 0, engine_state)

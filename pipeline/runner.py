@@ -186,7 +186,7 @@ class PipelineRunner:
         ``pipeline.keyed`` (state-store mode). Refuses a checkpoint the other mode wrote: its detector
         state would be silently missing."""
         spark_state = self.checkpoint / "query" / "state"
-        if self.keyed and any((self.checkpoint / "state").glob("*.pkl")):
+        if self.keyed and Engine.holds_state(self.checkpoint / "state"):
             raise PipelineError(
                 f"{self.checkpoint} holds driver-mode engine state but spark.keyed_state is state_store: "
                 "use a fresh --checkpoint directory (or keyed_state: driver)"

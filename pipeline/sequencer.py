@@ -13,12 +13,13 @@ contiguous, so the state stays a handful of numbers per key however long the str
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
+from core.errors import PipelineError
 from pipeline.config import Config
 from pipeline.detectors.base import Key
 from pipeline.detectors.data_quality import DataQualitySettings
@@ -41,6 +42,39 @@ class KeyState:
     last_ts_quote: float = np.nan
     seen_ids: list[tuple[int, int]] = field(default_factory=list)
     """Closed intervals of trade ids seen, sorted and disjoint."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as JSON data (``pipeline.versioned_json``: floats exact, NaN included)."""
+        return {
+            "max_ts": self.max_ts,
+            "max_trade_id": self.max_trade_id,
+            "last_price": self.last_price,
+            "last_ts_trade": self.last_ts_trade,
+            "last_ts_quote": self.last_ts_quote,
+            "seen_ids": [[lo, hi] for lo, hi in self.seen_ids],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> KeyState:
+        """The state ``to_json`` wrote; ``PipelineError`` saying which field is wrong otherwise."""
+        if type(data) is not dict or data.keys() != _FIELDS:
+            raise PipelineError(f"a sequencer key state needs exactly the fields {sorted(_FIELDS)}: {data!r}")
+        floats = {name: data[name] for name in ("max_ts", "last_price", "last_ts_trade", "last_ts_quote")}
+        for name, value in floats.items():
+            if type(value) is not float:
+                raise PipelineError(f"sequencer key state: {name} is {value!r}, not a float")
+        max_id, seen = data["max_trade_id"], data["seen_ids"]
+        if max_id is not None and type(max_id) is not int:
+            raise PipelineError(f"sequencer key state: max_trade_id is {max_id!r}, not an int")
+        if type(seen) is not list or not all(
+            type(pair) is list and len(pair) == 2 and type(pair[0]) is int and type(pair[1]) is int
+            for pair in seen
+        ):
+            raise PipelineError(f"sequencer key state: seen_ids is {seen!r}, not a list of [int, int]")
+        return cls(max_trade_id=max_id, seen_ids=[(lo, hi) for lo, hi in seen], **floats)
+
+
+_FIELDS: Final = frozenset(f.name for f in fields(KeyState))
 
 
 def merge_intervals(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:

@@ -21,7 +21,10 @@ A **stateless** detector (MOD-001 whale, MOD-004 data quality) subclasses ``Base
 implements ``detect``. A **stateful** one (MOD-002, MOD-003: windows per key) subclasses
 ``KeyedDetector`` and implements ``new_state`` and ``process_key``; the engine keeps one state object
 per key, persists it with the micro-batch (it survives a restart from the checkpoint) and gives it back
-on the next batch. State must be picklable and must depend only on the events seen (never on the wall
+on the next batch. State is JSON data: dicts with str keys, lists, str, int, float (NaN and infinities
+included), bool and None, of exactly those types (no tuples, no numpy scalars); the engine saves it as
+JSON (``pipeline.versioned_json``) and refuses, naming the module, a state holding anything else, which
+would come back different after a restart. It must depend only on the events seen (never on the wall
 clock or on batch boundaries), so that a re-run batch or a different batch split gives the same output.
 """
 
@@ -205,7 +208,8 @@ class BaseDetector(ABC, Generic[S]):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.settings = cast(S, config.settings_for(self.module_id))
+        # a module registered after the config was loaded runs with its model's defaults
+        self.settings = cast(S, config.settings.get(self.module_id) or self.settings_model())
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -252,7 +256,7 @@ class KeyedDetector(BaseDetector[S]):
 
     @abstractmethod
     def new_state(self) -> Any:
-        """The state of a key never seen before (picklable)."""
+        """The state of a key never seen before (JSON data, see the module docstring)."""
 
     @abstractmethod
     def process_key(

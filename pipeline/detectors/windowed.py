@@ -7,7 +7,7 @@ key's clock (docs/DETECTORS.md, "Watermark (per key)") advances with every valid
 either kind. A window is evaluated exactly once, when that clock closes it; windows still open when
 the input ends are never evaluated, so streaming (any batch split) and batch give the same rows.
 
-State is a JSON-compatible dict (picklable, and storable as text in a Spark state store):
+State is a dict of JSON data (the contract of ``pipeline.detectors.base``):
 ``max_ts`` (the key's clock), ``arrivals`` (events of the key so far, for arrival-order ties across
 batches) and whatever the subclass keeps, all bounded (open windows span at most the watermark delay
 plus one window; histories are trimmed to ``baseline_windows``).

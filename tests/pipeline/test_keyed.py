@@ -154,7 +154,7 @@ def test_assemble_refuses_lost_rows_and_unknown_tables() -> None:
 def test_a_checkpoint_with_driver_mode_state_is_refused_in_state_store_mode(tmp_path: Path) -> None:
     """Its detector state would silently start empty (the reverse: tests/pipeline/test_runner_keyed.py)."""
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "4.pkl").write_bytes(EngineState().to_bytes())
+    (tmp_path / "state" / "4.json").write_bytes(EngineState().to_bytes())
     runner = PipelineRunner(CFG, checkpoint=tmp_path, table_sinks=[], alert_sinks=[])
     with pytest.raises(PipelineError, match="holds driver-mode engine state but"):
         runner.stream()
