@@ -53,18 +53,8 @@ from pipeline.config import Config
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, Key, KeyedDetector
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
+from pipeline.tables import QUARANTINE, bronze_rows, detector_tables, schemas_of
 
-TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
-TRADES_TABLE_SCHEMA: Final = pa.schema(
-    list(TRADE_SCHEMA) + [PARSED_SCHEMA.field(n) for n in TRANSPORT_COLUMNS]
-)
-QUOTES_TABLE_SCHEMA: Final = pa.schema(
-    list(QUOTE_SCHEMA) + [PARSED_SCHEMA.field(n) for n in TRANSPORT_COLUMNS]
-)
-QUARANTINE_SCHEMA: Final = pa.schema(
-    [PARSED_SCHEMA.field(n) for n in ("reason", "raw", "kind", "exchange", "symbol", "ts_event")]
-    + [PARSED_SCHEMA.field(n) for n in ("ts_ingest", "shard_id", "sequence_number", "sub_sequence")]
-)
 STATE_FORMAT: Final = 2
 """Bumped whenever the pickled state changes shape (2: trade ids as exact ints)."""
 _KEEP_STATES: Final = 3
@@ -143,10 +133,7 @@ class Engine:
 
     def metric_schemas(self) -> dict[str, pa.Schema]:
         """Every metric table the enabled detectors write, by name."""
-        out: dict[str, pa.Schema] = {}
-        for det in self.detectors:
-            out.update(det.metric_schemas)
-        return out
+        return schemas_of(detector_tables(self.detectors))
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -237,9 +224,9 @@ class Engine:
         )
         output = DetectorOutput.concat([det.detect(frames) for det in self.detectors])
         tables = {
-            "trades": _bronze(valid_tbl, "trade", TRADES_TABLE_SCHEMA),
-            "quotes": _bronze(valid_tbl, "quote", QUOTES_TABLE_SCHEMA),
-            "quarantine": quarantine_tbl.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA),
+            "trades": bronze_rows(valid_tbl, "trade"),
+            "quotes": bronze_rows(valid_tbl, "quote"),
+            "quarantine": QUARANTINE.conform(quarantine_tbl),
             "alerts": pa.Table.from_pandas(output.alerts, schema=ALERT_SCHEMA, preserve_index=False),
         }
         for name, schema in self.metric_schemas().items():
@@ -286,8 +273,3 @@ def _typed(frame: pd.DataFrame, schema: pa.Schema, id_column: str) -> pd.DataFra
     frame[id_column] = frame[id_column].astype("int64")
     frame["ts_event"] = frame["ts_event"].astype("int64")
     return frame
-
-
-def _bronze(valid: pa.Table, kind: str, schema: pa.Schema) -> pa.Table:
-    rows = valid.filter(pc.equal(valid.column("kind"), kind))
-    return rows.select(schema.names).cast(schema)

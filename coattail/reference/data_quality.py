@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 import polars as pl
 
 from coattail.reference.stream import KEY, US_PER_S, window_start
 from coattail.run.outputs import DQ_COLUMNS
 from pipeline.config import DataQualitySettings
-
-DQ_SCHEMA: Final = DQ_COLUMNS
 
 
 def dq_counts(annotated: pl.DataFrame, settings: DataQualitySettings) -> pl.DataFrame:
@@ -57,7 +53,7 @@ def dq_counts(annotated: pl.DataFrame, settings: DataQualitySettings) -> pl.Data
         pl.concat(parts)
         .group_by([*KEY, "window_start", "reason"])
         .agg(pl.col("n").sum().alias("count"))
-        .select(list(DQ_SCHEMA))
+        .select(list(DQ_COLUMNS))
         .sort([*KEY, "window_start", "reason"])
     )
 
@@ -74,6 +70,6 @@ def quarantine_counts(frame: pl.DataFrame, settings: DataQualitySettings) -> pl.
         )
         .group_by([*KEY, "window_start", "reason"])
         .agg(pl.len().cast(pl.Int64).alias("count"))
-        .select(list(DQ_SCHEMA))
+        .select(list(DQ_COLUMNS))
         .sort([*KEY, "reason"])
     )

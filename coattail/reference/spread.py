@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 
@@ -15,7 +15,6 @@ from pipeline.alerts import evidence_json
 from pipeline.config import SpreadSettings
 
 DETECTOR = "MOD-003"
-SPREAD_METRICS_SCHEMA: Final = SPREAD_COLUMNS
 
 
 def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
@@ -36,7 +35,7 @@ def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: Spre
             pl.len().cast(pl.Int64).alias("count"),
         )
         .with_columns((pl.col("window_start") + width).alias("window_end"))
-        .select(list(SPREAD_METRICS_SCHEMA))
+        .select(list(SPREAD_COLUMNS))
         .sort([*KEY, "window_start"])
     )
 

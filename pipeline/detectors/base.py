@@ -28,9 +28,9 @@ clock or on batch boundaries), so that a re-run batch or a different batch split
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import pandas as pd
 import pyarrow as pa
@@ -38,6 +38,9 @@ import pyarrow as pa
 from core.events import EventKind, event_id
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
 from pipeline.config import Config
+
+if TYPE_CHECKING:
+    from pipeline.tables import TableDef
 
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
@@ -121,7 +124,7 @@ class DetectorInput:
 class DetectorOutput:
     """What ``detect`` returns: alerts (``ALERT_SCHEMA`` columns) and metric frames by table name.
 
-    Metric table names and schemas are declared in the detector's ``metric_schemas``; frames may have
+    Metric tables are declared in the detector's ``metric_tables`` (frames by table name); frames may have
     any row order. Leave ``ts_written`` null: the router stamps it when the alert is written.
     """
 
@@ -148,7 +151,7 @@ class BaseDetector(ABC):
     ``module_id``: the registry id (``MOD-001``), also the alerts' ``detector`` value.
     ``name``: the feature name (``whale-detector``).
     ``inputs``: the event kinds it reads (``("trade",)``, ``("quote",)`` or both).
-    ``metric_schemas``: metric tables it writes, name -> Arrow schema (the Iceberg sink creates them).
+    ``metric_tables``: the metric tables it writes (``pipeline.tables.TableDef``; the sinks create them).
 
     The constructor receives the resolved ``Config``; read settings with
     ``config.settings_for(self.module_id)``. Do not keep per-batch state on ``self``.
@@ -157,7 +160,7 @@ class BaseDetector(ABC):
     module_id: ClassVar[str]
     name: ClassVar[str]
     inputs: ClassVar[tuple[EventKind, ...]]
-    metric_schemas: ClassVar[Mapping[str, pa.Schema]] = {}
+    metric_tables: ClassVar[tuple[TableDef, ...]] = ()
 
     def __init__(self, config: Config) -> None:
         self.config = config

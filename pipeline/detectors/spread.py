@@ -29,6 +29,7 @@ from pipeline.detectors.windows import (
     fold_sum,
     window_starts,
 )
+from pipeline.tables import TableDef
 
 MODULE_ID: Final = "MOD-003"
 BLOWOUT: Final = "spread_blowout"
@@ -47,7 +48,12 @@ SPREAD_METRICS: Final = pa.schema(
         pa.field("count", pa.int64(), nullable=False),
     ]
 )
-"""The ``spread_metrics`` table: one row per key and closed window with at least one spread."""
+SPREAD_METRICS_TABLE: Final = TableDef(
+    name="spread_metrics",
+    schema=SPREAD_METRICS,
+    key=("exchange", "symbol", "window_start"),
+    description="MOD-003: spread statistics per key and closed window with at least one spread",
+)
 
 
 def spread_bps(bid: Any, ask: Any) -> Any:
@@ -60,7 +66,7 @@ class SpreadDetector(WindowedDetector):
 
     module_id: ClassVar[str] = MODULE_ID
     name: ClassVar[str] = "spread-calculator"
-    metric_schemas: ClassVar = {"spread_metrics": SPREAD_METRICS}
+    metric_tables: ClassVar[tuple[TableDef, ...]] = (SPREAD_METRICS_TABLE,)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

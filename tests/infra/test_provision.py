@@ -11,26 +11,32 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import StackError
-from infra.provision import StackSpec, StreamSpec, TableSpec, inspect, provision
+from infra.provision import IcebergSpec, StackSpec, StreamSpec, inspect, provision
 from pipeline.aws import client
-from pipeline.config import Config, RuntimeSettings
+from pipeline.config import Config, ConfigLoader, RuntimeSettings
+from pipeline.tables import DynamoTableDef, all_tables
 
 pytestmark = pytest.mark.integration
 
 
+SMALL_TABLES = tuple(t.name for t in all_tables(ConfigLoader().load("small", env={})))
+
+
 def _spec(prefix: str, shards: int = 2) -> StackSpec:
     """A spec with names of its own, so tests sharing the session emulator never collide."""
+    database = prefix.replace("-", "_")
     return StackSpec(
         streams=(StreamSpec(f"{prefix}-events", shards),),
-        alerts_table=TableSpec(f"{prefix}-alerts"),
+        alerts_table=DynamoTableDef(f"{prefix}-alerts"),
         buckets=(f"{prefix}-warehouse", f"{prefix}-checkpoints"),
-        glue_database=prefix.replace("-", "_"),
+        glue_database=database,
+        iceberg=IcebergSpec(database, f"{prefix}-warehouse", SMALL_TABLES),
     )
 
 
 @pytest.fixture(scope="module")
-def runtime(aws_endpoint: str) -> RuntimeSettings:
-    return RuntimeSettings(aws_endpoint=aws_endpoint)
+def runtime(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> RuntimeSettings:
+    return RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path_factory.mktemp("provision"))
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +53,27 @@ def test_spec_follows_the_tier_config(config: Config) -> None:
     assert spec.alerts_table.ttl_attribute == "expires_at"
     assert set(spec.buckets) == {config.storage.warehouse_bucket, config.storage.checkpoint_bucket}
     assert spec.glue_database == config.storage.glue_database
+    assert spec.iceberg == IcebergSpec(
+        config.storage.namespace, config.storage.warehouse_bucket, tuple(t.name for t in all_tables(config))
+    )
 
 
 def test_provision_twice_changes_nothing(runtime: RuntimeSettings) -> None:
     spec = _spec(f"ct-twice-{uuid.uuid4().hex[:6]}")
     assert {r.state for r in inspect(spec, runtime)} == {"missing"}
     first = provision(spec, runtime)
-    assert [r.state for r in first] == ["created"] * 5
+    count = 5 + len(SMALL_TABLES)
+    assert [r.state for r in first] == ["created"] * count
     assert [(r.kind, r.name) for r in first] == [
         ("kinesis stream", spec.streams[0].name),
         ("dynamodb table", spec.alerts_table.name),
         ("s3 bucket", spec.buckets[0]),
         ("s3 bucket", spec.buckets[1]),
         ("glue database", spec.glue_database),
+        *(("iceberg table", f"{spec.iceberg.namespace}.{name}") for name in SMALL_TABLES),
     ]
     second = provision(spec, runtime)
-    assert [r.state for r in second] == ["exists"] * 5
+    assert [r.state for r in second] == ["exists"] * count
     assert [r.detail for r in second] == [r.detail for r in first]
     assert inspect(spec, runtime) == second
 
@@ -82,7 +93,10 @@ def test_table_with_another_layout_is_refused(runtime: RuntimeSettings) -> None:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
     )
-    spec = StackSpec(streams=(), alerts_table=TableSpec(name), buckets=(), glue_database="ct_foreign")
+    spec = StackSpec(
+        streams=(), alerts_table=DynamoTableDef(name), buckets=(), glue_database="ct_foreign",
+        iceberg=IcebergSpec("ct_foreign", "ct-foreign", ()),
+    )
     with pytest.raises(StackError, match="needs key"):
         provision(spec, runtime)
 
