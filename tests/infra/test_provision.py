@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,8 +16,10 @@ from hypothesis import strategies as st
 from core.errors import StackError
 from infra.provision import IcebergSpec, StackSpec, StreamSpec, inspect, provision
 from pipeline.aws import client
-from pipeline.config import Config, ConfigLoader, RuntimeSettings
-from pipeline.tables import DynamoTableDef, all_tables
+from pipeline.config import Config, ConfigLoader, ProfileName, RuntimeSettings
+from pipeline.detectors.registry import ModuleRegistry
+from pipeline.sinks.iceberg import IcebergSink, load_catalog
+from pipeline.tables import CORE_TABLES, DATE_COLUMN, TRADES, DynamoTableDef, all_tables
 
 pytestmark = pytest.mark.integration
 
@@ -199,3 +204,64 @@ def test_glue_database_round_trip(runtime: RuntimeSettings, provisioned: StackSp
     )
     tables = glue.get_tables(DatabaseName=provisioned.glue_database)["TableList"]
     assert [t["Name"] for t in tables] == ["probe"]
+
+
+def _tier(prefix: str, runtime: RuntimeSettings) -> Config:
+    """The small tier with every registered module on, under names of its own."""
+    database = prefix.replace("-", "_")
+    names = {
+        "modules": ModuleRegistry().ids(),
+        "kinesis.stream": f"{prefix}-events",
+        "dynamodb.alerts_table": f"{prefix}-alerts",
+        "storage.namespace": database,
+        "storage.glue_database": database,
+        "storage.warehouse_bucket": f"{prefix}-warehouse",
+        "storage.checkpoint_bucket": f"{prefix}-checkpoints",
+    }
+    config = ConfigLoader().load("small", env={}, overrides=names)
+    return config.model_copy(update={"runtime": runtime})
+
+
+@pytest.mark.parametrize("profile", ["lite", "mirror"])
+def test_provisioning_creates_exactly_the_defined_iceberg_tables(
+    aws_endpoint: str, tmp_path: Path, profile: ProfileName
+) -> None:
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path, profile=profile)
+    config = _tier(f"ct-ice-{profile}-{uuid.uuid4().hex[:6]}", runtime)
+    spec = StackSpec.from_config(config)
+    resources = provision(spec, runtime)
+    defined = all_tables(config)
+    assert len(defined) > len(CORE_TABLES)  # metric tables included
+    namespace = config.storage.namespace
+    assert [(r.kind, r.name, r.state) for r in resources if r.kind == "iceberg table"] == [
+        ("iceberg table", f"{namespace}.{t.name}", "created") for t in defined
+    ]
+    catalog = load_catalog(runtime, config.storage.warehouse_bucket)
+    assert sorted(ident[-1] for ident in catalog.list_tables(namespace)) == sorted(t.name for t in defined)
+    for table in defined:
+        handle = catalog.load_table(f"{namespace}.{table.name}")
+        schema = handle.schema()
+        assert [f.name for f in schema.fields] == table.stored_schema.names
+        assert [
+            (schema.find_column_name(f.source_id), str(f.transform), f.name) for f in handle.spec().fields
+        ] == [(column, "identity", f"{column}_part") for column in table.partition_by]
+    # the pipeline's sink finds the provisioned tables and writes into them
+    sink = IcebergSink(config)
+    sink.open(defined)
+    trades = TRADES.conform(pa.table({"exchange": ["binance"], "symbol": ["BTCUSDT"], "trade_id": [1],
+                                      "price": [1.0], "qty": [1.0], "side": ["buy"], "ts_event": [0]}))
+    assert sink.write(0, "query:t", {"trades": trades}) == {"trades": True}
+    assert sink.read("trades").column(DATE_COLUMN).to_pylist() == [dt.date(1970, 1, 1)]
+    again = [r.state for r in provision(spec, runtime) if r.kind == "iceberg table"]
+    assert again == ["exists"] * len(defined)
+
+
+def test_an_iceberg_table_with_another_layout_is_refused(aws_endpoint: str, tmp_path: Path) -> None:
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path)
+    config = _tier(f"ct-drift-{uuid.uuid4().hex[:6]}", runtime)
+    catalog = load_catalog(runtime, config.storage.warehouse_bucket)
+    catalog.create_namespace(config.storage.namespace)
+    catalog.create_table(f"{config.storage.namespace}.trades", schema=TRADES.stored_schema)  # unpartitioned
+    refused = r"partitioned by \[\], but its definition .* \['event_date', 'symbol'\]"
+    with pytest.raises(StackError, match=refused):
+        provision(StackSpec.from_config(config), runtime)
