@@ -183,7 +183,7 @@ def registered_metric_tables() -> tuple[TableDef, ...]:
 
 def tables_named(names: Iterable[str]) -> tuple[TableDef, ...]:
     """The definitions of ``names`` (core tables or any registered module's), in that order."""
-    known = {t.name: t for t in tables_for(())} | {t.name: t for t in registered_metric_tables()}
+    known = {t.name: t for t in (*CORE_TABLES, *registered_metric_tables())}
     wanted = list(names)
     missing = [n for n in wanted if n not in known]
     if missing:
