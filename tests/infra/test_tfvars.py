@@ -31,6 +31,8 @@ def test_tfvars_cover_every_declared_variable(tier: str) -> None:
     assert set(values) == _declared_variables()
     assert values["shard_count"] == config.kinesis.shards
     assert values["ttl_attribute"] == "expires_at"
+    types = (values["alerts_key_type"], values["index_partition_type"], values["index_sort_type"])
+    assert types == ("S", "S", "N")
 
 
 def test_every_used_variable_is_declared() -> None:
