@@ -67,13 +67,14 @@ def create_table(catalog: Any, namespace: str, table: TableDef) -> tuple[Any, bo
     from pyiceberg.transforms import IdentityTransform
 
     ident = f"{namespace}.{table.name}"
+    # errors reaching the catalog itself pass through: the command line says how to start the stack
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(namespace)
     try:
-        with contextlib.suppress(NamespaceAlreadyExistsError):
-            catalog.create_namespace(namespace)
-        try:
-            return catalog.load_table(ident), False
-        except NoSuchTableError:
-            pass
+        return catalog.load_table(ident), False
+    except NoSuchTableError:
+        pass
+    try:
         handle = catalog.create_table_if_not_exists(ident, schema=table.stored_schema)
         if table.partition_by and handle.spec().is_unpartitioned():
             with handle.update_spec() as update:
