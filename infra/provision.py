@@ -1,10 +1,12 @@
-"""Provisioning of the pipeline's AWS resources from one spec derived from the tier config.
+"""Provisioning of the pipeline's AWS resources and Iceberg tables from one spec derived from the tier config.
 
 The same code provisions the embedded emulator, kinesis-mock, LocalStack (docker-compose.yml) and, past
 the guard, real AWS: the target is chosen by endpoint URL alone (``pipeline.aws.client``). Provisioning is
 idempotent: what exists and matches the spec is left alone; what exists but contradicts the spec (a
 stream with another shard count, a table with another key) is an error that says what to do, never a
-silent change.
+silent change. The DynamoDB alerts table and the Iceberg tables come from their definitions in
+``pipeline.tables``; the Iceberg tables are created in the profile's catalog (SQLite under the state
+directory for ``lite``, Glue + S3 otherwise) exactly as the pipeline's sink would create them.
 """
 
 from __future__ import annotations
@@ -15,16 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import StackError
+from core.errors import CoattailError, StackError
 from pipeline.aws import client, endpoint_for
 from pipeline.config import Config, RuntimeSettings
-
-# The alerts table's layout, which the DynamoDB alert sink writes against.
-ALERTS_KEY = "alert_id"
-ALERTS_TTL_ATTRIBUTE = "expires_at"
-ALERTS_SYMBOL_INDEX = "by_symbol_ts"
-ALERTS_INDEX_PARTITION = "symbol"
-ALERTS_INDEX_SORT = "ts_event"
+from pipeline.sinks.iceberg import create_table, load_catalog, partition_columns
+from pipeline.tables import DynamoTableDef, TableDef, alerts_dynamo_table, all_tables, tables_named
 
 ResourceState = Literal["created", "updated", "exists", "missing"]
 
@@ -38,15 +35,13 @@ class StreamSpec:
 
 
 @dataclass(frozen=True)
-class TableSpec:
-    """The DynamoDB alerts table: hash key, TTL attribute and the symbol + event-time index."""
+class IcebergSpec:
+    """Iceberg tables in one namespace, named after their ``pipeline.tables`` definitions (names keep
+    the spec storable as JSON in ``stack.json``)."""
 
-    name: str
-    key: str = ALERTS_KEY
-    ttl_attribute: str = ALERTS_TTL_ATTRIBUTE
-    index_name: str = ALERTS_SYMBOL_INDEX
-    index_partition: str = ALERTS_INDEX_PARTITION
-    index_sort: str = ALERTS_INDEX_SORT
+    namespace: str
+    warehouse_bucket: str
+    tables: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -54,9 +49,10 @@ class StackSpec:
     """Every resource a tier needs."""
 
     streams: tuple[StreamSpec, ...]
-    alerts_table: TableSpec
+    alerts_table: DynamoTableDef
     buckets: tuple[str, ...]
     glue_database: str
+    iceberg: IcebergSpec
 
     @classmethod
     def from_config(cls, config: Config) -> StackSpec:
@@ -64,9 +60,14 @@ class StackSpec:
         buckets = dict.fromkeys((config.storage.warehouse_bucket, config.storage.checkpoint_bucket))
         return cls(
             streams=(StreamSpec(config.kinesis.stream, config.kinesis.shards),),
-            alerts_table=TableSpec(config.dynamodb.alerts_table),
+            alerts_table=alerts_dynamo_table(config),
             buckets=tuple(buckets),
             glue_database=config.storage.glue_database,
+            iceberg=IcebergSpec(
+                namespace=config.storage.namespace,
+                warehouse_bucket=config.storage.warehouse_bucket,
+                tables=tuple(t.name for t in all_tables(config)),
+            ),
         )
 
 
@@ -124,6 +125,8 @@ class _Reconciler:
         resources.append(self._table(spec.alerts_table))
         resources.extend(self._bucket(b) for b in spec.buckets)
         resources.append(self._glue_database(spec.glue_database))
+        # after the buckets and the database: a Glue catalog keeps its tables there
+        resources.extend(self._iceberg_tables(spec.iceberg))
         return resources
 
     def _client(self, service: str) -> Any:
@@ -182,7 +185,7 @@ class _Reconciler:
 
     # --- DynamoDB -----------------------------------------------------------------------------------
 
-    def _table(self, spec: TableSpec) -> Resource:
+    def _table(self, spec: DynamoTableDef) -> Resource:
         dynamodb = self._client("dynamodb")
         kind = "dynamodb table"
         with _translated(kind, spec.name, endpoint_for("dynamodb", self.runtime)):
@@ -275,15 +278,63 @@ class _Reconciler:
                 return Resource(kind, name, "exists")
             return Resource(kind, name, "created")
 
+    # --- Iceberg ------------------------------------------------------------------------------------
 
-def _table_definition(spec: TableSpec) -> dict[str, Any]:
+    def _iceberg_tables(self, spec: IcebergSpec) -> list[Resource]:
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        kind = "iceberg table"
+        definitions = tables_named(spec.tables)
+        resources = []
+        try:
+            catalog = load_catalog(self.runtime, spec.warehouse_bucket)
+            for table in definitions:
+                ident = f"{spec.namespace}.{table.name}"
+                state: ResourceState = "exists"
+                if self.create:
+                    handle, created = create_table(catalog, spec.namespace, table)
+                    state = "created" if created else "exists"
+                else:
+                    try:
+                        handle = catalog.load_table(ident)
+                    except (NoSuchTableError, NoSuchNamespaceError):
+                        resources.append(Resource(kind, ident, "missing", _layout(table.partition_by)))
+                        continue
+                resources.append(Resource(kind, ident, state, _check_iceberg_layout(ident, table, handle)))
+        except CoattailError:
+            raise
+        except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
+            raise StackError(
+                f"Iceberg catalog of profile {self.runtime.profile!r}: {e}; is the stack up? "
+                "(`coattail status`, `coattail up`)"
+            ) from e
+        return resources
+
+
+def _layout(partition_by: tuple[str, ...]) -> str:
+    return f"partitioned by {', '.join(partition_by)}" if partition_by else "unpartitioned"
+
+
+def _check_iceberg_layout(ident: str, table: TableDef, handle: Any) -> str:
+    """The table's layout as a detail line; ``StackError`` when it contradicts the definition."""
+    columns = [f.name for f in handle.schema().fields]
+    partitions = partition_columns(handle)
+    if columns != table.stored_schema.names or partitions != table.partition_by:
+        raise StackError(
+            f"iceberg table {ident} exists with columns {columns} partitioned by {list(partitions)}, but its "
+            f"definition (pipeline.tables) has {table.stored_schema.names} partitioned by "
+            f"{list(table.partition_by)}; drop the table or use another storage.namespace"
+        )
+    return _layout(partitions)
+
+
+def _table_definition(spec: DynamoTableDef) -> dict[str, Any]:
     return {
         "TableName": spec.name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
-            {"AttributeName": spec.key, "AttributeType": "S"},
-            {"AttributeName": spec.index_partition, "AttributeType": "S"},
-            {"AttributeName": spec.index_sort, "AttributeType": "N"},
+            {"AttributeName": column, "AttributeType": spec.attribute_type(column)}
+            for column in (spec.key, spec.index_partition, spec.index_sort)
         ],
         "KeySchema": [{"AttributeName": spec.key, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -299,7 +350,7 @@ def _table_definition(spec: TableSpec) -> dict[str, Any]:
     }
 
 
-def _check_table_layout(spec: TableSpec, table: dict[str, Any]) -> None:
+def _check_table_layout(spec: DynamoTableDef, table: dict[str, Any]) -> None:
     keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
     indexes = {
         i["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in i["KeySchema"]]

@@ -21,9 +21,10 @@ from core.errors import StackError
 from infra import emulator
 from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
-from infra.provision import Resource, StackSpec, StreamSpec, TableSpec, inspect, provision
+from infra.provision import IcebergSpec, Resource, StackSpec, StreamSpec, inspect, provision
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
+from pipeline.tables import DynamoTableDef
 
 STATE_FILE = "stack.json"
 KinesisEngine = Literal["moto", "kinesis-mock"]
@@ -66,9 +67,10 @@ class StackState:
             **raw,
             spec=StackSpec(
                 streams=tuple(StreamSpec(**s) for s in spec["streams"]),
-                alerts_table=TableSpec(**spec["alerts_table"]),
+                alerts_table=DynamoTableDef(**spec["alerts_table"]),
                 buckets=tuple(spec["buckets"]),
                 glue_database=spec["glue_database"],
+                iceberg=IcebergSpec(**{**spec["iceberg"], "tables": tuple(spec["iceberg"]["tables"])}),
             ),
         )
 

@@ -61,19 +61,9 @@ from pipeline.detectors.base import (
 )
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
+from pipeline.tables import QUARANTINE, bronze_rows, detector_tables, schemas_of
 from pipeline.versioned_json import DocumentFormat, is_json_data, no_cyclic_gc, non_json_at
 
-TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
-TRADES_TABLE_SCHEMA: Final = pa.schema(
-    list(TRADE_SCHEMA) + [PARSED_SCHEMA.field(n) for n in TRANSPORT_COLUMNS]
-)
-QUOTES_TABLE_SCHEMA: Final = pa.schema(
-    list(QUOTE_SCHEMA) + [PARSED_SCHEMA.field(n) for n in TRANSPORT_COLUMNS]
-)
-QUARANTINE_SCHEMA: Final = pa.schema(
-    [PARSED_SCHEMA.field(n) for n in ("reason", "raw", "kind", "exchange", "symbol", "ts_event")]
-    + [PARSED_SCHEMA.field(n) for n in ("ts_ingest", "shard_id", "sequence_number", "sub_sequence")]
-)
 STATE_DOCUMENT: Final = DocumentFormat(
     kind="coattail.engine-state",
     title="engine state",
@@ -214,10 +204,7 @@ class Engine:
 
     def metric_schemas(self) -> dict[str, pa.Schema]:
         """Every metric table the enabled detectors write, by name."""
-        out: dict[str, pa.Schema] = {}
-        for det in self.detectors:
-            out.update(det.metric_schemas)
-        return out
+        return schemas_of(detector_tables(self.detectors))
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -356,9 +343,9 @@ class Engine:
             outputs.append(out)
         output = DetectorOutput.concat(outputs)
         tables = {
-            "trades": _bronze(valid_tbl, "trade", TRADES_TABLE_SCHEMA),
-            "quotes": _bronze(valid_tbl, "quote", QUOTES_TABLE_SCHEMA),
-            "quarantine": quarantine_tbl.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA),
+            "trades": bronze_rows(valid_tbl, "trade"),
+            "quotes": bronze_rows(valid_tbl, "quote"),
+            "quarantine": QUARANTINE.conform(quarantine_tbl),
             "alerts": pa.Table.from_pandas(
                 output.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
             ),
@@ -411,8 +398,3 @@ def _typed(frame: pd.DataFrame, schema: pa.Schema, id_column: str) -> pd.DataFra
     frame[id_column] = frame[id_column].astype("int64")
     frame["ts_event"] = frame["ts_event"].astype("int64")
     return frame
-
-
-def _bronze(valid: pa.Table, kind: str, schema: pa.Schema) -> pa.Table:
-    rows = valid.filter(pc.equal(valid.column("kind"), kind))
-    return rows.select(schema.names).cast(schema)

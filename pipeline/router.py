@@ -40,6 +40,7 @@ import pyarrow.ipc as ipc
 from core.errors import SinkError
 from pipeline.engine import BatchResult
 from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.tables import TableDef
 
 MAX_GROUP_ROWS: Final = 1_000_000
 """Rows of spooled batches the background thread commits together at most (bounds its memory)."""
@@ -86,12 +87,12 @@ class AlertRouter:
         self._closing = False
         self._worker: threading.Thread | None = None
 
-    def open(self, schemas: dict[str, pa.Schema]) -> None:
+    def open(self, tables: Sequence[TableDef]) -> None:
         """Open every sink (tables are created here), then commit what an earlier run left spooled."""
         for sink in self.alert_sinks:
             sink.open()
         for table_sink in self.table_sinks:
-            table_sink.open(schemas)
+            table_sink.open(tables)
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             self._queue, self._inflight, self._error = [], [], None

@@ -51,6 +51,7 @@ from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.router import AlertRouter
 from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.tables import TableDef, schemas_of, tables_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -144,22 +145,13 @@ class PipelineRunner:
         register_sources(self._spark)
         return self._spark
 
-    def table_schemas(self) -> dict[str, pa.Schema]:
-        """Every table this pipeline writes, with its Arrow schema."""
-        from pipeline.alerts import ALERT_SCHEMA
-        from pipeline.engine import QUARANTINE_SCHEMA, QUOTES_TABLE_SCHEMA, TRADES_TABLE_SCHEMA
-
-        return {
-            "trades": TRADES_TABLE_SCHEMA,
-            "quotes": QUOTES_TABLE_SCHEMA,
-            "quarantine": QUARANTINE_SCHEMA,
-            "alerts": ALERT_SCHEMA,
-            **self.engine.metric_schemas(),
-        }
+    def tables(self) -> tuple[TableDef, ...]:
+        """Every table this pipeline writes (``pipeline.tables``)."""
+        return tables_for(self.detectors)
 
     def _open(self) -> None:
         if not self._opened:
-            self.router.open(self.table_schemas())
+            self.router.open(self.tables())
             self._opened = True
 
     def source_stream(self) -> DataFrame:
@@ -256,7 +248,9 @@ class PipelineRunner:
         collected = time.monotonic()
         self._add_stage("collect", collected - started)
         result = self.engine.process_assembled(
-            assemble(output, batch_id, {**self.table_schemas(), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA})
+            assemble(
+                output, batch_id, {**schemas_of(self.tables()), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA}
+            )
         )
         self._add_stage("engine", time.monotonic() - collected)
         self._deliver(result, self._writer_id(), self.engine.commit if self.engine.cross.active else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -12,8 +12,6 @@ from coattail.run.outputs import DQ_COLUMNS
 if TYPE_CHECKING:
     # the settings' type only: the reference never runs detector code
     from pipeline.detectors.data_quality import DataQualitySettings
-
-DQ_SCHEMA: Final = DQ_COLUMNS
 
 
 def dq_counts(annotated: pl.DataFrame, settings: DataQualitySettings) -> pl.DataFrame:
@@ -60,7 +58,7 @@ def dq_counts(annotated: pl.DataFrame, settings: DataQualitySettings) -> pl.Data
         pl.concat(parts)
         .group_by([*KEY, "window_start", "reason"])
         .agg(pl.col("n").sum().alias("count"))
-        .select(list(DQ_SCHEMA))
+        .select(list(DQ_COLUMNS))
         .sort([*KEY, "window_start", "reason"])
     )
 
@@ -77,6 +75,6 @@ def quarantine_counts(frame: pl.DataFrame, settings: DataQualitySettings) -> pl.
         )
         .group_by([*KEY, "window_start", "reason"])
         .agg(pl.len().cast(pl.Int64).alias("count"))
-        .select(list(DQ_SCHEMA))
+        .select(list(DQ_COLUMNS))
         .sort([*KEY, "reason"])
     )

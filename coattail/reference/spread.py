@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from pipeline.detectors.spread import SpreadSettings
 
 DETECTOR = "MOD-003"
-SPREAD_METRICS_SCHEMA: Final = SPREAD_COLUMNS
 
 
 def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
@@ -39,7 +38,7 @@ def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: Spre
             pl.len().cast(pl.Int64).alias("count"),
         )
         .with_columns((pl.col("window_start") + width).alias("window_end"))
-        .select(list(SPREAD_METRICS_SCHEMA))
+        .select(list(SPREAD_COLUMNS))
         .sort([*KEY, "window_start"])
     )
 

@@ -26,14 +26,16 @@ import polars as pl
 import pyarrow as pa
 
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
-from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs, conform, conform_alerts
+from coattail.run.outputs import RunOutputs
 from coattail.run.progress import Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
 from core.tape import Tape
-from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
+from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
+from pipeline.tables import ALERTS, TableDef
 from replay.faults import FaultSpec, load_fault_spec
 
 US = 1_000_000
@@ -263,29 +265,27 @@ def _event_count(tapes: Sequence[Tape]) -> int:
 
 def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
     """The run's alerts, DQ metrics and spread metrics, read back from its Iceberg namespace."""
+    from pyiceberg.exceptions import NoSuchTableError
+
     from pipeline.sinks.iceberg import load_catalog
 
-    catalog = load_catalog(config)
+    catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
     namespace = config.storage.namespace
 
-    def scan(name: str) -> pa.Table | None:
+    def scan(table: TableDef) -> pa.Table:
+        """The table's rows in its definition's schema; none when the run's modules never created it."""
         try:
-            table: pa.Table = catalog.load_table(f"{namespace}.{name}").scan().to_arrow()
-        except Exception as e:  # pyiceberg raises NoSuchTableError and catalog-specific errors
-            if type(e).__name__ == "NoSuchTableError":
-                return None
-            raise CoattailError(f"cannot read Iceberg table {namespace}.{name}: {e}") from e
-        return table
+            data: pa.Table = catalog.load_table(f"{namespace}.{table.name}").scan().to_arrow()
+        except NoSuchTableError:
+            return table.schema.empty_table()
+        except Exception as e:  # pyiceberg's catalogs raise many unrelated types
+            raise CoattailError(f"cannot read Iceberg table {namespace}.{table.name}: {e}") from e
+        return table.conform(data)
 
-    alerts = scan("alerts")
-    dq = scan("dq_metrics")
-    spread = scan("spread_metrics")
     return RunOutputs(
-        alerts=conform_alerts(alerts) if alerts is not None else ALERT_SCHEMA.empty_table(),
-        dq=conform(pl.DataFrame(dq), DQ_COLUMNS) if dq is not None else pl.DataFrame(schema=DQ_COLUMNS),
-        spread_metrics=conform(pl.DataFrame(spread), SPREAD_COLUMNS)
-        if spread is not None
-        else pl.DataFrame(schema=SPREAD_COLUMNS),
+        alerts=scan(ALERTS),
+        dq=pl.DataFrame(scan(DQ_METRICS)),
+        spread_metrics=pl.DataFrame(scan(SPREAD_METRICS_TABLE)),
         records_in=records_in,
         valid=valid,
     )

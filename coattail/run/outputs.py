@@ -1,8 +1,8 @@
 """What a run produced, in one shape shared by the pipeline's capture and the reference implementation.
 
-Stored in a run directory as Parquet (``alerts.parquet``, ``dq_metrics.parquet``,
-``spread_metrics.parquet``) plus the record counts in ``summary.json``; validation, diff and the report
-read only this.
+The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics`` and ``spread_metrics``.
+Stored in a run directory as one Parquet file per table (``alerts.parquet``, ...) plus the record
+counts in ``summary.json``; validation, diff and the report read only this.
 """
 
 from __future__ import annotations
@@ -16,28 +16,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError
-from pipeline.alerts import ALERT_SCHEMA
+from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.spread import SPREAD_METRICS_TABLE
+from pipeline.tables import ALERTS, TableDef
 
-DQ_COLUMNS: Final[dict[str, Any]] = {
-    "exchange": pl.Utf8,
-    "symbol": pl.Utf8,
-    "window_start": pl.Int64,
-    "reason": pl.Utf8,
-    "count": pl.Int64,
-}
+
+def polars_columns(table: TableDef) -> dict[str, Any]:
+    """A table's columns as Polars types, in order."""
+    return dict(pl.DataFrame(table.schema.empty_table()).schema)
+
+
+DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 """``dq_metrics`` rows: stream rules per window; quarantine reasons with ``window_start`` null."""
-
-SPREAD_COLUMNS: Final[dict[str, Any]] = {
-    "exchange": pl.Utf8,
-    "symbol": pl.Utf8,
-    "window_start": pl.Int64,
-    "window_end": pl.Int64,
-    "min_bps": pl.Float64,
-    "mean_bps": pl.Float64,
-    "max_bps": pl.Float64,
-    "last_bps": pl.Float64,
-    "count": pl.Int64,
-}
+SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -51,7 +42,10 @@ RECORD_REASONS: Final = (
 )
 """Quarantine reason codes (docs/DETECTORS.md, MOD-004 record rules); the rest are stream rules."""
 
-_FILES: Final = {"alerts": "alerts.parquet", "dq": "dq_metrics.parquet", "spread": "spread_metrics.parquet"}
+_FILES: Final = {
+    part: f"{table.name}.parquet"
+    for part, table in (("alerts", ALERTS), ("dq", DQ_METRICS), ("spread", SPREAD_METRICS_TABLE))
+}
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ class RunOutputs:
                 "(run `coattail run TAPE` to make one)"
             )
         return cls(
-            alerts=conform_alerts(pq.read_table(directory / _FILES["alerts"])),
+            alerts=ALERTS.conform(pq.read_table(directory / _FILES["alerts"])),
             dq=conform(pl.read_parquet(directory / _FILES["dq"]), DQ_COLUMNS),
             spread_metrics=conform(pl.read_parquet(directory / _FILES["spread"]), SPREAD_COLUMNS),
             records_in=records_in,
@@ -107,13 +101,3 @@ def conform(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:
     ]
     return frame.select(present) if frame.width else pl.DataFrame(schema=columns)
 
-
-def conform_alerts(table: pa.Table) -> pa.Table:
-    """An alerts table in ``ALERT_SCHEMA`` (columns selected and cast; absent stamps become null)."""
-    columns = []
-    for field in ALERT_SCHEMA:
-        if field.name in table.schema.names:
-            columns.append(table.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=ALERT_SCHEMA)

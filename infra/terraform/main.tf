@@ -32,15 +32,15 @@ resource "aws_dynamodb_table" "alerts" {
 
   attribute {
     name = var.alerts_key
-    type = "S"
+    type = var.alerts_key_type
   }
   attribute {
     name = var.index_partition
-    type = "S"
+    type = var.index_partition_type
   }
   attribute {
     name = var.index_sort
-    type = "N"
+    type = var.index_sort_type
   }
 
   global_secondary_index {

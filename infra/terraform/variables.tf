@@ -25,6 +25,10 @@ variable "alerts_key" {
   type = string
 }
 
+variable "alerts_key_type" {
+  type = string
+}
+
 variable "ttl_attribute" {
   type = string
 }
@@ -37,7 +41,15 @@ variable "index_partition" {
   type = string
 }
 
+variable "index_partition_type" {
+  type = string
+}
+
 variable "index_sort" {
+  type = string
+}
+
+variable "index_sort_type" {
   type = string
 }
 

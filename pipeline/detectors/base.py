@@ -56,6 +56,9 @@ S = TypeVar("S", bound=Frozen)
 class NoSettings(Frozen):
     """The settings model of a module that has none."""
 
+if TYPE_CHECKING:
+    from pipeline.tables import TableDef
+
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
 
@@ -157,7 +160,7 @@ class DetectorInput:
 class DetectorOutput:
     """What ``detect`` returns: alerts (``ALERT_SCHEMA`` columns) and metric frames by table name.
 
-    Metric table names and schemas are declared in the detector's ``metric_schemas``; frames may have
+    Metric tables are declared in the detector's ``metric_tables`` (frames by table name); frames may have
     any row order. Leave ``ts_written`` null: the router stamps it when the alert is written.
     """
 
@@ -192,7 +195,7 @@ class BaseDetector(ABC, Generic[S]):
     it runs after them.
     ``settings_model``: its typed, frozen settings (defaults in ``config/features.yaml``, overrides in a
     tier file); the instance's ``settings`` holds the resolved values.
-    ``metric_schemas``: metric tables it writes, name -> Arrow schema (the Iceberg sink creates them).
+    ``metric_tables``: the metric tables it writes (``pipeline.tables.TableDef``; the sinks create them).
 
     Do not keep per-batch state on ``self``.
     """
@@ -204,7 +207,7 @@ class BaseDetector(ABC, Generic[S]):
     scope: ClassVar[Scope] = "instrument"
     consumes: ClassVar[tuple[str, ...]] = ()
     settings_model: ClassVar[type[Frozen]] = NoSettings
-    metric_schemas: ClassVar[Mapping[str, pa.Schema]] = {}
+    metric_tables: ClassVar[tuple[TableDef, ...]] = ()
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -18,6 +18,7 @@ from pydantic import Field
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput
+from pipeline.tables import TableDef
 
 DQ_METRICS_SCHEMA: Final = pa.schema(
     [
@@ -27,6 +28,13 @@ DQ_METRICS_SCHEMA: Final = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("count", pa.int64(), nullable=False),
     ]
+)
+DQ_METRICS: Final = TableDef(
+    name="dq_metrics",
+    schema=DQ_METRICS_SCHEMA,
+    key=("exchange", "symbol", "window_start", "reason"),
+    additive=True,
+    description="MOD-004: data-quality event counts per key, window and reason (null window: quarantine)",
 )
 
 _TRADE_RULES: Final = (
@@ -65,7 +73,7 @@ class DataQualityDetector(BaseDetector[DataQualitySettings]):
     )
     inputs: ClassVar[tuple[EventKind, ...]] = ("trade", "quote")
     settings_model: ClassVar[type[Frozen]] = DataQualitySettings
-    metric_schemas: ClassVar[dict[str, pa.Schema]] = {"dq_metrics": DQ_METRICS_SCHEMA}
+    metric_tables: ClassVar[tuple[TableDef, ...]] = (DQ_METRICS,)
 
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """The ``dq_metrics`` rows of one batch."""

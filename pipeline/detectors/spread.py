@@ -30,6 +30,7 @@ from pipeline.detectors.windows import (
     fold_sum,
     window_starts,
 )
+from pipeline.tables import TableDef
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -51,7 +52,12 @@ SPREAD_METRICS: Final = pa.schema(
         pa.field("count", pa.int64(), nullable=False),
     ]
 )
-"""The ``spread_metrics`` table: one row per key and closed window with at least one spread."""
+SPREAD_METRICS_TABLE: Final = TableDef(
+    name="spread_metrics",
+    schema=SPREAD_METRICS,
+    key=("exchange", "symbol", "window_start"),
+    description="MOD-003: spread statistics per key and closed window with at least one spread",
+)
 
 
 def spread_bps(bid: Any, ask: Any) -> Any:
@@ -83,7 +89,7 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
         "per-window spread metrics; blow-outs against the trailing median; crossed books"
     )
     settings_model: ClassVar[type[Frozen]] = SpreadSettings
-    metric_schemas: ClassVar = {"spread_metrics": SPREAD_METRICS}
+    metric_tables: ClassVar[tuple[TableDef, ...]] = (SPREAD_METRICS_TABLE,)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import SinkError, TapeError
-from pipeline.engine import QUOTES_TABLE_SCHEMA, TRADES_TABLE_SCHEMA
-from pipeline.sinks.iceberg import DATE_COLUMN, IcebergSink, with_date
+from core.events import EventKind
+from pipeline.sinks.iceberg import IcebergSink
+from pipeline.tables import BRONZE, event_date
 
 TAPE_SHARD: Final = "tape"
-BRONZE: Final = {"trade": ("trades", TRADES_TABLE_SCHEMA), "quote": ("quotes", QUOTES_TABLE_SCHEMA)}
 LOADER_WRITER: Final = "coattail.loader"
 _READ_ROWS: Final = 1_000_000
 
@@ -71,9 +71,9 @@ def read_manifest(tape: Path) -> dict[str, Any]:
     return manifest
 
 
-def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[pa.Table]:
+def bronze_batches(tape: Path, kind: EventKind, manifest: dict[str, Any]) -> Iterator[pa.Table]:
     """One kind of a tape as bronze-table batches (transport columns filled for a tape)."""
-    _, schema = BRONZE[kind]
+    table = BRONZE[kind]
     start = int(manifest["start_us"])
     for name in manifest["files"].get(kind, []):
         for batch in pq.ParquetFile(tape / name).iter_batches(batch_size=_READ_ROWS):
@@ -81,7 +81,7 @@ def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[
             ts = pc.utf8_lpad(pc.cast(batch.column("ts_event"), pa.string()), width=17, padding="0")
             seq = pc.utf8_lpad(pc.cast(batch.column("seq"), pa.string()), width=12, padding="0")
             sequence = pc.binary_join_element_wise(pa.scalar(_sequence_prefix(start)), ts, seq, "")
-            columns = {name_: batch.column(name_) for name_ in schema.names if name_ in batch.schema.names}
+            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
             columns.update(
                 {
                     "ts_sent": pa.nulls(n, pa.int64()),
@@ -91,7 +91,7 @@ def bronze_batches(tape: Path, kind: str, manifest: dict[str, Any]) -> Iterator[
                     "sub_sequence": pa.array([0] * n, pa.int32()),
                 }
             )
-            yield pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
+            yield table.conform(pa.table(columns))
 
 
 def load_tape(
@@ -102,14 +102,15 @@ def load_tape(
 ) -> LoadResult:
     """Load one tape into ``sink``'s bronze tables, replacing what an earlier load of it wrote."""
     manifest = read_manifest(tape)
-    sink.open({table: schema for table, schema in BRONZE.values()})
+    sink.open(BRONZE.values())
     instruments, days = _coverage(tape, manifest)
     if not instruments:
         return LoadResult(tape, {}, [], [])
     replace = replace_filter(int(manifest["start_us"]), instruments)
     rows: dict[str, int] = {}
     props = {"coattail.writer": LOADER_WRITER, "coattail.tape": manifest.get("checksum", str(tape))}
-    for kind, (table, _) in BRONZE.items():
+    for kind, bronze in BRONZE.items():
+        table = bronze.name
         handle = sink.catalog.load_table(f"{sink.namespace}.{table}")
         try:
             with handle.transaction() as txn, warnings.catch_warnings():
@@ -117,7 +118,7 @@ def load_tape(
                 txn.delete(replace, snapshot_properties=props)
                 count = 0
                 for batch in bronze_batches(tape, kind, manifest):
-                    txn.append(with_date(table, batch), snapshot_properties=props)
+                    txn.append(bronze.with_partition_columns(batch), snapshot_properties=props)
                     count += batch.num_rows
                     if progress is not None:
                         progress(batch.num_rows)
@@ -163,6 +164,5 @@ def _coverage(tape: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, str
             instruments.update(
                 zip(pairs.column("exchange").to_pylist(), pairs.column("symbol").to_pylist(), strict=True)
             )
-            dated = with_date("trades", data).column(DATE_COLUMN)
-            days.update(d.isoformat() for d in pc.unique(dated).to_pylist())
+            days.update(d.isoformat() for d in pc.unique(event_date(data.column("ts_event"))).to_pylist())
     return sorted(instruments), sorted(days)

@@ -18,7 +18,8 @@ There is no Iceberg Spark runtime here (no Maven), so the data files come from p
   deletes), groups by key and calls ``run_key`` in ``applyInArrow``.
 
 Outputs come back as Arrow IPC payloads and are written to ``<table>_<name>`` Iceberg tables
-(``alerts_<name>``, ``spread_metrics_<name>``, ``dq_metrics_<name>``), never the live tables and never
+(``alerts_<name>``, ``spread_metrics_<name>``, ``dq_metrics_<name>``; the live tables' definitions
+under those names, unpartitioned: a run's output is read whole), never the live tables and never
 DynamoDB. Every run replaces the whole output: each table any module could have written under the name
 is dropped, and each table the chosen modules declare is created, empty when the run produced no rows.
 """
@@ -30,7 +31,7 @@ import re
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
@@ -38,23 +39,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError, ConfigError, PipelineError
-from pipeline.alerts import ALERT_SCHEMA
+from core.events import EventKind
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
-from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
+from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA, INTERNAL_TABLES
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
+from pipeline.tables import ALERTS, BRONZE, TableDef, detector_tables, registered_metric_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 _NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-_BRONZE: Final = {"trade": "trades", "quote": "quotes"}
 _RESULT_DDL: Final = "table string, payload binary"
 _JOB_CONF: Final = ("spark.sql.adaptive.coalescePartitions.enabled", "spark.sql.shuffle.partitions")
-_SKIP: Final = frozenset({"trades", "quotes", "quarantine"})
 _STATS: Final = "__stats__"
 """Pseudo table of a key's result rows: its payload is JSON ``{"key", "events", "cpu_s"}``."""
 
@@ -77,13 +77,10 @@ def output_table(table: str, name: str) -> str:
     return f"{table}_{name}"
 
 
-def output_schemas(modules: Sequence[str]) -> dict[str, pa.Schema]:
-    """The output tables of a run with ``modules``, by base name: ``alerts`` and their metric tables."""
+def output_tables(modules: Sequence[str]) -> tuple[TableDef, ...]:
+    """The output tables of a run with ``modules``, under their base names: alerts and metric tables."""
     registry = ModuleRegistry()
-    schemas = {"alerts": ALERT_SCHEMA}
-    for module_id in modules:
-        schemas.update(registry.get(module_id).metric_schemas)
-    return schemas
+    return (ALERTS, *detector_tables(registry.get(module_id) for module_id in modules))
 
 
 def check_name(name: str) -> None:
@@ -116,9 +113,10 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
     engine = Engine(cfg, ModuleRegistry().build(cfg))
     # the instrument stage only: the asset and global stage runs once over every key's output (reprocess)
     result = engine.run(events, 0, EngineState())
+    outputs = {t.name for t in output_tables(modules)} | set(INTERNAL_TABLES)
     names, payloads = [], []
     for name, out in result.tables.items():
-        if name in _SKIP or out.num_rows == 0:
+        if name not in outputs or out.num_rows == 0:
             continue
         names.append(name)
         payloads.append(to_ipc(out))
@@ -129,11 +127,13 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
     return pa.table({"table": pa.array(names, pa.string()), "payload": pa.array(payloads, pa.binary())})
 
 
-def bronze_frame(spark: SparkSession, sink: IcebergSink, kind: str, start_us: int, end_us: int) -> DataFrame:
+def bronze_frame(
+    spark: SparkSession, sink: IcebergSink, kind: EventKind, start_us: int, end_us: int
+) -> DataFrame:
     """One bronze table's rows in ``[start_us, end_us)`` as a Spark DataFrame of ``PARSED_SCHEMA``."""
     from pyspark.sql import functions as sf
 
-    handle = sink.catalog.load_table(f"{sink.namespace}.{_BRONZE[kind]}")
+    handle = sink.catalog.load_table(f"{sink.namespace}.{BRONZE[kind].name}")
     scan = handle.scan(row_filter=f"ts_event >= {int(start_us)} AND ts_event < {int(end_us)}")
     tasks = list(scan.plan_files())
     paths = [t.file.file_path for t in tasks]
@@ -187,7 +187,7 @@ def reprocess(
         raise PipelineError(f"reprocessing {name} failed in Spark: {e}") from e
     stats = [json.loads(r["payload"]) for r in rows if r["table"] == _STATS]
     # run_key leaves out empty tables: every declared output is still in the result (and written)
-    empty = {table: schema.empty_table() for table, schema in output_schemas(modules).items()}
+    empty = {table.name: table.schema.empty_table() for table in output_tables(modules)}
     internal = {FEED: FEED_SCHEMA.empty_table(), CLOCKS: CLOCKS_SCHEMA.empty_table()}
     produced = _gather([r for r in rows if r["table"] != _STATS])
     batch = BatchResult(0, 0, 0, 0, {**empty, **internal, **produced})
@@ -200,7 +200,7 @@ def reprocess(
         key_cpu_s={s["key"]: s["cpu_s"] for s in stats},
     )
     if write:
-        result.written = _write(sink, name, tables)
+        result.written = _write(sink, name, tables, modules)
     return result
 
 
@@ -220,8 +220,8 @@ def plan_symbol_groups(sink: IcebergSink, start_us: int, end_us: int) -> list[Sy
     can be read and processed by one task, with no shuffle at all.
     """
     groups: dict[str | None, dict[str, list[str]]] = {}
-    for kind, table in _BRONZE.items():
-        handle = sink.catalog.load_table(f"{sink.namespace}.{table}")
+    for kind, table in BRONZE.items():
+        handle = sink.catalog.load_table(f"{sink.namespace}.{table.name}")
         symbol_id = handle.schema().find_field("symbol").field_id
         spec = handle.spec()
         position = next((i for i, f in enumerate(spec.fields) if f.source_id == symbol_id), None)
@@ -340,7 +340,9 @@ def _gather(rows: list[Any]) -> dict[str, pa.Table]:
     return {name: pa.concat_tables(ts) for name, ts in parts.items()}
 
 
-def _write(sink: IcebergSink, name: str, tables: dict[str, pa.Table]) -> dict[str, str]:
+def _write(
+    sink: IcebergSink, name: str, tables: dict[str, pa.Table], modules: Sequence[str]
+) -> dict[str, str]:
     """Replace the output: drop every table a previous run of this name may have left (also those of
     modules not chosen now), create each of ``tables`` (empty ones too), append the rows once."""
     from pyiceberg.exceptions import NoSuchTableError
@@ -350,20 +352,15 @@ def _write(sink: IcebergSink, name: str, tables: dict[str, pa.Table]) -> dict[st
         with suppress(NoSuchTableError):
             sink.catalog.drop_table(f"{sink.namespace}.{output_table(base, name)}")
     fresh = IcebergSink(sink.config, sink.catalog)  # its exactly-once bookkeeping must not remember them
-    fresh.open({targets[t]: data.schema for t, data in tables.items()})
+    # an output keeps its table's columns and key, unpartitioned: one run's rows, read whole
+    fresh.open(replace(t, name=targets[t.name], partition_by=()) for t in output_tables(modules))
     fresh.write(0, f"reprocess:{name}", {targets[t]: data for t, data in tables.items()})
     return {t: f"{sink.namespace}.{target}" for t, target in targets.items()}
 
 
 def _output_bases() -> set[str]:
     """The base name of every output table a registered module can write."""
-    registry = ModuleRegistry()
-    bases = {"alerts"}
-    for module_id in registry.ids():
-        # a module that cannot be loaded cannot name its tables; it was not chosen (check_request)
-        with suppress(PipelineError):
-            bases.update(registry.get(module_id).metric_schemas)
-    return bases
+    return {ALERTS.name} | {t.name for t in registered_metric_tables()}
 
 
 def _spark_type(t: pa.DataType) -> str:

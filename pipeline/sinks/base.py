@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import ClassVar, Final
 
@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.alerts import ALERT_SCHEMA
+from pipeline.tables import TableDef
 
 BATCH_PROPERTY: Final = "coattail.batch-id"
 WRITER_PROPERTY: Final = "coattail.writer"
@@ -40,13 +41,13 @@ class TableSink(ABC):
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], int | None] = {}
-        self.schemas: dict[str, pa.Schema] = {}
+        self.definitions: dict[str, TableDef] = {}
 
-    def open(self, schemas: Mapping[str, pa.Schema]) -> None:
-        """Prepare (create if missing) every table the pipeline will write."""
-        self.schemas = dict(schemas)
-        for table, schema in self.schemas.items():
-            self._create(table, schema)
+    def open(self, tables: Iterable[TableDef]) -> None:
+        """Prepare (create if missing) every table the pipeline will write, from its definition."""
+        self.definitions = {table.name: table for table in tables}
+        for table in self.definitions.values():
+            self._create(table)
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections; the default has nothing to release."""
@@ -97,7 +98,7 @@ class TableSink(ABC):
         return written
 
     @abstractmethod
-    def _create(self, table: str, schema: pa.Schema) -> None:
+    def _create(self, table: TableDef) -> None:
         """Create ``table`` unless it exists."""
 
     @abstractmethod

@@ -1,6 +1,6 @@
 """Alerts to DynamoDB: one conditional ``PutItem`` per alert (``attribute_not_exists(alert_id)``),
 issued from a thread pool, with a TTL attribute ``expires_at`` (epoch seconds) and retries on
-throttling.
+throttling. The table's layout is ``pipeline.tables.DynamoTableDef``.
 
 ``BatchWriteItem`` cannot carry conditions, and ``TransactWriteItems`` fails the whole transaction when
 one alert already exists (a re-run batch), so conditional single puts in parallel are used: an existing
@@ -19,6 +19,7 @@ from core.errors import SinkError
 from pipeline.aws import client
 from pipeline.config import Config
 from pipeline.sinks.base import AlertSink, now_us
+from pipeline.tables import DynamoTableDef, alerts_dynamo_table
 
 _THROTTLED: Final = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
@@ -27,8 +28,9 @@ _THROTTLED: Final = frozenset(
 MAX_ATTEMPTS: Final = 6
 
 
-def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int) -> dict[str, Any]:
-    """An alert row as a DynamoDB item (low-level attribute values)."""
+def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int, layout: DynamoTableDef) -> dict[str, Any]:
+    """An alert row as a DynamoDB item (low-level attribute values), expiring ``ttl_hours`` after it
+    was written."""
     item: dict[str, Any] = {}
     for name, value in row.items():
         if value is None or name == "ts_written":
@@ -42,7 +44,7 @@ def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int) -> dict[str, A
         else:
             item[name] = {"N": repr(value)}
     item["ts_written"] = {"N": str(ts_written)}
-    item["expires_at"] = {"N": str(ts_written // 1_000_000 + ttl_hours * 3600)}
+    item[layout.ttl_attribute] = {"N": str(ts_written // 1_000_000 + ttl_hours * 3600)}
     return item
 
 
@@ -52,7 +54,8 @@ class DynamoAlertSink(AlertSink):
     name: ClassVar[str] = "dynamodb"
 
     def __init__(self, config: Config, threads: int = 8) -> None:
-        self.table = config.dynamodb.alerts_table
+        self.layout = alerts_dynamo_table(config)
+        self.table = self.layout.name
         self.ttl_hours = config.dynamodb.ttl_hours
         self.client = client("dynamodb", config.runtime)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dynamo-alerts")
@@ -90,8 +93,8 @@ class DynamoAlertSink(AlertSink):
             try:
                 self.client.put_item(
                     TableName=self.table,
-                    Item=to_item(row, stamp, self.ttl_hours),
-                    ConditionExpression="attribute_not_exists(alert_id)",
+                    Item=to_item(row, stamp, self.ttl_hours, self.layout),
+                    ConditionExpression=f"attribute_not_exists({self.layout.key})",
                 )
                 return stamp, True
             except ClientError as e:

@@ -1,11 +1,11 @@
 """Iceberg tables through pyiceberg: SQL catalog on SQLite (profile ``lite``) or Glue + S3 (``mirror``,
 ``aws``).
 
-Partitioning: ``trades`` and ``quotes`` by ``event_date`` (the UTC day of ``ts_event``, a ``date``
-column the sink adds) and ``symbol``; ``alerts`` by ``event_date``; ``quarantine`` and the metric
-tables are small and unpartitioned. Each append carries ``coattail.writer`` and ``coattail.batch-id``
-in its snapshot summary, which is how a re-run batch is recognised and skipped (the append and its
-summary are one atomic catalog commit).
+Tables are created from their ``pipeline.tables.TableDef``: its stored schema and an identity partition
+field ``<column>_part`` per partition column (``event_date``, the derived day, is added to the rows on
+append). ``create_table`` serves the sink and ``coattail up`` alike. Each append carries
+``coattail.writer`` and ``coattail.batch-id`` in its snapshot summary, which is how a re-run batch is
+recognised and skipped (the append and its summary are one atomic catalog commit).
 """
 
 from __future__ import annotations
@@ -15,25 +15,18 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from core.errors import SinkError
 from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, endpoint_for, is_local_endpoint
-from pipeline.config import Config
+from pipeline.config import Config, RuntimeSettings
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
+from pipeline.tables import TableDef
 
-DATE_COLUMN: Final = "event_date"
-PARTITIONS: Final[dict[str, tuple[str, ...]]] = {
-    "trades": (DATE_COLUMN, "symbol"),
-    "quotes": (DATE_COLUMN, "symbol"),
-    "alerts": (DATE_COLUMN,),
-}
-_US_PER_DAY: Final = 86_400_000_000
+_PART_SUFFIX: Final = "_part"
 
 
-def load_catalog(config: Config) -> Any:
-    """The catalog of ``config.runtime.profile``: SQLite + local files, or Glue + S3."""
-    runtime = config.runtime
+def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
+    """The catalog of ``runtime.profile``: SQLite + local files, or Glue + S3 (``warehouse_bucket``)."""
     try:
         if runtime.profile == "lite":
             from pyiceberg.catalog.sql import SqlCatalog
@@ -48,7 +41,7 @@ def load_catalog(config: Config) -> Any:
         props: dict[str, str] = {
             "glue.region": runtime.region,
             "s3.region": runtime.region,
-            "warehouse": f"s3://{config.storage.warehouse_bucket}/",
+            "warehouse": f"s3://{warehouse_bucket}/",
         }
         key, secret = DUMMY_CREDENTIALS["aws_access_key_id"], DUMMY_CREDENTIALS["aws_secret_access_key"]
         for service in ("glue", "s3"):  # each may have its own endpoint, as in pipeline.aws.client
@@ -67,14 +60,36 @@ def load_catalog(config: Config) -> Any:
         ) from e
 
 
-def with_date(table: str, data: pa.Table) -> pa.Table:
-    """Add the ``event_date`` partition column to the tables partitioned by day."""
-    if table not in PARTITIONS:
-        return data
-    days = pc.divide(data.column("ts_event"), pa.scalar(_US_PER_DAY, pa.int64()))
-    # integer division truncates toward zero; ts before 1970 would need floor, which never occurs here
-    dates = pc.cast(pc.cast(days, pa.int32()), pa.date32())
-    return data.append_column(pa.field(DATE_COLUMN, pa.date32(), nullable=False), dates)
+def create_table(catalog: Any, namespace: str, table: TableDef) -> tuple[Any, bool]:
+    """Load ``namespace.<table>``, or create it (and the namespace) from its definition: the handle and
+    whether it was created. Safe against a concurrent creator."""
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+    from pyiceberg.transforms import IdentityTransform
+
+    ident = f"{namespace}.{table.name}"
+    # errors reaching the catalog itself pass through: the command line says how to start the stack
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(namespace)
+    try:
+        return catalog.load_table(ident), False
+    except NoSuchTableError:
+        pass
+    try:
+        handle = catalog.create_table_if_not_exists(ident, schema=table.stored_schema)
+        if table.partition_by and handle.spec().is_unpartitioned():
+            with handle.update_spec() as update:
+                for column in table.partition_by:
+                    update.add_field(column, IdentityTransform(), f"{column}{_PART_SUFFIX}")
+            handle = catalog.load_table(ident)
+    except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
+        raise SinkError(f"cannot create Iceberg table {ident}: {e}") from e
+    return handle, True
+
+
+def partition_columns(handle: Any) -> tuple[str, ...]:
+    """The source columns of an Iceberg table's partition fields, in spec order."""
+    schema = handle.schema()
+    return tuple(schema.find_column_name(f.source_id) for f in handle.spec().fields)
 
 
 class IcebergSink(TableSink):
@@ -86,34 +101,16 @@ class IcebergSink(TableSink):
         super().__init__()
         self.config = config
         self.namespace = config.storage.namespace
-        self.catalog = catalog if catalog is not None else load_catalog(config)
+        self.catalog = (
+            catalog if catalog is not None else load_catalog(config.runtime, config.storage.warehouse_bucket)
+        )
         self._tables: dict[str, Any] = {}
 
     def _ident(self, table: str) -> str:
         return f"{self.namespace}.{table}"
 
-    def _create(self, table: str, schema: pa.Schema) -> None:
-        from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
-        from pyiceberg.transforms import IdentityTransform
-
-        with contextlib.suppress(NamespaceAlreadyExistsError):
-            self.catalog.create_namespace(self.namespace)
-        try:
-            self._tables[table] = self.catalog.load_table(self._ident(table))
-            return
-        except NoSuchTableError:
-            pass
-        full = with_date(table, schema.empty_table()).schema
-        try:
-            handle = self.catalog.create_table_if_not_exists(self._ident(table), schema=full)
-            if table in PARTITIONS and handle.spec().is_unpartitioned():
-                with handle.update_spec() as update:
-                    for column in PARTITIONS[table]:
-                        update.add_field(column, IdentityTransform(), f"{column}_part")
-                handle = self.catalog.load_table(self._ident(table))
-        except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
-            raise SinkError(f"cannot create Iceberg table {self._ident(table)}: {e}") from e
-        self._tables[table] = handle
+    def _create(self, table: TableDef) -> None:
+        self._tables[table.name], _ = create_table(self.catalog, self.namespace, table)
 
     def _last_committed(self, table: str, writer: str) -> int | None:
         handle = self._tables[table]
@@ -127,9 +124,9 @@ class IcebergSink(TableSink):
         return best
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
-        handle = self._tables[table]
+        handle, stored = self._tables[table], self.definitions[table].with_partition_columns(data)
         try:
-            handle.append(with_date(table, data), snapshot_properties=properties)
+            handle.append(stored, snapshot_properties=properties)
         except Exception as e:
             raise SinkError(
                 f"Iceberg append to {self._ident(table)} (batch {properties[BATCH_PROPERTY]}) failed: {e}"

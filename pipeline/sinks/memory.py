@@ -7,6 +7,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, AlertSink, TableSink, now_us
+from pipeline.tables import TableDef
 
 
 class MemoryTableSink(TableSink):
@@ -18,8 +19,8 @@ class MemoryTableSink(TableSink):
         super().__init__()
         self.commits: dict[str, list[tuple[dict[str, str], pa.Table]]] = {}
 
-    def _create(self, table: str, schema: pa.Schema) -> None:
-        self.commits.setdefault(table, [])
+    def _create(self, table: TableDef) -> None:
+        self.commits.setdefault(table.name, [])
 
     def _last_committed(self, table: str, writer: str) -> int | None:
         ids = [int(p[BATCH_PROPERTY]) for p, _ in self.commits.get(table, []) if p[WRITER_PROPERTY] == writer]
@@ -33,7 +34,7 @@ class MemoryTableSink(TableSink):
         parts = [data for _, data in self.commits.get(table, [])]
         if parts:
             return pa.concat_tables(parts)
-        return self.schemas[table].empty_table()
+        return self.definitions[table].schema.empty_table()
 
 
 class MemoryAlertSink(AlertSink):

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import StackError
-from infra.provision import StackSpec, StreamSpec, TableSpec, inspect, provision
+from infra.provision import IcebergSpec, StackSpec, StreamSpec, inspect, provision
 from pipeline.aws import client
-from pipeline.config import Config, RuntimeSettings
+from pipeline.config import Config, ConfigLoader, ProfileName, RuntimeSettings
+from pipeline.detectors.registry import ModuleRegistry
+from pipeline.sinks.iceberg import IcebergSink, load_catalog
+from pipeline.tables import CORE_TABLES, DATE_COLUMN, TRADES, DynamoTableDef, all_tables
 
 pytestmark = pytest.mark.integration
 
 
+SMALL_TABLES = tuple(t.name for t in all_tables(ConfigLoader().load("small", env={})))
+
+
 def _spec(prefix: str, shards: int = 2) -> StackSpec:
     """A spec with names of its own, so tests sharing the session emulator never collide."""
+    database = prefix.replace("-", "_")
     return StackSpec(
         streams=(StreamSpec(f"{prefix}-events", shards),),
-        alerts_table=TableSpec(f"{prefix}-alerts"),
+        alerts_table=DynamoTableDef(f"{prefix}-alerts"),
         buckets=(f"{prefix}-warehouse", f"{prefix}-checkpoints"),
-        glue_database=prefix.replace("-", "_"),
+        glue_database=database,
+        iceberg=IcebergSpec(database, f"{prefix}-warehouse", SMALL_TABLES),
     )
 
 
 @pytest.fixture(scope="module")
-def runtime(aws_endpoint: str) -> RuntimeSettings:
-    return RuntimeSettings(aws_endpoint=aws_endpoint)
+def runtime(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> RuntimeSettings:
+    return RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path_factory.mktemp("provision"))
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +58,27 @@ def test_spec_follows_the_tier_config(config: Config) -> None:
     assert spec.alerts_table.ttl_attribute == "expires_at"
     assert set(spec.buckets) == {config.storage.warehouse_bucket, config.storage.checkpoint_bucket}
     assert spec.glue_database == config.storage.glue_database
+    assert spec.iceberg == IcebergSpec(
+        config.storage.namespace, config.storage.warehouse_bucket, tuple(t.name for t in all_tables(config))
+    )
 
 
 def test_provision_twice_changes_nothing(runtime: RuntimeSettings) -> None:
     spec = _spec(f"ct-twice-{uuid.uuid4().hex[:6]}")
     assert {r.state for r in inspect(spec, runtime)} == {"missing"}
     first = provision(spec, runtime)
-    assert [r.state for r in first] == ["created"] * 5
+    count = 5 + len(SMALL_TABLES)
+    assert [r.state for r in first] == ["created"] * count
     assert [(r.kind, r.name) for r in first] == [
         ("kinesis stream", spec.streams[0].name),
         ("dynamodb table", spec.alerts_table.name),
         ("s3 bucket", spec.buckets[0]),
         ("s3 bucket", spec.buckets[1]),
         ("glue database", spec.glue_database),
+        *(("iceberg table", f"{spec.iceberg.namespace}.{name}") for name in SMALL_TABLES),
     ]
     second = provision(spec, runtime)
-    assert [r.state for r in second] == ["exists"] * 5
+    assert [r.state for r in second] == ["exists"] * count
     assert [r.detail for r in second] == [r.detail for r in first]
     assert inspect(spec, runtime) == second
 
@@ -82,7 +98,10 @@ def test_table_with_another_layout_is_refused(runtime: RuntimeSettings) -> None:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
     )
-    spec = StackSpec(streams=(), alerts_table=TableSpec(name), buckets=(), glue_database="ct_foreign")
+    spec = StackSpec(
+        streams=(), alerts_table=DynamoTableDef(name), buckets=(), glue_database="ct_foreign",
+        iceberg=IcebergSpec("ct_foreign", "ct-foreign", ()),
+    )
     with pytest.raises(StackError, match="needs key"):
         provision(spec, runtime)
 
@@ -185,3 +204,64 @@ def test_glue_database_round_trip(runtime: RuntimeSettings, provisioned: StackSp
     )
     tables = glue.get_tables(DatabaseName=provisioned.glue_database)["TableList"]
     assert [t["Name"] for t in tables] == ["probe"]
+
+
+def _tier(prefix: str, runtime: RuntimeSettings) -> Config:
+    """The small tier with every registered module on, under names of its own."""
+    database = prefix.replace("-", "_")
+    names = {
+        "modules": ModuleRegistry().ids(),
+        "kinesis.stream": f"{prefix}-events",
+        "dynamodb.alerts_table": f"{prefix}-alerts",
+        "storage.namespace": database,
+        "storage.glue_database": database,
+        "storage.warehouse_bucket": f"{prefix}-warehouse",
+        "storage.checkpoint_bucket": f"{prefix}-checkpoints",
+    }
+    config = ConfigLoader().load("small", env={}, overrides=names)
+    return config.model_copy(update={"runtime": runtime})
+
+
+@pytest.mark.parametrize("profile", ["lite", "mirror"])
+def test_provisioning_creates_exactly_the_defined_iceberg_tables(
+    aws_endpoint: str, tmp_path: Path, profile: ProfileName
+) -> None:
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path, profile=profile)
+    config = _tier(f"ct-ice-{profile}-{uuid.uuid4().hex[:6]}", runtime)
+    spec = StackSpec.from_config(config)
+    resources = provision(spec, runtime)
+    defined = all_tables(config)
+    assert len(defined) > len(CORE_TABLES)  # metric tables included
+    namespace = config.storage.namespace
+    assert [(r.kind, r.name, r.state) for r in resources if r.kind == "iceberg table"] == [
+        ("iceberg table", f"{namespace}.{t.name}", "created") for t in defined
+    ]
+    catalog = load_catalog(runtime, config.storage.warehouse_bucket)
+    assert sorted(ident[-1] for ident in catalog.list_tables(namespace)) == sorted(t.name for t in defined)
+    for table in defined:
+        handle = catalog.load_table(f"{namespace}.{table.name}")
+        schema = handle.schema()
+        assert [f.name for f in schema.fields] == table.stored_schema.names
+        assert [
+            (schema.find_column_name(f.source_id), str(f.transform), f.name) for f in handle.spec().fields
+        ] == [(column, "identity", f"{column}_part") for column in table.partition_by]
+    # the pipeline's sink finds the provisioned tables and writes into them
+    sink = IcebergSink(config)
+    sink.open(defined)
+    trades = TRADES.conform(pa.table({"exchange": ["binance"], "symbol": ["BTCUSDT"], "trade_id": [1],
+                                      "price": [1.0], "qty": [1.0], "side": ["buy"], "ts_event": [0]}))
+    assert sink.write(0, "query:t", {"trades": trades}) == {"trades": True}
+    assert sink.read("trades").column(DATE_COLUMN).to_pylist() == [dt.date(1970, 1, 1)]
+    again = [r.state for r in provision(spec, runtime) if r.kind == "iceberg table"]
+    assert again == ["exists"] * len(defined)
+
+
+def test_an_iceberg_table_with_another_layout_is_refused(aws_endpoint: str, tmp_path: Path) -> None:
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path)
+    config = _tier(f"ct-drift-{uuid.uuid4().hex[:6]}", runtime)
+    catalog = load_catalog(runtime, config.storage.warehouse_bucket)
+    catalog.create_namespace(config.storage.namespace)
+    catalog.create_table(f"{config.storage.namespace}.trades", schema=TRADES.stored_schema)  # unpartitioned
+    refused = r"partitioned by \[\], but its definition .* \['event_date', 'symbol'\]"
+    with pytest.raises(StackError, match=refused):
+        provision(StackSpec.from_config(config), runtime)

@@ -19,8 +19,12 @@ from infra import emulator, stack
 from infra.processes import LOOPBACK, free_port, is_alive, port_accepts
 from pipeline.aws import client
 from pipeline.config import Config, ConfigLoader, RuntimeSettings
+from pipeline.tables import all_tables
 
 pytestmark = pytest.mark.integration
+TABLES = tuple(f"coattail.{t.name}" for t in all_tables(ConfigLoader().load("small", env={})))
+"""The Iceberg tables ``up`` creates for the small tier (in the lite catalog under the state dir)."""
+RESOURCES = 5 + len(TABLES)
 
 
 def _config(state_dir: Path, **runtime: Any) -> Config:
@@ -55,14 +59,14 @@ def test_up_provision_twice_status_down(state_dir: Path) -> None:
     assert handle.started
     endpoint = handle.runtime.aws_endpoint
     assert endpoint is not None and endpoint.startswith(f"http://{LOOPBACK}:")
-    assert [r.state for r in handle.resources] == ["created"] * 5
+    assert [r.state for r in handle.resources] == ["created"] * RESOURCES
     pid = _moto_pid(state_dir)
     assert (state_dir / "moto.log").is_file()
 
     again = stack.up(config)
     assert not again.started
     assert again.runtime.aws_endpoint == endpoint
-    assert [r.state for r in again.resources] == ["exists"] * 5
+    assert [r.state for r in again.resources] == ["exists"] * RESOURCES
     assert _moto_pid(state_dir) == pid
 
     report = stack.status(config.runtime)
@@ -75,6 +79,7 @@ def test_up_provision_twice_status_down(state_dir: Path) -> None:
         "coattail-warehouse",
         "coattail-checkpoints",
         "coattail",
+        *TABLES,
     }
     assert report.summary() == "up: tier small, profile lite"
     assert stack.current_endpoint(state_dir) == endpoint
@@ -108,7 +113,8 @@ def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> 
     recovered = stack.up(config, step=steps.append)
     assert recovered.started
     assert any("clearing" in s for s in steps)
-    assert [r.state for r in recovered.resources] == ["created"] * 5
+    # the emulator's resources died with it; the lite catalog's tables live on under the state dir
+    assert [r.state for r in recovered.resources] == ["created"] * 5 + ["exists"] * len(TABLES)
     assert _moto_pid(state_dir) != pid
 
 
@@ -209,7 +215,7 @@ def test_external_endpoint_is_provisioned_not_started(state_dir: Path, tmp_path:
         config = _config(state_dir, aws_endpoint=main.endpoint, service_endpoints={"glue": glue.endpoint})
         handle = stack.up(config)
         assert not handle.started
-        assert [r.state for r in handle.resources] == ["created"] * 5
+        assert [r.state for r in handle.resources] == ["created"] * RESOURCES
         assert not (state_dir / "moto.pid").exists()
         runtime = RuntimeSettings(aws_endpoint=main.endpoint)
         assert client("glue", runtime).get_databases()["DatabaseList"] == []
@@ -218,7 +224,7 @@ def test_external_endpoint_is_provisioned_not_started(state_dir: Path, tmp_path:
 
         report = stack.status(RuntimeSettings(state_dir=state_dir))
         assert [(p.kind, p.state) for p in report.processes] == [("external", "running")]
-        assert [r.state for r in report.resources] == ["exists"] * 5
+        assert [r.state for r in report.resources] == ["exists"] * RESOURCES
         assert stack.down(state_dir) == [f"forgot the external stack recorded in {state_dir / 'stack.json'}"]
         assert is_alive(main.pid)
     finally:

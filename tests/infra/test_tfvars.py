@@ -40,6 +40,8 @@ def test_tfvars_cover_every_declared_variable(tier: str) -> None:
         "disk": f"{executor.disk_gb} GB",
     }
     assert values["emr_initial_capacity"]["Driver"]["worker_count"] == initial.drivers
+    types = (values["alerts_key_type"], values["index_partition_type"], values["index_sort_type"])
+    assert types == ("S", "S", "N")
 
 
 def test_every_used_variable_is_declared() -> None:

@@ -16,22 +16,23 @@ from core.errors import SinkError
 from pipeline.router import AlertRouter
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
+from pipeline.tables import TableDef
 from pipeline.testkit import T0, run_engine, small_config, trade
 
 CFG = small_config()
 
 
-def _schemas(tmp: Path) -> dict[str, pa.Schema]:
+def _tables(tmp: Path) -> tuple[TableDef, ...]:
     return PipelineRunner(CFG, checkpoint=tmp / "unused", table_sinks=[MemoryTableSink()],
-                          alert_sinks=[MemoryAlertSink()]).table_schemas()
+                          alert_sinks=[MemoryAlertSink()]).tables()
 
 
 def test_spooled_batches_are_committed_in_order_and_survive_a_crash(tmp_path: Path) -> None:
     results = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0), trade(2, 1.0, 1.0, T0 + 1)], cuts=[1])
-    schemas = _schemas(tmp_path)
+    defs = _tables(tmp_path)
     tables, alerts = MemoryTableSink(), MemoryAlertSink()
     crashed = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool")
-    crashed.open(schemas)
+    crashed.open(defs)
     assert crashed._worker is not None
     # the process "dies" before its worker commits anything: stop the worker first
     with crashed._cond:
@@ -45,7 +46,7 @@ def test_spooled_batches_are_committed_in_order_and_survive_a_crash(tmp_path: Pa
 
     fresh = MemoryTableSink()
     restarted = AlertRouter([MemoryAlertSink()], [fresh], spool_dir=tmp_path / "spool")
-    restarted.open(schemas)
+    restarted.open(defs)
     restarted.route(results[1], "query:x")  # Spark re-runs the last batch: no second copy
     restarted.close()
     # both spooled batches went in one commit, recorded under the later batch id
@@ -74,10 +75,10 @@ class _FailingTableSink(MemoryTableSink):
 
 def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_path: Path) -> None:
     results = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0), trade(2, 1.0, 1.0, T0 + 1)], cuts=[1])
-    schemas = _schemas(tmp_path)
+    defs = _tables(tmp_path)
     broken = _FailingTableSink(failing_batch=0)
     router = AlertRouter([MemoryAlertSink()], [broken], spool_dir=tmp_path / "spool")
-    router.open(schemas)
+    router.open(defs)
     for r in results:
         router.route(r, "query:x")
     broken.release.set()  # both batches are spooled before the first commit fails
@@ -94,7 +95,7 @@ def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_p
 
     fresh = MemoryTableSink()
     restarted = AlertRouter([MemoryAlertSink()], [fresh], spool_dir=tmp_path / "spool")
-    restarted.open(schemas)
+    restarted.open(defs)
     restarted.close()
     assert [p["coattail.batch-id"] for p, _ in fresh.commits["trades"]] == ["1"]
     assert fresh.read("trades").num_rows == 2
@@ -103,7 +104,7 @@ def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_p
 def _held_router(tmp_path: Path) -> tuple[AlertRouter, MemoryTableSink, MemoryAlertSink]:
     tables, alerts = MemoryTableSink(), MemoryAlertSink()
     router = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool", commit_interval_s=60.0)
-    router.open(_schemas(tmp_path))
+    router.open(_tables(tmp_path))
     return router, tables, alerts
 
 
@@ -171,7 +172,8 @@ def test_any_grouping_and_redelivery_of_batches_commits_each_batch_once(
     """Groups of consecutive batches delivered in order, some again (a retry or a restart regrouping
     what was spooled): each batch's rows end up in the table exactly once."""
     sink = MemoryTableSink()
-    sink.open({"t": pa.schema([("batch", pa.int64()), ("row", pa.int64())])})
+    schema = pa.schema([("batch", pa.int64()), ("row", pa.int64())])
+    sink.open([TableDef(name="t", schema=schema, key=("batch", "row"), description="test rows")])
     batches = [(i, _batch_rows(i, n)) for i, n in enumerate(sizes)]
     done = 0
     for start, length in deliveries:  # a delivery starts at or before the first batch not yet delivered

@@ -54,7 +54,7 @@ def test_state_store_equals_driver_streaming_and_batch(spark: Any, tape: Path, t
     runner = PipelineRunner(DRIVER, checkpoint=tmp_path / "b", source=tape, spark=spark,
                             table_sinks=[batch_tables], alert_sinks=[batch_alerts])
     runner.run_batch(runner.tape_batch(tape))
-    names = runner.table_schemas()
+    names = [t.name for t in runner.tables()]
     expected = contents(batch_tables, names, dq_summed=True)
     detectors = {a["detector"] for a in batch_alerts.items.values()}
     assert detectors == {"MOD-001", "MOD-002", "MOD-003"} and expected["spread_metrics"]
@@ -80,7 +80,7 @@ def test_restart_in_the_middle_gives_the_same_iceberg_contents(
                            table_sinks=[_iceberg(tmp_path / "whole")], alert_sinks=[whole_alerts],
                            max_records_per_batch=80)
     whole.run(until_idle=True, timeout=300)
-    names = whole.table_schemas()
+    names = [t.name for t in whole.tables()]
 
     ckpt, alerts = tmp_path / "ck", MemoryAlertSink()
 

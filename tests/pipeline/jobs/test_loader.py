@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from core.events import TRADE_SCHEMA
 from core.tape import Tape, TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
-from pipeline.engine import TRADES_TABLE_SCHEMA
 from pipeline.jobs.loader import bronze_batches, load_tape
-from pipeline.sinks.iceberg import IcebergSink, with_date
+from pipeline.sinks.iceberg import IcebergSink
+from pipeline.tables import TRADES
 from pipeline.testkit import trade
 from replay.readers.importer import import_files
 from tests.conftest import REAL_TAPES
@@ -122,7 +122,7 @@ def streamed_trade(ts_event: int) -> pa.Table:
         "sequence_number": "49" + "6" * 54,
         "sub_sequence": 0,
     }
-    return pa.Table.from_pylist([row], schema=TRADES_TABLE_SCHEMA)
+    return pa.Table.from_pylist([row], schema=TRADES.schema)
 
 
 def test_reloading_a_tape_keeps_other_tapes_of_the_day_and_streamed_rows(
@@ -134,7 +134,7 @@ def test_reloading_a_tape_keeps_other_tapes_of_the_day_and_streamed_rows(
     # a streamed row inside the morning tape's time span, same day and instrument
     streamed_ts = T0 + 8 * HOUR + 10 * 1000 + 500
     sink.catalog.load_table(f"{sink.namespace}.trades").append(
-        with_date("trades", streamed_trade(streamed_ts))
+        TRADES.with_partition_columns(streamed_trade(streamed_ts))
     )
     load_tape(afternoon, sink)
     again = load_tape(morning, sink)

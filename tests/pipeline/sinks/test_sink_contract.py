@@ -10,19 +10,17 @@ import pyarrow as pa
 import pytest
 
 from core.errors import SinkError, UnsafeEndpointError
-from pipeline.alerts import ALERT_SCHEMA
 from pipeline.aws import DUMMY_CREDENTIALS, client
 from pipeline.config import Config, RuntimeSettings
-from pipeline.detectors.data_quality import DQ_METRICS_SCHEMA
-from pipeline.engine import QUARANTINE_SCHEMA, TRADES_TABLE_SCHEMA
+from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.sinks.base import BATCH_PROPERTY, AlertSink, TableSink
 from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.sinks.iceberg import IcebergSink, load_catalog
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
+from pipeline.tables import ALERTS, QUARANTINE, TRADES
 from pipeline.testkit import T0, run_engine, small_config, trade
 
-SCHEMAS = {"trades": TRADES_TABLE_SCHEMA, "quarantine": QUARANTINE_SCHEMA, "alerts": ALERT_SCHEMA,
-           "dq_metrics": DQ_METRICS_SCHEMA}
+TABLES = (TRADES, QUARANTINE, ALERTS, DQ_METRICS)
 
 
 def with_runtime(config: Config, **runtime: object) -> Config:
@@ -60,14 +58,14 @@ def _read(sink: TableSink, table: str) -> pa.Table:
 
 def test_each_batch_is_committed_once_per_writer(table_sink: Callable[[], TableSink]) -> None:
     results = run_engine(small_config(), [trade(1, 50_000.0, 30.0, T0), b"bad", trade(2, 1.0, 1.0, T0 + 1)])
-    tables = {k: v for k, v in results[0].tables.items() if k in SCHEMAS}
+    tables = {k: v for k, v in results[0].tables.items() if k in {t.name for t in TABLES}}
     sink = table_sink()
-    sink.open(SCHEMAS)
+    sink.open(TABLES)
     assert sink.write(0, "query:a", tables) == {"trades": True, "quarantine": True, "alerts": True,
                                                 "dq_metrics": True}
     # a restarted process (new sink object) re-runs batch 0: nothing is written twice
     again = table_sink()
-    again.open(SCHEMAS)
+    again.open(TABLES)
     assert set(again.write(0, "query:a", tables).values()) == {False}
     assert again.write(1, "query:a", {"trades": tables["trades"]}) == {"trades": True}
     assert again.write(0, "query:b", {"trades": tables["trades"]}) == {"trades": True}
@@ -96,7 +94,7 @@ class _LostResponseSink(MemoryTableSink):
 def test_a_retried_append_that_had_committed_is_not_written_twice() -> None:
     tables = {"trades": run_engine(small_config(), [trade(1, 1.0, 1.0, T0)])[0].tables["trades"]}
     sink = _LostResponseSink()
-    sink.open(SCHEMAS)
+    sink.open(TABLES)
     assert sink.write(0, "query:a", tables) == {"trades": True}
     sink.lose_next = True
     with pytest.raises(SinkError):
@@ -109,13 +107,13 @@ def test_glue_and_s3_use_their_own_endpoints(tmp_path: Path) -> None:
     glue, s3 = "http://127.0.0.1:4001", "http://localhost:4002"
     cfg = with_runtime(small_config(), profile="mirror", aws_endpoint="http://127.0.0.1:4000",
                        state_dir=tmp_path, service_endpoints={"glue": glue, "s3": s3})
-    props = load_catalog(cfg).properties
+    props = load_catalog(cfg.runtime, cfg.storage.warehouse_bucket).properties
     assert (props["glue.endpoint"], props["s3.endpoint"]) == (glue, s3)
     assert props["glue.access-key-id"] == props["s3.access-key-id"] == DUMMY_CREDENTIALS["aws_access_key_id"]
     remote = with_runtime(small_config(), profile="mirror", aws_endpoint="http://127.0.0.1:4000",
                           state_dir=tmp_path, service_endpoints={"s3": "https://s3.example.com"})
     with pytest.raises(UnsafeEndpointError, match=r"s3\.example\.com"):
-        load_catalog(remote)
+        load_catalog(remote.runtime, remote.storage.warehouse_bucket)
 
 
 def make_dynamo_sink(endpoint: str) -> DynamoAlertSink:
@@ -156,7 +154,7 @@ def test_alerts_written_once_per_id_with_stamp(alert_sink: AlertSink) -> None:
     results = run_engine(small_config(), [trade(i, 50_000.0, 30.0 * i, T0 + i) for i in range(1, 8)])
     alerts = results[0].alerts
     stamped = alert_sink.write_alerts(alerts)
-    assert stamped.schema == ALERT_SCHEMA
+    assert stamped.schema == ALERTS.schema
     assert all(v is not None for v in stamped.column("ts_written").to_pylist())
     first = {k: dict(v) for k, v in _items(alert_sink).items()}
     assert set(first) == set(alerts.column("alert_id").to_pylist())
