@@ -25,14 +25,14 @@ windows are not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError
 from pipeline.detectors.base import (
     ARRIVAL,
     AnyDetector,
@@ -65,9 +65,21 @@ GLOBAL: Final = "*"
 """The one group of a ``global`` module."""
 
 
-def feed_table(alerts: pd.DataFrame, trades: pd.DataFrame, quotes: pd.DataFrame) -> pa.Table:
-    """Decision time and clock of each alert that names the event whose arrival produced it."""
+def feed_table(
+    alerts: pd.DataFrame, trades: pd.DataFrame, quotes: pd.DataFrame, consumed: Collection[str]
+) -> pa.Table:
+    """Decision time and clock of each alert that names the event whose arrival produced it.
+
+    An alert of a ``consumed`` module without that event is a ``PipelineError`` naming the module: its
+    consumers would never see it.
+    """
     has = alerts[ARRIVAL].notna().to_numpy() if ARRIVAL in alerts else np.zeros(len(alerts), dtype=bool)
+    lacking = sorted(set(alerts.loc[~has, "detector"]) & set(consumed))
+    if lacking:
+        raise PipelineError(
+            f"alerts of {', '.join(lacking)} carry no 'arrival' (the event that produced them), so the "
+            "modules that consume them cannot be fed; set it in each alert row (docs/DETECTORS.md)"
+        )
     if not has.any():
         return FEED_SCHEMA.empty_table()
     events = pd.concat(
@@ -106,6 +118,11 @@ class CrossStage:
         listed = [i.key for i in registry.instruments]
         self.participants: list[Key] = list(config.active_instruments) or listed
         self.asset_of = {k: registry.asset_of(*k) or "" for k in self.participants}
+
+    @property
+    def consumed(self) -> set[str]:
+        """The instrument modules whose alerts this stage's modules consume."""
+        return {m for det in self.detectors for m in det.consumes}
 
     @property
     def active(self) -> bool:

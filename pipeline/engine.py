@@ -351,7 +351,7 @@ class Engine:
             ),
         }
         if self.cross.active:
-            tables[FEED] = feed_table(output.alerts, trades, quotes)
+            tables[FEED] = feed_table(output.alerts, trades, quotes, self.cross.consumed)
             keys = {(str(ex), str(sym)) for ex, sym in zip(events["exchange"], events["symbol"], strict=True)}
             tables[CLOCKS] = clocks_table({k: int(state.sequencer[k].max_ts) for k in keys})
         for name, schema in self.metric_schemas().items():

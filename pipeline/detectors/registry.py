@@ -100,6 +100,11 @@ class ModuleRegistry:
                         f"add {upstream} to the tier's modules"
                     )
                 up = self.get(upstream)
+                if cls.scope != "instrument" and up.scope != "instrument":
+                    raise ConfigError(
+                        f"{module_id} consumes {upstream}: both are {cls.scope}/{up.scope}-scoped, and the "
+                        "asset and global stage feeds its modules instrument modules' alerts only"
+                    )
                 if cls.scope == "instrument" and up.scope != "instrument":
                     raise ConfigError(
                         f"{module_id} works per instrument and cannot consume {upstream}, whose scope is "

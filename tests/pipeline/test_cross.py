@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError, PipelineError
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
@@ -137,7 +138,7 @@ def test_a_participant_that_never_trades_holds_its_asset_back() -> None:
 
 
 def test_unknown_participant_is_refused_by_name() -> None:
-    with pytest.raises(Exception, match=r"'kraken:XBTUSD' is not an exchange:symbol listed"):
+    with pytest.raises(ConfigError, match=r"'kraken:XBTUSD' is not an exchange:symbol listed"):
         config(["kraken:XBTUSD"])
 
 
@@ -175,3 +176,29 @@ def test_an_instrument_module_reads_the_alerts_it_consumes_from_the_same_batch()
         whales = set(alerts.loc[alerts["detector"] == "MOD-001", "alert_id"])
         echoes = set(alerts.loc[alerts["detector"] == "MOD-991", "alert_id"])
         assert len(whales) == 4 and echoes == {f"echo:{w}" for w in whales}
+
+
+class EchoTally(AssetWhaleTally):
+    module_id: ClassVar[str] = "MOD-992"
+    name: ClassVar[str] = "echo-tally"
+    consumes: ClassVar[tuple[str, ...]] = ("MOD-991",)
+
+
+class TallyOfTallies(AssetWhaleTally):
+    module_id: ClassVar[str] = "MOD-993"
+    name: ClassVar[str] = "tally-of-tallies"
+    consumes: ClassVar[tuple[str, ...]] = (PROBE,)
+
+
+def test_consumed_alerts_must_name_their_event_and_cross_modules_cannot_chain() -> None:
+    reg = registry()
+    for cls in (WhaleEcho, EchoTally, TallyOfTallies):
+        reg.register(cls)
+    cfg = ConfigLoader(registry=reg).load(
+        "small", env={}, overrides={"modules": ["MOD-001", "MOD-991", "MOD-992"], "instruments": BTC}
+    )
+    with pytest.raises(PipelineError, match=r"alerts of MOD-991 carry no 'arrival'"):
+        run_engine(cfg, [trade(1, 50_000.0, 30.0, T0)], registry=reg)
+    chained = cfg.model_copy(update={"modules": ("MOD-001", PROBE, "MOD-993")})
+    with pytest.raises(ConfigError, match=r"MOD-993 consumes MOD-990: both are asset/asset-scoped"):
+        reg.build(chained)
