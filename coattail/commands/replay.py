@@ -14,7 +14,6 @@ from rich.table import Table
 from coattail.commands.stack import SetOption, TierOption, cli_errors, load_config
 from coattail.commands.timefmt import format_us, parse_time
 from pipeline.config import Config
-from pipeline.errors import ReplayError
 from replay.clock import parse_speed
 from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay, ReplaySummary
@@ -29,14 +28,10 @@ err_console = Console(stderr=True)
 def make_target(name: TargetName, config: Config, *, aggregate: bool, seed: int, port: int) -> Target:
     """The target named on the command line, configured from the tier and the running stack."""
     if name == "kinesis":
-        from infra.stack import current_runtime
+        from infra.resolve import find_stack
         from replay.targets.kinesis import KinesisTarget
 
-        runtime = config.runtime if config.runtime.aws_endpoint else current_runtime(config.runtime)
-        if runtime is None or (runtime.aws_endpoint is None and runtime.profile != "aws"):
-            raise ReplayError(
-                "no Kinesis endpoint: start the stack with `coattail up` or set COATTAIL_AWS_ENDPOINT"
-            )
+        runtime = find_stack(config.runtime).runtime
         return KinesisTarget(runtime, config.kinesis.stream, aggregate=aggregate, seed=seed)
     if name == "ws":
         from replay.targets.websocket import WebSocketTarget
