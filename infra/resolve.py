@@ -35,13 +35,14 @@ class FoundStack:
 
 def given_stack(runtime: RuntimeSettings, endpoint: str | None = None) -> FoundStack | None:
     """Levels 1 and 2: ``runtime`` with the command line's ``endpoint`` over the environment's, or None
-    when neither names an endpoint and the profile is not ``aws`` (then a recorded stack is looked for)."""
-    if endpoint is not None:
+    when neither names an endpoint (an empty one is none) and the profile is not ``aws`` (then a
+    recorded stack is looked for)."""
+    if endpoint:
         return FoundStack(runtime.model_copy(update={"aws_endpoint": endpoint}), "command line")
-    if runtime.aws_endpoint is not None:
+    if runtime.aws_endpoint:
         return FoundStack(runtime, "environment")
-    if runtime.profile == "aws":
-        return FoundStack(runtime, "aws profile")
+    if runtime.profile == "aws":  # an empty COATTAIL_AWS_ENDPOINT is unset, not an endpoint
+        return FoundStack(runtime.model_copy(update={"aws_endpoint": None}), "aws profile")
     return None
 
 

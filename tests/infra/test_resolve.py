@@ -92,9 +92,10 @@ def test_the_aws_profile_means_real_aws_without_looking_for_a_stack(recorded: tu
     assert (found.level, found.runtime.aws_endpoint) == ("aws profile", None)
 
 
-def test_no_stack_is_an_error_that_says_to_run_coattail_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("env", [{}, {"COATTAIL_AWS_ENDPOINT": ""}])
+def test_no_stack_is_an_error_that_says_to_run_coattail_up(tmp_path: Path, env: dict[str, str]) -> None:
     with pytest.raises(StackError) as info:
-        find_stack(_env_runtime(tmp_path / "state"))
+        find_stack(_env_runtime(tmp_path / "state", **env))
     message = str(info.value)
     assert "coattail up" in message and str(tmp_path / "state" / STATE_FILE) in message
     assert "--endpoint" in message and "COATTAIL_AWS_ENDPOINT" in message
