@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.events import partition_key, to_wire
 from infra import emulator
 from infra.processes import ServerProcess
 from infra.provision import StackSpec, provision
 from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.connectors.binance import parse_binance_message
-from pipeline.events import partition_key, to_wire
 from pipeline.kpl import aggregate
 from pipeline.runner import PipelineRunner
 from pipeline.testkit import T0, small_config, trade

@@ -32,10 +32,10 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.tape import Tape, TapeWriter, tape_schema  # noqa: E402
 from pipeline.config import RuntimeSettings  # noqa: E402
 from replay.engine import Replay  # noqa: E402
 from replay.merge import TimeWindow  # noqa: E402
-from replay.tape import Tape, TapeWriter, tape_schema  # noqa: E402
 from replay.targets.kinesis import KinesisTarget  # noqa: E402
 from replay.targets.memory import MemoryTarget  # noqa: E402
 

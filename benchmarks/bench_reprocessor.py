@@ -33,16 +33,16 @@ DAY_US = 86_400_000_000
 
 def generate(tape: Path, scale: float) -> None:
     """The benchmark day, with the harness's simulator (imported here only: pipeline never does)."""
+    from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec
     from sim.generator import generate as run
     from sim.scenario import load_scenario
-    from sim.timeparse import parse_duration, parse_start
 
     spec = GenerateSpec(
         scenario=load_scenario("whale-day"),
         symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
         exchanges=("binance",),
-        start_us=parse_start("2026-01-01T00:00Z"),
+        start_us=parse_time("2026-01-01T00:00Z", "--start"),
         duration_us=parse_duration("1d"),
         seed=7,
         scale=scale,

@@ -21,10 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.timefmt import parse_duration, parse_time  # noqa: E402
 from pipeline.config import ConfigLoader  # noqa: E402
 from sim.generator import GenerateSpec, generate  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
-from sim.timeparse import parse_duration, parse_start  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         load_scenario(args.scenario),
         tuple(args.symbols.split(",")),
         tuple(args.exchanges.split(",")),
-        parse_start("2026-01-01T00:00Z"),
+        parse_time("2026-01-01T00:00Z", "--start"),
         parse_duration(args.duration),
         7,
         args.scale,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from core.errors import StackError
 from infra.processes import LOOPBACK, ServerProcess, check_port_free, free_port, port_accepts
-from pipeline.errors import StackError
 
 EmulatorKind = Literal["moto", "kinesis-mock"]
 KINESIS_LOCAL_VERSION = "0.6.2"

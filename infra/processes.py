@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.errors import StackError
+from core.errors import StackError
 
 LOOPBACK = "127.0.0.1"
 ProcessState = Literal["running", "stopped", "dead", "unhealthy"]

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from core.errors import StackError
 from pipeline.aws import client, endpoint_for
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import StackError
 
 # The alerts table's layout, which the DynamoDB alert sink writes against.
 ALERTS_KEY = "alert_id"

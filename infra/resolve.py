@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from core.errors import StackError
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import StackError
 
 Level = Literal["command line", "environment", "aws profile", "stack.json"]
 

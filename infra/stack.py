@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import StackError
 from infra import emulator
 from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
@@ -25,7 +26,6 @@ from infra.provision import Resource, StackSpec, StreamSpec, TableSpec, inspect,
 from infra.resolve import given_stack
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import StackError
 
 STATE_FILE = "stack.json"
 KinesisEngine = Literal["moto", "kinesis-mock"]

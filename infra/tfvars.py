@@ -9,9 +9,9 @@ import argparse
 import json
 from typing import Any
 
+from core.errors import StackError
 from infra.provision import StackSpec
 from pipeline.config import TIERS, ConfigLoader
-from pipeline.errors import StackError
 
 
 def tfvars(spec: StackSpec, tier: str, region: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlparse
 
+from core.errors import UnsafeEndpointError
 from pipeline.config import RuntimeSettings
-from pipeline.errors import UnsafeEndpointError
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

@@ -13,108 +13,19 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
+from core.frozen import Frozen
+from pipeline.detectors.registry import ModuleRegistry
+from pipeline.instruments import InstrumentsConfig
 
 TierName = Literal["small", "medium", "large"]
 ProfileName = Literal["lite", "mirror", "aws"]
 TIERS: tuple[TierName, ...] = ("small", "medium", "large")
 ENV_PREFIX = "COATTAIL__"
 M = TypeVar("M", bound=BaseModel)
-
-
-class Frozen(BaseModel):
-    """Base of every config model: immutable, and unknown keys are an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- module settings -------------------------------------------------------------------------------
-
-
-class WhaleSettings(Frozen):
-    """MOD-001: one trade whose USD notional reaches the symbol's threshold."""
-
-    default_threshold_usd: float = Field(1_000_000.0, gt=0)
-    thresholds_usd: dict[str, float] = Field(default_factory=dict)
-    severity_multiples: dict[str, float] = Field(
-        default_factory=lambda: {"low": 1.0, "medium": 2.0, "high": 5.0, "critical": 10.0}
-    )
-    quote_usd: dict[str, float] = Field(
-        default_factory=lambda: {"USD": 1.0, "USDT": 1.0, "USDC": 1.0, "FDUSD": 1.0}
-    )
-
-    @field_validator("severity_multiples")
-    @classmethod
-    def _severity_starts_at_one(cls, v: dict[str, float]) -> dict[str, float]:
-        if not v or min(v.values()) != 1.0:
-            raise ValueError("the lowest severity multiple must be 1.0 (the threshold itself)")
-        return v
-
-
-class VolumeAnomalySettings(Frozen):
-    """MOD-002: a window's notional z standard deviations above the trailing baseline."""
-
-    window_seconds: int = Field(60, gt=0)
-    baseline_windows: int = Field(30, ge=2)
-    min_history: int = Field(10, ge=2)
-    z_threshold: float = Field(4.0, gt=0)
-    std_floor_usd: float = Field(1_000.0, gt=0)
-    min_notional_usd: float = Field(100_000.0, ge=0)
-
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> VolumeAnomalySettings:
-        _check_history(self.min_history, self.baseline_windows)
-        return self
-
-
-class SpreadSettings(Frozen):
-    """MOD-003: per-window spread metrics; alerts on a blow-out against the trailing median."""
-
-    window_seconds: int = Field(60, gt=0)
-    baseline_windows: int = Field(30, ge=1)
-    min_history: int = Field(5, ge=1)
-    median_multiple: float = Field(3.0, gt=1)
-    max_spread_bps: float = Field(100.0, gt=0)
-
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> SpreadSettings:
-        _check_history(self.min_history, self.baseline_windows)
-        return self
-
-
-def _check_history(min_history: int, baseline_windows: int) -> None:
-    """The history is trimmed to ``baseline_windows``, so a larger ``min_history`` would never be met."""
-    if min_history > baseline_windows:
-        raise ValueError(
-            f"min_history ({min_history}) exceeds baseline_windows ({baseline_windows}): the detector "
-            "could never alert; lower min_history or raise baseline_windows"
-        )
-
-
-class DataQualitySettings(Frozen):
-    """MOD-004: rule thresholds; every rule has a reason code (docs/DETECTORS.md)."""
-
-    price_band_pct: float = Field(20.0, gt=0)
-    stale_feed_seconds: int = Field(30, gt=0)
-    window_seconds: int = Field(60, gt=0)
-
-
-MODULE_SETTINGS: dict[str, type[Frozen]] = {
-    "MOD-001": WhaleSettings,
-    "MOD-002": VolumeAnomalySettings,
-    "MOD-003": SpreadSettings,
-    "MOD-004": DataQualitySettings,
-}
-
-
-class ModuleSpec(Frozen):
-    """One detector module as ``features.yaml`` declares it."""
-
-    name: str
-    input: Literal["trades", "quotes", "all"]
-    description: str = ""
+S = TypeVar("S", bound=Frozen)
 
 
 # --- infrastructure and sizing ---------------------------------------------------------------------
@@ -193,9 +104,12 @@ class TierFile(Frozen):
 
 
 class FeaturesFile(Frozen):
-    """The shape of ``config/features.yaml``."""
+    """The shape of ``config/features.yaml``: each module's default settings, by module id.
 
-    modules: dict[str, ModuleSpec]
+    What a module is (name, inputs, key scope, settings model) is declared once, in its own module
+    under ``pipeline/detectors/`` (see ``pipeline.detectors.registry``); this file carries defaults only.
+    """
+
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -217,11 +131,9 @@ class Config(Frozen):
 
     tier: TierName
     modules: tuple[str, ...]
-    module_specs: dict[str, ModuleSpec]
-    whale: WhaleSettings
-    volume_anomaly: VolumeAnomalySettings
-    spread: SpreadSettings
-    data_quality: DataQualitySettings
+    settings: dict[str, SerializeAsAny[Frozen]]
+    """Typed settings of every registered module (enabled or not), by module id."""
+    instruments: InstrumentsConfig
     kinesis: KinesisConfig
     dynamodb: DynamoConfig
     storage: StorageConfig
@@ -229,25 +141,51 @@ class Config(Frozen):
     budgets: Budgets
     runtime: RuntimeSettings = RuntimeSettings()
 
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _typed_settings(cls, value: Any) -> Any:
+        """Settings read back from JSON (a run directory's config) become their modules' models again."""
+        if not isinstance(value, Mapping):
+            return value
+        declared = ModuleRegistry().declared()
+        out: dict[str, Any] = {}
+        for module_id, raw in value.items():
+            if isinstance(raw, Frozen) or module_id not in declared:
+                out[module_id] = raw
+            else:
+                out[module_id] = declared[module_id].settings_model.model_validate(raw)
+        return out
+
     def enabled(self, module_id: str) -> bool:
         """Whether a module is switched on in this tier."""
         return module_id in self.modules
 
     def settings_for(self, module_id: str) -> Frozen:
-        """The typed settings of one module."""
-        field = _SETTINGS_FIELD.get(module_id)
-        if field is None:
-            raise ConfigError(f"unknown module id {module_id!r}; known: {sorted(_SETTINGS_FIELD)}")
-        value: Frozen = getattr(self, field)
-        return value
+        """The typed settings of one module, by id."""
+        try:
+            return self.settings[module_id]
+        except KeyError as e:
+            raise ConfigError(f"unknown module id {module_id!r}; known: {sorted(self.settings)}") from e
+
+    def settings_of(self, model: type[S]) -> S:
+        """The settings whose model is ``model`` (e.g. ``config.settings_of(WhaleSettings)``)."""
+        for value in self.settings.values():
+            if type(value) is model:
+                return value
+        raise ConfigError(f"no registered module has settings of type {model.__name__}")
+
+    def with_settings(self, *values: Frozen) -> Config:
+        """A copy whose modules of the given settings' types use these values instead."""
+        settings = dict(self.settings)
+        for value in values:
+            ids = [m for m, v in settings.items() if type(v) is type(value)]
+            if len(ids) != 1:
+                kind = type(value).__name__
+                raise ConfigError(f"{len(ids)} registered modules have settings of type {kind}")
+            settings[ids[0]] = value
+        return self.model_copy(update={"settings": settings})
 
 
-_SETTINGS_FIELD = {
-    "MOD-001": "whale",
-    "MOD-002": "volume_anomaly",
-    "MOD-003": "spread",
-    "MOD-004": "data_quality",
-}
 _RUNTIME_ENV = {
     "COATTAIL_PROFILE": "profile",
     "COATTAIL_AWS_ENDPOINT": "aws_endpoint",
@@ -272,8 +210,9 @@ def default_config_dir() -> Path:
 class ConfigLoader:
     """Loads and resolves a tier's configuration with the documented precedence."""
 
-    def __init__(self, config_dir: Path | None = None) -> None:
+    def __init__(self, config_dir: Path | None = None, registry: ModuleRegistry | None = None) -> None:
         self.config_dir = config_dir or default_config_dir()
+        self.registry = registry or ModuleRegistry()
 
     def load(
         self,
@@ -286,6 +225,7 @@ class ConfigLoader:
         if tier not in TIERS:
             raise ConfigError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
         env = os.environ if env is None else env
+        registry = self.registry
         features_path = self.config_dir / "features.yaml"
         tier_path = self.config_dir / "tiers" / f"{tier}.yaml"
         features = _parse(FeaturesFile, _read_yaml(features_path), features_path)
@@ -301,19 +241,23 @@ class ConfigLoader:
         tier_file = _parse(TierFile, raw_tier, tier_path)
         if tier_file.tier != tier:
             raise ConfigError(f"{tier_path}: says tier {tier_file.tier!r}, expected {tier!r}")
-        unknown = [m for m in tier_file.modules if m not in features.modules]
+        declared = registry.declared()
+        unknown = [m for m in tier_file.modules if m not in declared]
         if unknown:
             raise ConfigError(
-                f"{tier_path}: modules {unknown} are not declared in {features_path}"
+                f"{tier_path}: modules {unknown} are not registered; known: {', '.join(sorted(declared))}"
             )
-        module_settings: dict[str, Any] = {}
-        for module_id, field in _SETTINGS_FIELD.items():
+        for origin, layer in ((features_path, features.settings), (tier_path, tier_file.settings)):
+            stray = sorted(set(layer) - set(declared))
+            if stray:
+                raise ConfigError(f"{origin}: settings for unknown modules {stray}")
+        module_settings: dict[str, Frozen] = {}
+        for module_id, cls in declared.items():
             merged = {**features.settings.get(module_id, {}), **tier_file.settings.get(module_id, {})}
             origin = tier_path if module_id in tier_file.settings else features_path
-            module_settings[field] = _parse(MODULE_SETTINGS[module_id], merged, origin, module_id)
-        stray = set(tier_file.settings) - set(_SETTINGS_FIELD)
-        if stray:
-            raise ConfigError(f"{tier_path}: settings for unknown modules {sorted(stray)}")
+            module_settings[module_id] = _parse(cls.settings_model, merged, origin, module_id)
+        instruments_path = self.config_dir / "instruments.yaml"
+        instruments = _parse(InstrumentsConfig, _read_yaml(instruments_path), instruments_path)
         runtime_raw: dict[str, Any] = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
         service_endpoints = {
             service: env[key] for service in AWS_SERVICES if (key := service_endpoint_env(service)) in env
@@ -323,14 +267,14 @@ class ConfigLoader:
         return Config(
             tier=tier_file.tier,
             modules=tier_file.modules,
-            module_specs=features.modules,
+            settings=module_settings,
+            instruments=instruments,
             kinesis=tier_file.kinesis,
             dynamodb=tier_file.dynamodb,
             storage=tier_file.storage,
             spark=tier_file.spark,
             budgets=tier_file.budgets,
             runtime=_parse(RuntimeSettings, runtime_raw, Path("environment")),
-            **module_settings,
         )
 
 

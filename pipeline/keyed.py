@@ -40,11 +40,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import PipelineError
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
-from pipeline.detectors.base import BaseDetector
+from pipeline.detectors.base import AnyDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
-from pipeline.errors import PipelineError
 from pipeline.parse import PARSED_SCHEMA
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ RECORDS: Final = "__records__"
 _PACKED_SCHEMA: Final = pa.schema([("exchange", pa.string()), ("symbol", pa.string()), ("rows", pa.binary())])
 
 
-def keyed_plan(parsed: DataFrame, config: Config, detectors: Sequence[BaseDetector]) -> DataFrame:
+def keyed_plan(parsed: DataFrame, config: Config, detectors: Sequence[AnyDetector]) -> DataFrame:
     """``parsed`` (``PARSED_SCHEMA`` rows, streaming) -> the per-key results (``OUTPUT_DDL`` rows)."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
@@ -104,7 +104,7 @@ class KeyedStep:
     adapts it to Spark's pandas frames and ``GroupState``.
     """
 
-    def __init__(self, config: Config, detectors: Sequence[BaseDetector]) -> None:
+    def __init__(self, config: Config, detectors: Sequence[AnyDetector]) -> None:
         self.config = config
         self.detectors = list(detectors)
         self._engine: Engine | None = None

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.events import SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
+from core.events import SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
 
 RAW_SCHEMA: Final = pa.schema(
     [

@@ -37,8 +37,8 @@ from typing import Final, NoReturn
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from core.errors import SinkError
 from pipeline.engine import BatchResult
-from pipeline.errors import SinkError
 from pipeline.sinks.base import AlertSink, TableSink
 
 MAX_GROUP_ROWS: Final = 1_000_000

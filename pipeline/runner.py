@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from core.errors import PipelineError
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
-from pipeline.errors import PipelineError
 from pipeline.router import AlertRouter
 from pipeline.sinks.base import AlertSink, TableSink
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.detectors.base import Key
+from pipeline.detectors.data_quality import DataQualitySettings
 
 _KEY: Final = ["exchange", "symbol"]
 _NO_ID: Final = np.iinfo(np.int64).min
@@ -39,14 +40,6 @@ class KeyState:
     last_ts_quote: float = np.nan
     seen_ids: list[tuple[int, int]] = field(default_factory=list)
     """Closed intervals of trade ids seen, sorted and disjoint."""
-
-
-def quote_currency(symbol: str, rates: dict[str, float]) -> str:
-    """The quote currency of a symbol (docs/DETECTORS.md "USD notional"); "" when none is known."""
-    if "-" in symbol:
-        return symbol.rsplit("-", 1)[1]
-    matches = [q for q in rates if symbol.endswith(q)]
-    return max(matches, key=len) if matches else ""
 
 
 def merge_intervals(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:
@@ -83,9 +76,10 @@ class Sequencer:
 
     def __init__(self, config: Config) -> None:
         self.delay_us = config.spark.watermark_seconds * 1_000_000
-        self.band_pct = config.data_quality.price_band_pct
-        self.stale_us = config.data_quality.stale_feed_seconds * 1_000_000
-        self.rates = dict(config.whale.quote_usd)
+        dq = config.settings_of(DataQualitySettings)
+        self.band_pct = dq.price_band_pct
+        self.stale_us = dq.stale_feed_seconds * 1_000_000
+        self.instruments = config.instruments
         self.states: dict[Key, KeyState] = {}
 
     def annotate(self, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -171,11 +165,14 @@ class Sequencer:
         with np.errstate(invalid="ignore", divide="ignore"):
             trades["price_band"] = np.abs(price - prev_price) / prev_price * 100.0 > self.band_pct
         trades["stale"] = self._stale(trades, codes, seed_ts)
-        symbols = trades["symbol"].astype(str)
-        currency = {s: quote_currency(s, self.rates) for s in symbols.unique()}
-        trades["quote_currency"] = symbols.map(currency).astype(object)
-        rate = trades["quote_currency"].map(self.rates).astype(np.float64)
-        trades["notional_usd"] = price * trades["qty"].to_numpy(dtype=np.float64) * rate.to_numpy()
+        pairs = pd.MultiIndex.from_arrays([trades["exchange"].astype(str), trades["symbol"].astype(str)])
+        uniq = pairs.unique()
+        reg = self.instruments
+        currency = pd.Series([reg.quote_of(ex, sym) for ex, sym in uniq], index=uniq, dtype=object)
+        rate = pd.Series([reg.usd_rate(ex, sym) for ex, sym in uniq], index=uniq, dtype=np.float64)
+        qty = trades["qty"].to_numpy(dtype=np.float64)
+        trades["quote_currency"] = currency.reindex(pairs).to_numpy()
+        trades["notional_usd"] = price * qty * rate.reindex(pairs).to_numpy()
 
     def _stale(self, frame: pd.DataFrame, codes: np.ndarray, seed_ts: np.ndarray) -> np.ndarray:
         stale = np.zeros(len(frame), dtype=bool)

@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from core.events import EventKind, to_wire
 from pipeline.config import Config, ConfigLoader
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
-from pipeline.events import EventKind, to_wire
 from pipeline.parse import RAW_SCHEMA, parse_batch
 
 T0 = 1_700_000_040_000_000

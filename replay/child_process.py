@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.errors import ReplayError
 from pipeline.config import RuntimeSettings
-from pipeline.errors import ReplayError
 from replay.engine import Progress, Replay, ReplaySummary
 from replay.faults import FaultSpec
 from replay.targets.kinesis import KinesisTarget

@@ -21,7 +21,9 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
-from pipeline.errors import ReplayError
+from core.errors import ReplayError
+from core.labels import Label
+from core.tape import Tape
 from replay.clock import Clock, LagSummary, Pacer, WallClock
 from replay.faults import (
     ARRIVAL_SCHEMA,
@@ -32,7 +34,6 @@ from replay.faults import (
     parse_fault_spec,
 )
 from replay.merge import DEFAULT_BATCH_ROWS, TimeWindow, merge_tapes
-from replay.tape import Label, Tape
 from replay.targets.base import Target
 
 PROGRESS_EVERY_US: Final = 200_000

@@ -44,10 +44,10 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError
-from pipeline.events import EVENT_KINDS, EventKind, event_id, native_id_field
+from core.errors import ConfigError
+from core.events import EVENT_KINDS, EventKind, event_id, native_id_field
+from core.labels import Label
 from replay.merge import KIND_CODE, MERGED_SCHEMA
-from replay.tape import Label
 from replay.wire import partition_keys
 
 FaultName = Literal["drop", "corrupt", "late", "reorder", "duplicate"]
@@ -88,7 +88,7 @@ class EventDelay(_Spec):
     """One named event delivered ``delay_ms`` late (how a synthetic tape asks for its late events)."""
 
     event_id: str
-    """``pipeline.events.event_id``: ``trade:binance:BTCUSDT:123`` or ``quote:...:update_id``."""
+    """``core.events.event_id``: ``trade:binance:BTCUSDT:123`` or ``quote:...:update_id``."""
     delay_ms: int = Field(gt=0)
 
     def parts(self) -> tuple[EventKind, str, str, int]:

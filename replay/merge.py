@@ -8,7 +8,7 @@ source can sort before them), sorts that slice in C++, and refills only the sour
 Memory stays at about one batch per source plus one output chunk.
 
 The merged rows use one schema, ``MERGED_SCHEMA``: both kinds' fields (null where the kind has none),
-``kind`` (0 trade, 1 quote, as in ``pipeline.events.EVENT_KINDS``), ``tape`` (its index on the
+``kind`` (0 trade, 1 quote, as in ``core.events.EVENT_KINDS``), ``tape`` (its index on the
 command line) and ``seq``.
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.events import EVENT_KINDS, QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
-from replay.tape import Tape
+from core.events import EVENT_KINDS, QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
+from core.tape import Tape
 
 KIND_CODE: Final[dict[EventKind, int]] = {kind: i for i, kind in enumerate(EVENT_KINDS)}
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.events import EventKind
-from replay.tape import Manifest, TapeWriter, tape_schema
+from core.events import EventKind
+from core.tape import Manifest, TapeWriter, tape_schema
 
 T0 = 1_723_161_600_000_000  # 2024-08-09 00:00:00 UTC in µs
 

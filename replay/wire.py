@@ -1,4 +1,4 @@
-"""Vectorised wire encoding of arrival-ordered rows: the batch form of ``pipeline.events.to_wire``.
+"""Vectorised wire encoding of arrival-ordered rows: the batch form of ``core.events.to_wire``.
 
 ``to_wire`` is the definition; this module produces the same JSON objects (same keys in the same
 order, same values) for a whole Arrow table at once through Polars' JSON encoder, because a Python
@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS
+from core.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS
 from replay.merge import KIND_CODE
 
 CORRUPT_TAIL: Final = b"\xff\xfe<corrupt>"
@@ -28,7 +28,7 @@ def corrupt_payload(payload: bytes) -> bytes:
 
 
 def partition_keys(table: pa.Table) -> pa.Array:
-    """``exchange:symbol`` per row, as ``pipeline.events.partition_key`` builds it."""
+    """``exchange:symbol`` per row, as ``core.events.partition_key`` builds it."""
     exchange = table.column("exchange").cast(pa.string())
     symbol = table.column("symbol").cast(pa.string())
     return pc.binary_join_element_wise(exchange, symbol, ":")

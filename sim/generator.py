@@ -29,9 +29,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from pipeline.config import Config, VolumeAnomalySettings
-from pipeline.errors import ConfigError
-from replay.tape import Manifest, TapeWriter
+from core.errors import ConfigError
+from core.tape import Manifest, TapeWriter
+from pipeline.config import Config
+from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from sim import inject
 from sim.inject import Plan, crash_multiplier, quote_id, threshold_usd, trade_id
 from sim.market import DAY_US, SIZE_SIGMA, Asset, Instrument, instruments, intraday_factor
@@ -310,7 +311,8 @@ def _trades(
     forced = np.zeros(n, dtype=bool)
     if si.size:
         forced[injected] = ~np.isnan(np.asarray(rows.notional, dtype=np.float64)[si])
-    _calm(st, config.volume_anomaly, ts, notional, flag == inject.NORMAL, src < 0, forced, t0, t1)
+    volume = config.settings_of(VolumeAnomalySettings)
+    _calm(st, volume, ts, notional, flag == inject.NORMAL, src < 0, forced, t0, t1)
     lots = np.maximum(1, np.ceil(notional / price / inst.lot))
     qty = np.round(lots * inst.lot, 8)
     # copies (duplicates, corrupted records) repeat the last normal row before them

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.events import event_id
+from core.labels import Label
 from pipeline.config import Config
-from pipeline.events import event_id
-from replay.tape import Label
+from pipeline.detectors.data_quality import DataQualitySettings
+from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
+from pipeline.detectors.whale import WhaleSettings
 from sim.market import SIZE_SIGMA, Instrument, intraday_factor
 from sim.scenario import (
     CrossedBook,
@@ -116,7 +119,7 @@ class Plan:
 
 def threshold_usd(config: Config, symbol: str) -> float:
     """The MOD-001 threshold of a symbol."""
-    return config.whale.thresholds_usd.get(symbol, config.whale.default_threshold_usd)
+    return config.settings_of(WhaleSettings).threshold(symbol)
 
 
 def expected_minute_notional(inst: Instrument, scale: float, intraday: float) -> float:
@@ -151,7 +154,8 @@ def build_plan(
         elif isinstance(ev, (VolumeSpike, FlashCrash)):
             span = ev.minutes * MINUTE_US
             base = expected_minute_notional(inst, scale, intraday_factor(np.array([t]))[0])
-            target = max(ev.multiple * base, 3 * config.volume_anomaly.min_notional_usd) * ev.minutes
+            floor = 3 * config.settings_of(VolumeAnomalySettings).min_notional_usd
+            target = max(ev.multiple * base, floor) * ev.minutes
             cap = min(BURST_CAP * threshold, target / 20)
             sizes = rng.uniform(0.3 * cap, cap, size=int(target / (0.3 * cap)) + 2)
             sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]
@@ -212,7 +216,7 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
     """The labels of every plan entry and the replay fault spec, once the rows' ids are known."""
     labels: list[Label] = []
     late: list[dict[str, object]] = []
-    dq = config.data_quality
+    dq = config.settings_of(DataQualitySettings)
     for k, (ev, inst, t) in enumerate(plan.events):
         ids = tuple(plan.ids.get(k, ()))
         common = {"exchange": inst.exchange, "symbol": inst.symbol}

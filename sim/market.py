@@ -12,7 +12,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 EXCHANGES: Final = ("binance", "binance-futures", "coinbase")
 DAY_US: Final = 86_400_000_000

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent / "scenarios"
 HEAD_US = 16 * 60_000_000

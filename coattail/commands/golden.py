@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from coattail.commands.stack import cli_errors, parse_sets
+from core.errors import ConfigError
 from pipeline.config import TierName
-from pipeline.errors import ConfigError
 
 console = Console()
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coattail.commands.stack import ProfileOption, SetOption, TierOption, cli_errors, load_config
-from coattail.commands.timefmt import parse_time
+from core.timefmt import parse_time
 from pipeline.config import Config
 
 console = Console()

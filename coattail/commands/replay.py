@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coattail.commands.stack import SetOption, TierOption, cli_errors, load_config
-from coattail.commands.timefmt import format_us, parse_time
+from core.timefmt import format_us, parse_time
 from pipeline.config import Config
 from replay.clock import parse_speed
 from replay.engine import Progress as ReplayProgress

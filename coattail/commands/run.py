@@ -124,10 +124,10 @@ def runs(
 
 def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
     """Generate the demo tape (deterministic: an existing one with the same parameters is reused)."""
-    from replay.tape import MANIFEST
+    from core.tape import MANIFEST
+    from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec, generate
     from sim.scenario import load_scenario
-    from sim.timeparse import parse_duration, parse_start
 
     if (out / MANIFEST).is_file():
         return out
@@ -137,7 +137,7 @@ def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
         scenario=load_scenario(DEMO_SCENARIO),
         symbols=tuple(DEMO_SYMBOLS.split(",")),
         exchanges=tuple(DEMO_EXCHANGES.split(",")),
-        start_us=parse_start("2026-01-01T00:00Z"),
+        start_us=parse_time("2026-01-01T00:00Z", "--start"),
         duration_us=parse_duration(duration),
         seed=seed,
         scale=scale,

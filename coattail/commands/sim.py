@@ -40,17 +40,17 @@ def generate(
     ] = False,
 ) -> None:
     """Generate a synthetic market tape with the scenario's injected events and their labels."""
+    from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec
     from sim.generator import generate as run
     from sim.scenario import load_scenario
-    from sim.timeparse import parse_duration, parse_start
 
     with cli_errors():
         spec = GenerateSpec(
             scenario=load_scenario(scenario),
             symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()),
             exchanges=tuple(e.strip() for e in exchanges.split(",") if e.strip()),
-            start_us=parse_start(start),
+            start_us=parse_time(start, "--start"),
             duration_us=parse_duration(duration),
             seed=seed,
             scale=scale,

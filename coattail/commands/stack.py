@@ -16,10 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from rich.console import Console
 from rich.table import Table
 
+from core.errors import CoattailError, ConfigError
 from infra import stack
 from infra.provision import Resource
 from pipeline.config import Config, ConfigLoader, ProfileName, RuntimeSettings, TierName
-from pipeline.errors import CoattailError, ConfigError
 
 console = Console()
 err_console = Console(stderr=True)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from coattail.commands.stack import cli_errors
-from coattail.commands.timefmt import format_us
+from core.timefmt import format_us
 
 console = Console()
 
@@ -72,7 +72,7 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
     """Print a tape's manifest and per-symbol statistics."""
     import polars as pl
 
-    from replay.tape import Tape
+    from core.tape import Tape
 
     with cli_errors():
         t = Tape.open(tape)

@@ -1,8 +1,9 @@
 """The independent reference implementation of the small-tier detectors, in Polars, batch.
 
-Written from docs/DETECTORS.md alone; it never imports ``pipeline.detectors``. Only the shared contracts
-(event ids, ``alert_id``, ``ALERT_SCHEMA``, the typed config) are reused. Every run compares the pipeline's
-alerts, spread metrics and DQ counts with what this package computes from the same input.
+Written from docs/DETECTORS.md alone; it never runs ``pipeline.detectors`` (it names their settings
+types for type checking only). Only the shared contracts (event ids, ``alert_id``, ``ALERT_SCHEMA``, the
+typed config, the instrument registry) are reused. Every run compares the pipeline's alerts, spread
+metrics and DQ counts with what this package computes from the same input.
 
 Usage::
 
@@ -12,6 +13,8 @@ Usage::
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -25,23 +28,33 @@ from coattail.reference.whale import whale_alerts
 from coattail.run.outputs import RunOutputs
 from pipeline.config import Config
 
+if TYPE_CHECKING:
+    # the settings' types only: the reference never runs detector code
+    from pipeline.detectors.data_quality import DataQualitySettings
+    from pipeline.detectors.spread import SpreadSettings
+    from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
+    from pipeline.detectors.whale import WhaleSettings
+
 __all__ = ["from_arrival", "from_tape", "from_wire", "run_reference"]
 
 
 def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     """Run the small-tier detectors the tier enables over an arrival frame (see ``inputs``)."""
     delay = config.spark.watermark_seconds
-    annotated = annotate(frame, watermark_seconds=delay, quote_usd=config.whale.quote_usd)
+    annotated = annotate(frame, watermark_seconds=delay, instruments=config.instruments)
     limits = closing_limits(annotated, delay)
     rows = []
-    metrics = spread_metrics(annotated, limits, config.spread)
+    spread = cast("SpreadSettings", config.settings_for("MOD-003"))
+    dq_settings = cast("DataQualitySettings", config.settings_for("MOD-004"))
+    metrics = spread_metrics(annotated, limits, spread)
     if config.enabled("MOD-001"):
-        rows += whale_alerts(annotated, config.whale)
+        rows += whale_alerts(annotated, cast("WhaleSettings", config.settings_for("MOD-001")))
     if config.enabled("MOD-002"):
-        rows += volume_alerts(annotated, limits, config.volume_anomaly)
+        volume = cast("VolumeAnomalySettings", config.settings_for("MOD-002"))
+        rows += volume_alerts(annotated, limits, volume)
     if config.enabled("MOD-003"):
-        rows += spread_alerts(annotated, limits, metrics, config.spread)
-    dq = pl.concat([dq_counts(annotated, config.data_quality), quarantine_counts(frame, config.data_quality)])
+        rows += spread_alerts(annotated, limits, metrics, spread)
+    dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
     return RunOutputs(
         alerts=alerts_table(rows),
         dq=dq if config.enabled("MOD-004") else dq.clear(),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
 from coattail.reference.stream import KEY, US_PER_S, window_start
 from coattail.run.outputs import DQ_COLUMNS
-from pipeline.config import DataQualitySettings
+
+if TYPE_CHECKING:
+    # the settings' type only: the reference never runs detector code
+    from pipeline.detectors.data_quality import DataQualitySettings
 
 DQ_SCHEMA: Final = DQ_COLUMNS
 

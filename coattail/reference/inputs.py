@@ -20,8 +20,8 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
-from pipeline.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
-from replay.tape import Tape
+from core.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
+from core.tape import Tape
 
 _STRING_FIELDS: Final = ("exchange", "symbol", "side")
 _INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv")

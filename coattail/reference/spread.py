@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
 from coattail.run.outputs import SPREAD_COLUMNS
+from core.events import event_id
 from pipeline.alerts import evidence_json
-from pipeline.config import SpreadSettings
-from pipeline.events import event_id
+
+if TYPE_CHECKING:
+    # the settings' type only: the reference never runs detector code
+    from pipeline.detectors.spread import SpreadSettings
 
 DETECTOR = "MOD-003"
 SPREAD_METRICS_SCHEMA: Final = SPREAD_COLUMNS

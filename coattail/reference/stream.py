@@ -6,21 +6,14 @@ All of it follows docs/DETECTORS.md, Common ground. Computed vectorised over the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
 
+from pipeline.instruments import InstrumentsConfig
+
 KEY: Final = ("exchange", "symbol")
 US_PER_S: Final = 1_000_000
-
-
-def quote_currency(symbol: str, quote_usd: Mapping[str, float]) -> str | None:
-    """The quote currency of a symbol: after the dash, else the longest known suffix, else None."""
-    if "-" in symbol:
-        return symbol.rsplit("-", 1)[1]
-    matches = [q for q in quote_usd if symbol.endswith(q)]
-    return max(matches, key=len) if matches else None
 
 
 def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
@@ -29,7 +22,7 @@ def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
     return (ts // width) * width
 
 
-def annotate(frame: pl.DataFrame, *, watermark_seconds: int, quote_usd: Mapping[str, float]) -> pl.DataFrame:
+def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: InstrumentsConfig) -> pl.DataFrame:
     """The valid records in arrival order with ``late``, ``duplicate``, ``id_gap``, ``prev_price``,
     ``quote_currency`` and ``notional_usd`` (null when the quote currency has no USD rate).
 
@@ -42,18 +35,19 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, quote_usd: Mapping[
     delay = watermark_seconds * US_PER_S
     prior_max_ts = pl.col("ts_event").cum_max().shift(1).over(key)
     by_kind = [*key, "kind"]
-    symbols = valid.get_column("symbol").unique().to_list()
-    currency = {s: quote_currency(s, quote_usd) for s in symbols}
+    pairs = valid.select(key).unique().rows()
+    listed = [instruments.get(ex, sym) for ex, sym in pairs]
     rates = pl.DataFrame(
         {
-            "symbol": symbols,
-            "quote_currency": [currency[s] for s in symbols],
-            "usd_rate": [quote_usd.get(q) if q is not None else None for q in currency.values()],
+            "exchange": [ex for ex, _ in pairs],
+            "symbol": [sym for _, sym in pairs],
+            "quote_currency": [i.quote if i is not None else None for i in listed],
+            "usd_rate": [instruments.quote_usd.get(i.quote) if i is not None else None for i in listed],
         },
-        schema={"symbol": pl.Utf8, "quote_currency": pl.Utf8, "usd_rate": pl.Float64},
+        schema={"exchange": pl.Utf8, "symbol": pl.Utf8, "quote_currency": pl.Utf8, "usd_rate": pl.Float64},
     )
     return (
-        valid.join(rates, on="symbol", how="left")
+        valid.join(rates, on=key, how="left")
         .sort("arrival")
         .with_columns(
             (pl.col("ts_event") < prior_max_ts - delay).fill_null(False).alias("late"),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
 from coattail.reference.stream import KEY, US_PER_S, window_start
+from core.events import event_id
 from pipeline.alerts import evidence_json
-from pipeline.config import VolumeAnomalySettings
-from pipeline.events import event_id
+
+if TYPE_CHECKING:
+    # the settings' type only: the reference never runs detector code
+    from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 
 DETECTOR = "MOD-002"
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from coattail.reference.alerts import alert_row
+from core.events import event_id
 from pipeline.alerts import evidence_json
-from pipeline.config import WhaleSettings
-from pipeline.events import event_id
+
+if TYPE_CHECKING:
+    # the settings' type only: the reference never runs detector code
+    from pipeline.detectors.whale import WhaleSettings
 
 DETECTOR = "MOD-001"
 

@@ -21,8 +21,8 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from coattail.commands.timefmt import format_us
 from coattail.run.outputs import RunOutputs
+from core.timefmt import format_us
 
 MAX_POINTS_PER_SYMBOL: Final = 4_000
 MAX_TABLE_ROWS: Final = 500

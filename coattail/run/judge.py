@@ -20,11 +20,13 @@ from coattail.run.outputs import RunOutputs
 from coattail.run.progress import Task
 from coattail.run.rundir import RunDir
 from coattail.validate import compare_golden, compare_with_reference, validate_labels
+from core.labels import Label
+from core.tape import Tape
 from pipeline.config import Config
+from pipeline.detectors.data_quality import DataQualitySettings
 from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay
 from replay.faults import FaultSpec
-from replay.tape import Label, Tape
 from replay.targets.memory import MemoryTarget
 
 PRICE_POINTS_PER_SYMBOL = 4_000
@@ -112,7 +114,8 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         valid=counts.get("reference_valid", 0),
     )
     labels = [Label.model_validate(x) for x in run.read_json("labels.json")]
-    labelled = validate_labels(labels, pipeline, dq_window_seconds=config.data_quality.window_seconds)
+    dq_window = config.settings_of(DataQualitySettings).window_seconds
+    labelled = validate_labels(labels, pipeline, dq_window_seconds=dq_window)
     agreement = compare_with_reference(pipeline, reference)
     golden_result = compare_golden(golden, pipeline.alert_rows()) if golden is not None else None
     validation = {

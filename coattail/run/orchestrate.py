@@ -29,12 +29,12 @@ from coattail.run.judge import Judgement, judge, reference_outputs, thinned_pric
 from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs, conform, conform_alerts
 from coattail.run.progress import Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
+from core.errors import CoattailError, PipelineError
+from core.tape import Tape
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.engine import BatchResult
-from pipeline.errors import CoattailError, PipelineError
 from replay.faults import FaultSpec, load_fault_spec
-from replay.tape import Tape
 
 US = 1_000_000
 

@@ -15,8 +15,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.errors import CoattailError
 from pipeline.alerts import ALERT_SCHEMA
-from pipeline.errors import CoattailError
 
 DQ_COLUMNS: Final[dict[str, Any]] = {
     "exchange": pl.Utf8,

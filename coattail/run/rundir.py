@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.errors import CoattailError
+from core.errors import CoattailError
 
 DEFAULT_ROOT: Final = Path("runs")
 PACKAGES: Final = ("coattail", "pyspark", "pyiceberg", "polars", "pyarrow", "moto", "boto3", "plotly")

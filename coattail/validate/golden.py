@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 GOLDEN_FIELDS: Final = ("alert_id", "detector", "kind", "exchange", "symbol", "ts_event", "severity", "value")
 VALUE_DIGITS: Final = 9

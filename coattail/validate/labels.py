@@ -28,7 +28,7 @@ import polars as pl
 
 from coattail.run.outputs import RECORD_REASONS, RunOutputs
 from coattail.validate.alert_view import alert_view
-from replay.tape import Label
+from core.labels import Label
 
 LABEL_ALERT_KIND: Final = {
     "whale": "whale_trade",

@@ -1,1 +1,1 @@
-"""Exchange connectors: turning exchange messages into events of the ``pipeline.events`` schema."""
+"""Exchange connectors: turning exchange messages into events of the ``core.events`` schema."""

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.errors import SchemaError
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
+from core.errors import SchemaError
+from core.timefmt import parse_iso_us
 
 # Plausible event times, as epoch values in each unit: 2000-01-01 .. 2100-01-01.
 _MS_RANGE = (946_684_800_000, 4_102_444_800_000)
@@ -60,12 +57,9 @@ def iso_to_us(value: Any, field: str) -> int:
     if not isinstance(value, str):
         raise SchemaError(f"field {field!r}: expected an ISO-8601 time, got {value!r}")
     try:
-        dt = datetime.fromisoformat(value)
+        return parse_iso_us(value)
     except ValueError as e:
         raise SchemaError(f"field {field!r}: not an ISO-8601 time: {value!r}") from e
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MICRO
 
 
 def require(msg: dict[str, Any], field: str) -> Any:

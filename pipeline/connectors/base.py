@@ -17,8 +17,8 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from pipeline.errors import CoattailError, SchemaError
-from pipeline.events import EventKind
+from core.errors import CoattailError, SchemaError
+from core.events import EventKind
 
 Event = tuple[EventKind, dict[str, Any]]
 Sink = Callable[[list[Event]], None]

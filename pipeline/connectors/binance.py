@@ -1,4 +1,4 @@
-"""Binance market-data messages (spot and USD-M futures) as events of the ``pipeline.events`` schema.
+"""Binance market-data messages (spot and USD-M futures) as events of the ``core.events`` schema.
 
 Pure functions, shared by the live connector and the recorded-capture readers, so that a recorded and a
 live message become exactly the same event.
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from core.errors import SchemaError
+from core.events import EventKind
 from pipeline.connectors._common import epoch_to_us, require, to_float, to_int
-from pipeline.errors import SchemaError
-from pipeline.events import EventKind
 
 SPOT: Final = "binance"
 FUTURES: Final = "binance-futures"

@@ -1,4 +1,4 @@
-"""Coinbase Exchange ``match`` and ``last_match`` messages as trades of the ``pipeline.events`` schema.
+"""Coinbase Exchange ``match`` and ``last_match`` messages as trades of the ``core.events`` schema.
 
 Pure functions shared by the live connector and the recorded-capture readers. A match's ``side`` is the
 maker order's side, so the taker (the schema's ``side``) is the opposite. Other message types (``ticker``,
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from core.errors import SchemaError
+from core.events import EventKind
 from pipeline.connectors._common import iso_to_us, require, to_float, to_int
-from pipeline.errors import SchemaError
-from pipeline.events import EventKind
 
 EXCHANGE: Final = "coinbase"
 MATCH_TYPES: Final = ("match", "last_match")

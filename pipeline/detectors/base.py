@@ -30,14 +30,28 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar, cast, get_args
 
 import pandas as pd
 import pyarrow as pa
 
+from core.errors import PipelineError
+from core.events import EVENT_KINDS, EventKind
+from core.frozen import Frozen
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
-from pipeline.config import Config
-from pipeline.events import EventKind
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+
+Scope = Literal["instrument", "asset", "global"]
+"""Which events one evaluation of a module sees (docs/DETECTORS.md, "Key scopes"): one instrument
+``(exchange, symbol)``, every instrument and stream of one asset, or everything."""
+SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
+S = TypeVar("S", bound=Frozen)
+
+
+class NoSettings(Frozen):
+    """The settings model of a module that has none."""
 
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
@@ -101,6 +115,9 @@ class DetectorInput:
     quotes: pd.DataFrame
     quarantine: pd.DataFrame = field(default_factory=pd.DataFrame)
     batch_id: int = 0
+    upstream: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    """Alerts (``ALERT_SCHEMA``) the modules named in the detector's ``consumes`` raised from this
+    same input, by module id; they ran first (``ModuleRegistry.run_order``)."""
 
     def frame(self, kind: EventKind) -> pd.DataFrame:
         """The frame of one event kind."""
@@ -132,32 +149,67 @@ class DetectorOutput:
         )
 
 
-class BaseDetector(ABC):
-    """A detector module. Subclasses set the class variables and implement ``detect``.
+class BaseDetector(ABC, Generic[S]):
+    """A detector module, declared in one place: subclasses set the class variables and implement
+    ``detect``. The registry (``pipeline.detectors.registry``) finds every subclass that sets
+    ``module_id`` in a module of this package.
 
     ``module_id``: the registry id (``MOD-001``), also the alerts' ``detector`` value.
-    ``name``: the feature name (``whale-detector``).
+    ``name``: the feature name (``whale-detector``); ``description``: one line for listings.
     ``inputs``: the event kinds it reads (``("trade",)``, ``("quote",)`` or both).
+    ``scope``: ``instrument`` (run per ``(exchange, symbol)``, on the executors in ``state_store`` mode),
+    ``asset`` or ``global`` (docs/DETECTORS.md, "Key scopes").
+    ``consumes``: module ids whose alerts of the same micro-batch it reads (``DetectorInput.upstream``);
+    it runs after them.
+    ``settings_model``: its typed, frozen settings (defaults in ``config/features.yaml``, overrides in a
+    tier file); the instance's ``settings`` holds the resolved values.
     ``metric_schemas``: metric tables it writes, name -> Arrow schema (the Iceberg sink creates them).
 
-    The constructor receives the resolved ``Config``; read settings with
-    ``config.settings_for(self.module_id)``. Do not keep per-batch state on ``self``.
+    Do not keep per-batch state on ``self``.
     """
 
     module_id: ClassVar[str]
     name: ClassVar[str]
+    description: ClassVar[str] = ""
     inputs: ClassVar[tuple[EventKind, ...]]
+    scope: ClassVar[Scope] = "instrument"
+    consumes: ClassVar[tuple[str, ...]] = ()
+    settings_model: ClassVar[type[Frozen]] = NoSettings
     metric_schemas: ClassVar[Mapping[str, pa.Schema]] = {}
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.settings = cast(S, config.settings_for(self.module_id))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "module_id" in vars(cls):
+            cls.check_declaration()
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        """Refuse a class whose declaration is incomplete or inconsistent, naming what to fix."""
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        for attr in ("module_id", "name", "inputs"):
+            if not hasattr(cls, attr):
+                raise PipelineError(f"detector {where} does not declare {attr!r}")
+        if not cls.module_id.startswith("MOD-"):
+            raise PipelineError(f"detector {where}: module_id {cls.module_id!r} must look like MOD-012")
+        bad = [k for k in cls.inputs if k not in EVENT_KINDS]
+        if not cls.inputs or bad:
+            raise PipelineError(f"detector {where}: inputs {cls.inputs!r} must be a non-empty subset of "
+                                f"{EVENT_KINDS}")
+        if cls.scope not in SCOPES:
+            raise PipelineError(f"detector {where}: scope {cls.scope!r} is not one of {SCOPES}")
+        if cls.module_id in cls.consumes:
+            raise PipelineError(f"detector {where} cannot consume its own alerts")
 
     @abstractmethod
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """Alerts and metrics for one batch of valid, annotated events (see the module docstring)."""
 
 
-class KeyedDetector(BaseDetector):
+class KeyedDetector(BaseDetector[S]):
     """A detector with state per key (windows, baselines). Implement ``new_state`` and ``process_key``.
 
     The engine sets ``self.states`` (key -> state) before every ``detect`` call and persists it after;
@@ -192,6 +244,10 @@ class KeyedDetector(BaseDetector):
             out, self.states[key] = self.process_key(key, trades, quotes, state)
             outputs.append(out)
         return DetectorOutput.concat(outputs)
+
+
+AnyDetector = BaseDetector[Any]
+"""A detector of any settings type, where code handles detectors generically (registry, engine)."""
 
 
 def _by_key(

@@ -13,9 +13,11 @@ from typing import ClassVar, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field
 
+from core.events import EventKind
+from core.frozen import Frozen
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput
-from pipeline.events import EventKind
 
 DQ_METRICS_SCHEMA: Final = pa.schema(
     [
@@ -41,17 +43,33 @@ _QUOTE_RULES: Final = (
 )
 
 
-class DataQualityDetector(BaseDetector):
+class DataQualitySettings(Frozen):
+    """MOD-004: rule thresholds; every rule has a reason code (docs/DETECTORS.md).
+
+    The sequencer applies ``price_band_pct`` and ``stale_feed_seconds`` for every module, whether or
+    not MOD-004 is enabled, so that all modules agree on which events are flagged.
+    """
+
+    price_band_pct: float = Field(20.0, gt=0)
+    stale_feed_seconds: int = Field(30, gt=0)
+    window_seconds: int = Field(60, gt=0)
+
+
+class DataQualityDetector(BaseDetector[DataQualitySettings]):
     """Counts quarantined records and stream-rule occurrences per key, window and reason."""
 
     module_id: ClassVar[str] = "MOD-004"
     name: ClassVar[str] = "data-quality"
+    description: ClassVar[str] = (
+        "record rules (quarantine) and stream rules (duplicates, gaps, late, stale, price band)"
+    )
     inputs: ClassVar[tuple[EventKind, ...]] = ("trade", "quote")
+    settings_model: ClassVar[type[Frozen]] = DataQualitySettings
     metric_schemas: ClassVar[dict[str, pa.Schema]] = {"dq_metrics": DQ_METRICS_SCHEMA}
 
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """The ``dq_metrics`` rows of one batch."""
-        width = self.config.data_quality.window_seconds * 1_000_000
+        width = self.settings.window_seconds * 1_000_000
         parts: list[pd.DataFrame] = []
         for frame, rules in ((frames.trades, _TRADE_RULES), (frames.quotes, _QUOTE_RULES)):
             if frame.empty:

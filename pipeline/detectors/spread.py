@@ -13,22 +13,26 @@ spreads of the last ``baseline_windows`` evaluated windows that had a spread.
 from __future__ import annotations
 
 import statistics
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field, model_validator
 
+from core.events import event_id
+from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.config import Config, SpreadSettings
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, check_history
 from pipeline.detectors.windows import (
     MAX_EVENT_IDS,
     closing_bound,
     fold_sum,
     window_starts,
 )
-from pipeline.events import event_id
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 MODULE_ID: Final = "MOD-003"
 BLOWOUT: Final = "spread_blowout"
@@ -55,16 +59,35 @@ def spread_bps(bid: Any, ask: Any) -> Any:
     return (ask - bid) / ((ask + bid) / 2.0) * 1e4
 
 
-class SpreadDetector(WindowedDetector):
+class SpreadSettings(Frozen):
+    """MOD-003: per-window spread metrics; alerts on a blow-out against the trailing median."""
+
+    window_seconds: int = Field(60, gt=0)
+    baseline_windows: int = Field(30, ge=1)
+    min_history: int = Field(5, ge=1)
+    median_multiple: float = Field(3.0, gt=1)
+    max_spread_bps: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> SpreadSettings:
+        check_history(self.min_history, self.baseline_windows)
+        return self
+
+
+class SpreadDetector(WindowedDetector[SpreadSettings]):
     """MOD-003: spread metrics per closed window; ``spread_blowout`` and ``crossed_book`` alerts."""
 
     module_id: ClassVar[str] = MODULE_ID
     name: ClassVar[str] = "spread-calculator"
+    description: ClassVar[str] = (
+        "per-window spread metrics; blow-outs against the trailing median; crossed books"
+    )
+    settings_model: ClassVar[type[Frozen]] = SpreadSettings
     metric_schemas: ClassVar = {"spread_metrics": SPREAD_METRICS}
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.s: SpreadSettings = config.spread
+        self.s = self.settings
         self.width = self.s.window_seconds * 1_000_000
 
     def process_chunk(

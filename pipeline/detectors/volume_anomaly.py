@@ -12,14 +12,16 @@ evaluated (``None`` before the key's first counted trade), ``open`` the windows 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
+from core.events import event_id
+from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.config import Config, VolumeAnomalySettings
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, check_history
 from pipeline.detectors.windows import (
     closing_bound,
     entries_from_json,
@@ -29,7 +31,9 @@ from pipeline.detectors.windows import (
     top_k_by_group,
     window_starts,
 )
-from pipeline.events import event_id
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 MODULE_ID: Final = "MOD-002"
 KIND: Final = "volume_spike"
@@ -51,15 +55,33 @@ def baseline(history: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(math.fsum((h - mean) ** 2 for h in history) / n)
 
 
-class VolumeAnomalyDetector(WindowedDetector):
+class VolumeAnomalySettings(Frozen):
+    """MOD-002: a window's notional z standard deviations above the trailing baseline."""
+
+    window_seconds: int = Field(60, gt=0)
+    baseline_windows: int = Field(30, ge=2)
+    min_history: int = Field(10, ge=2)
+    z_threshold: float = Field(4.0, gt=0)
+    std_floor_usd: float = Field(1_000.0, gt=0)
+    min_notional_usd: float = Field(100_000.0, ge=0)
+
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> VolumeAnomalySettings:
+        check_history(self.min_history, self.baseline_windows)
+        return self
+
+
+class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
     """MOD-002: 1-minute (``window_seconds``) notional against the trailing ``baseline_windows``."""
 
     module_id: ClassVar[str] = MODULE_ID
     name: ClassVar[str] = "volume-anomaly"
+    description: ClassVar[str] = "a 1-minute window's notional is z population std above the previous 30"
+    settings_model: ClassVar[type[Frozen]] = VolumeAnomalySettings
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.s: VolumeAnomalySettings = config.volume_anomaly
+        self.s = self.settings
         self.width = self.s.window_seconds * 1_000_000
 
     def process_chunk(

@@ -8,28 +8,53 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from core.events import EventKind, event_id
+from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, alerts_frame, opt_int
-from pipeline.events import EventKind, event_id
 
 
-class WhaleDetector(BaseDetector):
+class WhaleSettings(Frozen):
+    """MOD-001: one trade whose USD notional reaches the symbol's threshold."""
+
+    default_threshold_usd: float = Field(1_000_000.0, gt=0)
+    thresholds_usd: dict[str, float] = Field(default_factory=dict)
+    severity_multiples: dict[str, float] = Field(
+        default_factory=lambda: {"low": 1.0, "medium": 2.0, "high": 5.0, "critical": 10.0}
+    )
+
+    @field_validator("severity_multiples")
+    @classmethod
+    def _severity_starts_at_one(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or min(v.values()) != 1.0:
+            raise ValueError("the lowest severity multiple must be 1.0 (the threshold itself)")
+        return v
+
+    def threshold(self, symbol: str) -> float:
+        """The USD threshold of one symbol (``default_threshold_usd`` when it has none)."""
+        return self.thresholds_usd.get(symbol, self.default_threshold_usd)
+
+
+class WhaleDetector(BaseDetector[WhaleSettings]):
     """Fires once per valid, non-duplicate trade with ``notional_usd >= threshold``."""
 
     module_id: ClassVar[str] = "MOD-001"
     name: ClassVar[str] = "whale-detector"
+    description: ClassVar[str] = "one trade's USD notional reaches the symbol's threshold"
     inputs: ClassVar[tuple[EventKind, ...]] = ("trade",)
+    settings_model: ClassVar[type[Frozen]] = WhaleSettings
 
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """Whale alerts of one batch."""
-        settings = self.config.whale
+        settings = self.settings
         trades = frames.trades
         if trades.empty:
             return DetectorOutput()
         threshold = (
             trades["symbol"]
-            .map(lambda s: settings.thresholds_usd.get(s, settings.default_threshold_usd))
+            .map(settings.threshold)
             .to_numpy(dtype=np.float64)
         )
         notional = trades["notional_usd"].to_numpy(dtype=np.float64)

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, alerts_frame, opt_int
+from core.events import EventKind
+from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, S, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
-from pipeline.events import EventKind
 
 
 @dataclass
@@ -100,7 +100,16 @@ class KeyChunk:
         return opt_int(frame["ts_sent"].iat[kind_row]), opt_int(frame["ts_ingest"].iat[kind_row])
 
 
-class WindowedDetector(KeyedDetector):
+def check_history(min_history: int, baseline_windows: int) -> None:
+    """The history is trimmed to ``baseline_windows``, so a larger ``min_history`` would never be met."""
+    if min_history > baseline_windows:
+        raise ValueError(
+            f"min_history ({min_history}) exceeds baseline_windows ({baseline_windows}): the detector "
+            "could never alert; lower min_history or raise baseline_windows"
+        )
+
+
+class WindowedDetector(KeyedDetector[S]):
     """Merges a key's kinds, keeps the key's clock, and hands each chunk to ``process_chunk``."""
 
     inputs: ClassVar[tuple[EventKind, ...]] = ("trade", "quote")

@@ -1,6 +1,6 @@
 """Historical loader: tape directories -> the Iceberg bronze tables ``trades`` and ``quotes``, idempotently.
 
-A tape (the layout ``replay.tape`` writes: ``manifest.json`` plus ``trade/*.parquet`` and
+A tape (the layout ``core.tape`` writes: ``manifest.json`` plus ``trade/*.parquet`` and
 ``quote/*.parquet``, each sorted by ``(ts_event, seq)``) is read here with pyarrow directly, since
 production code does not import the harness.
 
@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.errors import SinkError, TapeError
 from pipeline.engine import QUOTES_TABLE_SCHEMA, TRADES_TABLE_SCHEMA
-from pipeline.errors import SinkError, TapeError
 from pipeline.sinks.iceberg import DATE_COLUMN, IcebergSink, with_date
 
 TAPE_SHARD: Final = "tape"

@@ -37,12 +37,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.errors import CoattailError, ConfigError, PipelineError
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine, arrival_order
-from pipeline.errors import CoattailError, ConfigError, PipelineError
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
 

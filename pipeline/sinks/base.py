@@ -21,8 +21,8 @@ from typing import ClassVar, Final
 
 import pyarrow as pa
 
+from core.errors import SinkError
 from pipeline.alerts import ALERT_SCHEMA
-from pipeline.errors import SinkError
 
 BATCH_PROPERTY: Final = "coattail.batch-id"
 WRITER_PROPERTY: Final = "coattail.writer"

@@ -15,9 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Final
 
+from core.errors import SinkError
 from pipeline.aws import client
 from pipeline.config import Config
-from pipeline.errors import SinkError
 from pipeline.sinks.base import AlertSink, now_us
 
 _THROTTLED: Final = frozenset(

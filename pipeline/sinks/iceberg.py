@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import SinkError
 from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, endpoint_for, is_local_endpoint
 from pipeline.config import Config
-from pipeline.errors import SinkError
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
 
 DATE_COLUMN: Final = "event_date"

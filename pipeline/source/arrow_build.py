@@ -8,7 +8,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from pipeline.errors import SchemaError
+from core.errors import SchemaError
 from pipeline.kpl import deaggregate
 from pipeline.parse import RAW_SCHEMA
 

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader
 
-from pipeline.errors import PipelineError
+from core.errors import PipelineError
 from pipeline.parse import PARSED_DDL, RAW_DDL
 from pipeline.source.kinesis_reader import KinesisStreamReader
 

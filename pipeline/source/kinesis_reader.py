@@ -12,8 +12,8 @@ import pyarrow as pa
 from pyspark.sql.datasource import InputPartition
 from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 
+from core.errors import PipelineError
 from pipeline.config import RuntimeSettings
-from pipeline.errors import PipelineError
 from pipeline.parse import parse_batch
 from pipeline.source.handover import HandoverCache
 from pipeline.source.kinesis_records import HandoverPartition, ShardPartition, ShardRecords

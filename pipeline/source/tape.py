@@ -3,7 +3,7 @@
 ``spark.read.format("coattail-tape").load(path)`` or ``spark.readStream.format("coattail-tape")
 .option("max_records", N).load(path)`` yields the same ``RAW_SCHEMA`` rows the Kinesis source does, one
 per event, in tape order ``(ts_event, seq)`` (the arrival order of a tape without transport faults):
-``data`` is the event's wire record (``pipeline.events.to_wire``), ``shard_id`` is ``"tape"``,
+``data`` is the event's wire record (``core.events.to_wire``), ``shard_id`` is ``"tape"``,
 ``sequence_number`` the event's position in tape order (zero-padded, so text order is numeric order),
 ``ts_ingest`` null. The tape plays one Kinesis shard fed in tape order: ``(shard_id, sequence_number)``
 is the arrival order, which the state-store mode sorts each key's rows by (``pipeline.keyed``). The
@@ -11,14 +11,13 @@ event's ``seq`` cannot serve: an imported tape numbers events in file order and 
 ``(ts_event, seq)``, so ``seq`` alone is not tape order. The same parser and detectors run behind it.
 A tape's fault spec is the replay's business and is ignored here.
 
-The tape layout is read directly (``manifest.json`` with ``files: {kind: [parquet paths]}``; each kind's
-Parquet rows sorted by ``(ts_event, seq)``) so production code does not depend on the harness' reader.
+The tape is opened with ``core.tape.Tape`` (the one tape reader: manifest, format version, files), which
+production code may use since ``core`` imports nothing of the harness.
 Offsets are ``{"rows": n}``: the number of events consumed in tape order.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceReader,
@@ -34,8 +32,9 @@ from pyspark.sql.datasource import (
     InputPartition,
 )
 
-from pipeline.errors import PipelineError
-from pipeline.events import EVENT_KINDS, SCHEMAS, EventKind, partition_key, to_wire
+from core.errors import PipelineError
+from core.events import EVENT_KINDS, SCHEMAS, EventKind, partition_key, to_wire
+from core.tape import MANIFEST, Tape
 from pipeline.parse import PARSED_DDL, RAW_DDL, RAW_SCHEMA, parse_batch
 from pipeline.source.offsets import last_checkpointed_offset, write_status
 
@@ -47,17 +46,13 @@ class TapeRows:
     """A tape's events merged into tape order, loaded once per process."""
 
     def __init__(self, path: Path) -> None:
-        manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
-            raise PipelineError(f"{path} is not a tape: no manifest.json (import or generate one first)")
-        manifest = json.loads(manifest_path.read_text())
+        tape = Tape.open(path)
         self.tables: dict[EventKind, pa.Table] = {}
         order_ts, order_seq, order_kind, order_row = [], [], [], []
         for k, kind in enumerate(EVENT_KINDS):
-            files = manifest.get("files", {}).get(kind, [])
-            if not files:
+            if not tape.files(kind):
                 continue
-            table = pa.concat_tables(pq.read_table(path / f) for f in files)
+            table = tape.read(kind)
             self.tables[kind] = table
             order_ts.append(table.column("ts_event").to_numpy())
             order_seq.append(table.column("seq").to_numpy())
@@ -115,7 +110,7 @@ def _load(path: str, mtime: float) -> TapeRows:
 
 def open_rows(path: str) -> TapeRows:
     """The tape's rows, cached per process (executors are reused across micro-batches)."""
-    manifest = Path(path) / "manifest.json"
+    manifest = Path(path) / MANIFEST
     return _load(path, manifest.stat().st_mtime if manifest.exists() else 0.0)
 
 

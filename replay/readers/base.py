@@ -17,8 +17,8 @@ from typing import IO, Any, ClassVar
 
 import pyarrow as pa
 
-from pipeline.errors import ReaderError
-from pipeline.events import SCHEMAS, EventKind
+from core.errors import ReaderError
+from core.events import SCHEMAS, EventKind
 
 CHUNK_ROWS = 500_000
 

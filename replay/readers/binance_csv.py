@@ -30,9 +30,9 @@ from typing import IO, Any
 import polars as pl
 import pyarrow as pa
 
+from core.errors import ReaderError
+from core.events import SCHEMAS, EventKind
 from pipeline.connectors.binance import FUTURES, SPOT
-from pipeline.errors import ReaderError
-from pipeline.events import SCHEMAS, EventKind
 from replay.readers.base import BadLines, Chunk, Reader, Stats, register
 from replay.readers.csvio import check_times, iter_typed, time_unit
 

@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline.errors import ReaderError
+from core.errors import ReaderError
 from replay.readers.base import BadLines
 
 BLOCK_BYTES = 16 << 20

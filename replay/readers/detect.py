@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import ReaderError
+from core.errors import ReaderError
 from replay.readers import binance_csv, binance_ws, coinbase_ws, tardis
 from replay.readers.base import REGISTRY, Reader
 from replay.readers.lines import head_text

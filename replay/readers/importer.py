@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import ReaderError
-from pipeline.events import EVENT_KINDS, EventKind
+from core.errors import ReaderError
+from core.events import EVENT_KINDS, EventKind
+from core.tape import Manifest, TapeWriter
 from replay.readers.base import BadLines, Stats
 from replay.readers.detect import detect_format, reader_for
-from replay.tape import Manifest, TapeWriter
 
 SPILL_ROWS = 2_000_000
 RUN_ROWS = 262_144

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.errors import ReaderError, SchemaError
-from pipeline.events import EventKind
+from core.errors import ReaderError, SchemaError
+from core.events import EventKind
 from replay.readers.base import CHUNK_ROWS, BadLines, Chunk, Stats, rows_to_chunks
 
 Parse = Callable[[dict[str, Any], int | None], list[tuple[EventKind, dict[str, Any]]]]

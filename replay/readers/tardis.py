@@ -18,8 +18,8 @@ from typing import IO, cast
 
 import polars as pl
 
-from pipeline.errors import ReaderError
-from pipeline.events import SCHEMAS, EventKind
+from core.errors import ReaderError
+from core.events import SCHEMAS, EventKind
 from replay.readers.base import BadLines, Chunk, Reader, Stats, register
 from replay.readers.csvio import US_RANGE, check_times, iter_typed
 

@@ -22,9 +22,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from core.errors import TargetError
 from pipeline import aws, kpl
 from pipeline.config import RuntimeSettings
-from pipeline.errors import TargetError
 from replay import wire
 from replay.faults import Disturbance
 from replay.targets.base import Target

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.events import EVENT_KINDS, SCHEMAS, partition_key
+from core.events import EVENT_KINDS, SCHEMAS, partition_key
 from replay import wire
 from replay.faults import Disturbance
 from replay.targets.base import Target

@@ -27,8 +27,8 @@ import pyarrow as pa
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.errors import ReplayError
-from pipeline.events import EVENT_KINDS
+from core.errors import ReplayError
+from core.events import EVENT_KINDS
 from replay import wire
 from replay.faults import Disturbance
 from replay.targets.base import Target

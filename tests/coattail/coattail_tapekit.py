@@ -8,8 +8,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.events import EVENT_KINDS
-from replay.tape import Label, Tape, TapeWriter, tape_schema
+from core.events import EVENT_KINDS
+from core.labels import Label
+from core.tape import Tape, TapeWriter, tape_schema
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds, aligned to every window
 US = 1_000_000

@@ -20,6 +20,7 @@ from coattail.diff import diff_outputs
 from coattail.run.orchestrate import RunRequest, RunResult, execute
 from coattail.run.outputs import RunOutputs
 from pipeline.config import ConfigLoader
+from pipeline.detectors.whale import WhaleSettings
 from replay.readers.importer import import_files
 from tests.conftest import REAL_TAPES
 
@@ -120,7 +121,7 @@ def test_diff_of_two_thresholds_shows_exactly_the_expected_change(
     synthetic_run: RunResult, stack_env: Path, whale_tape: Path, spark: Any, tmp_path: Path
 ) -> None:
     base = ConfigLoader().load("small", env={})
-    thresholds = {**base.whale.thresholds_usd, "BTCUSDT": RAISED_BTC}
+    thresholds = {**base.settings_of(WhaleSettings).thresholds_usd, "BTCUSDT": RAISED_BTC}
     raised = execute(
         RunRequest(
             tapes=(whale_tape,),

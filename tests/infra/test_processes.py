@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import StackError
 from infra.processes import (
     LOOPBACK,
     ServerProcess,
@@ -22,7 +23,6 @@ from infra.processes import (
     port_accepts,
     terminate,
 )
-from pipeline.errors import StackError
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import StackError
 from infra.provision import StackSpec, StreamSpec, TableSpec, inspect, provision
 from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import StackError
 
 pytestmark = pytest.mark.integration
 

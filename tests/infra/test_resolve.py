@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from coattail.cli import app
+from core.errors import StackError
 from infra.provision import StackSpec
 from infra.resolve import find_stack, with_stack
 from infra.stack import STATE_FILE, StackState
 from pipeline.config import ConfigLoader, RuntimeSettings
-from pipeline.errors import StackError
 
 CLI = "http://127.0.0.1:1111"
 ENV = "http://127.0.0.1:2222"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import StackError, UnsafeEndpointError
 from infra import emulator, stack
 from infra.processes import LOOPBACK, free_port, is_alive, port_accepts
 from pipeline.aws import client
 from pipeline.config import Config, ConfigLoader, RuntimeSettings
-from pipeline.errors import StackError, UnsafeEndpointError
 
 pytestmark = pytest.mark.integration
 

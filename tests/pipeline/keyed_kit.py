@@ -11,11 +11,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.tape import TapeWriter, tape_schema
 from pipeline.config import Config
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryTableSink
 from pipeline.testkit import T0, quote, small_config, trade
-from replay.tape import TapeWriter, tape_schema
 
 ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004"]
 

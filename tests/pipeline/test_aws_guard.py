@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import StackError, UnsafeEndpointError
 from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, client, endpoint_for, is_local_endpoint
 from pipeline.config import RuntimeSettings
-from pipeline.errors import StackError, UnsafeEndpointError
 
 REMOTE = "https://kinesis.us-east-1.amazonaws.com"
 

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.errors import ConfigError
 from pipeline.config import TIERS, ConfigLoader, KinesisConfig, RuntimeSettings, default_config_dir
-from pipeline.errors import ConfigError
+from pipeline.detectors.whale import WhaleSettings
 
 
 def _copy_config(tmp_path: Path) -> Path:
@@ -149,9 +150,10 @@ def test_precedence_file_then_environment_then_override() -> None:
     overridden = loader.load("small", env=env, overrides={"kinesis.shards": 9})
     assert from_file.kinesis.shards == 2
     assert from_env.kinesis.shards == 7
-    assert from_env.whale.default_threshold_usd == 123.0
+    assert from_env.settings_of(WhaleSettings).default_threshold_usd == 123.0
     assert overridden.kinesis.shards == 9
-    assert overridden.whale.default_threshold_usd == 123.0  # the environment still applies below
+    # the environment still applies below an override
+    assert overridden.settings_of(WhaleSettings).default_threshold_usd == 123.0
 
 
 @settings(max_examples=40, deadline=None)

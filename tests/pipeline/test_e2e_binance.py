@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from core.events import partition_key, to_wire
 from infra.provision import StackSpec, provision
 from pipeline.aws import client
 from pipeline.config import RuntimeSettings
 from pipeline.connectors.binance import parse_binance_message
-from pipeline.events import partition_key, to_wire
 from pipeline.kpl import aggregate
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.dynamodb import DynamoAlertSink

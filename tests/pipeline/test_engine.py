@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.errors import PipelineError
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine
-from pipeline.errors import PipelineError
 from pipeline.parse import parse_batch
 from pipeline.testkit import (
     T0,

@@ -18,9 +18,9 @@ from pyspark.sql import Row
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import BinaryType, StructField, StructType
 
+from core.errors import PipelineError
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, EngineState
-from pipeline.errors import PipelineError
 from pipeline.keyed import RECORDS, KeyedStep, assemble, pack_by_key, unpack
 from pipeline.parse import parse_batch
 from pipeline.runner import PipelineRunner

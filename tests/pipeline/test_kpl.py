@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import SchemaError
+from core.errors import SchemaError
 from pipeline.kpl import MAGIC, aggregate, count_user_records, deaggregate, encode_aggregate, is_aggregated
 
 keys = st.sampled_from(["binance:BTCUSDT", "coinbase:BTC-USD", "k", "ünï:code"])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.events import to_wire
+from core.events import to_wire
 from pipeline.parse import PARSED_SCHEMA, REASONS, parse_batch
 from pipeline.testkit import T0, quote, raw_table, trade
 

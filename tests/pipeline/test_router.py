@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import SinkError
+from core.errors import SinkError
 from pipeline.router import AlertRouter
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink

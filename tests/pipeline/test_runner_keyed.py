@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from core.errors import PipelineError
+from core.events import partition_key, to_wire
 from infra.provision import StackSpec, provision
 from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
-from pipeline.errors import PipelineError
-from pipeline.events import partition_key, to_wire
 from pipeline.kpl import aggregate
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.dynamodb import DynamoAlertSink

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame
 
-from pipeline.errors import PipelineError
+from core.errors import PipelineError
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import small_config

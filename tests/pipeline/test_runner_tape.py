@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from core.tape import TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import T0, quote, small_config, trade
-from replay.tape import TapeWriter, tape_schema
 
 pytestmark = pytest.mark.spark
 CFG = small_config(**{"settings.MOD-001.default_threshold_usd": 1_000})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pipeline.errors import ReplayError
+from core.errors import ReplayError
 from replay.clock import parse_speed
 from replay.engine import Replay
 from replay.merge import TimeWindow

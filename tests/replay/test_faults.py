@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 from pipeline.testkit import trade
 from replay.engine import Replay
 from replay.faults import FaultSpec, load_fault_spec, parse_fault_spec

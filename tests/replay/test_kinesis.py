@@ -13,14 +13,14 @@ from typing import Any
 import boto3
 import pytest
 
+from core.errors import TargetError
+from core.tape import Tape
 from pipeline.config import RuntimeSettings
-from pipeline.errors import TargetError
 from pipeline.kpl import deaggregate
 from pipeline.testkit import trade
 from replay.child_process import replay_to_kinesis
 from replay.engine import Replay
 from replay.faults import FaultSpec, ThrottleFault
-from replay.tape import Tape
 from replay.targets.kinesis import KinesisTarget
 from replay.targets.memory import MemoryTarget
 from replay.testkit import write_tape

@@ -10,9 +10,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.tape import Tape
 from pipeline.testkit import trade
 from replay.merge import TimeWindow, merge_tapes
-from replay.tape import Tape
 from replay.testkit import T0, write_tape
 from tests.replay.strategies import quotes, trades
 

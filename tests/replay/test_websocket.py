@@ -145,13 +145,13 @@ def test_connectors_receive_exactly_the_replayed_events(
 
 
 def _read(tape: Path) -> list[dict[str, Any]]:
-    from replay.tape import Tape
+    from core.tape import Tape
 
     return Tape.open(tape).read("trade").to_pylist()  # type: ignore[no-any-return]
 
 
 def test_ws_target_refuses_non_loopback() -> None:
-    from pipeline.errors import ReplayError
+    from core.errors import ReplayError
 
     with pytest.raises(ReplayError, match="loopback"):
         WebSocketTarget(host="0.0.0.0")

@@ -1,4 +1,4 @@
-"""The vectorised wire encoding agrees with pipeline.events.to_wire, event by event."""
+"""The vectorised wire encoding agrees with core.events.to_wire, event by event."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from pipeline.events import EVENT_KINDS, SCHEMAS, to_wire
+from core.events import EVENT_KINDS, SCHEMAS, to_wire
+from core.tape import Tape
 from replay.engine import _on_time
 from replay.merge import merge_tapes
-from replay.tape import Tape
 from replay.testkit import write_tape
 from replay.wire import corrupt_payload, encode
 from tests.replay.strategies import quotes, trades

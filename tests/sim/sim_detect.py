@@ -9,8 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from core.tape import Tape
 from pipeline.config import Config
-from replay.tape import Tape
+from pipeline.detectors.spread import SpreadSettings
+from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
+from pipeline.detectors.whale import WhaleSettings
 
 W = 60_000_000
 
@@ -33,17 +36,17 @@ def _valid_trades(tape: Tape) -> pl.DataFrame:
 
 def whales(tape: Tape, config: Config) -> list[Alert]:
     df = _valid_trades(tape)
-    th = config.whale.thresholds_usd
+    th = config.settings_of(WhaleSettings).thresholds_usd
     out = []
     for (ex, sym), g in df.group_by(["exchange", "symbol"]):
-        t = th.get(str(sym), config.whale.default_threshold_usd)
+        t = th.get(str(sym), config.settings_of(WhaleSettings).default_threshold_usd)
         hit = g.filter(pl.col("price") * pl.col("qty") >= t)
         out += [Alert("MOD-001", str(ex), str(sym), int(ts)) for ts in hit["ts_event"]]
     return out
 
 
 def volume_spikes(tape: Tape, config: Config) -> list[Alert]:
-    s = config.volume_anomaly
+    s = config.settings_of(VolumeAnomalySettings)
     wm = config.spark.watermark_seconds * 1_000_000
     df = _valid_trades(tape)
     out = []
@@ -66,7 +69,7 @@ def volume_spikes(tape: Tape, config: Config) -> list[Alert]:
 
 
 def spread_alerts(tape: Tape, config: Config) -> list[Alert]:
-    s = config.spread
+    s = config.settings_of(SpreadSettings)
     wm = config.spark.watermark_seconds * 1_000_000
     df = pl.from_arrow(tape.read("quote"))
     assert isinstance(df, pl.DataFrame)

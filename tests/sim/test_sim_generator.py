@@ -11,15 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.errors import ConfigError
+from core.tape import Manifest, Tape
+from core.timefmt import parse_duration, parse_time
 from pipeline.config import Config
-from pipeline.errors import ConfigError
-from replay.tape import Manifest, Tape
+from pipeline.detectors.data_quality import DataQualitySettings
+from pipeline.detectors.whale import WhaleSettings
 from sim.generator import GenerateSpec, generate
 from sim.scenario import Scenario, load_scenario, presets
-from sim.timeparse import parse_duration, parse_start
 from tests.sim.sim_detect import match
 
-START = parse_start("2026-01-01T00:00Z")
+START = parse_time("2026-01-01T00:00Z", "--start")
 
 
 def _gen(
@@ -57,7 +59,7 @@ def test_durations_and_starts() -> None:
     assert parse_duration("1d") == 86_400_000_000
     assert parse_duration("1h30m") == 5_400_000_000
     assert parse_duration("90s") == 90_000_000
-    assert parse_start("2026-01-01T00:00Z") == 1_767_225_600_000_000
+    assert parse_time("2026-01-01T00:00Z", "--start") == 1_767_225_600_000_000
     for bad in ("", "1x", "h", "0m"):
         with pytest.raises(ConfigError):
             parse_duration(bad)
@@ -102,7 +104,7 @@ def test_whale_trades_exceed_and_natural_trades_stay_below(config: Config, tmp_p
     whales = {lb.event_ids[0] for lb in m.labels if lb.kind == "whale"}
     for t in trades:
         eid = f"trade:{t['exchange']}:{t['symbol']}:{t['trade_id']}"
-        threshold = config.whale.thresholds_usd[t["symbol"]]
+        threshold = config.settings_of(WhaleSettings).thresholds_usd[t["symbol"]]
         notional = t["price"] * t["qty"]
         if eid in whales:
             assert notional >= threshold
@@ -137,8 +139,9 @@ def test_dirty_feed_rows(config: Config, tmp_path: Path) -> None:
             pc.and_(pc.equal(table["symbol"], gap.symbol), pc.equal(table["exchange"], gap.exchange))
         )
         ts = np.asarray(mine["ts_event"])
-        assert np.diff(ts).max() >= config.data_quality.stale_feed_seconds * 1_000_000
-        assert (np.diff(ts) >= config.data_quality.stale_feed_seconds * 1_000_000).sum() == 1
+        stale_us = config.settings_of(DataQualitySettings).stale_feed_seconds * 1_000_000
+        assert np.diff(ts).max() >= stale_us
+        assert (np.diff(ts) >= stale_us).sum() == 1
         assert kind in {e.split(":")[0] for e in gap.event_ids}
     bad = [lb for lb in m.labels if lb.kind == "malformed"]
     assert {lb.reason for lb in bad} == {"NON_POSITIVE_PRICE", "NON_POSITIVE_SIZE", "BAD_SIDE"}
@@ -158,7 +161,7 @@ def test_no_natural_silence(config: Config, tmp_path: Path) -> None:
     """Only injected feed gaps may trip STALE_FEED, even at a tiny scale."""
     _gen(config, tmp_path / "t", duration="2h", scale=0.005)
     tape = Tape.open(tmp_path / "t")
-    limit = config.data_quality.stale_feed_seconds * 1_000_000
+    limit = config.settings_of(DataQualitySettings).stale_feed_seconds * 1_000_000
     for kind in ("trade", "quote"):
         df = tape.read(kind, columns=["exchange", "symbol", "ts_event"]).to_pandas()
         for _, g in df.groupby(["exchange", "symbol"]):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from coattail.cli import app
 from coattail.commands.stack import cli_errors, error_message
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 PY4J_TEXT = "An error occurred while calling o42.start.\n: java.lang.OutOfMemoryError: heap\n\tat Spark.run"
 

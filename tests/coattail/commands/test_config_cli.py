@@ -27,7 +27,10 @@ def test_show_medium_prints_the_resolved_tier() -> None:
     assert data["tier"] == "medium"
     assert data["kinesis"] == {"stream": "coattail-events", "shards": 4}
     assert data["runtime"]["profile"] == "lite"
-    assert data["whale"]["default_threshold_usd"] > 0
+    # printed under the keys --set takes
+    assert data["settings"]["MOD-001"]["default_threshold_usd"] > 0
+    first = data["instruments"]["instruments"][0]
+    assert (first["exchange"], first["symbol"], first["quote"]) == ("binance", "BTCUSDT", "USDT")
 
 
 def test_environment_then_set_override(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from coattail.cli import app
-from coattail.commands.timefmt import parse_time
-from pipeline.errors import ConfigError
-from replay.tape import TapeWriter, tape_schema
+from core.errors import ConfigError
+from core.tape import TapeWriter, tape_schema
+from core.timefmt import parse_time
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00Z
 

@@ -15,8 +15,8 @@ from coattail.cli import app
 from coattail.reference import from_tape, run_reference
 from coattail.run.outputs import RunOutputs
 from coattail.run.rundir import RunDir
+from core.labels import Label
 from pipeline.config import Config
-from replay.tape import Label
 from tests.coattail.coattail_tapekit import at, make_tape
 
 runner = CliRunner()

@@ -7,6 +7,7 @@ from pathlib import Path
 from coattail.diff import diff_outputs
 from coattail.reference import from_tape, run_reference
 from pipeline.config import ConfigLoader
+from pipeline.detectors.whale import WhaleSettings
 from tests.coattail.coattail_tapekit import make_tape
 
 
@@ -21,7 +22,7 @@ def test_raising_a_threshold_shows_exactly_the_expected_change(tmp_path: Path) -
     )
     base = ConfigLoader().load("small", env={})
     # Module settings merge shallowly: the whole thresholds map is given.
-    thresholds = {**base.whale.thresholds_usd, "BTCUSDT": 2_000_000.0}
+    thresholds = {**base.settings_of(WhaleSettings).thresholds_usd, "BTCUSDT": 2_000_000.0}
     raised = ConfigLoader().load("small", env={}, overrides={"settings.MOD-001.thresholds_usd": thresholds})
     a = run_reference(from_tape(tape), base)
     b = run_reference(from_tape(tape), raised)

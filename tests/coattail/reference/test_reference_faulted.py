@@ -12,6 +12,7 @@ from coattail.reference import from_arrival, from_wire, run_reference
 from coattail.run.outputs import RECORD_REASONS
 from coattail.validate import compare_with_reference
 from pipeline.config import Config
+from pipeline.detectors.data_quality import DataQualitySettings
 from replay.engine import Replay
 from replay.faults import FaultSpec
 from replay.targets.memory import MemoryTarget
@@ -77,7 +78,7 @@ def test_fault_labels_hit_by_the_reference(tmp_path: Path, config: Config) -> No
     result = validate_labels(
         summary.labels,
         run_reference(from_arrival(target.table()), config),
-        dq_window_seconds=config.data_quality.window_seconds,
+        dq_window_seconds=config.settings_of(DataQualitySettings).window_seconds,
     )
     assert result.ok, [m.detail for m in result.misses]
     assert result.unexpected_dq == []  # nothing counted that the replay did not inject

@@ -11,9 +11,9 @@ import pytest
 
 from coattail.reference import from_tape, from_wire, run_reference
 from coattail.run.outputs import RECORD_REASONS, RunOutputs
+from core.events import to_wire
 from pipeline.alerts import alert_id
 from pipeline.config import Config
-from pipeline.events import to_wire
 from tests.coattail.coattail_tapekit import US, at, make_tape
 
 

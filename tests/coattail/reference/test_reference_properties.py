@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from coattail.reference import from_wire, run_reference
 from coattail.run.outputs import RECORD_REASONS
 from coattail.validate import compare_with_reference
+from core.events import to_wire
 from pipeline.config import Config
-from pipeline.events import to_wire
 from tests.coattail.coattail_tapekit import at
 
 KEYS = (("binance", "BTCUSDT"), ("coinbase", "ETH-USD"))

@@ -12,9 +12,10 @@ import pytest
 from coattail.reference import from_tape, run_reference
 from coattail.run.outputs import RunOutputs
 from coattail.validate import compare_golden, compare_with_reference, validate_labels, write_golden
+from core.errors import ValidationFailed
+from core.labels import Label
+from core.tape import Tape
 from pipeline.config import Config
-from pipeline.errors import ValidationFailed
-from replay.tape import Label, Tape
 from tests.coattail.coattail_tapekit import at, make_tape
 
 

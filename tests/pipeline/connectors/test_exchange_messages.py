@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import SchemaError
+from core.events import SCHEMAS
 from pipeline.connectors.binance import parse_binance_message
 from pipeline.connectors.coinbase import parse_coinbase_message
-from pipeline.errors import SchemaError
-from pipeline.events import SCHEMAS
 
 SPOT_TRADE = {
     "e": "trade",

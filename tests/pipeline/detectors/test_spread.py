@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline.alerts import alert_id
-from pipeline.config import Config, SpreadSettings
+from pipeline.config import Config
+from pipeline.detectors.spread import SpreadSettings
 from pipeline.detectors.windowed_testkit import MIN, SEC, alerts_of, quote, run, trade
 from pipeline.testkit import Item
 from tests.conftest import REAL_TAPES
@@ -17,7 +18,7 @@ from tests.conftest import REAL_TAPES
 def tuned(config: Config, watermark_seconds: int = 0, **settings_: Any) -> Config:
     base = {"baseline_windows": 3, "min_history": 2, "median_multiple": 3.0, "max_spread_bps": 1000.0}
     spark = config.spark.model_copy(update={"watermark_seconds": watermark_seconds})
-    return config.model_copy(update={"spread": SpreadSettings(**{**base, **settings_}), "spark": spark})
+    return config.with_settings(SpreadSettings(**{**base, **settings_})).model_copy(update={"spark": spark})
 
 
 def bps(bid: float, ask: float) -> float:

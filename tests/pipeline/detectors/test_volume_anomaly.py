@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from coattail.reference import from_wire, run_reference
 from pipeline.alerts import alert_id
-from pipeline.config import Config, VolumeAnomalySettings
+from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.detectors.volume_anomaly import severity_for
+from pipeline.detectors.volume_anomaly import VolumeAnomalySettings, severity_for
 from pipeline.detectors.windowed_testkit import MIN, SEC, alerts_of, quote, run, trade
 from pipeline.engine import Engine
 from pipeline.parse import parse_batch
@@ -33,8 +33,8 @@ def tuned(config: Config, watermark_seconds: int = 0, **settings_: Any) -> Confi
         "min_notional_usd": 0.0,
     }
     spark = config.spark.model_copy(update={"watermark_seconds": watermark_seconds})
-    return config.model_copy(
-        update={"volume_anomaly": VolumeAnomalySettings(**{**base, **settings_}), "spark": spark}
+    return config.with_settings(VolumeAnomalySettings(**{**base, **settings_})).model_copy(
+        update={"spark": spark}
     )
 
 

@@ -81,9 +81,9 @@ def test_duplicates_do_not_fire_twice_but_late_trades_do() -> None:
 
 
 def test_alert_carries_latency_stamps_of_the_trade() -> None:
+    from core.events import to_wire
     from pipeline.detectors.registry import ModuleRegistry
     from pipeline.engine import Engine
-    from pipeline.events import to_wire
     from pipeline.parse import parse_batch
     from pipeline.testkit import raw_table
 

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.events import TRADE_SCHEMA
+from core.tape import Tape, TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
 from pipeline.engine import TRADES_TABLE_SCHEMA
-from pipeline.events import TRADE_SCHEMA
 from pipeline.jobs.loader import bronze_batches, load_tape
 from pipeline.sinks.iceberg import IcebergSink, with_date
 from pipeline.testkit import trade
 from replay.readers.importer import import_files
-from replay.tape import Tape, TapeWriter, tape_schema
 from tests.conftest import REAL_TAPES
 
 HOUR = 3_600_000_000

@@ -10,14 +10,15 @@ import pyarrow as pa
 import pytest
 
 from coattail.reference import from_tape, run_reference
-from pipeline.config import Config, RuntimeSettings, VolumeAnomalySettings
+from core.errors import ConfigError
+from core.tape import Tape, TapeWriter, tape_schema
+from pipeline.config import Config, RuntimeSettings
+from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from pipeline.detectors.windowed_testkit import MIN, SEC, run
-from pipeline.errors import ConfigError
 from pipeline.jobs.loader import load_tape
 from pipeline.jobs.reprocessor import reprocess
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.testkit import Item
-from replay.tape import Tape, TapeWriter, tape_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -90,8 +91,8 @@ def tuned(config: Config, tmp_path: Path) -> Config:
     va = VolumeAnomalySettings(
         baseline_windows=10, min_history=5, z_threshold=4.0, std_floor_usd=1000.0, min_notional_usd=100_000.0
     )
-    return config.model_copy(
-        update={"volume_anomaly": va, "runtime": RuntimeSettings(state_dir=tmp_path / "state")}
+    return config.with_settings(va).model_copy(
+        update={"runtime": RuntimeSettings(state_dir=tmp_path / "state")}
     )
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from core.errors import SinkError, UnsafeEndpointError
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.aws import DUMMY_CREDENTIALS, client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.detectors.data_quality import DQ_METRICS_SCHEMA
 from pipeline.engine import QUARANTINE_SCHEMA, TRADES_TABLE_SCHEMA
-from pipeline.errors import SinkError, UnsafeEndpointError
 from pipeline.sinks.base import BATCH_PROPERTY, AlertSink, TableSink
 from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.sinks.iceberg import IcebergSink, load_catalog

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import ReaderError
+from core.errors import ReaderError
+from core.tape import Tape
 from replay.readers import detect_format, import_files
-from replay.tape import Tape
 from tests.conftest import REAL_TAPES
 from tests.replay.readers.binance_files_kit import write_agg_trades, write_book_ticker, write_trades
 

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import TapeError
-from replay import tape as tape_mod
-from replay.tape import Label, Tape, TapeWriter, tape_schema
+from core import tape as tape_mod
+from core.errors import TapeError
+from core.labels import Label
+from core.tape import Tape, TapeWriter, tape_schema
 
 
 def _trades(ts: list[int], seq: list[int], start_id: int = 1) -> pa.Table:

@@ -21,14 +21,16 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from pipeline.errors import TapeError
-from pipeline.events import EVENT_KINDS, SCHEMAS, EventKind
+from core.errors import TapeError
+from core.events import EVENT_KINDS, SCHEMAS, EventKind
+from core.frozen import Frozen
+from core.labels import Label
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -41,38 +43,7 @@ def tape_schema(kind: EventKind) -> pa.Schema:
     return SCHEMAS[kind].append(pa.field("seq", pa.int64(), nullable=False))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Label(_Model):
-    """One injected scenario: what must be detected, where, and from which events."""
-
-    kind: str
-    """Scenario kind, e.g. ``whale``, ``volume_spike``, ``spread_blowout``, ``crossed_book``,
-    ``feed_gap``, ``duplicate``, ``trade_id_gap``, ``malformed``, ``late_event``, ``flash_crash``."""
-    detector: str
-    """The module that must react: ``MOD-001`` ... ``MOD-004``."""
-    expect: Literal["alert", "dq", "none"] = "alert"
-    """``alert``: at least one alert of ``detector`` in the span; ``dq``: the rule ``reason`` counts
-    ``count`` events (quarantine or DQ metrics); ``none``: a replay transport fault recorded for the
-    report that by itself makes no detector react (a reorder that stayed within the watermark, a
-    throttling burst, a disconnect)."""
-    reason: str | None = None
-    """For ``expect: dq``: the data-quality reason code (docs/DETECTORS.md)."""
-    count: int | None = None
-    exchange: str
-    symbol: str
-    start_us: int
-    end_us: int
-    event_ids: tuple[str, ...] = ()
-    note: str = ""
-    tolerates: tuple[str, ...] = ()
-    """Detectors whose alerts over this label's events are consistent with it without being required
-    (a whale in a thin minute may also fire MOD-002): neither a miss nor a false positive."""
-
-
-class Manifest(_Model):
+class Manifest(Frozen):
     """What ``manifest.json`` holds."""
 
     format_version: int = FORMAT_VERSION

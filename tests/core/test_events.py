@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import SchemaError
+from core.events import SCHEMA_VERSION, event_id, partition_key, to_wire
 from pipeline.alerts import alert_id
-from pipeline.errors import SchemaError
-from pipeline.events import SCHEMA_VERSION, event_id, partition_key, to_wire
 
 
 @given(

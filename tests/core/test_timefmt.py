@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coattail.commands.timefmt import format_us, parse_time
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
+from core.timefmt import format_us, parse_time
 
 # 0001-01-01 .. 9999-12-31, the range datetime can print
 MICROS = st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999)

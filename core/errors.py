@@ -1,7 +1,6 @@
 """The project's exception hierarchy: one root, specific subclasses, messages that say what to change.
 
-It lives in ``pipeline`` because production code must not import the harness, while the harness
-(``sim``, ``replay``, ``infra``, ``coattail``) may import ``pipeline``.
+It lives in ``core`` (which imports nothing else of ours), so production code and the harness share it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 import pyarrow as pa
 
-from pipeline.errors import SchemaError
+from core.errors import SchemaError
 
 SCHEMA_VERSION: Final = 1
 """Version written into every wire record as ``v``; records with another version are quarantined."""

@@ -1,0 +1,80 @@
+"""``PriceAsOf`` against a direct event-by-event reading of docs/DETECTORS.md "Price as of x"."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.detectors.asof import BEFORE, PENDING, PriceAsOf
+
+Event = tuple[int, bool, float]  # ts_event, counted trade, price
+
+
+def reference(events: list[Event], x: int) -> tuple[float, int | None]:
+    """(price as of x, index of the event that took the clock past x); (nan, None) while pending."""
+    clock = -(2**62)
+    last = math.nan
+    for i, (ts, counted, price) in enumerate(events):
+        if max(clock, ts) > x:
+            return last, i
+        clock = max(clock, ts)
+        if counted:
+            last = price
+    return math.nan, None
+
+
+events_st = st.lists(
+    st.tuples(st.integers(0, 40), st.booleans(), st.floats(1.0, 1e6, allow_nan=False)), max_size=40
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=events_st,
+    cuts=st.lists(st.integers(0, 40), max_size=4),
+    xs=st.lists(st.integers(-5, 45), max_size=8),
+)
+def test_any_split_agrees_with_the_definition(events: list[Event], cuts: list[int], xs: list[int]) -> None:
+    bounds = sorted({0, len(events), *(c for c in cuts if c <= len(events))})
+    facility = PriceAsOf(retention_us=10**9)
+    resolved_at: dict[int, tuple[float, int]] = {}
+    for lo, hi in itertools.pairwise(bounds):
+        chunk = events[lo:hi]
+        # the state goes through JSON between chunks, as it does through a checkpoint
+        facility = PriceAsOf(10**9, json.loads(json.dumps(facility.to_state())))
+        facility.feed(
+            np.array([e[0] for e in chunk], dtype=np.int64),
+            np.array([e[1] for e in chunk], dtype=bool),
+            np.array([e[2] for e in chunk], dtype=np.float64),
+        )
+        prices, rows = facility.resolve(np.array(xs, dtype=np.int64))
+        for x, price, row in zip(xs, prices, rows, strict=True):
+            want, at = reference(events, x)
+            if at is None or at >= hi:
+                assert row == PENDING and math.isnan(price)
+                continue
+            assert (math.isnan(price) and math.isnan(want)) or price == want
+            if at >= lo:
+                assert row == at - lo  # resolved by this chunk's event, at its row
+            else:
+                assert row == BEFORE
+            resolved_at.setdefault(x, (price, at))
+    for x, (_price, at) in resolved_at.items():
+        assert reference(events, x)[1] == at
+
+
+def test_retention_bounds_the_state_and_old_queries_answer_nan() -> None:
+    facility = PriceAsOf(retention_us=100)
+    ts = np.arange(0, 10_000, 10, dtype=np.int64)
+    facility.feed(ts, np.ones(len(ts), dtype=bool), ts.astype(np.float64))
+    facility.feed(np.array([10_000], dtype=np.int64), np.array([True]), np.array([1.0]))
+    assert len(facility.step_clock) <= 12
+    prices, rows = facility.resolve(np.array([9_950, 5_000, 20_000], dtype=np.int64))
+    assert prices[0] == 9_950.0 and rows[0] == BEFORE
+    assert math.isnan(prices[1]) and rows[1] == BEFORE  # trimmed away: unknown, never a wrong price
+    assert math.isnan(prices[2]) and rows[2] == PENDING
