@@ -194,12 +194,6 @@ def current_runtime(base: RuntimeSettings) -> RuntimeSettings | None:
     return report.state.runtime(base)
 
 
-def current_endpoint(state_dir: Path) -> str | None:
-    """The endpoint of the healthy stack under ``state_dir``, or None when there is none."""
-    runtime = current_runtime(RuntimeSettings(state_dir=state_dir))
-    return runtime.aws_endpoint if runtime else None
-
-
 def up(
     config: Config,
     *,
