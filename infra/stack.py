@@ -3,10 +3,11 @@
 State lives under ``RuntimeSettings.state_dir`` (default ``.coattail/``): one pid file and log per
 emulator process (``moto.pid``, ``moto.log``, ``kinesis-mock.pid`` ...) and ``stack.json``, which records
 the endpoints and the provisioned spec so that later commands (replay, pipeline, run) find the stack
-through ``current_runtime`` / ``ensure_up`` without being told the port.
+without being told the port (the policy: ``infra.resolve``).
 
-An endpoint given explicitly (``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from docker-compose.yml) or the
-``aws`` profile means an external stack: nothing is started, the same provisioning is applied to it.
+An endpoint given explicitly (``--endpoint``, ``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from
+docker-compose.yml) or the ``aws`` profile means an external stack: nothing is started, the same
+provisioning is applied to it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from infra import emulator
 from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
 from infra.provision import IcebergSpec, Resource, StackSpec, StreamSpec, inspect, provision
+from infra.resolve import given_stack
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
 from pipeline.tables import DynamoTableDef
@@ -45,11 +47,12 @@ class StackState:
     spec: StackSpec
 
     def runtime(self, base: RuntimeSettings) -> RuntimeSettings:
-        """``base`` pointed at this stack's endpoints."""
+        """``base`` pointed at this stack's endpoints; ``base``'s own per-service endpoints (from the
+        environment) win over the recorded ones, as ``infra.resolve`` says."""
         return base.model_copy(
             update={
                 "aws_endpoint": self.endpoint,
-                "service_endpoints": {**base.service_endpoints, **self.service_endpoints},
+                "service_endpoints": {**self.service_endpoints, **base.service_endpoints},
                 "region": self.region,
             }
         )
@@ -185,38 +188,35 @@ def status(base: RuntimeSettings, *, resources: bool = True) -> StackStatus:
 
 
 def current_runtime(base: RuntimeSettings) -> RuntimeSettings | None:
-    """``base`` pointed at the healthy stack under ``base.state_dir``, or None when there is none."""
+    """``base`` pointed at the healthy stack under ``base.state_dir``, or None when there is none (level 3
+    of ``infra.resolve``'s policy; commands go through ``infra.resolve.find_stack``)."""
     report = status(base, resources=False)
     if report.state is None or not report.healthy:
         return None
     return report.state.runtime(base)
 
 
-def current_endpoint(state_dir: Path) -> str | None:
-    """The endpoint of the healthy stack under ``state_dir``, or None when there is none."""
-    runtime = current_runtime(RuntimeSettings(state_dir=state_dir))
-    return runtime.aws_endpoint if runtime else None
-
-
 def up(
     config: Config,
     *,
+    endpoint: str | None = None,
     kinesis: KinesisEngine = "moto",
     port: int | None = None,
     step: Step | None = None,
 ) -> StackHandle:
     """Bring the stack up for ``config``'s tier and profile and provision it; reuse a healthy one.
 
-    ``config.runtime.aws_endpoint`` set, or the ``aws`` profile, means an external stack: nothing is
-    started and the guard decides whether it may be reached. Otherwise moto starts on 127.0.0.1 (and
-    kinesis-mock beside it with ``kinesis="kinesis-mock"``).
+    An endpoint given (``endpoint``, from ``--endpoint``, over ``config.runtime.aws_endpoint``) or the
+    ``aws`` profile means an external stack (``infra.resolve.given_stack``): nothing is started and the
+    guard decides whether it may be reached. Otherwise moto starts on 127.0.0.1 (and kinesis-mock beside
+    it with ``kinesis="kinesis-mock"``).
     """
     say = step or (lambda _message: None)
-    runtime = config.runtime
+    given = given_stack(config.runtime, endpoint)
+    runtime = config.runtime if given is None else given.runtime
     spec = StackSpec.from_config(config)
-    external = runtime.aws_endpoint is not None or runtime.profile == "aws"
     existing = status(runtime, resources=False)
-    if external:
+    if given is not None:
         check_endpoint(runtime)
         if kinesis != "moto" or port is not None:
             raise StackError(
@@ -276,7 +276,8 @@ def up(
 
 
 def ensure_up(config: Config, *, kinesis: KinesisEngine = "moto", step: Step | None = None) -> StackHandle:
-    """The stack a run needs: the healthy one under the state dir, or a new one (``handle.started``).
+    """The stack a run needs: found by ``infra.resolve``'s policy (an endpoint given, else the healthy
+    one under the state dir), or, where the policy finds none, a new one (``handle.started``).
 
     Either way the tier's resources are provisioned (idempotently). Call ``handle.release()`` when the
     run is over: it stops the stack only if this call started it.

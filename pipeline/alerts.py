@@ -14,8 +14,6 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-SEVERITIES: Final = ("low", "medium", "high", "critical")
-
 ALERT_SCHEMA: Final = pa.schema(
     [
         pa.field("alert_id", pa.string(), nullable=False),

@@ -68,7 +68,12 @@ PARSED_SCHEMA: Final = pa.schema(
 records (``reason`` set, ``raw`` the payload; ``kind``, ``exchange``, ``symbol``, ``ts_event`` kept when
 they could be read, so quarantine metrics can name the instrument)."""
 
-_DDL_TYPES: Final = {pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.string(): "string"}
+_DDL_TYPES: Final = {
+    pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.string(): "string",
+    pa.binary(): "binary",
+}
+RAW_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in RAW_SCHEMA)
+"""``RAW_SCHEMA`` as a Spark DDL string (what the sources yield without ``parse=true``)."""
 PARSED_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in PARSED_SCHEMA)
 """``PARSED_SCHEMA`` as a Spark DDL string (what the sources yield with option ``parse=true``)."""
 

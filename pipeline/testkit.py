@@ -1,5 +1,5 @@
-"""Test kit for the pipeline (tests and benchmarks only): event builders, raw batches, Hypothesis
-strategies, engine runs over micro-batch splits."""
+"""Test kit for the pipeline (tests and benchmarks only): event builders, raw batches, engine runs over
+micro-batch splits. Hypothesis strategies are in ``tests/pipeline/strategies.py`` (a dev dependency)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from hypothesis import strategies as st
 
 from core.events import EventKind, to_wire
 from pipeline.config import Config, ConfigLoader
@@ -110,30 +109,3 @@ def dq_sums(results: Sequence[BatchResult]) -> dict[tuple[str, str, int | None, 
             key = (row["exchange"], row["symbol"], row["window_start"], row["reason"])
             out[key] = out.get(key, 0) + row["count"]
     return out
-
-
-@st.composite
-def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Item]:
-    """Streams with whales, duplicates, id gaps, late and out-of-order events, bad records, 2 keys."""
-    n = draw(st.integers(min_value=1, max_value=max_size))
-    items: list[Item] = []
-    ts = T0
-    next_id = {"BTCUSDT": 1, "ETHUSDT": 1}
-    for _ in range(n):
-        symbol = draw(st.sampled_from(["BTCUSDT", "ETHUSDT"]))
-        ts += draw(st.sampled_from([0, 1, 1_000_000, 20_000_000, 45_000_000]))
-        jitter = draw(st.sampled_from([0, 0, 0, -5_000_000, -30_000_000]))
-        choice = draw(st.integers(min_value=0, max_value=9))
-        if choice <= 5:
-            step = draw(st.sampled_from([1, 1, 1, 0, 3, -2]))
-            tid = max(1, next_id[symbol] + step)
-            next_id[symbol] = max(next_id[symbol], tid + 1)
-            price = draw(st.sampled_from([100.0, 101.0, 150.0]))
-            qty = draw(st.sampled_from([1.0, 5_000.0, 10_000.0, 20_000.0]))
-            items.append(trade(tid, price, qty, ts + jitter, symbol=symbol))
-        elif choice <= 8:
-            bid = draw(st.sampled_from([99.0, 100.0, 101.0]))
-            items.append(quote(draw(st.integers(1, 10**6)), bid, 100.0, ts + jitter, symbol=symbol))
-        else:
-            items.append(draw(st.sampled_from([b"{", b'{"v":1,"type":"trade"}', b'{"v":1,"type":"x"}'])))
-    return items

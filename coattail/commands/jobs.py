@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coattail.commands.stack import ProfileOption, SetOption, TierOption, cli_errors, load_config
-from core.errors import ConfigError
 from core.timefmt import parse_time
 from pipeline.config import Config
 
@@ -20,18 +19,12 @@ console = Console()
 
 
 def resolve_runtime(config: Config) -> Config:
-    """Point a non-lite profile at the running local stack (``coattail up``); lite needs no stack."""
-    if config.runtime.profile == "lite" or config.runtime.aws_endpoint:
+    """Point a non-lite profile at the stack (``infra.resolve``); lite needs none (local catalog)."""
+    if config.runtime.profile == "lite":
         return config
-    from infra import stack
+    from infra.resolve import with_stack
 
-    runtime = stack.current_runtime(config.runtime)
-    if runtime is None:
-        raise ConfigError(
-            f"profile {config.runtime.profile!r} needs the local stack: run "
-            f"`coattail up --profile {config.runtime.profile}` first"
-        )
-    return config.model_copy(update={"runtime": runtime})
+    return with_stack(config)
 
 
 def load(

@@ -19,27 +19,11 @@ from coattail.commands.stack import (
     console,
     load_config,
 )
-from core.errors import StackError
-from pipeline.config import Config
+from infra.resolve import with_stack
 
 app = typer.Typer(
     help="The detector pipeline (Kinesis -> Spark -> Iceberg + DynamoDB).", no_args_is_help=True
 )
-
-
-def _with_stack(config: Config) -> Config:
-    """Point the config at the running local stack unless an endpoint was given."""
-    if config.runtime.profile == "aws" or config.runtime.aws_endpoint:
-        return config
-    from infra.stack import current_runtime
-
-    runtime = current_runtime(config.runtime)
-    if runtime is None:
-        raise StackError(
-            f"no local stack is running under {config.runtime.state_dir}; start it with "
-            f"`coattail up --tier {config.tier} --profile {config.runtime.profile}` or pass --endpoint"
-        )
-    return config.model_copy(update={"runtime": runtime})
 
 
 @app.command("run")
@@ -64,8 +48,8 @@ def run(
     from pipeline.runner import PipelineRunner
 
     with cli_errors():
-        config = _with_stack(
-            load_config(tier, sets=sets, profile=profile, allow_real_aws=allow_real_aws, endpoint=endpoint)
+        config = with_stack(
+            load_config(tier, sets=sets, profile=profile, allow_real_aws=allow_real_aws), endpoint=endpoint
         )
         ckpt = checkpoint or Path(config.runtime.state_dir) / "checkpoints" / config.tier
         runner = PipelineRunner(config, checkpoint=ckpt, source=tape if tape is not None else "kinesis")

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coattail.commands.stack import SetOption, TierOption, cli_errors, load_config
-from core.errors import ReplayError
 from core.timefmt import format_us, parse_time
 from pipeline.config import Config
 from replay.clock import parse_speed
@@ -38,14 +37,10 @@ def make_target(
 ) -> Target:
     """The target named on the command line, configured from the tier and the running stack."""
     if name == "kinesis":
-        from infra.stack import current_runtime
+        from infra.resolve import find_stack
         from replay.targets.kinesis import KinesisTarget
 
-        runtime = config.runtime if config.runtime.aws_endpoint else current_runtime(config.runtime)
-        if runtime is None or (runtime.aws_endpoint is None and runtime.profile != "aws"):
-            raise ReplayError(
-                "no Kinesis endpoint: start the stack with `coattail up` or set COATTAIL_AWS_ENDPOINT"
-            )
+        runtime = find_stack(config.runtime).runtime
         return KinesisTarget(runtime, config.kinesis.stream, aggregate=aggregate, seed=seed)
     if name == "ws":
         from replay.targets.websocket import WebSocketTarget

@@ -134,15 +134,13 @@ def load_config(
     sets: list[str] | None = None,
     profile: ProfileName | None = None,
     allow_real_aws: bool = False,
-    endpoint: str | None = None,
 ) -> Config:
-    """The tier's config with the command line's runtime options applied on top (validated)."""
+    """The tier's config with the command line's runtime options applied on top (validated); an
+    ``--endpoint`` is applied where the stack is found (``infra.resolve``)."""
     config = ConfigLoader().load(tier, overrides=parse_sets(sets))
     updates: dict[str, Any] = {"allow_real_aws": allow_real_aws}
     if profile is not None:
         updates["profile"] = profile
-    if endpoint is not None:
-        updates["aws_endpoint"] = endpoint
     try:
         runtime = RuntimeSettings.model_validate({**config.runtime.model_dump(), **updates})
     except ValueError as e:
@@ -200,11 +198,9 @@ def up(
 ) -> None:
     """Start the local emulator on 127.0.0.1 and provision the tier's resources (reuses a running one)."""
     with cli_errors():
-        config = load_config(
-            tier, sets=sets, profile=profile, allow_real_aws=allow_real_aws, endpoint=endpoint
-        )
+        config = load_config(tier, sets=sets, profile=profile, allow_real_aws=allow_real_aws)
         with console.status("bringing the stack up") as spinner:
-            handle = stack.up(config, kinesis=kinesis, port=port, step=spinner.update)
+            handle = stack.up(config, endpoint=endpoint, kinesis=kinesis, port=port, step=spinner.update)
         console.print(
             resources_table(handle.resources, f"tier {config.tier}, profile {config.runtime.profile}")
         )

@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.errors import PipelineError
-from core.events import EVENT_KINDS, EventKind, event_id
+from core.events import EVENT_KINDS, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
 
@@ -120,16 +120,6 @@ def alerts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def opt_int(value: Any) -> int | None:
     """A nullable integer cell (``None``, ``pd.NA`` or NaN when missing) as ``int | None``."""
     return None if value is None or pd.isna(value) else int(value)
-
-
-def event_ids_of(kind: EventKind, frame: pd.DataFrame, limit: int = 50) -> list[str]:
-    """``core.events.event_id`` of a frame's rows (in frame order), at most ``limit``."""
-    id_col = "trade_id" if kind == "trade" else "update_id"
-    head = frame.head(limit)
-    return [
-        event_id(kind, ex, sym, int(native))
-        for ex, sym, native in zip(head["exchange"], head["symbol"], head[id_col], strict=True)
-    ]
 
 
 @dataclass(frozen=True)

@@ -44,16 +44,13 @@ class MemoryAlertSink(AlertSink):
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, object]] = {}
-        self.duplicates = 0
 
     def _put(self, rows: list[dict[str, object]]) -> list[int]:
         stamps = []
         for row in rows:
             stamp = now_us()
             key = str(row["alert_id"])
-            if key in self.items:
-                self.duplicates += 1
-            else:
+            if key not in self.items:
                 self.items[key] = {**row, "ts_written": stamp}
             stamps.append(stamp)
         return stamps

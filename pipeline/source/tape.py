@@ -35,8 +35,8 @@ from pyspark.sql.datasource import (
 from core.errors import PipelineError
 from core.events import EVENT_KINDS, SCHEMAS, EventKind, partition_key, to_wire
 from core.tape import MANIFEST, Tape
-from pipeline.parse import PARSED_DDL, RAW_SCHEMA, parse_batch
-from pipeline.source.kinesis import RAW_DDL, last_checkpointed_offset, write_status
+from pipeline.parse import PARSED_DDL, RAW_DDL, RAW_SCHEMA, parse_batch
+from pipeline.source.offsets import last_checkpointed_offset, write_status
 
 FORMAT: Final = "coattail-tape"
 BATCH_PARTITION_ROWS: Final = 250_000

@@ -1,1 +1,1 @@
-"""Replay targets, one module per backend, registered by name in ``replay.targets.base.TARGETS``."""
+"""Replay targets, one module per backend; ``coattail replay --target`` picks one by name."""

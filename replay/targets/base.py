@@ -6,23 +6,12 @@ wall-clock time (µs) at which the replay handed them over, which becomes each r
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from types import TracebackType
-from typing import Final
 
 import pyarrow as pa
 
-from core.errors import ReplayError
 from replay.faults import Disturbance
-
-TARGETS: Final[dict[str, str]] = {
-    "memory": "replay.targets.memory:MemoryTarget",
-    "stdout": "replay.targets.stdout:StdoutTarget",
-    "kinesis": "replay.targets.kinesis:KinesisTarget",
-    "ws": "replay.targets.websocket:WebSocketTarget",
-}
 
 
 class Target(ABC):
@@ -79,12 +68,3 @@ class Target(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def target_class(name: str) -> Callable[..., Target]:
-    """The target class registered under ``name``."""
-    if name not in TARGETS:
-        raise ReplayError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
-    module, attr = TARGETS[name].split(":")
-    cls: Callable[..., Target] = getattr(importlib.import_module(module), attr)
-    return cls

@@ -89,7 +89,7 @@ def test_faults_and_labels_out(tmp_path: Path) -> None:
         (["replay", "/nonexistent-tape", "--target", "memory"], "is not a tape"),
         (["replay", "{tape}", "--target", "memory", "--speed", "fast"], "speed 'fast'"),
         (["replay", "{tape}", "--target", "memory", "--from", "yesterday"], "--from 'yesterday'"),
-        (["replay", "{tape}", "--target", "kinesis"], "no Kinesis endpoint"),
+        (["replay", "{tape}", "--target", "kinesis"], "no running stack"),
         (
             ["replay", "{tape}", "--target", "ws", "--wait-for", "1", "--client-timeout", "0.2"],
             "0 of 1 WebSocket clients subscribed",

@@ -40,6 +40,12 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
     stack.down(directory)
 
 
+def _recorded_endpoint(state_dir: Path) -> str | None:
+    """The endpoint ``stack.json`` gives the other commands (level 3 of ``infra.resolve``), if healthy."""
+    runtime = stack.current_runtime(RuntimeSettings(state_dir=state_dir))
+    return runtime.aws_endpoint if runtime else None
+
+
 def _moto_pid(state_dir: Path) -> int:
     pid = emulator.server_process("moto", state_dir).read_pid()
     assert pid is not None
@@ -82,13 +88,13 @@ def test_up_provision_twice_status_down(state_dir: Path) -> None:
         *TABLES,
     }
     assert report.summary() == "up: tier small, profile lite"
-    assert stack.current_endpoint(state_dir) == endpoint
+    assert _recorded_endpoint(state_dir) == endpoint
 
     assert stack.down(state_dir) == [f"stopped moto (pid {pid})"]
     _wait_dead(pid)
     assert not (state_dir / "moto.pid").exists()
     assert not (state_dir / "stack.json").exists()
-    assert stack.current_endpoint(state_dir) is None
+    assert _recorded_endpoint(state_dir) is None
     down_report = stack.status(config.runtime)
     assert (down_report.state, down_report.processes) == (None, [])
     assert down_report.summary().startswith("down")
@@ -107,7 +113,7 @@ def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> 
     assert [(p.kind, p.state) for p in report.processes] == [("moto", "dead")]
     assert "killed or crashed" in report.summary()
     assert report.resources == []
-    assert stack.current_endpoint(state_dir) is None
+    assert _recorded_endpoint(state_dir) is None
 
     steps: list[str] = []
     recovered = stack.up(config, step=steps.append)

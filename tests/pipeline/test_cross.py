@@ -12,15 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import ConfigError, PipelineError
-from core.events import EventKind
+from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.config import Config, ConfigLoader
 from pipeline.cross import CLOCKS, FEED
-from pipeline.detectors.base import BaseDetector, CrossDetector, DetectorInput, DetectorOutput, alerts_frame
+from pipeline.detectors.base import (
+    META_COLUMNS,
+    QUOTE_FLAGS,
+    TRADE_FLAGS,
+    BaseDetector,
+    CrossDetector,
+    DetectorInput,
+    DetectorOutput,
+    alerts_frame,
+)
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.detectors.whale import WhaleSettings
-from pipeline.testkit import alerts_of, run_engine, trade
+from pipeline.testkit import alerts_of, quote, run_engine, trade
 
 T0 = 1_767_225_600_000_000
 SEC = 1_000_000
@@ -202,3 +211,23 @@ def test_consumed_alerts_must_name_their_event_and_cross_modules_cannot_chain() 
     chained = cfg.model_copy(update={"modules": ("MOD-001", PROBE, "MOD-993")})
     with pytest.raises(ConfigError, match=r"MOD-993 consumes MOD-990: both are asset/asset-scoped"):
         reg.build(chained)
+
+
+def test_detectors_receive_the_documented_columns() -> None:
+    seen: dict[str, list[str]] = {}
+
+    class Spy(BaseDetector[WhaleSettings]):
+        module_id: ClassVar[str] = "MOD-994"
+        name: ClassVar[str] = "spy"
+        inputs: ClassVar[tuple[EventKind, ...]] = ("trade", "quote")
+
+        def detect(self, frames: DetectorInput) -> DetectorOutput:
+            seen["trade"], seen["quote"] = list(frames.trades.columns), list(frames.quotes.columns)
+            return DetectorOutput()
+
+    reg = ModuleRegistry()
+    reg.register(Spy)
+    cfg = ConfigLoader(registry=reg).load("small", env={}, overrides={"modules": ["MOD-994"]})
+    run_engine(cfg, [trade(1, 100.0, 1.0, T0), quote(1, 99.0, 101.0, T0 + 1)], registry=reg)
+    assert set(seen["trade"]) == {*TRADE_SCHEMA.names, *META_COLUMNS, *TRADE_FLAGS}
+    assert set(seen["quote"]) == {*QUOTE_SCHEMA.names, *META_COLUMNS, *QUOTE_FLAGS}

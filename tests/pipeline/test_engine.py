@@ -18,13 +18,13 @@ from pipeline.testkit import (
     Item,
     alerts_of,
     dq_sums,
-    event_streams,
     payloads,
     raw_table,
     run_engine,
     small_config,
     trade,
 )
+from tests.pipeline.strategies import event_streams
 
 CFG = small_config(**{"settings.MOD-001.default_threshold_usd": 500_000})
 

@@ -25,8 +25,9 @@ from pipeline.keyed import RECORDS, KeyedStep, assemble, pack_by_key, unpack
 from pipeline.parse import parse_batch
 from pipeline.runner import PipelineRunner
 from pipeline.tables import schemas_of
-from pipeline.testkit import T0, Item, event_streams, payloads, quote, raw_table, run_engine, trade
+from pipeline.testkit import T0, Item, payloads, quote, raw_table, run_engine, trade
 from tests.pipeline.keyed_kit import keyed_config, rows
+from tests.pipeline.strategies import event_streams
 
 CFG = keyed_config("state_store")
 SCHEMAS = schemas_of(PipelineRunner(CFG, checkpoint=Path("unused"), table_sinks=[], alert_sinks=[]).tables())

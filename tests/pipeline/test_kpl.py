@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import SchemaError
-from pipeline.kpl import MAGIC, aggregate, deaggregate, encode_aggregate, is_aggregated
+from pipeline.kpl import MAGIC, aggregate, count_user_records, deaggregate, encode_aggregate, is_aggregated
 
 keys = st.sampled_from(["binance:BTCUSDT", "coinbase:BTC-USD", "k", "ünï:code"])
 records = st.lists(st.tuples(keys, st.binary(max_size=300)), min_size=1, max_size=60)
@@ -39,6 +39,19 @@ def test_aggregate_keeps_every_record_once_in_per_key_order(
     for key in {k for k, _ in recs}:
         assert [d for k, d in back if k == key] == [d for k, d in recs if k == key]
     assert len(back) == len(recs)
+
+
+@settings(deadline=None)
+@given(records, st.integers(min_value=400, max_value=5_000))
+def test_counting_user_records_matches_deaggregation(recs: list[tuple[str, bytes]], max_bytes: int) -> None:
+    for agg in aggregate(recs, max_bytes=max_bytes):
+        assert count_user_records(agg.data) == len(deaggregate(agg.data)) == agg.user_records
+    assert count_user_records(encode_aggregate(recs)) == len(recs)
+
+
+@pytest.mark.parametrize("data", [b'{"v":1}', b"", MAGIC + b"\xff" * 30, MAGIC + b"\x1a\x7f" + b"\x00" * 16])
+def test_anything_but_a_well_formed_aggregate_counts_as_one_record(data: bytes) -> None:
+    assert count_user_records(data) == 1  # what a reader keeps of it: the record whole, to quarantine
 
 
 def test_plain_record_passes_through_unchanged() -> None:

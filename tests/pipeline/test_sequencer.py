@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.testkit import T0, Item, dq_sums, event_streams, run_engine, small_config, trade
+from pipeline.testkit import T0, Item, dq_sums, run_engine, small_config, trade
+from tests.pipeline.strategies import event_streams
 
 CFG = small_config()
 BIG = 2**60

@@ -17,7 +17,8 @@ from replay.engine import Replay
 from replay.merge import TimeWindow
 from replay.targets.memory import MemoryTarget
 from replay.targets.stdout import StdoutTarget
-from replay.testkit import T0, quotes, trades, write_tape
+from replay.testkit import T0, write_tape
+from tests.replay.strategies import quotes, trades
 
 
 class FakeClock:

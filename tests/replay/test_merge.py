@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from core.tape import Tape
 from pipeline.testkit import trade
 from replay.merge import TimeWindow, merge_tapes
-from replay.testkit import T0, quotes, trades, write_tape
+from replay.testkit import T0, write_tape
+from tests.replay.strategies import quotes, trades
 
 tapes_strategy = st.lists(st.tuples(trades(), quotes()), min_size=1, max_size=3)
 

@@ -13,8 +13,9 @@ from core.events import EVENT_KINDS, SCHEMAS, to_wire
 from core.tape import Tape
 from replay.engine import _on_time
 from replay.merge import merge_tapes
-from replay.testkit import quotes, trades, write_tape
+from replay.testkit import write_tape
 from replay.wire import corrupt_payload, encode
+from tests.replay.strategies import quotes, trades
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,8 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.source import kinesis
-from pipeline.source.kinesis import HandoverPartition, KinesisStreamReader, ShardPartition
+from pipeline.source import kinesis_reader
+from pipeline.source.kinesis_reader import KinesisStreamReader
+from pipeline.source.kinesis_records import HandoverPartition, ShardPartition
 
 ARRIVAL = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -122,7 +123,7 @@ def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis(
     assert rows == [f"{sid}:{s}".encode() for sid, sh in shards.items() for s in sh["records"]]
     assert reader.getCache(start, end) is None  # Spark takes it once; its block manager keeps it
     # were Spark's copy lost, an executor reads the partition again from Kinesis, to the same rows
-    monkeypatch.setattr(kinesis, "_kinesis", lambda options: ScriptedKinesis(shards))
+    monkeypatch.setattr(kinesis_reader, "_kinesis", lambda options: ScriptedKinesis(shards))
     assert pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist() == rows
 
 
@@ -158,7 +159,33 @@ def test_the_shard_list_is_reused_until_a_shard_ends_or_it_is_old(monkeypatch: A
     assert end["shards"]["shardId-1"]["seq"] == "3"
     reader.latestOffset()
     assert len(calls) == 2  # the first trigger, then after the shard ended; cached in between
-    clock = [time.monotonic() + kinesis.SHARD_LIST_SECONDS + 1]
+    clock = [time.monotonic() + kinesis_reader.SHARD_LIST_SECONDS + 1]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     reader.latestOffset()
     assert len(calls) == 3  # listed again once the cached list is older than SHARD_LIST_SECONDS
+
+
+def test_the_handover_cache_stays_bounded_when_spark_never_takes_a_batch(monkeypatch: Any) -> None:
+    records = [str(i) for i in range(1, 41)]
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": records, "closed": False}}
+    reader = make_reader(shards, max_records=2, driver_read_max=5)
+    start = reader.initialOffset()
+    planned = []
+    for _ in range(20):  # a Spark that plans batches but never calls getCache
+        end = reader.latestOffset()
+        (part,) = reader.partitions(start, end)
+        assert isinstance(part, HandoverPartition)
+        planned.append((start, end, part))
+        start = end
+    assert len(reader._handover) <= 2
+    first_start, first_end, first_part = planned[0]
+    assert reader.getCache(first_start, first_end) is None  # dropped: its partition is read instead
+    monkeypatch.setattr(kinesis_reader, "_kinesis", lambda options: ScriptedKinesis(shards))
+    assert pa.Table.from_batches(list(reader.read(first_part))).column("data").to_pylist() == [
+        b"shardId-0:1", b"shardId-0:2"
+    ]
+    last_start, last_end, _ = planned[-1]
+    handed = reader.getCache(last_start, last_end)
+    assert handed is not None
+    rows = pa.Table.from_batches(list(handed)).column("data").to_pylist()
+    assert rows == [b"shardId-0:39", b"shardId-0:40"]

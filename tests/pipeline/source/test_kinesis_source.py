@@ -15,7 +15,7 @@ from pipeline.config import Config, RuntimeSettings
 from pipeline.kpl import MAGIC, aggregate
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
-from pipeline.source.kinesis import read_range
+from pipeline.source.kinesis_reader import read_range
 from pipeline.testkit import T0, Item, alerts_of, dq_sums, payloads, run_engine, small_config, trade
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
@@ -159,14 +159,3 @@ def test_read_range_is_deterministic(aws_endpoint: str, tmp_path: Path) -> None:
     rest = read_range(kinesis, cfg.kinesis.stream, shard_id, mid, last_seq)
     assert first.datas + rest.datas == everything.datas
     assert read_range(kinesis, cfg.kinesis.stream, shard_id, None, mid).datas == first.datas
-
-
-def test_counting_user_records_matches_deaggregation() -> None:
-    from pipeline.kpl import deaggregate
-    from pipeline.source.kinesis import count_user_records
-
-    pairs = [(f"k{i % 3}", b"x" * (i % 50)) for i in range(200)]
-    for agg in aggregate(pairs, max_bytes=900):
-        assert count_user_records(agg.data) == len(deaggregate(agg.data)) == agg.user_records
-    assert count_user_records(b'{"v":1}') == 1
-    assert count_user_records(MAGIC + b"\xff" * 30) == 1

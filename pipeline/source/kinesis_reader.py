@@ -1,0 +1,264 @@
+"""The Kinesis stream reader: per-shard offsets, bounded fetches on the driver, partitions, and the
+re-read of a batch's ranges on an executor (how a trigger runs: ``pipeline.source.kinesis``)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import pyarrow as pa
+from pyspark.sql.datasource import InputPartition
+from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
+
+from core.errors import PipelineError
+from pipeline.config import RuntimeSettings
+from pipeline.parse import parse_batch
+from pipeline.source.handover import HandoverCache
+from pipeline.source.kinesis_records import HandoverPartition, ShardPartition, ShardRecords
+from pipeline.source.offsets import last_checkpointed_offset, write_status
+
+GET_LIMIT: Final = 10_000
+SHARD_LIST_SECONDS: Final = 10.0
+
+
+def _runtime(options: dict[str, str]) -> RuntimeSettings:
+    if options.get("runtime"):
+        return RuntimeSettings.model_validate_json(options["runtime"])
+    return RuntimeSettings(
+        profile=options.get("profile", "lite"),
+        aws_endpoint=options.get("endpoint") or None,
+        region=options.get("region", "us-east-1"),
+        allow_real_aws=options.get("allow_real_aws", "false") == "true",
+    )
+
+
+def _kinesis(options: dict[str, str]) -> Any:
+    from pipeline.aws import client
+
+    return client("kinesis", _runtime(options))
+
+
+def _iterator(kinesis: Any, stream: str, shard_id: str, after: str | None) -> str:
+    args: dict[str, Any] = {"StreamName": stream, "ShardId": shard_id}
+    if after is None:
+        args["ShardIteratorType"] = "TRIM_HORIZON"
+    else:
+        args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+    return str(kinesis.get_shard_iterator(**args)["ShardIterator"])
+
+
+def read_range(kinesis: Any, stream: str, shard_id: str, start: str | None, end: str) -> ShardRecords:
+    """Every user record of a shard with sequence number in ``(start, end]`` (deterministic re-read)."""
+    out = ShardRecords()
+    it: str | None = _iterator(kinesis, stream, shard_id, start)
+    stop = int(end)
+    while it is not None:
+        resp = kinesis.get_records(ShardIterator=it, Limit=GET_LIMIT)
+        for rec in resp["Records"]:
+            if int(rec["SequenceNumber"]) > stop:
+                return out
+            out.add_kinesis_record(rec)
+            if int(rec["SequenceNumber"]) == stop:
+                return out
+        behind = resp.get("MillisBehindLatest", 0)
+        if not resp["Records"] and (behind == 0 or resp.get("NextShardIterator") is None):
+            raise PipelineError(
+                f"shard {shard_id} of {stream} ends before sequence number {end}: the records of this "
+                "batch are gone (past the stream's retention?); start with a fresh --checkpoint"
+            )
+        it = resp.get("NextShardIterator")
+    return out
+
+
+class KinesisStreamReader(_SimpleStreamReaderWrapper):
+    """Per-shard sequence-number offsets; see ``pipeline.source.kinesis`` (and why the base class).
+
+    None of the base class's own behaviour is used: every method Spark calls is overridden here.
+    """
+
+    def __init__(self, options: dict[str, str]) -> None:
+        self.options = dict(options)
+        self.stream = options["stream"]
+        self.max_records = int(options.get("max_records", "200000"))
+        self.driver_read_max = int(options.get("driver_read_max_records", "0"))
+        self.status_path = options.get("status_path")
+        self._position: dict[str, Any] | None = None
+        self._iters: dict[str, tuple[str | None, str]] = {}
+        self._cache: dict[tuple[str, str | None, str], ShardRecords] = {}
+        self._handover = HandoverCache()
+        self._listed: tuple[float, list[dict[str, Any]]] | None = None
+        self._density: dict[str, float] = {}
+        self._client: Any = None
+
+    @property
+    def kinesis(self) -> Any:
+        """The boto3 Kinesis client (created on first use, through the endpoint guard)."""
+        if self._client is None:
+            self._client = _kinesis(self.options)
+        return self._client
+
+    def _shards(self) -> list[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        shards: list[dict[str, Any]] = []
+        args: dict[str, Any] = {"StreamName": self.stream}
+        try:
+            while True:
+                resp = self.kinesis.list_shards(**args)
+                shards += resp["Shards"]
+                token = resp.get("NextToken")
+                if not token:
+                    return shards
+                args = {"NextToken": token}
+        except (BotoCoreError, ClientError) as e:
+            raise PipelineError(
+                f"cannot list the shards of Kinesis stream {self.stream!r}: {e}; is the stack up "
+                "(`coattail up`) and the stream provisioned?"
+            ) from e
+
+    def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
+        """Every current shard from its beginning (TRIM_HORIZON)."""
+        self._listed = (time.monotonic(), self._shards())
+        return {"shards": {s["ShardId"]: {"seq": None, "done": False} for s in self._listed[1]}}
+
+    def latestOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
+        """Fetch up to ``max_records`` new user records across readable shards; their end offsets."""
+        if self._position is None:
+            ckpt = self.options.get("checkpoint")
+            self._position = (last_checkpointed_offset(ckpt) if ckpt else None) or self.initialOffset()
+        position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self._position["shards"].items()}
+        if self._listed is None or time.monotonic() - self._listed[0] > SHARD_LIST_SECONDS:
+            self._listed = (time.monotonic(), self._shards())
+        shards = self._listed[1]
+        for s in shards:
+            position.setdefault(s["ShardId"], {"seq": None, "done": False})
+        listed = {s["ShardId"] for s in shards}
+        readable = [
+            s["ShardId"]
+            for s in shards
+            if not position[s["ShardId"]]["done"]
+            and all(
+                p not in listed or position.get(p, {}).get("done", True)
+                for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
+                if p
+            )
+        ]
+        budget = self.max_records
+        status: dict[str, bool] = {sid: position[sid]["done"] for sid in position}
+        for i, shard_id in enumerate(sorted(readable)):
+            share = max(1, budget // (len(readable) - i))
+            start = position[shard_id]["seq"]
+            records, caught_up, done = self._fetch(shard_id, start, share)
+            budget -= len(records)
+            status[shard_id] = caught_up or done
+            if len(records):
+                end = records.seqs[-1]
+                self._cache[(shard_id, start, end)] = records
+                position[shard_id]["seq"] = end
+            if done:
+                position[shard_id]["done"] = True
+                self._listed = None  # its children (a split or a merge) are readable now
+        # a shard waiting for its parents holds nothing readable yet: it is as caught up as they are
+        parents = {s["ShardId"]: [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
+                                  if p and p in listed] for s in shards}
+        for shard_id in sorted(listed - set(readable)):
+            if not position[shard_id]["done"]:
+                status[shard_id] = all(status.get(p, True) for p in parents[shard_id])
+        self._position = {"shards": position}
+        self._write_status(status)
+        return self._position
+
+    def _fetch(self, shard_id: str, start: str | None, limit: int) -> tuple[ShardRecords, bool, bool]:
+        """Up to about ``limit`` user records after ``start`` -> (records, caught up, shard finished)."""
+        from botocore.exceptions import ClientError
+
+        out = ShardRecords()
+        cached_it, cached_pos = self._iters.get(shard_id, (None, ""))
+        it = cached_it if cached_it is not None and cached_pos == (start or "") else None
+        if it is None:
+            it = _iterator(self.kinesis, self.stream, shard_id, start)
+        per_record = self._density.get(shard_id, 100.0)  # user records per Kinesis record, learnt
+        while len(out) < limit:
+            want = max(1, min(GET_LIMIT, int((limit - len(out)) / per_record) + 1))
+            try:
+                resp = self.kinesis.get_records(ShardIterator=it, Limit=want)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
+                    raise PipelineError(f"get_records on {self.stream}/{shard_id} failed: {e}") from e
+                it = _iterator(self.kinesis, self.stream, shard_id, out.seqs[-1] if len(out) else start)
+                continue
+            before = len(out)
+            for rec in resp["Records"]:
+                out.add_kinesis_record(rec)
+            if resp["Records"]:
+                per_record = max(1.0, (len(out) - before) / len(resp["Records"]))
+                self._density[shard_id] = per_record
+            nxt = resp.get("NextShardIterator")
+            if nxt is None:
+                self._iters.pop(shard_id, None)
+                return out, True, True
+            it = nxt
+            if not resp["Records"]:
+                self._iters[shard_id] = (it, out.seqs[-1] if len(out) else (start or ""))
+                return out, True, False
+        if out.trim(limit):
+            self._iters.pop(shard_id, None)  # the iterator ran past the kept records
+        else:
+            self._iters[shard_id] = (it, out.seqs[-1])
+        return out, False, False
+
+    def _write_status(self, shards: dict[str, bool]) -> None:
+        write_status(self.status_path, shards)
+
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
+        """One partition per shard whose sequence number moved between the two offsets, or one
+        ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``)."""
+        parts: list[ShardPartition] = []
+        before = start.get("shards", {})
+        for shard_id, pos in sorted(end["shards"].items()):
+            first = before.get(shard_id, {}).get("seq")
+            last = pos.get("seq")
+            if last is None or last == first:
+                continue
+            records = self._cache.pop((shard_id, first, last), None)
+            parts.append(ShardPartition(shard_id, first, last, records))
+        prefetched = [p.records for p in parts if p.records is not None]
+        if not parts or len(prefetched) < len(parts) or sum(map(len, prefetched)) > self.driver_read_max:
+            return parts
+        self._handover.put(start, end, [
+            b for p in parts if p.records is not None for b in self._batches(p.records, p.shard_id)
+        ])
+        return [HandoverPartition([ShardPartition(p.shard_id, p.start, p.end, None) for p in parts])]
+
+    # Spark's name and signature for the rows of a prefetched batch; they are Arrow batches here
+    def getCache(self, start: dict[str, Any], end: dict[str, Any]) -> Iterator[pa.RecordBatch] | None:  # type: ignore[override]  # noqa: N802
+        """The parsed rows of a batch ``partitions`` handed over, once; None for any other batch."""
+        batches = self._handover.take(start, end)
+        return None if batches is None else iter(batches)
+
+    def _batches(self, records: ShardRecords, shard_id: str) -> Iterator[pa.RecordBatch]:
+        batches = records.to_batches(shard_id)
+        if self.options.get("parse") == "true":
+            return (parse_batch(b) for b in batches)
+        return batches
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of one shard's records (prefetched, or re-read from Kinesis)."""
+        if isinstance(partition, HandoverPartition):
+            return itertools.chain.from_iterable(self.read(p) for p in partition.shards)
+        if not isinstance(partition, ShardPartition):
+            raise PipelineError(f"the Kinesis reader got a {type(partition).__name__}, not a ShardPartition")
+        records = partition.records
+        if records is None:
+            records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
+                                 partition.start, partition.end)
+        return self._batches(records, partition.shard_id)
+
+    def commit(self, end: dict[str, Any]) -> None:
+        """Drop cached records of committed ranges."""
+        done = {sid: pos.get("seq") for sid, pos in end.get("shards", {}).items()}
+        for key in list(self._cache):
+            if key[2] is not None and done.get(key[0]) is not None and int(key[2]) <= int(done[key[0]]):
+                self._cache.pop(key, None)
