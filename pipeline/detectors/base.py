@@ -62,13 +62,15 @@ if TYPE_CHECKING:
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
 
-META_COLUMNS: Final = ("arrival", "ts_sent", "ts_ingest")
+META_COLUMNS: Final = ("arrival", "ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
 """Columns every event frame carries besides the event schema:
 
 - ``arrival`` (int64): the event's rank in the batch's arrival order (both kinds share one sequence,
   so a detector reading trades and quotes can interleave them); increasing within a batch only.
 - ``ts_sent`` (Int64, nullable): when the replay or connector sent the record (wire field ``ts_sent``).
 - ``ts_ingest`` (Int64, nullable): Kinesis ApproximateArrivalTimestamp in µs (null from a tape).
+- ``shard_id``, ``sequence_number``, ``sub_sequence``: where the record came from (Kinesis, or the
+  tape source's one shard ``"tape"``), kept for the bronze tables; detectors do not read them.
 """
 
 TRADE_FLAGS: Final = (
