@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, check_history
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
 from pipeline.detectors.windows import (
     MAX_EVENT_IDS,
     closing_bound,
@@ -65,19 +65,11 @@ def spread_bps(bid: Any, ask: Any) -> Any:
     return (ask - bid) / ((ask + bid) / 2.0) * 1e4
 
 
-class SpreadSettings(Frozen):
+class SpreadSettings(WindowedSettings):
     """MOD-003: per-window spread metrics; alerts on a blow-out against the trailing median."""
 
-    window_seconds: int = Field(60, gt=0)
-    baseline_windows: int = Field(30, ge=1)
-    min_history: int = Field(5, ge=1)
     median_multiple: float = Field(3.0, gt=1)
     max_spread_bps: float = Field(100.0, gt=0)
-
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> SpreadSettings:
-        check_history(self.min_history, self.baseline_windows)
-        return self
 
 
 class SpreadDetector(WindowedDetector[SpreadSettings]):

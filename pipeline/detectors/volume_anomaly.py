@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, check_history
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
 from pipeline.detectors.windows import (
     closing_bound,
     entries_from_json,
@@ -55,20 +55,14 @@ def baseline(history: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(math.fsum((h - mean) ** 2 for h in history) / n)
 
 
-class VolumeAnomalySettings(Frozen):
+class VolumeAnomalySettings(WindowedSettings):
     """MOD-002: a window's notional z standard deviations above the trailing baseline."""
 
-    window_seconds: int = Field(60, gt=0)
     baseline_windows: int = Field(30, ge=2)
     min_history: int = Field(10, ge=2)
     z_threshold: float = Field(4.0, gt=0)
     std_floor_usd: float = Field(1_000.0, gt=0)
     min_notional_usd: float = Field(100_000.0, ge=0)
-
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> VolumeAnomalySettings:
-        check_history(self.min_history, self.baseline_windows)
-        return self
 
 
 class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from core.events import EventKind
+from core.frozen import Frozen
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, S, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
 
@@ -106,13 +108,23 @@ class KeyChunk:
         }
 
 
-def check_history(min_history: int, baseline_windows: int) -> None:
-    """The history is trimmed to ``baseline_windows``, so a larger ``min_history`` would never be met."""
-    if min_history > baseline_windows:
-        raise ValueError(
-            f"min_history ({min_history}) exceeds baseline_windows ({baseline_windows}): the detector "
-            "could never alert; lower min_history or raise baseline_windows"
-        )
+class WindowedSettings(Frozen):
+    """What every windowed module is set with: the window width and the trailing history it compares
+    with (a module narrows the bounds and defaults and adds its thresholds)."""
+
+    window_seconds: int = Field(60, gt=0)
+    baseline_windows: int = Field(30, ge=1)
+    min_history: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> Self:
+        # the history is trimmed to baseline_windows, so a larger min_history would never be met
+        if self.min_history > self.baseline_windows:
+            raise ValueError(
+                f"min_history ({self.min_history}) exceeds baseline_windows ({self.baseline_windows}): "
+                "the detector could never alert; lower min_history or raise baseline_windows"
+            )
+        return self
 
 
 class WindowedDetector(KeyedDetector[S]):
