@@ -288,7 +288,7 @@ class ConfigLoader:
         registry = self.registry
         features_path = self.config_dir / "features.yaml"
         tier_path = self.config_dir / "tiers" / f"{tier}.yaml"
-        features = _parse(FeaturesFile, _read_yaml(features_path), features_path)
+        features = parse_model(FeaturesFile, _read_yaml(features_path), features_path)
         raw_tier = _read_yaml(tier_path)
         env_layer = {
             k[len(ENV_PREFIX) :].lower().replace("__", "."): _scalar(v)
@@ -298,7 +298,7 @@ class ConfigLoader:
         for source, layer in (("environment", env_layer), ("override", dict(overrides or {}))):
             for dotted, value in layer.items():
                 _set_dotted(raw_tier, dotted, value, source)
-        tier_file = _parse(TierFile, raw_tier, tier_path)
+        tier_file = parse_model(TierFile, raw_tier, tier_path)
         if tier_file.tier != tier:
             raise ConfigError(f"{tier_path}: says tier {tier_file.tier!r}, expected {tier!r}")
         declared = registry.declared()
@@ -315,9 +315,9 @@ class ConfigLoader:
         for module_id, cls in declared.items():
             merged = {**features.settings.get(module_id, {}), **tier_file.settings.get(module_id, {})}
             origin = tier_path if module_id in tier_file.settings else features_path
-            module_settings[module_id] = _parse(cls.settings_model, merged, origin, module_id)
+            module_settings[module_id] = parse_model(cls.settings_model, merged, origin, module_id)
         instruments_path = self.config_dir / "instruments.yaml"
-        instruments = _parse(InstrumentsConfig, _read_yaml(instruments_path), instruments_path)
+        instruments = parse_model(InstrumentsConfig, _read_yaml(instruments_path), instruments_path)
         runtime_raw: dict[str, Any] = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
         service_endpoints = {
             service: env[key] for service in AWS_SERVICES if (key := service_endpoint_env(service)) in env
@@ -335,7 +335,7 @@ class ConfigLoader:
             storage=tier_file.storage,
             spark=tier_file.spark,
             budgets=tier_file.budgets,
-            runtime=_parse(RuntimeSettings, runtime_raw, Path("environment")),
+            runtime=parse_model(RuntimeSettings, runtime_raw, Path("environment")),
         )
 
 
@@ -366,7 +366,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _parse(model: type[M], data: Any, origin: Path, section: str = "") -> M:
+def parse_model(model: type[M], data: Any, origin: Path, section: str = "") -> M:
+    """``data`` as ``model``; a ``ConfigError`` naming ``origin`` and every bad key (under ``section``)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr
 from core.frozen import Frozen
 
 # _parse turns pydantic's errors into the one-line ConfigError every config model gives
-from pipeline.config import _parse
+from pipeline.config import parse_model
 
 ENV_PREFIX = "COATTAIL_FETCH__"
 TARDIS_KEY_ENV = "TARDIS_API_KEY"
@@ -46,4 +46,4 @@ class FetchSettings(Frozen):
         if env.get(TARDIS_KEY_ENV):
             raw["tardis_api_key"] = env[TARDIS_KEY_ENV]
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        return _parse(cls, raw, Path(f"fetch settings ({ENV_PREFIX}*, {TARDIS_KEY_ENV} or options)"))
+        return parse_model(cls, raw, Path(f"fetch settings ({ENV_PREFIX}*, {TARDIS_KEY_ENV} or options)"))
