@@ -8,12 +8,21 @@ Every model rejects unknown keys; errors name the key and the file it came from.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import ConfigError
 from core.frozen import Frozen
@@ -152,8 +161,9 @@ class TierFile(Frozen):
     modules: tuple[str, ...]
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     instruments: tuple[str, ...] = ()
-    """The instruments this deployment trades, as ``exchange:symbol`` (empty: every instrument of
-    ``config/instruments.yaml``); the asset and global stage waits for each of them (``pipeline.cross``)."""
+    """The instruments this deployment trades, as ``exchange:symbol``, each listed in
+    ``config/instruments.yaml``; the asset and global stage waits for each of them (``pipeline.cross``)
+    and needs the list when one of its modules is enabled."""
     kinesis: KinesisConfig = KinesisConfig()
     dynamodb: DynamoConfig = DynamoConfig()
     storage: StorageConfig = StorageConfig()
@@ -203,17 +213,27 @@ class Config(Frozen):
 
     @field_validator("settings", mode="before")
     @classmethod
-    def _typed_settings(cls, value: Any) -> Any:
-        """Settings read back from JSON (a run directory's config) become their modules' models again."""
+    def _typed_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        """Settings read back from JSON (a run directory's config) become their modules' models again.
+
+        A plugin's module is known only to the registry it was registered with: pass it as
+        ``Config.model_validate(data, context={"registry": registry})``.
+        """
         if not isinstance(value, Mapping):
             return value
-        declared = ModuleRegistry().declared()
+        registry = (info.context or {}).get("registry") or ModuleRegistry()
+        declared = registry.declared()
         out: dict[str, Any] = {}
         for module_id, raw in value.items():
-            if isinstance(raw, Frozen) or module_id not in declared:
+            if isinstance(raw, Frozen):
                 out[module_id] = raw
-            else:
+            elif module_id in declared:
                 out[module_id] = declared[module_id].settings_model.model_validate(raw)
+            else:
+                raise ValueError(
+                    f"settings of {module_id}, a module this registry does not know: register it "
+                    "(ModuleRegistry.register) and pass the registry as the validation context"
+                )
         return out
 
     def enabled(self, module_id: str) -> bool:
@@ -229,10 +249,10 @@ class Config(Frozen):
 
     def settings_of(self, model: type[S]) -> S:
         """The settings whose model is ``model`` (e.g. ``config.settings_of(WhaleSettings)``)."""
-        for value in self.settings.values():
-            if type(value) is model:
-                return value
-        raise ConfigError(f"no registered module has settings of type {model.__name__}")
+        found = [value for value in self.settings.values() if type(value) is model]
+        if len(found) != 1:
+            raise ConfigError(f"{len(found)} registered modules have settings of type {model.__name__}")
+        return found[0]
 
     def with_settings(self, *values: Frozen) -> Config:
         """A copy whose modules of the given settings' types use these values instead."""
@@ -389,7 +409,9 @@ def _scalar(text: str) -> Any:
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     parts = [p for p in dotted.split(".") if p]
     if len(parts) > 1 and parts[0] == "settings":
-        parts[1] = parts[1].upper()  # module ids are upper case; environment keys arrive lower-cased
+        # module ids are upper case and environment keys arrive lower-cased; a shell variable cannot
+        # hold "-", so COATTAIL__SETTINGS__MOD_001__... names MOD-001
+        parts[1] = re.sub(r"^MOD_(\d+)$", r"MOD-\1", parts[1].upper())
     if not parts:
         raise ConfigError(f"{source}: empty config key")
     node = tree

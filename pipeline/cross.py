@@ -17,9 +17,9 @@ items released together are sorted by ``(clock, decision time, exchange, symbol,
 Every instrument's items come in clock order and no instrument can later publish an item with a clock
 below its own clock, so the released sequence is a function of each instrument's own event sequence,
 whatever the micro-batches, shard interleaving or speed. Participants are configured, never "seen so
-far" (which would depend on the interleaving): the tier's ``instruments`` list (``coattail run`` sets it
-from the tape), or every instrument of the registry when the list is empty. A participant that never
-trades holds its group back; items still pending when the input ends are not evaluated, as open
+far" (which would depend on the interleaving): the tier's ``instruments`` list, which an enabled asset
+or global module requires (``coattail run`` sets it from the tape). A participant that never trades
+holds its group back; items still pending when the input ends are not evaluated, as open
 windows are not.
 """
 
@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import ConfigError, PipelineError
+from pipeline.alerts import ALERT_SCHEMA
 from pipeline.detectors.base import (
     ARRIVAL,
     AnyDetector,
@@ -60,6 +62,11 @@ CLOCKS_SCHEMA: Final = pa.schema([
     pa.field("symbol", pa.string(), nullable=False),
     pa.field("clock", pa.int64(), nullable=False),
 ])
+ITEM_SCHEMA: Final = ALERT_SCHEMA.append(pa.field("decision_ts", pa.int64(), nullable=False)).append(
+    pa.field("clock", pa.int64(), nullable=False)
+)
+"""What an asset or global module receives per released alert (and what pending ones are kept as)."""
+_ITEM_TYPES: Final = {pa.int64(): pd.Int64Dtype()}
 ITEM_ORDER: Final = ["clock", "decision_ts", "exchange", "symbol", "detector", "alert_id"]
 GLOBAL: Final = "*"
 """The one group of a ``global`` module."""
@@ -114,10 +121,15 @@ class CrossStage:
             if not isinstance(det, CrossDetector):
                 raise ConfigError(f"{det.module_id} has scope {det.scope!r} but is not a CrossDetector")
             self.detectors.append(det)
-        registry = config.instruments
-        listed = [i.key for i in registry.instruments]
-        self.participants: list[Key] = list(config.active_instruments) or listed
-        self.asset_of = {k: registry.asset_of(*k) or "" for k in self.participants}
+        if self.detectors and not config.active_instruments:
+            names = ", ".join(d.module_id for d in self.detectors)
+            raise ConfigError(
+                f"{names} wait for every participating instrument, and the tier names none: set "
+                "`instruments` (exchange:symbol, e.g. --set 'instruments=[binance:BTCUSDT,coinbase:BTC-USD]')"
+                "; coattail run sets it from its tapes"
+            )
+        self.participants: list[Key] = list(config.active_instruments)
+        self.asset_of = {k: config.instruments.asset_of(*k) or "" for k in self.participants}
 
     @property
     def consumed(self) -> set[str]:
@@ -148,20 +160,17 @@ class CrossStage:
         for ex, sym, clock in zip(batch["exchange"], batch["symbol"], batch["clock"], strict=True):
             of_exchange = clocks.setdefault(ex, {})
             of_exchange[sym] = max(int(clock), of_exchange.get(sym, NO_TIME))
-        alerts = tables["alerts"]
-        feed = tables[FEED]
-        items = alerts.to_pandas().merge(feed.to_pandas(), on="alert_id") if feed.num_rows else None
+        fresh = items_of(tables["alerts"], tables[FEED])
         outputs = []
         for det in self.detectors:
             mine: dict[str, Any] = state.setdefault("modules", {}).setdefault(det.module_id, {})
-            pending = pd.DataFrame(mine.get("pending", []))
-            if items is not None:
-                fresh = items[items["detector"].isin(det.consumes)]
-                pending = pd.concat([pending, fresh], ignore_index=True) if len(pending) else fresh
+            held = pa.Table.from_pylist(mine.get("pending", []), schema=ITEM_SCHEMA)
+            mask = pc.is_in(fresh.column("detector"), value_set=pa.array(det.consumes, pa.string()))
+            # one Arrow table, one conversion: a module sees the same frame however the batches fell
+            pending = pa.concat_tables([held, fresh.filter(mask)]).to_pandas(types_mapper=_ITEM_TYPES.get)
             groups: dict[str, Any] = mine.setdefault("groups", {})
             keep = []
             if len(pending):
-                pending = pending.reset_index(drop=True)
                 pairs = zip(pending["exchange"], pending["symbol"], strict=True)
                 pending = pending.assign(_group=[self.group_of(det, ex, sym) for ex, sym in pairs])
                 pending = pending[pending["_group"].notna()]
@@ -174,18 +183,22 @@ class CrossStage:
                         group_state = groups.get(str(name))
                         if group_state is None:
                             group_state = det.new_state()
-                        out, groups[str(name)] = det.process_group(str(name), released, group_state)
+                        out, groups[str(name)] = det.process_group(
+                            str(name), released.reset_index(drop=True), group_state
+                        )
                         outputs.append(out)
-            left = pd.concat(keep, ignore_index=True) if keep else pd.DataFrame()
-            mine["pending"] = _json_rows(left)
+            left = pd.concat(keep, ignore_index=True) if keep else pending.iloc[0:0]
+            mine["pending"] = pa.Table.from_pandas(
+                left[ITEM_SCHEMA.names], schema=ITEM_SCHEMA, preserve_index=False
+            ).to_pylist()
         return DetectorOutput.concat(outputs)
 
 
-def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Pending items as JSON data (Arrow's types made plain: lists, ints, floats, strings, None)."""
-    if frame.empty:
-        return []
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return rows
+def items_of(alerts: pa.Table, feed: pa.Table) -> pa.Table:
+    """The alerts that have a ``FEED`` row, with its decision time and clock (``ITEM_SCHEMA``)."""
+    at = pc.index_in(feed.column("alert_id"), value_set=alerts.column("alert_id"))
+    rows = alerts.take(at)
+    return pa.Table.from_arrays(
+        [*rows.columns, feed.column("decision_ts"), feed.column("clock")], schema=ITEM_SCHEMA
+    )
 

@@ -19,16 +19,17 @@ pandas hand-over carry a few large values per key instead of every row's columns
 
 ``Engine.run`` is the only detection code of both modes: keys never interact (the sequencer, every
 detector and MOD-004's grouping are per key), so the union of per-key results is the all-key result of
-driver mode, row for row. A future module that reads several keys at once (cross-exchange divergence)
-could not run here as it is. Each key's rows are sorted by ``pipeline.engine.arrival_order`` (shard
-id, sequence number as a number, sub-sequence), which is the order of the batch driver mode collects:
-on Kinesis a key lives on one shard and partitions come in shard-id order; the tape source numbers its
-rows in tape order.
+driver mode, row for row. A module that reads several keys at once (asset or global scope) runs after
+this step, on the driver (``pipeline.cross``). Each key's rows are sorted by
+``pipeline.engine.arrival_order`` (shard id, sequence number as a number, sub-sequence), which is the
+order of the batch driver mode collects: on Kinesis a key lives on one shard and partitions come in
+shard-id order; the tape source numbers its rows in tape order.
 
 Exactly once: Spark versions the state store by batch, so a batch re-run after a crash starts again
 from the state of the batch before, produces the same rows, and the sinks skip what they already hold
 (Iceberg: batch id in the snapshot; DynamoDB: conditional puts on ``alert_id``). The driver keeps no
-detector state and writes no state files in this mode.
+per-key state in this mode; only the asset and global stage's state, when such a module is enabled, is
+saved by the driver under the checkpoint's ``cross-state/``.
 """
 
 from __future__ import annotations

@@ -294,8 +294,9 @@ class CrossDetector(BaseDetector[S]):
 
     @abstractmethod
     def process_group(self, group: str, items: pd.DataFrame, state: Any) -> tuple[DetectorOutput, Any]:
-        """Released items of one group (``ALERT_SCHEMA`` columns plus ``decision_ts`` and ``clock``, in
-        release order) -> output and the group's new state."""
+        """Released items of one group (``pipeline.cross.ITEM_SCHEMA``: the alert's columns plus
+        ``decision_ts`` and ``clock``, integers as pandas ``Int64``; in release order) -> output and the
+        group's new state."""
 
 
 AnyDetector = BaseDetector[Any]

@@ -11,6 +11,7 @@ import pytest
 from infra import emulator, stack
 from pipeline.aws import client
 from pipeline.config import ConfigLoader, RuntimeSettings
+from pipeline.tables import all_tables
 
 pytestmark = [pytest.mark.integration, pytest.mark.kinesis_mock]
 
@@ -59,7 +60,9 @@ def test_kinesis_goes_to_kinesis_mock_the_rest_to_moto(mock_stack: stack.StackHa
     runtime = mock_stack.runtime
     kinesis_endpoint = runtime.service_endpoints["kinesis"]
     assert kinesis_endpoint != runtime.aws_endpoint
-    assert [r.state for r in mock_stack.resources] == ["created"] * 5
+    # stream, alerts table, two buckets, Glue database, then every Iceberg table of the tier
+    tables = all_tables(ConfigLoader().load("small", env={}))
+    assert [r.state for r in mock_stack.resources] == ["created"] * (5 + len(tables))
     moto_only = RuntimeSettings(aws_endpoint=runtime.aws_endpoint)
     assert client("kinesis", moto_only).list_streams()["StreamNames"] == []
     assert client("kinesis", runtime).list_streams()["StreamNames"] == ["coattail-events"]

@@ -145,7 +145,8 @@ def test_tier_file_must_match_its_name_and_declare_its_modules(tmp_path: Path) -
 def test_precedence_file_then_environment_then_override() -> None:
     loader = ConfigLoader()
     from_file = loader.load("small", env={})
-    env = {"COATTAIL__KINESIS__SHARDS": "7", "COATTAIL__SETTINGS__MOD-001__DEFAULT_THRESHOLD_USD": "123"}
+    # MOD_001: a shell variable cannot hold "-"
+    env = {"COATTAIL__KINESIS__SHARDS": "7", "COATTAIL__SETTINGS__MOD_001__DEFAULT_THRESHOLD_USD": "123"}
     from_env = loader.load("small", env=env)
     overridden = loader.load("small", env=env, overrides={"kinesis.shards": 9})
     assert from_file.kinesis.shards == 2

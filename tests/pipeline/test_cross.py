@@ -3,10 +3,15 @@ survives a restart, participants that hold a group back, and a stage that costs 
 
 from __future__ import annotations
 
+import itertools
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +21,7 @@ from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.config import Config, ConfigLoader
-from pipeline.cross import CLOCKS, FEED
+from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
 from pipeline.detectors.base import (
     META_COLUMNS,
     QUOTE_FLAGS,
@@ -29,7 +34,11 @@ from pipeline.detectors.base import (
 )
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.detectors.whale import WhaleSettings
-from pipeline.testkit import alerts_of, quote, run_engine, trade
+from pipeline.engine import Engine
+from pipeline.keyed import KeyedStep, assemble
+from pipeline.parse import parse_batch
+from pipeline.tables import schemas_of, tables_for
+from pipeline.testkit import alerts_of, payloads, quote, raw_table, run_engine, trade
 
 T0 = 1_767_225_600_000_000
 SEC = 1_000_000
@@ -44,11 +53,14 @@ class AssetWhaleTally(CrossDetector[WhaleSettings]):
     name: ClassVar[str] = "asset-whale-tally"
     consumes: ClassVar[tuple[str, ...]] = ("MOD-001",)
     settings_model: ClassVar[type[Frozen]] = WhaleSettings
+    received: ClassVar[list[pd.DataFrame]] = []
+    """Every frame ``process_group`` was handed, in order (tests reset it)."""
 
     def new_state(self) -> dict[str, Any]:
         return {"count": 0}
 
     def process_group(self, group: str, items: pd.DataFrame, state: Any) -> tuple[DetectorOutput, Any]:
+        AssetWhaleTally.received.append(items.copy())
         rows = []
         for item in items.itertuples():
             state["count"] += 1
@@ -120,13 +132,58 @@ def reference(items: list[TradeItem]) -> list[tuple[str, float, str]]:
     return sorted(out)
 
 
-@settings(max_examples=60, deadline=None)
+def received(run: Callable[[], object]) -> pd.DataFrame:
+    """Everything the probe module was handed during ``run``, as one frame."""
+    AssetWhaleTally.received.clear()
+    run()
+    frames = AssetWhaleTally.received
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_state_store(cfg: Config, items: list[TradeItem], cuts: list[int], state_dir: Path) -> list[Any]:
+    """State-store mode without Spark: ``KeyedStep`` per key (state as bytes, as in Spark's store), then
+    ``assemble`` and the driver's ``process_assembled``, with a driver restart before every batch."""
+    reg = registry()
+    detectors = reg.build(cfg)
+    step = KeyedStep(cfg, detectors)
+    schemas = {**schemas_of(tables_for(detectors)), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA}
+    datas = payloads(items)
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(datas)}), len(datas)]
+    keyed: dict[tuple[str, str], bytes | None] = {}
+    results = []
+    for batch_id, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        parsed = pa.Table.from_batches([parse_batch(raw_table(datas[lo:hi], first_seq=lo).to_batches()[0])])
+        outs = []
+        keys = set(zip(parsed["exchange"].to_pylist(), parsed["symbol"].to_pylist(), strict=True))
+        for ex, sym in sorted(keys):
+            rows = parsed.filter(pc.and_(pc.equal(parsed["exchange"], ex), pc.equal(parsed["symbol"], sym)))
+            out, keyed[(ex, sym)] = step.step((ex, sym), rows, keyed.get((ex, sym)))
+            outs.append(out)
+        output = pa.Table.from_pandas(pd.concat(outs, ignore_index=True), preserve_index=False)
+        engine = Engine(cfg, detectors, state_dir=state_dir)
+        results.append(engine.process_assembled(assemble(output, batch_id, schemas)))
+        engine.commit(batch_id)
+    return results
+
+
+@settings(max_examples=40, deadline=None)
 @given(items=two_venues(), cuts=st.lists(st.integers(1, 24), max_size=4))
 def test_any_split_releases_the_same_items_in_the_same_order(items: list[TradeItem], cuts: list[int]) -> None:
     cfg = config(BTC)
-    whole = tallies(run_engine(cfg, items, registry=registry()))
-    assert tallies(run_engine(cfg, items, cuts, registry=registry())) == whole
-    assert whole == reference(items)
+    whole: list[Any] = []
+    seen = received(lambda: whole.extend(run_engine(cfg, items, registry=registry())))
+    split: list[Any] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # driver mode restarted before every batch: pending items go through the JSON state
+        seen_split = received(
+            lambda: split.extend(run_engine(cfg, items, cuts, registry=registry(), state_dir=Path(tmp) / "s"))
+        )
+        keyed: list[Any] = []
+        seen_keyed = received(lambda: keyed.extend(run_state_store(cfg, items, cuts, Path(tmp) / "k")))
+    assert tallies(split) == tallies(keyed) == tallies(whole) == reference(items)
+    # the module is handed identical frames (values and dtypes) whatever the split or the mode
+    for other in (seen_split, seen_keyed):
+        pd.testing.assert_frame_equal(other, seen)
 
 
 def test_state_survives_a_restart_between_batches(tmp_path: Path) -> None:
@@ -137,6 +194,15 @@ def test_state_survives_a_restart_between_batches(tmp_path: Path) -> None:
     restarted = tallies(run_engine(cfg, items, cuts, registry=registry(), state_dir=tmp_path / "state"))
     assert restarted == tallies(run_engine(cfg, items, registry=registry()))
     assert [t[1] for t in restarted] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+
+
+def test_asset_modules_need_the_participants_and_plugin_settings_need_their_registry() -> None:
+    with pytest.raises(ConfigError, match=r"MOD-990 wait for every participating instrument"):
+        Engine(config([]), registry().build(config([])))
+    dumped = config(BTC).model_dump(mode="json")
+    assert Config.model_validate(dumped, context={"registry": registry()}) == config(BTC)
+    with pytest.raises(ValueError, match="settings of MOD-990, a module this registry does not know"):
+        Config.model_validate(dumped)
 
 
 def test_a_participant_that_never_trades_holds_its_asset_back() -> None:
