@@ -432,11 +432,14 @@ def parse_model(
 
 
 def _origin_of(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], default: Path) -> str:
-    """The override that set ``loc`` or a section above it (the deepest one), else ``default``."""
+    """Where the value at ``loc`` came from: the override that set it or a section above it (the deepest),
+    else ``default`` together with the overrides of keys below it (a section's own check, like an EMR
+    worker's size, judges the file's keys and the overridden ones together)."""
     for depth in range(len(loc), 0, -1):
         if loc[:depth] in origins:
             return origins[loc[:depth]]
-    return str(default)
+    below = [label for path, label in origins.items() if path[: len(loc)] == loc]
+    return " with ".join([str(default), *below])
 
 
 def _unwrap(tp: Any) -> Any:
