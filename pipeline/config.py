@@ -2,7 +2,9 @@
 
 Precedence, lowest first: ``config/features.yaml`` < ``config/tiers/<tier>.yaml`` < environment variables
 (``COATTAIL__SECTION__KEY=value``) < explicit overrides (``section.key=value`` from the command line).
-Every model rejects unknown keys; errors name the key and the file it came from.
+Every model rejects unknown keys; errors name the key and where it came from (a file, a ``--set`` or an
+environment variable). Module settings merge features < tier file per setting; an override's dotted key
+below a setting changes that one entry of it.
 """
 
 from __future__ import annotations
@@ -303,7 +305,8 @@ class ConfigLoader:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> Config:
-        """Resolve ``tier``; ``env`` defaults to ``os.environ``, ``overrides`` are dotted keys."""
+        """Resolve ``tier``; ``env`` defaults to ``os.environ``, ``overrides`` are dotted keys whose text
+        values are read against their field's type (other values are taken as they are)."""
         if tier not in TIERS:
             raise ConfigError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
         env = os.environ if env is None else env
@@ -457,7 +460,7 @@ def _child(tp: Any, part: str, node: Any, *, strict: bool, source: str) -> tuple
     Environment names arrive upper-case and cannot hold ``-``: they match a model's field or an existing
     mapping key case-insensitively with ``_`` for ``-`` (``MOD_001`` is ``MOD-001``); with ``strict`` (the
     environment) a mapping key that matches nothing is refused, as it would be set under a name nothing
-    reads (``btcusdt``).
+    reads (``btcusdt``). A ``--set`` key that matches no existing key adds it as written.
     """
     tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
