@@ -8,7 +8,7 @@ real ones are never sent. Any other endpoint (or none, which means real AWS) is 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
 from core.errors import UnsafeEndpointError
@@ -58,6 +58,12 @@ def check_endpoint(runtime: RuntimeSettings, service: str | None = None) -> None
     )
 
 
+MAX_ATTEMPTS: Final = 5
+"""Attempts per AWS call, the first included: the one retry policy of every client (botocore's standard
+mode, which retries throttling and transient errors with jittered exponential backoff). Callers do not
+retry such errors again."""
+
+
 def client(service: str, runtime: RuntimeSettings, **kwargs: Any) -> Any:
     """A boto3 client for ``service`` that honours the endpoint guard."""
     import boto3
@@ -67,7 +73,7 @@ def client(service: str, runtime: RuntimeSettings, **kwargs: Any) -> Any:
     endpoint = endpoint_for(service, runtime)
     options: dict[str, Any] = {
         "region_name": runtime.region,
-        "config": BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
+        "config": BotoConfig(retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}),
         **kwargs,
     }
     if is_local_endpoint(endpoint):

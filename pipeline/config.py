@@ -2,16 +2,20 @@
 
 Precedence, lowest first: ``config/features.yaml`` < ``config/tiers/<tier>.yaml`` < environment variables
 (``COATTAIL__SECTION__KEY=value``) < explicit overrides (``section.key=value`` from the command line).
-Every model rejects unknown keys; errors name the key and the file it came from.
+Every model rejects unknown keys; errors name the key and where it came from (a file, a ``--set`` or an
+environment variable). Module settings merge features < tier file per setting; an override's dotted key
+below a setting changes that one entry of it.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -301,7 +305,8 @@ class ConfigLoader:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> Config:
-        """Resolve ``tier``; ``env`` defaults to ``os.environ``, ``overrides`` are dotted keys."""
+        """Resolve ``tier``; ``env`` defaults to ``os.environ``, ``overrides`` are dotted keys whose text
+        values are read against their field's type (other values are taken as they are)."""
         if tier not in TIERS:
             raise ConfigError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
         env = os.environ if env is None else env
@@ -310,32 +315,51 @@ class ConfigLoader:
         tier_path = self.config_dir / "tiers" / f"{tier}.yaml"
         features = parse_model(FeaturesFile, _read_yaml(features_path), features_path)
         raw_tier = _read_yaml(tier_path)
-        env_layer = {
-            k[len(ENV_PREFIX) :].lower().replace("__", "."): _scalar(v)
-            for k, v in env.items()
-            if k.startswith(ENV_PREFIX)
-        }
-        for source, layer in (("environment", env_layer), ("override", dict(overrides or {}))):
-            for dotted, value in layer.items():
-                _set_dotted(raw_tier, dotted, value, source)
-        tier_file = parse_model(TierFile, raw_tier, tier_path)
-        if tier_file.tier != tier:
-            raise ConfigError(f"{tier_path}: says tier {tier_file.tier!r}, expected {tier!r}")
+        own = parse_model(TierFile, raw_tier, tier_path)
         declared = registry.declared()
-        unknown = [m for m in tier_file.modules if m not in declared]
-        if unknown:
-            raise ConfigError(
-                f"{tier_path}: modules {unknown} are not registered; known: {', '.join(sorted(declared))}"
-            )
-        for origin, layer in ((features_path, features.settings), (tier_path, tier_file.settings)):
+        for origin, layer in ((features_path, features.settings), (tier_path, own.settings)):
             stray = sorted(set(layer) - set(declared))
             if stray:
                 raise ConfigError(f"{origin}: settings for unknown modules {stray}")
+        # module settings merge features < tier file per setting; the overrides then go into that merged
+        # tree, so a dotted key below a setting (thresholds_usd.BTCUSDT) overrides that one entry
+        tree = copy.deepcopy(raw_tier)
+        tree["settings"] = {
+            module_id: copy.deepcopy(
+                {**features.settings.get(module_id, {}), **own.settings.get(module_id, {})}
+            )
+            for module_id in declared
+        }
+        origins: dict[tuple[str, ...], str] = {}
+        for name, text in env.items():
+            if name.startswith(ENV_PREFIX):
+                dotted = name[len(ENV_PREFIX) :].replace("__", ".")
+                _override(tree, dotted, text, f"environment variable {name}", registry, origins, strict=True)
+        for dotted, value in (overrides or {}).items():
+            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            _override(tree, dotted, value, f"--set {dotted}={shown}", registry, origins, strict=False)
+        tier_file = parse_model(TierFile, tree, tier_path, origins=origins)
+        if tier_file.tier != tier:
+            raise ConfigError(f"{tier_path}: says tier {tier_file.tier!r}, expected {tier!r}")
+        unknown = [m for m in tier_file.modules if m not in declared]
+        if unknown:
+            raise ConfigError(
+                f"{_origin_of(('modules',), origins, tier_path)}: modules {unknown} are not registered; "
+                f"known: {', '.join(sorted(declared))}"
+            )
+        stray = sorted(set(tier_file.settings) - set(declared))
+        if stray:
+            where = _origin_of(("settings", stray[0]), origins, tier_path)
+            raise ConfigError(f"{where}: settings for unknown modules {stray}")
         module_settings: dict[str, Frozen] = {}
         for module_id, cls in declared.items():
-            merged = {**features.settings.get(module_id, {}), **tier_file.settings.get(module_id, {})}
-            origin = tier_path if module_id in tier_file.settings else features_path
-            module_settings[module_id] = parse_model(cls.settings_model, merged, origin, module_id)
+            origin = tier_path if module_id in own.settings else features_path
+            below = {
+                path[2:]: label for path, label in origins.items() if path[:2] == ("settings", module_id)
+            }
+            module_settings[module_id] = parse_model(
+                cls.settings_model, tier_file.settings[module_id], origin, module_id, origins=below
+            )
         instruments_path = self.config_dir / "instruments.yaml"
         instruments = parse_model(InstrumentsConfig, _read_yaml(instruments_path), instruments_path)
         runtime_raw: dict[str, Any] = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
@@ -386,38 +410,133 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_model(model: type[M], data: Any, origin: Path, section: str = "") -> M:
-    """``data`` as ``model``; a ``ConfigError`` naming ``origin`` and every bad key (under ``section``)."""
+def parse_model(
+    model: type[M],
+    data: Any,
+    origin: Path,
+    section: str = "",
+    *,
+    origins: Mapping[tuple[str, ...], str] | None = None,
+) -> M:
+    """``data`` as ``model``; a ``ConfigError`` naming every bad key (under ``section``) with where it came
+    from: the override that set it (``origins``: key path -> e.g. ``--set kinesis.stream=x``), else
+    ``origin``."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in ([section] if section else []) + list(err['loc']))}: "
-            f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
-            for err in e.errors()
+        problems: dict[str, list[str]] = {}
+        for err in e.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            where = _origin_of(loc, origins or {}, origin)
+            key = ".".join(([section] if section else []) + list(loc))
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.setdefault(where, []).append(f"{key}: {message}")
+        raise ConfigError("; ".join(f"{where}: {'; '.join(p)}" for where, p in problems.items())) from e
+
+
+def _origin_of(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str], default: Path) -> str:
+    """Where the value at ``loc`` came from: the override that set it or a section above it (the deepest),
+    else ``default`` together with the overrides of keys below it (a section's own check, like an EMR
+    worker's size, judges the file's keys and the overridden ones together)."""
+    for depth in range(len(loc), 0, -1):
+        if loc[:depth] in origins:
+            return origins[loc[:depth]]
+    below = [label for path, label in origins.items() if path[: len(loc)] == loc]
+    return " with ".join([str(default), *below])
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X`` of ``X | None``; other types as they are."""
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def _child(tp: Any, part: str, node: Any, *, strict: bool, source: str) -> tuple[str, Any]:
+    """The key ``part`` names below a value of type ``tp`` (whose current value is ``node``) and that
+    key's type (``None``: unknown, the model's validation judges it).
+
+    Environment names arrive upper-case and cannot hold ``-``: they match a model's field or an existing
+    mapping key case-insensitively with ``_`` for ``-`` (``MOD_001`` is ``MOD-001``); with ``strict`` (the
+    environment) a mapping key that matches nothing is refused, as it would be set under a name nothing
+    reads (``btcusdt``). A ``--set`` key that matches no existing key adds it as written.
+    """
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        name = part.lower() if strict else part
+        field = tp.model_fields.get(name)
+        return name, None if field is None else field.annotation
+    if get_origin(tp) not in (dict, Mapping):
+        return part, None
+    value_type = get_args(tp)[1] if get_args(tp) else None
+    known = list(node) if isinstance(node, dict) else []
+    if part in known:
+        return part, value_type
+    folded = [k for k in known if _fold(k) == _fold(part)]
+    if len(folded) == 1:
+        return folded[0], value_type
+    if strict:
+        raise ConfigError(
+            f"{source}: {part!r} matches none of the keys {sorted(known)}; "
+            "add a new key in the tier file or with --set"
         )
-        raise ConfigError(f"{origin}: {problems}") from e
+    return part, value_type
 
 
-def _scalar(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+def _fold(key: str) -> str:
+    return key.upper().replace("-", "_")
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+def _override(
+    tree: dict[str, Any],
+    dotted: str,
+    value: Any,
+    source: str,
+    registry: ModuleRegistry,
+    origins: dict[tuple[str, ...], str],
+    *,
+    strict: bool,
+) -> None:
+    """Set ``dotted`` in ``tree`` to ``value`` and record ``source`` as its origin in ``origins``.
+
+    Text is parsed against the type of the field it sets: a string field takes it as it is (a stream
+    named ``2024`` or ``no``), any other field reads it as YAML (``4``, ``true``, ``[a, b]``).
+    """
     parts = [p for p in dotted.split(".") if p]
-    if len(parts) > 1 and parts[0] == "settings":
-        # module ids are upper case and environment keys arrive lower-cased; a shell variable cannot
-        # hold "-", so COATTAIL__SETTINGS__MOD_001__... names MOD-001
-        parts[1] = re.sub(r"^MOD_(\d+)$", r"MOD-\1", parts[1].upper())
     if not parts:
         raise ConfigError(f"{source}: empty config key")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
+    declared = registry.declared()
+    node: Any = tree
+    tp: Any = TierFile
+    path: list[str] = []
+    for i, part in enumerate(parts):
+        key, tp = _child(tp, part, node, strict=strict, source=source)
+        if path == ["settings"] and key in declared:  # a module's settings have their own model
+            tp = declared[key].settings_model
+        path.append(key)
+        if i == len(parts) - 1:
+            break
+        child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{source}: {dotted!r} goes through {part!r}, which is not a section")
+            raise ConfigError(
+                f"{source}: {'.'.join(path)} is a value, not a section with a key {parts[i + 1]!r}"
+            )
         node = child
-    node[parts[-1]] = value
+    node[path[-1]] = _typed(value, tp)
+    origins[tuple(path)] = source
+
+
+def _typed(value: Any, tp: Any) -> Any:
+    """``value`` for a field of type ``tp``: text stays text for a string field, else it is read as YAML."""
+    if not isinstance(value, str):
+        return value
+    tp = _unwrap(tp)
+    if tp in (str, Path) or (get_origin(tp) is Literal and all(isinstance(a, str) for a in get_args(tp))):
+        return value
+    if not value.strip():
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value

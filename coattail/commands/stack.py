@@ -116,15 +116,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
-    """``["a.b=1", ...]`` as overrides for ``ConfigLoader.load`` (values parsed like environment values)."""
-    import yaml
-
+    """``["a.b=1", ...]`` as overrides for ``ConfigLoader.load``: each value as text, which the loader
+    reads against the type of the field it sets."""
     overrides: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set kinesis.shards=4")
-        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else value
+        overrides[key.strip()] = value
     return overrides
 
 

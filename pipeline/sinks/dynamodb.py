@@ -1,6 +1,7 @@
 """Alerts to DynamoDB: one conditional ``PutItem`` per alert (``attribute_not_exists(alert_id)``),
-issued from a thread pool, with a TTL attribute ``expires_at`` (epoch seconds) and retries on
-throttling. The table's layout is ``pipeline.tables.DynamoTableDef``.
+issued from a thread pool, with a TTL attribute ``expires_at`` (epoch seconds). Throttling and transient
+errors are retried by the client's one retry policy (``pipeline.aws.MAX_ATTEMPTS``), not again here. The
+table's layout is ``pipeline.tables.DynamoTableDef``.
 
 ``BatchWriteItem`` cannot carry conditions, and ``TransactWriteItems`` fails the whole transaction when
 one alert already exists (a re-run batch), so conditional single puts in parallel are used: an existing
@@ -11,21 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from core.errors import SinkError
 from pipeline.aws import client
 from pipeline.config import Config
 from pipeline.sinks.base import AlertSink, now_us
 from pipeline.tables import DynamoTableDef, alerts_dynamo_table
-
-_THROTTLED: Final = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-     "InternalServerError"}
-)
-MAX_ATTEMPTS: Final = 6
 
 
 def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int, layout: DynamoTableDef) -> dict[str, Any]:
@@ -88,20 +82,19 @@ class DynamoAlertSink(AlertSink):
         """Put one alert unless its id exists -> (ts_written, whether it was new)."""
         from botocore.exceptions import ClientError
 
-        for attempt in range(MAX_ATTEMPTS):
-            stamp = now_us()
-            try:
-                self.client.put_item(
-                    TableName=self.table,
-                    Item=to_item(row, stamp, self.ttl_hours, self.layout),
-                    ConditionExpression=f"attribute_not_exists({self.layout.key})",
-                )
-                return stamp, True
-            except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code == "ConditionalCheckFailedException":
-                    return stamp, False
-                if code not in _THROTTLED or attempt == MAX_ATTEMPTS - 1:
-                    raise SinkError(f"DynamoDB put of alert {row['alert_id']} failed: {code} {e}") from e
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-        raise SinkError(f"DynamoDB put of alert {row['alert_id']} failed after {MAX_ATTEMPTS} attempts")
+        stamp = now_us()
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(row, stamp, self.ttl_hours, self.layout),
+                ConditionExpression=f"attribute_not_exists({self.layout.key})",
+            )
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                return stamp, False
+            attempts = e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            raise SinkError(
+                f"DynamoDB put of alert {row['alert_id']} failed after {attempts} attempts: {code} {e}"
+            ) from e
+        return stamp, True

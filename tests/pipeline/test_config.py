@@ -181,7 +181,10 @@ def test_precedence_property(
 def test_bad_environment_value_names_the_source() -> None:
     with pytest.raises(ConfigError, match=r"kinesis\.shards"):
         ConfigLoader().load("small", env={"COATTAIL__KINESIS__SHARDS": "lots"})
-    with pytest.raises(ConfigError, match=r"environment: 'kinesis\.stream\.name' goes through 'stream'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^environment variable COATTAIL__KINESIS__STREAM__NAME: kinesis\.stream is a value",
+    ):
         ConfigLoader().load("small", env={"COATTAIL__KINESIS__STREAM__NAME": "x"})
 
 
@@ -212,3 +215,59 @@ def test_config_objects_are_frozen() -> None:
         config.kinesis.shards = 5  # type: ignore[misc]
     with pytest.raises(ValidationError):
         KinesisConfig(stream="s", shards=2, extra=1)  # type: ignore[call-arg]
+
+
+def test_environment_keeps_the_case_of_symbol_keys() -> None:
+    # a shell variable name is upper case; the symbol it names is matched against the known keys
+    env = {"COATTAIL__SETTINGS__MOD_001__THRESHOLDS_USD__BTCUSDT": "250000"}
+    whale = ConfigLoader().load("small", env=env).settings_of(WhaleSettings)
+    assert whale.thresholds_usd["BTCUSDT"] == 250_000.0
+    assert "btcusdt" not in whale.thresholds_usd
+    # "-" cannot be in a variable name: BTC_USD names BTC-USD
+    env = {"COATTAIL__SETTINGS__MOD_001__THRESHOLDS_USD__BTC_USD": "300000"}
+    assert ConfigLoader().load("small", env=env).settings_of(WhaleSettings).threshold("BTC-USD") == 300_000.0
+
+
+def test_environment_key_matching_nothing_is_refused() -> None:
+    name = "COATTAIL__SETTINGS__MOD_001__THRESHOLDS_USD__DOGEUSDT"
+    with pytest.raises(ConfigError, match=rf"{name}: 'DOGEUSDT' matches none of the keys"):
+        ConfigLoader().load("small", env={name: "5"})
+
+
+@pytest.mark.parametrize("text", ["2024", "no", "on", "1e3", "null"])
+def test_a_string_field_takes_the_text_as_it_is(text: str) -> None:
+    from_set = ConfigLoader().load("small", env={}, overrides={"kinesis.stream": text})
+    assert from_set.kinesis.stream == text
+    from_env = ConfigLoader().load("small", env={"COATTAIL__KINESIS__STREAM": text})
+    assert from_env.kinesis.stream == text
+    # other fields still read the text as YAML
+    typed = ConfigLoader().load("small", env={}, overrides={"kinesis.shards": "4", "modules": "[MOD-001]"})
+    assert (typed.kinesis.shards, typed.modules) == (4, ("MOD-001",))
+
+
+def test_a_bad_override_is_blamed_not_the_tier_file() -> None:
+    tier_path = str(default_config_dir() / "tiers" / "small.yaml")
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader().load("small", env={}, overrides={"kinesis.shards": "lots"})
+    assert str(info.value).startswith("--set kinesis.shards=lots: kinesis.shards:")
+    assert tier_path not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader().load("small", env={"COATTAIL__SETTINGS__MOD_001__DEFAULT_THRESHOLD_USD": "-1"})
+    assert str(info.value).startswith(
+        "environment variable COATTAIL__SETTINGS__MOD_001__DEFAULT_THRESHOLD_USD:"
+    )
+    assert "MOD-001.default_threshold_usd" in str(info.value)
+
+
+def test_a_dotted_override_changes_one_entry_of_a_mapping() -> None:
+    shipped = ConfigLoader().load("small", env={}).settings_of(WhaleSettings).thresholds_usd
+    for env, overrides in (
+        ({}, {"settings.MOD-001.thresholds_usd.BTCUSDT": "250000"}),
+        ({"COATTAIL__SETTINGS__MOD_001__THRESHOLDS_USD__BTCUSDT": "250000"}, {}),
+    ):
+        whale = ConfigLoader().load("small", env=env, overrides=overrides).settings_of(WhaleSettings)
+        assert whale.thresholds_usd == {**shipped, "BTCUSDT": 250_000.0}
+    # a key naming the whole mapping still replaces it
+    whole = {"settings.MOD-001.thresholds_usd": {"BTCUSDT": 1.0}}
+    replaced = ConfigLoader().load("small", env={}, overrides=whole).settings_of(WhaleSettings)
+    assert replaced.thresholds_usd == {"BTCUSDT": 1.0}

@@ -58,3 +58,34 @@ def test_bad_set_names_the_key_in_one_line() -> None:
 def test_unknown_tier_is_rejected_by_the_command_line() -> None:
     result = CliRunner().invoke(app, ["config", "show", "--tier", "huge"])
     assert result.exit_code == 2
+
+
+def _leaves(node: object, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every leaf; a list is one value."""
+    if isinstance(node, dict) and node:
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out |= _leaves(value, f"{prefix}{key}.")
+        return out
+    return {prefix[:-1]: node}
+
+
+# what `config show` prints besides the layered files: the instruments registry (config/instruments.yaml),
+# the tier's instruments resolved from it, and the runtime (COATTAIL_* variables and command-line flags)
+NOT_LAYERED = ("instruments", "active_instruments", "runtime")
+
+
+@pytest.mark.parametrize("tier", ["small", "large"])
+def test_every_key_show_prints_is_accepted_back_by_set(tier: str) -> None:
+    shown = CliRunner().invoke(app, ["config", "show", "--tier", tier, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    leaves = {k: v for k, v in _leaves(data).items() if k.split(".")[0] not in NOT_LAYERED}
+    assert any(k.startswith("settings.MOD-001.thresholds_usd.") for k in leaves)
+    sets: list[str] = []
+    for key, value in leaves.items():
+        # as a user types it: text as it is, anything else in its JSON (YAML) form
+        sets += ["--set", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    again = CliRunner().invoke(app, ["config", "show", "--tier", tier, "--format", "json", *sets])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == data

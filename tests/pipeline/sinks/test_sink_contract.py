@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from core.errors import SinkError, UnsafeEndpointError
-from pipeline.aws import DUMMY_CREDENTIALS, client
+from pipeline.aws import DUMMY_CREDENTIALS, MAX_ATTEMPTS, client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.sinks.base import BATCH_PROPERTY, AlertSink, TableSink
@@ -202,3 +202,59 @@ def test_dynamodb_missing_table_says_what_to_do(aws_endpoint: str) -> None:
     with pytest.raises(SinkError, match="coattail up"):
         DynamoAlertSink(cfg).open()
 
+
+
+class _Body:
+    """The raw body of a canned HTTP response, as botocore reads it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: object) -> Iterator[bytes]:
+        yield self.data
+
+
+def _throttle_puts(sink: DynamoAlertSink, times: int | None) -> list[int]:
+    """Answer the first ``times`` PutItem attempts (every one: None) with a throttling error before they
+    reach the emulator; returns the list the attempts are counted in."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
+
+    attempts: list[int] = []
+    body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}'
+
+    def send(**_: object) -> AWSResponse | None:
+        attempts.append(1)
+        if times is not None and len(attempts) > times:
+            return None  # sent to the emulator
+        headers = HTTPHeaders.from_dict(
+            {"x-amzn-RequestId": "throttled", "Content-Type": "application/x-amz-json-1.0"}
+        )
+        return AWSResponse("http://throttled", 400, headers, _Body(body))
+
+    sink.client.meta.events.register("before-send.dynamodb.PutItem", send)
+    return attempts
+
+
+@pytest.mark.integration
+def test_dynamodb_throttling_is_retried_by_one_policy(
+    aws_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)  # no waiting here
+    alerts = run_engine(small_config(), [trade(1, 50_000.0, 30.0, T0)])[0].alerts
+    sink = make_dynamo_sink(aws_endpoint)
+    attempts = _throttle_puts(sink, times=2)
+    sink.write_alerts(alerts)
+    assert len(attempts) == 3 and set(_items(sink)) == set(alerts.column("alert_id").to_pylist())
+    sink.close()
+
+    sink = make_dynamo_sink(aws_endpoint)
+    attempts = _throttle_puts(sink, times=None)
+    with pytest.raises(SinkError) as failed:
+        sink.write_alerts(alerts)
+    assert len(attempts) == MAX_ATTEMPTS  # botocore's attempts only, not multiplied by a loop of ours
+    assert f"failed after {MAX_ATTEMPTS} attempts: ThrottlingException" in str(failed.value)
+    assert _items(sink) == {}
+    sink.close()
