@@ -3,7 +3,8 @@
 State lives under ``RuntimeSettings.state_dir`` (default ``.coattail/``): one pid file and log per
 emulator process (``moto.pid``, ``moto.log``, ``kinesis-mock.pid`` ...) and ``stack.json``, which records
 the endpoints and the provisioned spec so that later commands (replay, pipeline, run) find the stack
-without being told the port (the policy: ``infra.resolve``).
+without being told the port (the policy: ``infra.resolve``); ``stack.lock`` lets one ``up`` or ``down``
+at a time change them.
 
 An endpoint given explicitly (``--endpoint``, ``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from
 docker-compose.yml) or the ``aws`` profile means an external stack: nothing is started, the same
