@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+import psutil
 import pyarrow as pa
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,9 +99,9 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of another process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of another process."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 @contextmanager

@@ -3,13 +3,13 @@
 A server is started detached (its own session, output to a log file), its pid written to a pid file, and
 the caller waits until it answers HTTP. Liveness is judged from the pid file *and* the process's command
 line, so a pid reused by an unrelated process after a crash reads as stale rather than as our server.
+Processes are found, checked and stopped through psutil, never by reading ``/proc``: the same code
+must stop the stack on macOS, which has no procfs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import psutil
 
 from core.errors import StackError
 
@@ -98,10 +100,13 @@ class ServerProcess:
 
     def wait_until_answers(self, pid: int, url: str, timeout_s: float) -> None:
         """Poll ``url`` until it gives any HTTP answer; fail fast when the process exits instead."""
+        try:
+            proc: psutil.Process | None = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            proc = None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not is_alive(pid):
-                _reap(pid)
+            if proc is None or _exited(proc):
                 self.pid_file.unlink(missing_ok=True)
                 raise StackError(
                     f"{self.name} exited during start-up; log {self.log_file}: {self.log_tail()}"
@@ -130,13 +135,16 @@ class ServerProcess:
 
 def terminate(pid: int, timeout_s: float = 10.0) -> None:
     """SIGTERM ``pid``, wait up to ``timeout_s``, then SIGKILL; returns once the process is gone."""
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for send, wait_s in ((proc.terminate, timeout_s), (proc.kill, 5.0)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            send()  # psutil refuses to signal a pid that was reused since ``proc`` was looked up
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            _reap(pid)
-            if not is_alive(pid):
+            if _exited(proc):
                 return
             time.sleep(0.05)
     raise StackError(f"process {pid} survived SIGKILL; stop it by hand (kill -9 {pid})")
@@ -145,28 +153,36 @@ def terminate(pid: int, timeout_s: float = 10.0) -> None:
 def is_alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (zombies, which only wait to be reaped, count as dead)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # also psutil.ZombieProcess
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
+        return True  # another user's process: it exists
+
+
+def _exited(proc: psutil.Process) -> bool:
+    """Whether ``proc`` has exited (or its pid now names another process); reaps it when it is our own
+    child, so it does not linger as a zombie."""
+    try:
+        proc.wait(timeout=0)
+        return True
+    except psutil.TimeoutExpired:
+        pass
+    except psutil.NoSuchProcess:
         return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust the signal check
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when ``pid`` is our own child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+        # is_running compares the start time too, so a pid reused meanwhile reads as exited
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
 
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ""
 
 

@@ -3,7 +3,8 @@
 State lives under ``RuntimeSettings.state_dir`` (default ``.coattail/``): one pid file and log per
 emulator process (``moto.pid``, ``moto.log``, ``kinesis-mock.pid`` ...) and ``stack.json``, which records
 the endpoints and the provisioned spec so that later commands (replay, pipeline, run) find the stack
-without being told the port (the policy: ``infra.resolve``).
+without being told the port (the policy: ``infra.resolve``); ``stack.lock`` lets one ``up`` or ``down``
+at a time change them.
 
 An endpoint given explicitly (``--endpoint``, ``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from
 docker-compose.yml) or the ``aws`` profile means an external stack: nothing is started, the same
@@ -12,8 +13,11 @@ provisioning is applied to it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +33,10 @@ from pipeline.config import Config, RuntimeSettings
 from pipeline.tables import DynamoTableDef
 
 STATE_FILE = "stack.json"
+LOCK_FILE = "stack.lock"
+LOCK_TIMEOUT_S = 180.0
+"""How long ``up``/``down`` wait for another one on the same state directory (a kinesis-mock start alone
+may take a minute)."""
 KinesisEngine = Literal["moto", "kinesis-mock"]
 Step = Callable[[str], None]
 _KINDS: tuple[EmulatorKind, ...] = ("moto", "kinesis-mock")
@@ -210,14 +218,31 @@ def up(
     ``aws`` profile means an external stack (``infra.resolve.given_stack``): nothing is started and the
     guard decides whether it may be reached. Otherwise moto starts on 127.0.0.1 (and kinesis-mock beside
     it with ``kinesis="kinesis-mock"``).
+
+    One ``up`` or ``down`` at a time changes the stack under a state directory (``stack.lock``): a second
+    one waits for the first and then finds its stack.
     """
-    say = step or (lambda _message: None)
     given = given_stack(config.runtime, endpoint)
     runtime = config.runtime if given is None else given.runtime
+    if given is not None:
+        check_endpoint(runtime)  # before the lock creates the state directory: nothing is left behind
+    with _locked(runtime.state_dir):
+        return _up(config, runtime, given=given is not None, kinesis=kinesis, port=port, step=step)
+
+
+def _up(
+    config: Config,
+    runtime: RuntimeSettings,
+    *,
+    given: bool,
+    kinesis: KinesisEngine,
+    port: int | None,
+    step: Step | None,
+) -> StackHandle:
+    say = step or (lambda _message: None)
     spec = StackSpec.from_config(config)
     existing = status(runtime, resources=False)
-    if given is not None:
-        check_endpoint(runtime)
+    if given:
         if kinesis != "moto" or port is not None:
             raise StackError(
                 "--kinesis and --port start local emulators; they cannot apply to an external stack"
@@ -247,7 +272,7 @@ def up(
         return StackHandle(runtime=live, started=False, resources=resources)
     if existing.processes or existing.state is not None:
         say("clearing a stopped or broken stack left behind")
-        down(runtime.state_dir)
+        _down(runtime.state_dir)
 
     started: dict[str, int] = {}
     try:
@@ -270,7 +295,7 @@ def up(
         say(f"provisioning tier {config.tier}")
         resources = provision(spec, live)
     except BaseException:
-        down(runtime.state_dir)  # never leave half a stack running
+        _down(runtime.state_dir)  # never leave half a stack running
         raise
     return StackHandle(runtime=live, started=True, resources=resources)
 
@@ -286,7 +311,17 @@ def ensure_up(config: Config, *, kinesis: KinesisEngine = "moto", step: Step | N
 
 
 def down(state_dir: Path) -> list[str]:
-    """Stop every emulator recorded under ``state_dir`` and remove the state; report what was done."""
+    """Stop every emulator recorded under ``state_dir`` and remove the state; report what was done.
+
+    Waits for an ``up`` under way on ``state_dir`` to finish first (see ``up``).
+    """
+    if not state_dir.is_dir():
+        return []
+    with _locked(state_dir):
+        return _down(state_dir)
+
+
+def _down(state_dir: Path) -> list[str]:
     done: list[str] = []
     for kind in _KINDS:
         process = emulator.server_process(kind, state_dir)
@@ -303,6 +338,30 @@ def down(state_dir: Path) -> list[str]:
         if not done:
             done.append(f"forgot the external stack recorded in {state_file}")
     return done
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``state_dir`` (``flock``, released by the kernel even when the holder
+    dies); wait up to ``LOCK_TIMEOUT_S`` for another holder."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LOCK_FILE
+    timeout_s = LOCK_TIMEOUT_S
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StackError(
+                        f"another `coattail up` or `coattail down` has held {path} for over "
+                        f"{timeout_s:.0f} s; wait for it to finish (or stop it) and try again"
+                    ) from None
+                # polled rather than a blocking flock, so that the wait ends with this message
+                time.sleep(0.1)
+        yield  # closing the file releases the lock
 
 
 def _record(

@@ -171,7 +171,10 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         return self._position
 
     def _fetch(self, shard_id: str, start: str | None, limit: int) -> tuple[ShardRecords, bool, bool]:
-        """Up to about ``limit`` user records after ``start`` -> (records, caught up, shard finished)."""
+        """Up to about ``limit`` user records after ``start`` -> (records, caught up, shard finished).
+
+        Caught up: the last GetRecords page was empty and at the shard's tip (``MillisBehindLatest`` 0).
+        """
         from botocore.exceptions import ClientError
 
         out = ShardRecords()
@@ -201,8 +204,12 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 return out, True, True
             it = nxt
             if not resp["Records"]:
+                # An empty page is not the tip on real Kinesis: it also comes back while the iterator
+                # crosses an empty stretch of the shard, and then MillisBehindLatest is above 0 (the
+                # next trigger goes on from the saved iterator). An emulator may omit the field (moto
+                # sends 0 on an empty page): a missing one counts as 0, else such a stream never goes idle.
                 self._iters[shard_id] = (it, out.seqs[-1] if len(out) else (start or ""))
-                return out, True, False
+                return out, resp.get("MillisBehindLatest", 0) == 0, False
         if out.trim(limit):
             self._iters.pop(shard_id, None)  # the iterator ran past the kept records
         else:

@@ -23,7 +23,8 @@ def last_checkpointed_offset(checkpoint: str) -> dict[str, Any] | None:
 
 
 def write_status(status_path: str | None, shards: dict[str, bool]) -> None:
-    """Atomically write the source status file: per shard, whether the last fetch found nothing new."""
+    """Atomically write the source status file: per shard, whether the last fetch reached the shard's tip
+    (nothing new and not behind the latest record)."""
     if not status_path:
         return
     path = Path(status_path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from infra import emulator, stack
+from infra.processes import is_alive
 from pipeline.aws import client
 from pipeline.config import ConfigLoader, RuntimeSettings
 from pipeline.tables import all_tables
@@ -17,26 +18,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.kinesis_mock]
 
 
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
-    """The (address, port) pairs ``pid`` listens on, read from /proc (IPv4 and IPv6)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    found: set[tuple[str, int]] = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state != "0A" or inode not in inodes:  # 0A = LISTEN
-                continue
-            address_hex, port_hex = local.split(":")
-            if table == "tcp":
-                address = ".".join(str(int(address_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
-            else:
-                address = "::1" if address_hex == "0" * 24 + "01000000" else f"ipv6:{address_hex}"
-            found.add((address, int(port_hex, 16)))
-    return found
+    """The (address, port) pairs ``pid`` listens on over TCP (IPv4 and IPv6), through psutil."""
+    return {
+        (conn.laddr.ip, conn.laddr.port)
+        for conn in psutil.Process(pid).net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN
+    }
 
 
 @pytest.fixture
@@ -89,4 +76,4 @@ def test_status_and_down_cover_both_processes(mock_stack: stack.StackHandle) -> 
     pids = [p.pid for p in report.processes]
     done = stack.down(state_dir)
     assert [line.split(" (")[0] for line in done] == ["stopped moto", "stopped kinesis-mock"]
-    assert all(pid is not None and not Path(f"/proc/{pid}").exists() for pid in pids)
+    assert all(pid is not None and not is_alive(pid) for pid in pids)

@@ -112,6 +112,18 @@ def test_terminate_escalates_to_kill() -> None:
     proc.stdout.close()
 
 
+@pytest.mark.usefixtures("no_procfs")
+def test_a_server_is_found_checked_and_stopped_without_procfs(tmp_path: Path) -> None:
+    """macOS has no /proc: the pid file's server must still read as ours, running, and be stopped."""
+    process = ServerProcess("srv", tmp_path, marker="sleeper-marker")
+    pid = process.start([sys.executable, "-c", "import time; time.sleep(60)", "sleeper-marker"], os.environ)
+    assert process.running_pid() == pid
+    assert process.state(None) == "running"
+    assert process.stop() is True
+    assert not is_alive(pid)
+    assert process.state(None) == "stopped"
+
+
 def test_http_answers_only_when_something_speaks_http(listening_socket: int) -> None:
     assert not http_answers(f"http://{LOOPBACK}:{free_port()}/", timeout_s=0.5)
     assert not http_answers(f"http://{LOOPBACK}:{listening_socket}/", timeout_s=0.5)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from core.errors import StackError, UnsafeEndpointError
@@ -99,6 +102,62 @@ def test_up_provision_twice_status_down(state_dir: Path) -> None:
     assert (down_report.state, down_report.processes) == (None, [])
     assert down_report.summary().startswith("down")
     assert stack.down(state_dir) == []
+
+
+@pytest.mark.usefixtures("no_procfs")
+def test_down_stops_the_emulator_up_started_without_procfs(state_dir: Path) -> None:
+    """As on macOS: no /proc to read, yet ``down`` finds the emulator ``up`` started and stops it."""
+    handle = stack.up(_config(state_dir))
+    assert handle.started
+    pid = _moto_pid(state_dir)
+    assert stack.status(RuntimeSettings(state_dir=state_dir), resources=False).healthy
+    assert stack.down(state_dir) == [f"stopped moto (pid {pid})"]
+    assert not is_alive(pid)
+    assert not (state_dir / "moto.pid").exists()
+
+
+def _moto_children() -> set[int]:
+    """The live moto servers this test process started."""
+    found = set()
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "moto.server" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.add(child.pid)
+    return found
+
+
+def test_two_ups_racing_on_one_state_dir_start_one_emulator(state_dir: Path) -> None:
+    config = _config(state_dir)
+    before = _moto_children()
+    barrier = threading.Barrier(2)
+    handles: list[stack.StackHandle] = []
+    errors: list[BaseException] = []
+
+    def bring_up() -> None:
+        barrier.wait()
+        try:
+            handles.append(stack.up(config))
+        except BaseException as e:  # reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=bring_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sorted(h.started for h in handles) == [False, True]
+    assert len({h.runtime.aws_endpoint for h in handles}) == 1
+    assert _moto_children() - before == {_moto_pid(state_dir)}
+
+
+def test_up_waiting_for_another_holder_gives_up_with_a_clear_error(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack, "LOCK_TIMEOUT_S", 0.3)
+    with stack._locked(state_dir), pytest.raises(StackError, match=r"another `coattail up`.*stack\.lock"):
+        stack.up(_config(state_dir))
+    assert not (state_dir / "moto.pid").exists()
 
 
 def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> None:

@@ -4,6 +4,7 @@ split keeps writing to the parent and never closes it, so closed parents are scr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from typing import Any
 
@@ -88,8 +89,6 @@ def test_split_children_start_after_the_parent_is_read_to_its_end() -> None:
 
 
 def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_path: Any) -> None:
-    import json
-
     shards = {
         "shardId-0": {"records": ["1", "3"], "closed": True},
         "shardId-1": {"records": ["2", "4", "5"], "closed": True},
@@ -189,3 +188,37 @@ def test_the_handover_cache_stays_bounded_when_spark_never_takes_a_batch(monkeyp
     assert handed is not None
     rows = pa.Table.from_batches(list(handed)).column("data").to_pylist()
     assert rows == [b"shardId-0:39", b"shardId-0:40"]
+
+
+class BehindKinesis:
+    """One open shard whose GetRecords answers are scripted: empty pages that still lag the tip (real
+    Kinesis returns those while an iterator crosses an empty stretch of the shard), then the tip."""
+
+    def __init__(self, behind: list[int]) -> None:
+        self.behind = behind
+        self.calls = 0
+
+    def list_shards(self, **_: Any) -> dict[str, Any]:
+        return {"Shards": [{"ShardId": "shardId-0"}]}
+
+    def get_shard_iterator(self, **_: Any) -> dict[str, Any]:
+        return {"ShardIterator": "it-0"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        millis = self.behind[min(self.calls, len(self.behind) - 1)]
+        self.calls += 1
+        return {"Records": [], "MillisBehindLatest": millis, "NextShardIterator": f"it-{self.calls}"}
+
+
+def test_an_empty_page_behind_the_tip_is_not_caught_up(tmp_path: Any) -> None:
+    reader = KinesisStreamReader({"stream": "s", "endpoint": "http://127.0.0.1:1",
+                                  "status_path": str(tmp_path / "status.json")})
+    kinesis = BehindKinesis([5_000, 0])
+    reader._client = kinesis
+    statuses = []
+    for _ in range(2):
+        reader.latestOffset()
+        statuses.append(json.loads((tmp_path / "status.json").read_text()))
+    assert [s["shards"] for s in statuses] == [{"shardId-0": False}, {"shardId-0": True}]
+    assert [s["caught_up"] for s in statuses] == [False, True]
+    assert kinesis.calls == 2
