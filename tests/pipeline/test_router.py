@@ -181,7 +181,7 @@ def _batch_rows(batch_id: int, rows: int) -> dict[str, pa.Table]:
     return {"t": pa.table({"batch": [batch_id] * rows, "row": list(range(rows))})}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     sizes=st.lists(st.integers(0, 3), min_size=1, max_size=8),
     deliveries=st.lists(st.tuples(st.integers(0, 7), st.integers(1, 8)), min_size=1, max_size=10),

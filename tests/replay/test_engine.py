@@ -57,7 +57,7 @@ def _trade(i: int, ts: int, symbol: str = "BTCUSDT") -> dict[str, Any]:
     }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(trades(), quotes(), trades())
 def test_memory_replay_holds_every_event_once_in_order_and_is_deterministic(
     t1: list[dict[str, Any]], q1: list[dict[str, Any]], t2: list[dict[str, Any]]
