@@ -164,7 +164,7 @@ class AlertRouter:
             self._hurry_until = self._seq
             self._cond.notify_all()
             while (self._queue or self._inflight) and self._error is None and self._working():
-                self._cond.wait(1.0)
+                self._cond.wait(1.0)  # real time, not the clock's: only polls whether the worker died
         self.check()
 
     def _working(self) -> bool:
