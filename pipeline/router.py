@@ -22,6 +22,9 @@ is skipped by the sinks' batch-id bookkeeping, however the batches are grouped).
 commit stops the background commits (the failed batches and every later one stay spooled, in order,
 and count as pending) and fails the next micro-batch, ``check`` and ``flush``; ``close`` reports it
 once and the next ``open`` commits what is spooled.
+
+The thread reads time and waits through a ``Clock`` (``MonotonicClock`` by default), so tests move time
+by hand instead of sleeping.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -47,6 +50,33 @@ MAX_GROUP_ROWS: Final = 1_000_000
 IDLE_COMMIT_S: Final = 0.5
 """A stream that spooled nothing for this long is idle: what is spooled is committed without waiting
 out the commit interval."""
+
+
+class Clock(Protocol):
+    """What the background committer needs from time: a monotonic reading and a wait that ends on a
+    notify or once the clock reaches a deadline."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic clock (only differences matter)."""
+
+    def wait_until(self, cond: threading.Condition, deadline: float | None) -> None:
+        """Wait on ``cond`` (held by the caller) until it is notified or ``monotonic()`` reaches
+        ``deadline`` (None: until notified). May return early: callers re-check their condition.
+
+        The deadline is absolute so that a clock which moves between the caller's reading and the
+        wait is not missed."""
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic`` and the condition's own timed wait."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def wait_until(self, cond: threading.Condition, deadline: float | None) -> None:
+        """``cond.wait`` for what is left until ``deadline``."""
+        cond.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
 
 
 @dataclass(frozen=True)
@@ -71,18 +101,20 @@ class AlertRouter:
         table_sinks: Sequence[TableSink],
         spool_dir: Path | None = None,
         commit_interval_s: float = 0.0,
+        clock: Clock | None = None,
     ) -> None:
         self.alert_sinks = list(alert_sinks)
         self.table_sinks = list(table_sinks)
         self.spool_dir = spool_dir
         self.commit_interval_s = commit_interval_s
+        self.clock = clock or MonotonicClock()
         self._cond = threading.Condition()
         self._queue: list[_Spooled] = []
         self._inflight: list[_Spooled] = []
         self._seq = 0
         self._hurry_until = -1
-        self._last_spool = time.monotonic()
-        self._committed = time.monotonic()
+        self._last_spool = self.clock.monotonic()
+        self._committed = self._last_spool
         self._error: BaseException | None = None
         self._closing = False
         self._worker: threading.Thread | None = None
@@ -132,7 +164,7 @@ class AlertRouter:
             self._hurry_until = self._seq
             self._cond.notify_all()
             while (self._queue or self._inflight) and self._error is None and self._working():
-                self._cond.wait(1.0)
+                self._cond.wait(1.0)  # real time, not the clock's: only polls whether the worker died
         self.check()
 
     def _working(self) -> bool:
@@ -195,7 +227,7 @@ class AlertRouter:
         tmp.rename(final)
         with self._cond:
             self._queue.append(self._entry(final, writer, rows))
-            self._last_spool = time.monotonic()
+            self._last_spool = self.clock.monotonic()
             self._cond.notify_all()
 
     @staticmethod
@@ -218,16 +250,16 @@ class AlertRouter:
                 # after a failure nothing more is committed: later batches must not overtake the failed one
                 if self._closing:
                     return None
-                self._cond.wait()
+                self.clock.wait_until(self._cond, None)
                 continue
-            now = time.monotonic()
+            now = self.clock.monotonic()
             due = min(self._committed + self.commit_interval_s, self._last_spool + IDLE_COMMIT_S)
             if self._closing or self._queue[0].seq <= self._hurry_until or now >= due:
                 return _first_group(self._queue)
-            self._cond.wait(due - now)
+            self.clock.wait_until(self._cond, due)
 
     def _drain(self) -> None:
-        self._committed = time.monotonic()
+        self._committed = self.clock.monotonic()
         while True:
             with self._cond:
                 group = self._wait_for_group()
@@ -242,7 +274,7 @@ class AlertRouter:
                     self._queue[:0] = group  # still spooled: pending, and first in line
                     self._error = e
             finally:
-                self._committed = time.monotonic()
+                self._committed = self.clock.monotonic()
                 with self._cond:
                     self._inflight = []
                     self._cond.notify_all()

@@ -1,9 +1,12 @@
 """Test kit for the pipeline (tests and benchmarks only): event builders, raw batches, engine runs over
-micro-batch splits. Hypothesis strategies are in ``tests/pipeline/strategies.py`` (a dev dependency)."""
+micro-batch splits, a clock moved by hand. Hypothesis strategies are in ``tests/pipeline/strategies.py``
+(a dev dependency)."""
 
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,3 +112,78 @@ def dq_sums(results: Sequence[BatchResult]) -> dict[tuple[str, str, int | None, 
             key = (row["exchange"], row["symbol"], row["window_start"], row["reason"])
             out[key] = out.get(key, 0) + row["count"]
     return out
+
+
+class ManualClock:
+    """A router ``Clock`` for tests: time moves only by ``advance``, which returns once every thread
+    waiting on the clock has seen the new time (and done what fell due) and waits again.
+
+    ``waiters`` is how many threads will wait on it (a router's committer: 1); every ``advance`` first
+    waits for them to arrive, so a thread that starts late cannot miss a step.
+    """
+
+    HANG_S = 10.0
+    """Real seconds a waiting thread may take to come back before ``advance`` reports it hung (only a
+    bug exceeds it: the thread has nothing to wait for)."""
+
+    def __init__(self, waiters: int = 0) -> None:
+        self.waiters = waiters
+        self._now = 0.0
+        self._lock = threading.Condition()
+        self._conds: set[threading.Condition] = set()
+        self._threads: set[threading.Thread] = set()
+        self._parks = 0  # waits begun so far
+        self._parked: dict[threading.Thread, int] = {}  # threads waiting now -> the number of their wait
+
+    def monotonic(self) -> float:
+        """The time ``advance`` has reached (starts at 0)."""
+        with self._lock:
+            return self._now
+
+    def wait_until(self, cond: threading.Condition, deadline: float | None) -> None:
+        """Wait on ``cond`` until notified (``advance`` notifies); at once when ``deadline`` passed."""
+        me = threading.current_thread()
+        with self._lock:
+            # the deadline is checked under the clock's lock: an advance either came before (seen here)
+            # or comes after this thread is registered (and then notifies it)
+            self._conds.add(cond)
+            self._threads.add(me)
+            if deadline is not None and self._now >= deadline:
+                return
+            self._parks += 1
+            self._parked[me] = self._parks
+            self._lock.notify_all()
+        try:
+            cond.wait()
+        finally:
+            with self._lock:
+                del self._parked[me]
+
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds``; return once every waiting thread has looked at the new time."""
+        self._settle(after=0)
+        with self._lock:
+            self._now += seconds
+            mark = self._parks
+            conds = list(self._conds)
+        for cond in conds:
+            with cond:
+                cond.notify_all()
+        self._settle(after=mark)
+
+    def _settle(self, after: int) -> None:
+        """Block until ``waiters`` threads have waited and each waits again (a wait begun after wait
+        number ``after``) or has ended."""
+
+        def settled() -> bool:
+            return len(self._threads) >= self.waiters and all(
+                self._parked.get(t, -1) > after or not t.is_alive() for t in self._threads
+            )
+
+        give_up = time.monotonic() + self.HANG_S
+        with self._lock:
+            # polls too: a thread that ends does not notify
+            while not settled():
+                if time.monotonic() > give_up:
+                    raise AssertionError(f"a thread on the clock did not wait again in {self.HANG_S} s")
+                self._lock.wait(0.01)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from pipeline.config import Config, ConfigLoader
 
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_TAPES = REPO.parent / "shared" / "real-tapes"
+
+# How long an example takes depends on the load of the machine (CI runners, a shared box), and the
+# properties do real work (Arrow, pandas, files): Hypothesis's default 200 ms deadline turns load into
+# failures. Loaded here, before any test module, so per-test settings inherit it.
+settings.register_profile("coattail", deadline=None)
+settings.load_profile("coattail")
 
 
 @pytest.fixture(scope="session")

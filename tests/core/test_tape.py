@@ -129,7 +129,7 @@ def test_manifest_with_unknown_key_is_refused(tmp_path: Path) -> None:
         Tape.open(tmp_path / "t")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(
     gaps=st.lists(st.integers(min_value=0, max_value=1_000_000), min_size=1, max_size=300),
     batch=st.integers(min_value=1, max_value=64),

@@ -156,7 +156,7 @@ def test_dynamodb_put_get_round_trip(runtime: RuntimeSettings, provisioned: Stac
     assert got["Item"] == item
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10)
 @given(
     times=st.lists(st.integers(1_600_000_000_000_000, 1_800_000_000_000_000), min_size=1, max_size=12),
     bounds=st.tuples(

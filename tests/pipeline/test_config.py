@@ -157,7 +157,7 @@ def test_precedence_file_then_environment_then_override() -> None:
     assert overridden.settings_of(WhaleSettings).default_threshold_usd == 123.0
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     file_shards=st.integers(1, 64),
     env_shards=st.none() | st.integers(1, 64),

@@ -166,7 +166,7 @@ def run_state_store(cfg: Config, items: list[TradeItem], cuts: list[int], state_
     return results
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(items=two_venues(), cuts=st.lists(st.integers(1, 24), max_size=4))
 def test_any_split_releases_the_same_items_in_the_same_order(items: list[TradeItem], cuts: list[int]) -> None:
     cfg = config(BTC)

@@ -29,7 +29,7 @@ from tests.pipeline.strategies import event_streams
 CFG = small_config(**{"settings.MOD-001.default_threshold_usd": 500_000})
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(event_streams(), st.lists(st.integers(min_value=1, max_value=60), max_size=6))
 def test_any_micro_batch_split_gives_the_batch_result(items: list[Item], cuts: list[int]) -> None:
     whole = run_engine(CFG, items)
@@ -43,7 +43,7 @@ def test_any_micro_batch_split_gives_the_batch_result(items: list[Item], cuts: l
         assert r.tables["quarantine"].num_rows == r.quarantined
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event_streams(max_size=40), st.integers(min_value=1, max_value=39))
 def test_restart_from_saved_state_and_rerun_of_last_batch(
     tmp_path: Path, items: list[Item], cut: int

@@ -80,7 +80,7 @@ def same_tables(a: BatchResult, b: BatchResult) -> None:
         assert rows(a.tables[name]) == rows(b.tables[name]), name
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(event_streams(), st.lists(st.integers(min_value=1, max_value=60), max_size=5), st.randoms())
 def test_per_key_steps_give_driver_mode_tables_for_any_split_and_row_order(
     items: list[Item], cuts: list[int], rng: random.Random

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import SchemaError
@@ -15,7 +15,6 @@ keys = st.sampled_from(["binance:BTCUSDT", "coinbase:BTC-USD", "k", "ünï:code"
 records = st.lists(st.tuples(keys, st.binary(max_size=300)), min_size=1, max_size=60)
 
 
-@settings(deadline=None)
 @given(records)
 def test_encode_then_deaggregate_round_trips(recs: list[tuple[str, bytes]]) -> None:
     blob = encode_aggregate(recs)
@@ -23,7 +22,6 @@ def test_encode_then_deaggregate_round_trips(recs: list[tuple[str, bytes]]) -> N
     assert deaggregate(blob) == recs
 
 
-@settings(deadline=None)
 @given(records, st.integers(min_value=400, max_value=5_000))
 def test_aggregate_keeps_every_record_once_in_per_key_order(
     recs: list[tuple[str, bytes]], max_bytes: int
@@ -41,7 +39,6 @@ def test_aggregate_keeps_every_record_once_in_per_key_order(
     assert len(back) == len(recs)
 
 
-@settings(deadline=None)
 @given(records, st.integers(min_value=400, max_value=5_000))
 def test_counting_user_records_matches_deaggregation(recs: list[tuple[str, bytes]], max_bytes: int) -> None:
     for agg in aggregate(recs, max_bytes=max_bytes):
@@ -89,7 +86,6 @@ def test_oversized_user_record_is_rejected() -> None:
         aggregate([("k", b"x" * 2_000)], max_bytes=1_000)
 
 
-@settings(deadline=None)
 @given(records, st.integers(min_value=400, max_value=5_000))
 def test_arrow_and_python_inputs_give_the_same_bytes(recs: list[tuple[str, bytes]], max_bytes: int) -> None:
     import pyarrow as pa

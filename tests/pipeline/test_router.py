@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import SinkError
-from pipeline.router import AlertRouter
+from pipeline.router import IDLE_COMMIT_S, AlertRouter
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.tables import TableDef
-from pipeline.testkit import T0, run_engine, small_config, trade
+from pipeline.testkit import T0, ManualClock, run_engine, small_config, trade
 
 CFG = small_config()
 
@@ -101,35 +100,56 @@ def test_a_failed_background_commit_stays_pending_and_blocks_later_batches(tmp_p
     assert fresh.read("trades").num_rows == 2
 
 
-def _held_router(tmp_path: Path) -> tuple[AlertRouter, MemoryTableSink, MemoryAlertSink]:
+def _held_router(
+    tmp_path: Path, commit_interval_s: float = 60.0, clock: ManualClock | None = None
+) -> tuple[AlertRouter, MemoryTableSink, MemoryAlertSink]:
     tables, alerts = MemoryTableSink(), MemoryAlertSink()
-    router = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool", commit_interval_s=60.0)
+    router = AlertRouter([alerts], [tables], spool_dir=tmp_path / "spool",
+                         commit_interval_s=commit_interval_s, clock=clock)
     router.open(_tables(tmp_path))
     return router, tables, alerts
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
+def _commit_ids(tables: MemoryTableSink) -> list[str]:
+    return [p["coattail.batch-id"] for p, _ in tables.commits["trades"]]
+
+
+# A power of two: the manual clock's sums stay exact, so "exactly IDLE_COMMIT_S later" is exact.
+STEP_S = IDLE_COMMIT_S / 4
 
 
 def test_a_busy_stream_holds_table_commits_and_an_idle_one_commits_them_together(tmp_path: Path) -> None:
     results = run_engine(CFG, [trade(i, 50_000.0 if i == 1 else 1.0, 30.0, T0 + i) for i in range(1, 13)],
                          cuts=list(range(1, 12)))
-    router, tables, alerts = _held_router(tmp_path)
+    clock = ManualClock(waiters=1)
+    router, tables, alerts = _held_router(tmp_path, clock=clock)
     router.flush()  # on an empty spool: must not let the next batches skip the interval
-    for r in results:  # a busy stream: a batch every 0.1 s, never idle for IDLE_COMMIT_S
+    for r in results:  # a busy stream: a batch every STEP_S, never idle for IDLE_COMMIT_S
         router.route(r, "query:x")
-        time.sleep(0.1)
+        clock.advance(STEP_S)  # returns once the committer has looked at the new time
         assert not tables.commits["trades"]
     assert router.pending() == 12 and len(alerts.items) == 1  # the latency path does not wait
-    _wait_until(lambda: router.pending() == 0)  # idle now: everything in one commit
-    assert [p["coattail.batch-id"] for p, _ in tables.commits["trades"]] == ["11"]
+    clock.advance(IDLE_COMMIT_S - 2 * STEP_S)  # one step short of idle
+    assert router.pending() == 12 and not tables.commits["trades"]
+    clock.advance(STEP_S)  # idle for exactly IDLE_COMMIT_S now: everything in one commit
+    assert router.pending() == 0 and _commit_ids(tables) == ["11"]
     assert tables.read("trades").num_rows == 12
     router.route(run_engine(CFG, [trade(20, 1.0, 1.0, T0 + 20)])[0], "query:y")
-    router.flush()  # does not wait the interval out
+    router.flush()  # does not wait the interval out (the clock does not move)
     assert router.pending() == 0 and tables.read("trades").num_rows == 13
+    router.close()
+
+
+def test_a_busy_stream_commits_once_every_commit_interval(tmp_path: Path) -> None:
+    results = run_engine(CFG, [trade(i, 1.0, 1.0, T0 + i) for i in range(16)], cuts=list(range(1, 16)))
+    clock = ManualClock(waiters=1)
+    router, tables, _ = _held_router(tmp_path, commit_interval_s=8 * STEP_S, clock=clock)
+    for i, r in enumerate(results):  # busy: a batch every STEP_S, the interval is 8 of them
+        router.route(r, "query:x")
+        clock.advance(STEP_S)
+        # a commit exactly when 8 steps passed since the last one, taking every batch spooled since
+        assert _commit_ids(tables) == [str(b) for b in (7, 15) if b <= i]
+    assert router.pending() == 0 and tables.read("trades").num_rows == 16
     router.close()
 
 
@@ -161,7 +181,7 @@ def _batch_rows(batch_id: int, rows: int) -> dict[str, pa.Table]:
     return {"t": pa.table({"batch": [batch_id] * rows, "row": list(range(rows))})}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     sizes=st.lists(st.integers(0, 3), min_size=1, max_size=8),
     deliveries=st.lists(st.tuples(st.integers(0, 7), st.integers(1, 8)), min_size=1, max_size=10),

@@ -31,7 +31,7 @@ def _shifted(items: list[Item], offset: int) -> list[Item]:
     return out
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(event_streams(max_size=40), st.lists(st.integers(min_value=1, max_value=39), max_size=3))
 def test_data_quality_does_not_depend_on_the_id_range(items: list[Item], cuts: list[int]) -> None:
     assert dq_sums(run_engine(CFG, _shifted(items, BIG + 77), cuts)) == dq_sums(run_engine(CFG, items, cuts))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from core.errors import ReplayError
-from replay.clock import parse_speed
+from replay.clock import Pacer, WallClock, parse_speed
 from replay.engine import Replay
 from replay.merge import TimeWindow
 from replay.targets.memory import MemoryTarget
@@ -24,18 +26,21 @@ from tests.replay.strategies import quotes, trades
 class FakeClock:
     """Time only moves when the pacer sleeps: pacing logic without wall-clock flakiness."""
 
+    WALL_US = 1_000_000_000
+    """Where ``wall_us`` starts (``ts_sent`` minus this is the time since the start)."""
+
     def __init__(self) -> None:
         self.now = 0
-        self.sleeps = 0
+        self.slept: list[int] = []
 
     def monotonic_us(self) -> int:
         return self.now
 
     def wall_us(self) -> int:
-        return 1_000_000_000 + self.now
+        return self.WALL_US + self.now
 
     def sleep_us(self, us: int) -> None:
-        self.sleeps += 1
+        self.slept.append(us)
         self.now += us
 
 
@@ -52,7 +57,7 @@ def _trade(i: int, ts: int, symbol: str = "BTCUSDT") -> dict[str, Any]:
     }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(trades(), quotes(), trades())
 def test_memory_replay_holds_every_event_once_in_order_and_is_deterministic(
     t1: list[dict[str, Any]], q1: list[dict[str, Any]], t2: list[dict[str, Any]]
@@ -83,39 +88,37 @@ def test_memory_replay_holds_every_event_once_in_order_and_is_deterministic(
 
 
 @pytest.mark.parametrize("speed", ["1x", "10x", "60x"])
-def test_pacing_sends_nothing_early_and_keeps_schedule(tmp_path: Path, speed: str) -> None:
-    rows = [_trade(i, T0 + i * 250_000) for i in range(40)]  # 10 s of exchange time
+# quarter seconds apart; 1.5 s over 29 gaps (at no speed a whole number of microseconds)
+@pytest.mark.parametrize("gap_us", [250_000, 51_724])
+def test_pacing_sends_each_event_on_the_first_microsecond_it_is_due(
+    tmp_path: Path, speed: str, gap_us: int
+) -> None:
+    rows = [_trade(i, T0 + i * gap_us) for i in range(40)]
     write_tape(tmp_path / "t", rows, [])
     clock = FakeClock()
     target = MemoryTarget()
     s = parse_speed(speed)
     assert s is not None
-    summary = Replay([tmp_path / "t"], target, speed=s, clock=clock).run()
+    summary = Replay([tmp_path / "t"], target, speed=s, clock=clock, batch_rows=7).run()
     sent = target.table()
-    for ts_event, ts_sent in zip(
-        sent.column("ts_event").to_pylist(), sent.column("ts_sent").to_pylist(), strict=True
-    ):
-        due = (ts_event - T0) / s
-        assert due <= ts_sent - 1_000_000_000 <= due + 50_000 + 1
-    assert summary.lag is not None and summary.lag.max_ms <= 50.1
-    assert summary.elapsed_s == pytest.approx(9.75 / s, abs=0.06)
+    due_us = [math.ceil((ts - T0) / s) for ts in sent.column("ts_event").to_pylist()]
+    assert [ts - FakeClock.WALL_US for ts in sent.column("ts_sent").to_pylist()] == due_us
+    assert summary.elapsed_s == due_us[-1] / 1e6  # done when the last event is sent
+    assert summary.lag is not None and summary.lag.events == 40
+    assert summary.lag.max_ms == 0  # under a microsecond late: the first tick at or after the due time
+    assert max(clock.slept) <= Pacer.MAX_SLEEP_US  # wakes up regularly (progress display, Ctrl-C)
 
 
-@pytest.mark.parametrize(("speed", "span_s"), [(1.0, 1.5), (10.0, 5.0)])
-def test_speed_on_the_real_clock(tmp_path: Path, speed: float, span_s: float) -> None:
-    n = 30
-    rows = [_trade(i, T0 + int(i * span_s * 1e6 / (n - 1))) for i in range(n)]
-    write_tape(tmp_path / "t", rows, [])
-    target = MemoryTarget()
-    summary = Replay([tmp_path / "t"], target, speed=speed).run()
-    expected = span_s / speed
-    # Generous: the box is shared; what matters is "not early" and "not wildly late".
-    assert expected * 0.95 <= summary.elapsed_s <= expected + 1.0
-    stamps = target.table().column("ts_sent").to_pylist()
-    offsets = [(s - stamps[0]) / 1e6 for s in stamps]
-    for i, off in enumerate(offsets):
-        assert off >= (rows[i]["ts_event"] - T0) / 1e6 / speed - 0.005
-    assert summary.lag is not None and summary.lag.events == n
+def test_the_wall_clock_never_wakes_early() -> None:
+    """The real clock the pacer uses by default: a sleep lasts at least as asked (load only makes it
+    longer, so this bound holds on a busy machine)."""
+    clock = WallClock()
+    before = clock.monotonic_us()
+    clock.sleep_us(2_000)
+    assert clock.monotonic_us() - before >= 2_000
+    earliest = time.time_ns() // 1_000
+    stamp = clock.wall_us()  # ts_sent: microseconds since the epoch, not a monotonic count
+    assert earliest <= stamp <= time.time_ns() // 1_000
 
 
 def test_max_speed_has_no_lag_and_cuts_by_window(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def test_every_fault_kind_is_labelled_and_counts_match_the_stream(tmp_path: Path
     assert all(lb.exchange == "" for lb in summary.labels if lb.reason == "PARSE_ERROR")
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8)
 @given(st.integers(0, 2**32))
 def test_same_seed_same_faults_any_seed_consistent(seed: int) -> None:
     import tempfile

@@ -51,7 +51,7 @@ def _keys(table: pa.Table) -> list[tuple[int, int, int]]:
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(tapes_strategy, st.integers(min_value=1, max_value=7))
 def test_merge_is_sorted_complete_and_independent_of_batch_size(
     specs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], batch_rows: int
@@ -73,7 +73,7 @@ def test_merge_is_sorted_complete_and_independent_of_batch_size(
     assert pa.concat_tables(chunks).equals(pa.concat_tables(whole))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(trades(), quotes(), st.integers(0, 5_000), st.integers(0, 5_000))
 def test_window_cut_by_exchange_time(
     t: list[dict[str, Any]], q: list[dict[str, Any]], a_ms: int, b_ms: int

@@ -18,7 +18,7 @@ from replay.wire import corrupt_payload, encode
 from tests.replay.strategies import quotes, trades
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(trades(), quotes())
 def test_batch_encoding_equals_to_wire(t: list[dict[str, Any]], q: list[dict[str, Any]]) -> None:
     if not t and not q:

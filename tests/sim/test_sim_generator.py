@@ -184,7 +184,7 @@ def test_daily_volumes_near_real_ones(config: Config, tmp_path: Path) -> None:
     assert m.rows["quote"] > 0.3 * m.rows["trade"]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 10_000),
     scale=st.sampled_from([0.01, 0.05, 0.2]),
@@ -236,7 +236,7 @@ def test_tape_invariants(
         assert (np.diff(ids) == 1).all()
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31), scale=st.sampled_from([0.01, 0.03]), scenario=st.sampled_from(presets()))
 def test_same_seed_same_bytes_and_scale_free_labels(
     config: Config, tmp_path_factory: pytest.TempPathFactory, seed: int, scale: float, scenario: str

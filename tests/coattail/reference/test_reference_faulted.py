@@ -30,7 +30,7 @@ def busy_tape(path: Path) -> Path:
     return path
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000))
 def test_arrival_and_wire_paths_agree(tmp_path: Path, config: Config, seed: int) -> None:
     tape = tmp_path / "busy"

@@ -74,7 +74,7 @@ def interleave(streams: list[list[bytes]], seed: int) -> list[bytes]:
     return out
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(streams=key_streams(), a=st.integers(0, 1_000), b=st.integers(0, 1_000))
 def test_interleaving_of_keys_does_not_matter(
     config: Config, streams: list[list[bytes]], a: int, b: int
@@ -125,7 +125,7 @@ def payloads(draw: st.DrawFn) -> bytes:
     return json.dumps(row).encode()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(payloads(), max_size=30))
 def test_every_record_is_valid_or_quarantined_once(config: Config, records: list[bytes]) -> None:
     out = run_reference(from_wire(records), config)

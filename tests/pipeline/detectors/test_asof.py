@@ -35,7 +35,7 @@ events_st = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     events=events_st,
     cuts=st.lists(st.integers(0, 40), max_size=4),

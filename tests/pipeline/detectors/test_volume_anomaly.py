@@ -196,7 +196,7 @@ def same_metrics(ref: list[dict[str, Any]], got: list[dict[str, Any]]) -> bool:
     return True
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(rows=streams(), batch=st.integers(1, 17))
 def test_streaming_equals_batch_for_any_split(config: Config, rows: list[Item], batch: int) -> None:
     cfg = tuned(config, watermark_seconds=10, min_history=2, z_threshold=1.0)

@@ -193,7 +193,7 @@ def three_tapes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, li
     ]
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8)
 @given(order=st.lists(st.integers(0, 2), min_size=1, max_size=5))
 def test_any_load_order_holds_each_loaded_row_once(
     config: Config, three_tapes: list[tuple[Path, list[int]]], order: list[int]

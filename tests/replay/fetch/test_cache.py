@@ -29,7 +29,7 @@ def put(cache: Cache, r: Remote, size: int, mtime: float) -> Path:
     return path
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     sizes=st.lists(st.integers(1, 50), min_size=1, max_size=8),
     limit=st.integers(1, 200),

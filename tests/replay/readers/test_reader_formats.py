@@ -196,7 +196,7 @@ def test_tape_to_csv_to_tape_round_trip(tmp_path: Path) -> None:
     assert [{k: v for k, v in r.items() if k not in ("ts_recv", "seq")} for r in second] == strip
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
         st.tuples(
@@ -429,7 +429,7 @@ def test_synthetic_tape_through_binance_files_and_capture(tmp_path: Path) -> Non
     ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.lists(
         st.lists(st.integers(0, 50), min_size=0, max_size=60),
