@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -253,21 +253,21 @@ class Config(Frozen):
 
     def settings_of(self, model: type[S]) -> S:
         """The settings whose model is ``model`` (e.g. ``config.settings_of(WhaleSettings)``)."""
-        found = [value for value in self.settings.values() if type(value) is model]
-        if len(found) != 1:
-            raise ConfigError(f"{len(found)} registered modules have settings of type {model.__name__}")
-        return found[0]
+        return cast(S, self.settings[self._module_with(model)])
 
     def with_settings(self, *values: Frozen) -> Config:
         """A copy whose modules of the given settings' types use these values instead."""
         settings = dict(self.settings)
         for value in values:
-            ids = [m for m, v in settings.items() if type(v) is type(value)]
-            if len(ids) != 1:
-                kind = type(value).__name__
-                raise ConfigError(f"{len(ids)} registered modules have settings of type {kind}")
-            settings[ids[0]] = value
+            settings[self._module_with(type(value))] = value
         return self.model_copy(update={"settings": settings})
+
+    def _module_with(self, model: type[Frozen]) -> str:
+        """The id of the one module whose settings model is ``model``."""
+        ids = [m for m, v in self.settings.items() if type(v) is model]
+        if len(ids) != 1:
+            raise ConfigError(f"{len(ids)} registered modules have settings of type {model.__name__}")
+        return ids[0]
 
 
 _RUNTIME_ENV = {

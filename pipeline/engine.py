@@ -352,8 +352,8 @@ class Engine:
         }
         if self.cross.active:
             tables[FEED] = feed_table(output.alerts, trades, quotes, self.cross.consumed)
-            keys = {(str(ex), str(sym)) for ex, sym in zip(events["exchange"], events["symbol"], strict=True)}
-            tables[CLOCKS] = clocks_table({k: int(state.sequencer[k].max_ts) for k in keys})
+            keys = events[["exchange", "symbol"]].drop_duplicates().itertuples(index=False, name=None)
+            tables[CLOCKS] = clocks_table({key: int(state.sequencer[key].max_ts) for key in keys})
         for name, schema in self.metric_schemas().items():
             frame = output.metrics.get(name)
             tables[name] = (

@@ -74,6 +74,10 @@ _DDL_TYPES: Final = {
 }
 RAW_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in RAW_SCHEMA)
 """``RAW_SCHEMA`` as a Spark DDL string (what the sources yield without ``parse=true``)."""
+TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
+"""Where and when each record travelled: the replay's send stamp, the Kinesis arrival time and position
+(``pipeline.engine.arrival_order`` rebuilds arrival order from the position)."""
+
 PARSED_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in PARSED_SCHEMA)
 """``PARSED_SCHEMA`` as a Spark DDL string (what the sources yield with option ``parse=true``)."""
 

@@ -25,7 +25,7 @@ from core.errors import ConfigError, PipelineError
 from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.parse import PARSED_SCHEMA
+from pipeline.parse import PARSED_SCHEMA, TRANSPORT_COLUMNS
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -91,10 +91,6 @@ class TableDef:
         ]
         return pa.Table.from_arrays(columns, schema=self.schema)
 
-
-TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
-"""Where and when each record travelled: the replay's send stamp, the Kinesis arrival time and position
-(``pipeline.engine.arrival_order`` rebuilds arrival order from the position)."""
 
 TRADES: Final = TableDef(
     name="trades",

@@ -42,6 +42,7 @@ from core.errors import PipelineError
 from core.events import EVENT_KINDS, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
+from pipeline.parse import TRANSPORT_COLUMNS
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 Key = tuple[str, str]
 """``(exchange, symbol)``: every detector works per key."""
 
-META_COLUMNS: Final = ("arrival", "ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
+META_COLUMNS: Final = ("arrival", *TRANSPORT_COLUMNS)
 """Columns every event frame carries besides the event schema:
 
 - ``arrival`` (int64): the event's rank in the batch's arrival order (both kinds share one sequence,
