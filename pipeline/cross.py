@@ -4,12 +4,18 @@
 Where it runs and why: per-instrument work (the sequencer and every ``instrument`` module) runs inside
 ``Engine.run``, per key, on the executors in ``state_store`` mode. An ``asset`` or ``global`` module needs
 several instruments at once, which no per-key step sees, so it runs **on the driver after the instrument
-stage of every micro-batch**, over what that stage published: the alerts of the modules it consumes,
-each with its **decision time** (``ts_event`` of the event whose arrival produced it) and its **clock**
-(the instrument's clock at that event), and every instrument's clock after the batch. The driver only
-ever holds alerts and one clock per instrument, never events, so the stage stays small on a cluster. Its
-state (pending items, clocks, each module's state per group) is JSON data saved with the engine state
-under the checkpoint, so a re-run batch starts again from the state before it.
+stage of every micro-batch**, over what that stage published: the alerts of the modules it consumes
+and the module's own **feed rows**, each with its **decision time** (``ts_event`` of the event whose
+arrival produced it) and its **clock** (the instrument's clock at that event), and every instrument's
+clock after the batch. Feed rows are how a module gets more than alerts (MOD-005: each instrument's last
+price per closed 10-second window): its ``CrossDetector.feed``, an instrument-scoped ``KeyedDetector``
+with the module's id, runs per key inside the instrument stage like any keyed module (its state per key
+in the engine state, so on the executors in ``state_store`` mode) and returns alert-shaped rows that
+are never written, only handed to its module as items. Alerts and feed rows are one kind of item under
+one release rule. The driver only ever holds such small rows and one clock per instrument, never
+events, so the stage stays small on a cluster. Its state (pending items, clocks, each module's state
+per group) is JSON data saved with the engine state under the checkpoint, so a re-run batch starts
+again from the state before it.
 
 Streaming = batch = reference **by construction**: an item is handed to its module only once every
 *participating* instrument's clock is strictly greater than the item's clock (the clock rule), and the
@@ -51,7 +57,9 @@ FEED: Final = "__feed__"
 """Internal table of a ``BatchResult``: the decision time and clock of every alert of the batch."""
 CLOCKS: Final = "__clocks__"
 """Internal table of a ``BatchResult``: every instrument's clock after the batch."""
-INTERNAL_TABLES: Final = (FEED, CLOCKS)
+ROWS: Final = "__rows__"
+"""Internal table of a ``BatchResult``: the feed rows of the batch (``ALERT_SCHEMA``, never written)."""
+INTERNAL_TABLES: Final = (FEED, CLOCKS, ROWS)
 FEED_SCHEMA: Final = pa.schema([
     pa.field("alert_id", pa.string(), nullable=False),
     pa.field("decision_ts", pa.int64(), nullable=False),
@@ -66,6 +74,8 @@ ITEM_SCHEMA: Final = ALERT_SCHEMA.append(pa.field("decision_ts", pa.int64(), nul
     pa.field("clock", pa.int64(), nullable=False)
 )
 """What an asset or global module receives per released alert (and what pending ones are kept as)."""
+INTERNAL_SCHEMAS: Final = {FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA, ROWS: ALERT_SCHEMA}
+"""Every internal table by name, for the code that assembles a ``BatchResult`` from parts."""
 _ITEM_TYPES: Final = {pa.int64(): pd.Int64Dtype()}
 ITEM_ORDER: Final = ["clock", "decision_ts", "exchange", "symbol", "detector", "alert_id"]
 GLOBAL: Final = "*"
@@ -130,11 +140,18 @@ class CrossStage:
             )
         self.participants: list[Key] = list(config.active_instruments)
         self.asset_of = {k: config.instruments.asset_of(*k) or "" for k in self.participants}
+        self.feeds: list[AnyDetector] = [d.feed(config) for d in self.detectors if d.feed is not None]
+        """The modules' instrument halves (``CrossDetector.feed``), run by the instrument stage."""
 
     @property
     def consumed(self) -> set[str]:
-        """The instrument modules whose alerts this stage's modules consume."""
-        return {m for det in self.detectors for m in det.consumes}
+        """The modules whose alerts or feed rows this stage's modules receive."""
+        return {m for det in self.detectors for m in self.inputs_of(det)}
+
+    @staticmethod
+    def inputs_of(det: CrossDetector[Any]) -> tuple[str, ...]:
+        """The ``detector`` values of the items ``det`` receives: what it consumes, and its own feed."""
+        return (*det.consumes, det.module_id) if det.feed is not None else det.consumes
 
     @property
     def active(self) -> bool:
@@ -160,12 +177,12 @@ class CrossStage:
         for ex, sym, clock in zip(batch["exchange"], batch["symbol"], batch["clock"], strict=True):
             of_exchange = clocks.setdefault(ex, {})
             of_exchange[sym] = max(int(clock), of_exchange.get(sym, NO_TIME))
-        fresh = items_of(tables["alerts"], tables[FEED])
+        fresh = items_of(pa.concat_tables([tables["alerts"], tables[ROWS]]), tables[FEED])
         outputs = []
         for det in self.detectors:
             mine: dict[str, Any] = state.setdefault("modules", {}).setdefault(det.module_id, {})
             held = pa.Table.from_pylist(mine.get("pending", []), schema=ITEM_SCHEMA)
-            mask = pc.is_in(fresh.column("detector"), value_set=pa.array(det.consumes, pa.string()))
+            mask = pc.is_in(fresh.column("detector"), value_set=pa.array(self.inputs_of(det), pa.string()))
             # one Arrow table, one conversion: a module sees the same frame however the batches fell
             pending = pa.concat_tables([held, fresh.filter(mask)]).to_pandas(types_mapper=_ITEM_TYPES.get)
             groups: dict[str, Any] = mine.setdefault("groups", {})

@@ -51,7 +51,7 @@ from core.errors import PipelineError
 from core.events import QUOTE_SCHEMA, TRADE_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
-from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, CrossStage, clocks_table, feed_table
+from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, ROWS, CrossStage, clocks_table, feed_table
 from pipeline.detectors.base import (
     AnyDetector,
     DetectorInput,
@@ -318,7 +318,7 @@ class Engine:
         that key's state. Keys never interact, so the union of the per-key results is the all-key result.
         """
         self.sequencer.states = state.sequencer
-        for det in self.detectors:
+        for det in [*self.detectors, *self.cross.feeds]:
             if isinstance(det, KeyedDetector):
                 det.states = state.detectors.setdefault(det.module_id, {})
         table = parsed if isinstance(parsed, pa.Table) else pa.Table.from_batches([parsed])
@@ -342,6 +342,7 @@ class Engine:
             upstream[det.module_id] = out.alerts
             outputs.append(out)
         output = DetectorOutput.concat(outputs)
+        fed = DetectorOutput.concat([feed.detect(frames) for feed in self.cross.feeds]).alerts
         tables = {
             "trades": bronze_rows(valid_tbl, "trade"),
             "quotes": bronze_rows(valid_tbl, "quote"),
@@ -351,7 +352,11 @@ class Engine:
             ),
         }
         if self.cross.active:
-            tables[FEED] = feed_table(output.alerts, trades, quotes, self.cross.consumed)
+            tables[ROWS] = pa.Table.from_pandas(
+                fed[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
+            )
+            published = pd.concat([output.alerts, fed], ignore_index=True) if len(fed) else output.alerts
+            tables[FEED] = feed_table(published, trades, quotes, self.cross.consumed)
             keys = events[["exchange", "symbol"]].drop_duplicates().itertuples(index=False, name=None)
             tables[CLOCKS] = clocks_table({key: int(state.sequencer[key].max_ts) for key in keys})
         for name, schema in self.metric_schemas().items():

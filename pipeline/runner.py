@@ -240,7 +240,7 @@ class PipelineRunner:
     def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings
         its per-key results here; they become one ``BatchResult`` for the same router and sinks."""
-        from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
+        from pipeline.cross import INTERNAL_SCHEMAS
         from pipeline.keyed import assemble
 
         started = time.monotonic()
@@ -249,7 +249,7 @@ class PipelineRunner:
         self._add_stage("collect", collected - started)
         result = self.engine.process_assembled(
             assemble(
-                output, batch_id, {**schemas_of(self.tables()), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA}
+                output, batch_id, {**schemas_of(self.tables()), **INTERNAL_SCHEMAS}
             )
         )
         self._add_stage("engine", time.monotonic() - collected)

@@ -227,9 +227,17 @@ class BaseDetector(ABC, Generic[S]):
                                 "non-empty for an instrument-scoped module")
         if cls.scope not in SCOPES:
             raise PipelineError(f"detector {where}: scope {cls.scope!r} is not one of {SCOPES}")
-        if cls.scope != "instrument" and not (issubclass(cls, CrossDetector) and cls.consumes):
+        if cls.scope != "instrument" and not (
+            issubclass(cls, CrossDetector) and (cls.consumes or cls.feed is not None)
+        ):
             raise PipelineError(f"detector {where}: an {cls.scope}-scoped module is a CrossDetector that "
-                                "consumes instrument modules' alerts (pipeline.cross)")
+                                "consumes instrument modules' alerts or declares a feed (pipeline.cross)")
+        if issubclass(cls, CrossDetector) and cls.feed is not None:
+            feed = cls.feed
+            if feed.module_id != cls.module_id or feed.scope != "instrument" or feed.consumes:
+                raise PipelineError(f"detector {where}: its feed {feed.__qualname__} must be an instrument-"
+                                    f"scoped KeyedDetector with module_id {cls.module_id!r} that consumes "
+                                    "nothing")
         if cls.module_id in cls.consumes:
             raise PipelineError(f"detector {where} cannot consume its own alerts")
 
@@ -277,11 +285,18 @@ class KeyedDetector(BaseDetector[S]):
 
 class CrossDetector(BaseDetector[S]):
     """An ``asset`` or ``global`` module: ``pipeline.cross`` hands it, per group (an asset, or ``"*"``),
-    the consumed modules' alerts once every participating instrument's clock is past them, in a fixed
-    order; implement ``new_state`` and ``process_group``. Its state per group is JSON data."""
+    the consumed modules' alerts and its own feed rows once every participating instrument's clock is
+    past them, in a fixed order; implement ``new_state`` and ``process_group``. Its state per group is
+    JSON data."""
 
     scope: ClassVar[Scope] = "asset"
     inputs: ClassVar[tuple[EventKind, ...]] = ()
+    feed: ClassVar[type[KeyedDetector[Any]] | None] = None
+    """The module's instrument half, when alerts are not what it needs: a ``KeyedDetector`` with the
+    same ``module_id``, run per key in the instrument stage (on the executors in ``state_store`` mode),
+    whose alert rows are **feed rows**: small per-instrument facts (a window's last price), each with
+    the ``arrival`` of the event that produced it. They are never written; the stage hands them to
+    this module as items with ``detector`` = its own id, under the same release rule as alerts."""
 
     def detect(self, frames: DetectorInput) -> DetectorOutput:
         """Never called: the engine runs this module in its asset and global stage."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 from core.errors import ConfigError, PipelineError
 from pipeline import detectors
-from pipeline.detectors.base import AnyDetector, BaseDetector
+from pipeline.detectors.base import AnyDetector, BaseDetector, CrossDetector
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -40,20 +40,25 @@ def discover() -> dict[str, type[AnyDetector]]:
         if info.name in _NOT_MODULES:
             continue
         module = importlib.import_module(f"{detectors.__name__}.{info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(cls, BaseDetector)
-                and cls.__module__ == module.__name__
-                and not inspect.isabstract(cls)
-                and "module_id" in vars(cls)
-            ):
-                other = found.get(cls.module_id)
-                if other is not None and other is not cls:
-                    raise PipelineError(
-                        f"module id {cls.module_id} is declared twice: {other.__module__}.{other.__name__} "
-                        f"and {cls.__module__}.{cls.__name__}; give one of them a new id"
-                    )
-                found[cls.module_id] = cls
+        declared = [
+            cls for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, BaseDetector)
+            and cls.__module__ == module.__name__
+            and not inspect.isabstract(cls)
+            and "module_id" in vars(cls)
+        ]
+        # the instrument half of an asset module shares its id: the module stands for it
+        feeds = {cls.feed for cls in declared if issubclass(cls, CrossDetector) and cls.feed is not None}
+        for cls in declared:
+            if cls in feeds:
+                continue
+            other = found.get(cls.module_id)
+            if other is not None and other is not cls:
+                raise PipelineError(
+                    f"module id {cls.module_id} is declared twice: {other.__module__}.{other.__name__} "
+                    f"and {cls.__module__}.{cls.__name__}; give one of them a new id"
+                )
+            found[cls.module_id] = cls
     return found
 
 

@@ -42,7 +42,7 @@ from core.errors import CoattailError, ConfigError, PipelineError
 from core.events import EventKind
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
-from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA, INTERNAL_TABLES
+from pipeline.cross import INTERNAL_SCHEMAS, INTERNAL_TABLES
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.parse import PARSED_SCHEMA
@@ -188,7 +188,7 @@ def reprocess(
     stats = [json.loads(r["payload"]) for r in rows if r["table"] == _STATS]
     # run_key leaves out empty tables: every declared output is still in the result (and written)
     empty = {table.name: table.schema.empty_table() for table in output_tables(modules)}
-    internal = {FEED: FEED_SCHEMA.empty_table(), CLOCKS: CLOCKS_SCHEMA.empty_table()}
+    internal = {name: schema.empty_table() for name, schema in INTERNAL_SCHEMAS.items()}
     produced = _gather([r for r in rows if r["table"] != _STATS])
     batch = BatchResult(0, 0, 0, 0, {**empty, **internal, **produced})
     cfg = config.model_copy(update={"modules": tuple(modules)})

@@ -21,7 +21,7 @@ from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.config import Config, ConfigLoader
-from pipeline.cross import CLOCKS, CLOCKS_SCHEMA, FEED, FEED_SCHEMA
+from pipeline.cross import CLOCKS, FEED, INTERNAL_SCHEMAS
 from pipeline.detectors.base import (
     META_COLUMNS,
     QUOTE_FLAGS,
@@ -146,7 +146,7 @@ def run_state_store(cfg: Config, items: list[TradeItem], cuts: list[int], state_
     reg = registry()
     detectors = reg.build(cfg)
     step = KeyedStep(cfg, detectors)
-    schemas = {**schemas_of(tables_for(detectors)), FEED: FEED_SCHEMA, CLOCKS: CLOCKS_SCHEMA}
+    schemas = {**schemas_of(tables_for(detectors)), **INTERNAL_SCHEMAS}
     datas = payloads(items)
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(datas)}), len(datas)]
     keyed: dict[tuple[str, str], bytes | None] = {}

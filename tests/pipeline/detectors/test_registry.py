@@ -19,6 +19,7 @@ from pipeline.detectors.base import (
     DetectorOutput,
     Scope,
 )
+from pipeline.detectors.basis import BasisDetector, BasisPriceFeed
 from pipeline.detectors.registry import ModuleRegistry, discover
 from pipeline.detectors.whale import WhaleDetector, WhaleSettings
 
@@ -56,11 +57,14 @@ class _AssetProbe(CrossDetector[WhaleSettings]):
 
 def test_every_builtin_module_is_discovered_with_its_declaration() -> None:
     found = discover()
-    assert sorted(found) == ["MOD-001", "MOD-002", "MOD-003", "MOD-004"]
+    assert sorted(found) == ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005"]
     assert found["MOD-001"] is WhaleDetector
     for module_id, cls in found.items():
-        assert cls.module_id == module_id and cls.name and cls.description and cls.inputs
-        assert cls.scope == "instrument"
+        assert cls.module_id == module_id and cls.name and cls.description
+        expected = ("asset", False) if module_id == "MOD-005" else ("instrument", True)
+        assert (cls.scope, bool(cls.inputs)) == expected
+    # MOD-005's instrument half shares its id and is not a module of its own
+    assert found["MOD-005"] is BasisDetector and BasisDetector.feed is BasisPriceFeed
 
 
 def test_settings_come_from_the_declared_model_with_feature_defaults() -> None:
