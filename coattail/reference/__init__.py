@@ -1,9 +1,9 @@
-"""The independent reference implementation of the small-tier detectors, in Polars, batch.
+"""The independent reference implementation of the detectors, in Polars, batch.
 
 Written from docs/DETECTORS.md alone; it never runs ``pipeline.detectors`` (it names their settings
 types for type checking only). Only the shared contracts (event ids, ``alert_id``, ``ALERT_SCHEMA``, the
 typed config, the instrument registry) are reused. Every run compares the pipeline's alerts, spread
-metrics and DQ counts with what this package computes from the same input.
+and basis metrics and DQ counts with what this package computes from the same input.
 
 Usage::
 
@@ -19,17 +19,19 @@ from typing import TYPE_CHECKING, cast
 import polars as pl
 
 from coattail.reference.alerts import alerts_table
+from coattail.reference.basis import basis_outputs
 from coattail.reference.data_quality import dq_counts, quarantine_counts
 from coattail.reference.inputs import from_arrival, from_tape, from_wire
 from coattail.reference.spread import spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
 from coattail.reference.whale import whale_alerts
-from coattail.run.outputs import RunOutputs
+from coattail.run.outputs import BASIS_COLUMNS, RunOutputs
 from pipeline.config import Config
 
 if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
+    from pipeline.detectors.basis import BasisSettings
     from pipeline.detectors.data_quality import DataQualitySettings
     from pipeline.detectors.spread import SpreadSettings
     from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
@@ -39,7 +41,7 @@ __all__ = ["from_arrival", "from_tape", "from_wire", "run_reference"]
 
 
 def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
-    """Run the small-tier detectors the tier enables over an arrival frame (see ``inputs``)."""
+    """Run the detectors the tier enables over an arrival frame (see ``inputs``)."""
     delay = config.spark.watermark_seconds
     annotated = annotate(frame, watermark_seconds=delay, instruments=config.instruments)
     limits = closing_limits(annotated, delay)
@@ -55,10 +57,19 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     if config.enabled("MOD-003"):
         rows += spread_alerts(annotated, limits, metrics, spread)
     dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
+    if not config.enabled("MOD-004"):
+        dq = dq.clear()
+    basis = pl.DataFrame(schema=BASIS_COLUMNS)
+    if config.enabled("MOD-005"):
+        basis_settings = cast("BasisSettings", config.settings_for("MOD-005"))
+        found, basis, stalls = basis_outputs(annotated, config, basis_settings)
+        rows += found
+        dq = pl.concat([dq, stalls])
     return RunOutputs(
         alerts=alerts_table(rows),
-        dq=dq if config.enabled("MOD-004") else dq.clear(),
+        dq=dq,
         spread_metrics=metrics if config.enabled("MOD-003") else metrics.clear(),
         records_in=frame.height,
         valid=annotated.height,
+        basis_metrics=basis,
     )

@@ -32,6 +32,7 @@ from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
 from core.tape import Tape
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
+from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
@@ -288,6 +289,7 @@ def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutput
         spread_metrics=pl.DataFrame(scan(SPREAD_METRICS_TABLE)),
         records_in=records_in,
         valid=valid,
+        basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
     )
 
 

@@ -1,13 +1,14 @@
 """What a run produced, in one shape shared by the pipeline's capture and the reference implementation.
 
-The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics`` and ``spread_metrics``.
+The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics``, ``spread_metrics`` and
+``basis_metrics`` (absent from a run directory written before MOD-005: read as empty).
 Stored in a run directory as one Parquet file per table (``alerts.parquet``, ...) plus the record
 counts in ``summary.json``; validation, diff and the report read only this.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError
+from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.tables import ALERTS, TableDef
@@ -29,6 +31,7 @@ def polars_columns(table: TableDef) -> dict[str, Any]:
 DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 """``dq_metrics`` rows: stream rules per window; quarantine reasons with ``window_start`` null."""
 SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
+BASIS_COLUMNS: Final = polars_columns(BASIS_METRICS)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -47,6 +50,9 @@ _FILES: Final = {
     for part, table in (("alerts", ALERTS), ("dq", DQ_METRICS), ("spread", SPREAD_METRICS_TABLE))
 }
 
+_BASIS_FILE: Final = f"{BASIS_METRICS.name}.parquet"
+"""Optional: run directories written before MOD-005 lack it."""
+
 
 @dataclass(frozen=True)
 class RunOutputs:
@@ -57,6 +63,7 @@ class RunOutputs:
     spread_metrics: pl.DataFrame
     records_in: int
     valid: int
+    basis_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BASIS_COLUMNS))
 
     @property
     def quarantined(self) -> int:
@@ -69,11 +76,12 @@ class RunOutputs:
         return rows
 
     def save(self, directory: Path) -> None:
-        """Write the three Parquet files into ``directory``."""
+        """Write the Parquet files into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.alerts, directory / _FILES["alerts"])
         self.dq.write_parquet(directory / _FILES["dq"])
         self.spread_metrics.write_parquet(directory / _FILES["spread"])
+        self.basis_metrics.write_parquet(directory / _BASIS_FILE)
 
     @classmethod
     def load(cls, directory: Path, *, records_in: int = 0, valid: int = 0) -> RunOutputs:
@@ -90,6 +98,9 @@ class RunOutputs:
             spread_metrics=conform(pl.read_parquet(directory / _FILES["spread"]), SPREAD_COLUMNS),
             records_in=records_in,
             valid=valid,
+            basis_metrics=conform(pl.read_parquet(basis), BASIS_COLUMNS)
+            if (basis := directory / _BASIS_FILE).is_file()
+            else pl.DataFrame(schema=BASIS_COLUMNS),
         )
 
 

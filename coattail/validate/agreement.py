@@ -4,8 +4,9 @@ Alerts are matched by ``alert_id``. Compared: every field of docs/DETECTORS.md's
 page defines (kind, times, window, severity, value, threshold; evidence and event ids where the page
 lists their content); floats with a relative tolerance, since the two implementations may sum in a
 different order. Not compared: the latency stamps, and the evidence and event ids of MOD-003 alerts,
-which the page leaves open. Spread metrics are matched per key and window; DQ counts are summed per
-key, window and reason (stream rules) or per key and reason (quarantine), since rows are additive.
+which the page leaves open. Spread metrics are matched per key and window, basis metrics per pair and
+window; DQ counts are summed per key, window and reason (stream rules) or per key and reason
+(quarantine), since rows are additive.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ _EXACT_FIELDS: Final = (
 _FLOAT_FIELDS: Final = ("value", "threshold")
 _OPEN_EVIDENCE: Final = frozenset({"MOD-003"})
 """Detectors whose evidence and event ids docs/DETECTORS.md does not pin down."""
-_SPREAD_FLOATS: Final = ("min_bps", "mean_bps", "max_bps", "last_bps")
+_SPREAD_KEY: Final = ["exchange", "symbol", "window_start"]
+_SPREAD_FIELDS: Final = ("min_bps", "mean_bps", "max_bps", "last_bps", "count", "window_end")
+_BASIS_KEY: Final = ["asset", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "window_start"]
+_BASIS_FIELDS: Final = ("price_a", "price_b", "carried_a", "carried_b", "basis_bps", "window_end")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Agreement:
     only_reference: list[dict[str, Any]] = field(default_factory=list)
     alert_differences: list[dict[str, Any]] = field(default_factory=list)
     spread_differences: list[dict[str, Any]] = field(default_factory=list)
+    basis_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -58,6 +63,7 @@ class Agreement:
             or self.only_reference
             or self.alert_differences
             or self.spread_differences
+            or self.basis_differences
             or self.dq_differences
         )
 
@@ -71,6 +77,7 @@ class Agreement:
                 self.only_reference,
                 self.alert_differences,
                 self.spread_differences,
+                self.basis_differences,
                 self.dq_differences,
             )
         )
@@ -102,7 +109,12 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         only_pipeline=[alert_view(ours[a]) for a in sorted(ours.keys() - ref.keys())],
         only_reference=[alert_view(ref[a]) for a in sorted(ref.keys() - ours.keys())],
         alert_differences=differences,
-        spread_differences=_spread_differences(pipeline.spread_metrics, reference.spread_metrics),
+        spread_differences=_metric_differences(
+            pipeline.spread_metrics, reference.spread_metrics, _SPREAD_KEY, _SPREAD_FIELDS
+        ),
+        basis_differences=_metric_differences(
+            pipeline.basis_metrics, reference.basis_metrics, _BASIS_KEY, _BASIS_FIELDS
+        ),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
         records={
             "pipeline": {"in": pipeline.records_in, "valid": pipeline.valid},
@@ -155,18 +167,22 @@ def same_json(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
-def _spread_differences(ours: pl.DataFrame, ref: pl.DataFrame) -> list[dict[str, Any]]:
-    key = ["exchange", "symbol", "window_start"]
+def _metric_differences(
+    ours: pl.DataFrame, ref: pl.DataFrame, key: list[str], compared: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Metric rows matched by ``key``: rows on one side only, and ``compared`` columns that differ (the
+    last of them is never null, so it tells which side holds a row)."""
+    present = compared[-1]
     joined = ours.join(ref, on=key, how="full", suffix="_ref", coalesce=True)
     out = []
     for row in joined.sort(key).iter_rows(named=True):
-        if row["count"] is None or row["count_ref"] is None:
-            side = "pipeline" if row["count"] is not None else "reference"
+        if row[present] is None or row[f"{present}_ref"] is None:
+            side = "pipeline" if row[present] is not None else "reference"
             out.append({**{k: row[k] for k in key}, "only_in": side})
             continue
         fields = {
             c: {"pipeline": row[c], "reference": row[f"{c}_ref"]}
-            for c in (*_SPREAD_FLOATS, "count", "window_end")
+            for c in compared
             if not close(row[c], row[f"{c}_ref"])
         }
         if fields:
