@@ -3,15 +3,12 @@ survives a restart, participants that hold a group back, and a stage that costs 
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +18,7 @@ from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.config import Config, ConfigLoader
-from pipeline.cross import CLOCKS, FEED, INTERNAL_SCHEMAS
+from pipeline.cross import CLOCKS, FEED
 from pipeline.detectors.base import (
     META_COLUMNS,
     QUOTE_FLAGS,
@@ -35,10 +32,8 @@ from pipeline.detectors.base import (
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.detectors.whale import WhaleSettings
 from pipeline.engine import Engine
-from pipeline.keyed import KeyedStep, assemble
-from pipeline.parse import parse_batch
-from pipeline.tables import schemas_of, tables_for
-from pipeline.testkit import alerts_of, payloads, quote, raw_table, run_engine, trade
+from pipeline.testkit import alerts_of, quote, run_engine, trade
+from tests.pipeline.keyed_kit import run_state_store
 
 T0 = 1_767_225_600_000_000
 SEC = 1_000_000
@@ -140,32 +135,6 @@ def received(run: Callable[[], object]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def run_state_store(cfg: Config, items: list[TradeItem], cuts: list[int], state_dir: Path) -> list[Any]:
-    """State-store mode without Spark: ``KeyedStep`` per key (state as bytes, as in Spark's store), then
-    ``assemble`` and the driver's ``process_assembled``, with a driver restart before every batch."""
-    reg = registry()
-    detectors = reg.build(cfg)
-    step = KeyedStep(cfg, detectors)
-    schemas = {**schemas_of(tables_for(detectors)), **INTERNAL_SCHEMAS}
-    datas = payloads(items)
-    bounds = [0, *sorted({c for c in cuts if 0 < c < len(datas)}), len(datas)]
-    keyed: dict[tuple[str, str], bytes | None] = {}
-    results = []
-    for batch_id, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        parsed = pa.Table.from_batches([parse_batch(raw_table(datas[lo:hi], first_seq=lo).to_batches()[0])])
-        outs = []
-        keys = set(zip(parsed["exchange"].to_pylist(), parsed["symbol"].to_pylist(), strict=True))
-        for ex, sym in sorted(keys):
-            rows = parsed.filter(pc.and_(pc.equal(parsed["exchange"], ex), pc.equal(parsed["symbol"], sym)))
-            out, keyed[(ex, sym)] = step.step((ex, sym), rows, keyed.get((ex, sym)))
-            outs.append(out)
-        output = pa.Table.from_pandas(pd.concat(outs, ignore_index=True), preserve_index=False)
-        engine = Engine(cfg, detectors, state_dir=state_dir)
-        results.append(engine.process_assembled(assemble(output, batch_id, schemas)))
-        engine.commit(batch_id)
-    return results
-
-
 @settings(max_examples=40)
 @given(items=two_venues(), cuts=st.lists(st.integers(1, 24), max_size=4))
 def test_any_split_releases_the_same_items_in_the_same_order(items: list[TradeItem], cuts: list[int]) -> None:
@@ -179,7 +148,9 @@ def test_any_split_releases_the_same_items_in_the_same_order(items: list[TradeIt
             lambda: split.extend(run_engine(cfg, items, cuts, registry=registry(), state_dir=Path(tmp) / "s"))
         )
         keyed: list[Any] = []
-        seen_keyed = received(lambda: keyed.extend(run_state_store(cfg, items, cuts, Path(tmp) / "k")))
+        seen_keyed = received(
+            lambda: keyed.extend(run_state_store(cfg, items, cuts, Path(tmp) / "k", registry()))
+        )
     assert tallies(split) == tallies(keyed) == tallies(whole) == reference(items)
     # the module is handed identical frames (values and dtypes) whatever the split or the mode
     for other in (seen_split, seen_keyed):
