@@ -4,7 +4,7 @@ Exact rules: docs/DETECTORS.md, "MOD-005". Two halves under one module id:
 
 - ``BasisPriceFeed`` (instrument half, the module's ``CrossDetector.feed``): per key of a configured
   pair, the last counted trade price of each closed 10-second window under the key's own watermark,
-  published as feed rows (a run of empty windows closed by one event is one row, ``value`` NaN).
+  published as feed rows (a run of windows without one, closed by one event, is one ``no_trade`` row).
 - ``BasisDetector`` (asset half, in ``pipeline.cross``): per pair, each window once both legs published
   it, with the carry rule, ``basis_metrics`` rows, episodes and ``BASIS_STALLED`` counts.
 
@@ -17,7 +17,6 @@ spans not yet evaluated ``[start, end, price or None, clock]``, ``last`` each le
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
@@ -44,7 +43,10 @@ if TYPE_CHECKING:
 
 MODULE_ID: Final = "MOD-005"
 KIND: Final = "basis_divergence"
-FEED_KIND: Final = "window_price"
+PRICED: Final = "window_price"
+"""Kind of a feed row for one window with a counted trade; ``value`` is its last price."""
+UNPRICED: Final = "no_trade"
+"""Kind of a feed row for a run of windows without a counted trade (``value`` 0)."""
 STALLED: Final = "BASIS_STALLED"
 _SEVERITY_STEPS: Final = ((4.0, "high"), (2.0, "medium"), (1.0, "low"))
 
@@ -159,23 +161,26 @@ class BasisPriceFeed(WindowedDetector[BasisSettings]):
         for start, closer in zip(starts.tolist(), closers.tolist(), strict=True):
             price = state["open"].pop(str(start), None)
             if span is not None and (price is not None or closer != span[1]):
-                rows.append(self._row(chunk, span[0], start, math.nan, int(arrivals[span[1]])))
+                rows.append(self._row(chunk, span[0], start, None, int(arrivals[span[1]])))
                 span = None
             if price is not None:
                 rows.append(self._row(chunk, start, start + self.width, float(price), int(arrivals[closer])))
             elif span is None:
                 span = [start, closer]
         if span is not None:
-            rows.append(self._row(chunk, span[0], bound, math.nan, int(arrivals[span[1]])))
+            rows.append(self._row(chunk, span[0], bound, None, int(arrivals[span[1]])))
         state["next"] = bound
         return rows
 
-    def _row(self, chunk: KeyChunk, start: int, end: int, price: float, arrival: int) -> dict[str, Any]:
-        """A feed row: the windows ``[start, end)`` of the key, their price (NaN: no counted trade)."""
+    def _row(
+        self, chunk: KeyChunk, start: int, end: int, price: float | None, arrival: int
+    ) -> dict[str, Any]:
+        """A feed row: the windows ``[start, end)`` of the key and their price (``None``: no trade)."""
         return {
             "alert_id": alert_id(MODULE_ID, chunk.exchange, chunk.symbol, f"window:{start}"),
-            "detector": MODULE_ID, "kind": FEED_KIND, "exchange": chunk.exchange, "symbol": chunk.symbol,
-            "ts_event": end, "window_start": start, "window_end": end, "severity": "low", "value": price,
+            "detector": MODULE_ID, "kind": UNPRICED if price is None else PRICED,
+            "exchange": chunk.exchange, "symbol": chunk.symbol, "ts_event": end, "window_start": start,
+            "window_end": end, "severity": "low", "value": 0.0 if price is None else price,
             "threshold": 0.0, "evidence": {}, "event_ids": [], "ts_sent": None, "ts_ingest": None,
             "ts_written": None, "arrival": arrival,
         }
@@ -250,7 +255,7 @@ class BasisDetector(CrossDetector[BasisSettings]):
             if item.detector != MODULE_ID:
                 continue
             name = leg(item.exchange, item.symbol)
-            price = None if math.isnan(item.value) else float(item.value)
+            price = float(item.value) if item.kind == PRICED else None
             for pair in pairs:
                 if name in pair:
                     state["pairs"]["|".join(pair)]["rows"][name].append(
