@@ -6,6 +6,7 @@ interleaving of the two instruments, both keyed modes and the Polars reference g
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def config(**overrides: Any) -> Config:
     })
 
 
-def legs(prices_a: list[float | None], prices_b: list[float | None], tail: int = 3) -> list[Item]:
+def legs(prices_a: Sequence[float | None], prices_b: Sequence[float | None], tail: int = 3) -> list[Item]:
     """One trade per window and leg at the given price (``None``: the leg does not trade there), then
     ``tail`` windows of both legs at 50,000 so that every listed window closes; a after b each window."""
     items: list[Item] = []
@@ -57,8 +58,9 @@ def outputs(results: list[BatchResult]) -> tuple[list[dict[str, Any]], list[dict
     alerts = sorted((r for res in results for r in res.alerts.to_pylist()), key=lambda a: a["alert_id"])
     basis = sorted((r for res in results for r in res.tables["basis_metrics"].to_pylist()),
                    key=lambda r: (r["exchange_a"], r["exchange_b"], r["window_start"]))
+    dq = [r for res in results for r in res.tables["dq_metrics"].to_pylist()]
     stalls = sorted((r["exchange"], r["symbol"], r["window_start"], r["count"])
-                    for res in results for r in res.tables["dq_metrics"].to_pylist() if r["reason"] == STALLED)
+                    for r in dq if r["reason"] == STALLED)
     for a in alerts:
         a["ts_written"] = None
     return alerts, basis, stalls
@@ -113,7 +115,8 @@ def test_a_price_is_carried_for_max_carry_windows_then_the_basis_stops() -> None
 
 
 def test_no_basis_when_neither_leg_traded_and_that_ends_an_episode() -> None:
-    items = legs([WIDE, WIDE, None, WIDE, WIDE, WIDE], [50_000.0, 50_000.0, None, 50_000.0, 50_000.0, 50_000.0])
+    flat = 50_000.0
+    items = legs([WIDE, WIDE, None, WIDE, WIDE, WIDE], [flat, flat, None, flat, flat, flat])
     (alert,), basis, _ = outputs(run_engine(config(), items))
     assert 2 not in windows(basis)
     assert alert["window_start"] == T0 + 3 * W
@@ -175,7 +178,9 @@ def same(x: list[dict[str, Any]], y: list[dict[str, Any]]) -> bool:
 
 @settings(max_examples=40)
 @given(items=two_legs(), cuts=st.lists(st.integers(1, 80), max_size=4), stall=st.sampled_from([20, 60]))
-def test_any_split_interleaving_and_mode_give_the_reference(items: list[Item], cuts: list[int], stall: int) -> None:
+def test_any_split_interleaving_and_mode_give_the_reference(
+    items: list[Item], cuts: list[int], stall: int
+) -> None:
     cfg = config(**{"settings.MOD-005.stall_seconds": stall, "settings.MOD-005.max_carry_windows": 2})
     whole = outputs(run_engine(cfg, items))
     with tempfile.TemporaryDirectory() as tmp:
