@@ -250,10 +250,14 @@ def _spread_override(ts: I64, intervals: list[inject.Interval]) -> tuple[F64, I6
     return bps, tag
 
 
-def _book(inst: Instrument, path: _Path, ts: I64, noise: F64 | None, override: F64) -> tuple[I64, I64, F64]:
+def _book(
+    inst: Instrument, path: _Path, ts: I64, noise: F64 | None, override: F64, shifts: list[inject.Interval]
+) -> tuple[I64, I64, F64]:
     """Bid and ask in ticks and the mid price at ``ts``."""
     mid, factor = path.at(ts)
     mid = mid * (1 + inst.basis_bps / 1e4)
+    if shifts:  # only then: a tape without dislocations keeps its bytes
+        mid = mid * (1 + inject.price_shift(ts, shifts) / 1e4)
     raw = inst.base_spread_ticks * factor * (1.0 if noise is None else (1 + 0.15 * noise))
     ticks: I64 = np.maximum(1, np.rint(raw)).astype(np.int64)
     wide = ~np.isnan(override)
@@ -299,7 +303,8 @@ def _trades(
     if si.size:
         forced_side = np.asarray(rows.side, dtype=np.int64)[si]
         side[injected] = np.where(forced_side >= 0, forced_side, side[injected])
-    bid, ask, _ = _book(inst, path, ts, None, _spread_override(ts, plan.spreads.get(inst.index, []))[0])
+    override = _spread_override(ts, plan.spreads.get(inst.index, []))[0]
+    bid, ask, _ = _book(inst, path, ts, None, override, plan.shifts.get(inst.index, []))
     price = _px(np.where(side == 0, ask, bid), inst.tick)
     threshold = threshold_usd(config, inst.symbol)
     notional = np.minimum(
@@ -382,7 +387,7 @@ def _quotes(
     ts, src = _merge(natural, rows.ts, t0, t1)
     n = ts.size
     override, tags = _spread_override(ts, plan.spreads.get(inst.index, []))
-    bid, ask, mid = _book(inst, path, ts, rng.standard_normal(n), override)
+    bid, ask, mid = _book(inst, path, ts, rng.standard_normal(n), override, plan.shifts.get(inst.index, []))
     injected = src >= 0
     crossed = np.zeros(n, dtype=bool)
     if injected.any():

@@ -14,11 +14,13 @@ import numpy as np
 from core.events import event_id
 from core.labels import Label
 from pipeline.config import Config
+from pipeline.detectors.basis import BasisSettings
 from pipeline.detectors.data_quality import DataQualitySettings
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from pipeline.detectors.whale import WhaleSettings
 from sim.market import SIZE_SIGMA, Instrument, intraday_factor
 from sim.scenario import (
+    BasisDislocation,
     CrossedBook,
     Duplicate,
     FeedGap,
@@ -35,6 +37,8 @@ from sim.scenario import (
 )
 
 MINUTE_US = 60_000_000
+BASIS_WINDOW_US = 10_000_000
+"""A basis dislocation lasts whole 10-second windows (MOD-005's default window)."""
 HEARTBEAT_US = 8_000_000
 """No instrument is silent longer than twice this (so STALE_FEED only counts injected feed gaps)."""
 NATURAL_CAP = 0.15
@@ -109,6 +113,9 @@ class Plan:
     spreads: dict[int, list[Interval]] = field(default_factory=dict)
     """Quote spread forced to ``value`` bps (blow-outs, crashes)."""
     gaps: dict[int, list[Interval]] = field(default_factory=dict)
+    shifts: dict[int, list[Interval]] = field(default_factory=dict)
+    """Prices moved by ``value`` bps against the asset's path (basis dislocations)."""
+    instruments: list[Instrument] = field(default_factory=list)
     crashes: dict[str, list[tuple[int, FlashCrash]]] = field(default_factory=dict)
     """Per asset: (start, event); the price path of every venue of the asset follows it."""
     ids: dict[int, list[str]] = field(default_factory=dict)
@@ -138,7 +145,7 @@ def build_plan(
     config: Config,
 ) -> Plan:
     """Place every scenario event and draw its injected rows (from its own seeded stream)."""
-    plan = Plan()
+    plan = Plan(instruments=insts)
     for k, ev in enumerate(scenario.events):
         inst = insts[ev.instrument % len(insts)]
         t = place(ev, start_us, duration_us)
@@ -196,7 +203,29 @@ def build_plan(
                 quotes.ts.append(t + 5_000_000 + i * 200_000)
                 quotes.crossed.append(False)
                 quotes.tag.append(k)
+        elif isinstance(ev, BasisDislocation):
+            shift = ev.bps if ev.sign == "up" else -ev.bps
+            moved = Interval(t, t + ev.windows * BASIS_WINDOW_US, k, shift)
+            plan.shifts.setdefault(inst.index, []).append(moved)
     return plan
+
+
+def price_shift(ts: np.ndarray, intervals: list[Interval]) -> np.ndarray:
+    """Per time, the bps by which basis dislocations move the instrument's prices (0 outside them)."""
+    out = np.zeros(ts.shape, dtype=np.float64)
+    for iv in intervals:
+        out[(ts >= iv.start) & (ts < iv.end)] += iv.value
+    return out
+
+
+def basis_pairs(config: Config, inst: Instrument, insts: list[Instrument]) -> list[tuple[str, str]]:
+    """The configured MOD-005 pairs ``(a, b)`` joining ``inst`` with another instrument of ``insts``."""
+    names = {f"{i.exchange}:{i.symbol}" for i in insts}
+    mine = f"{inst.exchange}:{inst.symbol}"
+    return [
+        (a, b) for a, b in config.settings_of(BasisSettings).pairs
+        if mine in (a, b) and a in names and b in names
+    ]
 
 
 def crash_multiplier(ts: np.ndarray, crashes: list[tuple[int, FlashCrash]]) -> np.ndarray:
@@ -373,6 +402,20 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                     **common,
                 )
             )
+        elif isinstance(ev, BasisDislocation):
+            for a, b in basis_pairs(config, inst, plan.instruments):
+                labels.append(
+                    Label(
+                        kind="basis_dislocation",
+                        detector="MOD-005",
+                        exchange=f"{a.partition(':')[0]}|{b.partition(':')[0]}",
+                        symbol=inst.asset.name,
+                        start_us=t,
+                        end_us=t + ev.windows * BASIS_WINDOW_US,
+                        note=f"{inst.exchange}:{inst.symbol} {ev.sign} {ev.bps} bps for {ev.windows} "
+                        f"windows of 10 s (pair {a} / {b})",
+                    )
+                )
         elif isinstance(ev, LateEvent):
             for eid in ids:
                 late.append({"event_id": eid, "delay_ms": ev.delay_ms})

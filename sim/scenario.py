@@ -137,6 +137,20 @@ class FlashCrash(_Event):
         return (self.minutes + self.recover_minutes) * 60_000_000
 
 
+class BasisDislocation(_Event):
+    """The instrument's prices (trades and quotes) move ``bps`` up or down against the asset's other
+    venues for ``windows`` whole 10-second windows, then come back: a basis episode (MOD-005) for every
+    configured pair that joins it with another instrument of the tape."""
+
+    kind: Literal["basis_dislocation"]
+    windows: int = Field(6, ge=1, le=360)
+    bps: float = Field(60.0, gt=0, le=1000)
+    sign: Literal["up", "down"] = "up"
+
+    def length_us(self) -> int:
+        return self.windows * 10_000_000 + 60_000_000
+
+
 ScenarioEvent = Annotated[
     Whale
     | VolumeSpike
@@ -147,7 +161,8 @@ ScenarioEvent = Annotated[
     | TradeIdGap
     | Malformed
     | LateEvent
-    | FlashCrash,
+    | FlashCrash
+    | BasisDislocation,
     Field(discriminator="kind"),
 ]
 
