@@ -5,6 +5,8 @@ interleaving of the two instruments, both keyed modes and the Polars reference g
 
 from __future__ import annotations
 
+import gzip
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +20,12 @@ from hypothesis import strategies as st
 from coattail.reference import from_wire, run_reference
 from core.errors import ConfigError
 from pipeline.config import Config, ConfigLoader
+from pipeline.connectors.binance import parse_binance_message
 from pipeline.detectors.basis import STALLED, basis_bps
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult
 from pipeline.testkit import Item, payloads, quote, run_engine, trade
+from tests.conftest import REAL_TAPES
 from tests.pipeline.keyed_kit import run_state_store
 
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC, a window boundary
@@ -191,3 +195,39 @@ def test_any_split_interleaving_and_mode_give_the_reference(
     assert same(whole[0], ref_alerts)
     assert whole[1] == ref_basis
     assert whole[2] == ref_stalls
+
+
+def real_spot_and_perp() -> list[Item]:
+    """Binance spot and USD-M futures BTCUSDT captured over the same six minutes of 2024-08-08, merged
+    in receive order (/work/shared/real-tapes/PROVENANCE.md)."""
+    items: list[Item] = []
+    for name in ("spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz"):
+        with gzip.open(REAL_TAPES / "binance-ws" / name, "rt") as fh:
+            for line in fh:
+                ns, _, payload = line.partition(" ")
+                items += parse_binance_message(json.loads(payload), int(ns) // 1_000)
+    items.sort(key=lambda i: i[1]["ts_recv"])  # stable: each capture keeps its own order
+    return items
+
+
+def test_real_spot_and_perpetual_captures_agree_with_the_reference(tmp_path: Path) -> None:
+    spot_perp = ["binance:BTCUSDT", "binance-futures:BTCUSDT"]
+    # the real basis is 3 to 5 bps: a threshold inside that range makes episodes start and end; the two
+    # feeds never close a window a second apart, so even a 1 s stall bound counts nothing
+    cfg = config(instruments=spot_perp, **{
+        "settings.MOD-005.pairs": [spot_perp], "settings.MOD-005.threshold_bps": 3.5,
+        "settings.MOD-005.min_windows": 2, "settings.MOD-005.stall_seconds": 1,
+    })
+    items = real_spot_and_perp()
+    assert {(i[1]["exchange"], i[0]) for i in items} == {
+        ("binance", "trade"), ("binance", "quote"), ("binance-futures", "trade"), ("binance-futures", "quote"),
+    }
+    whole = outputs(run_engine(cfg, items))
+    alerts, basis, stalls = whole
+    assert len(basis) > 30 and alerts and all(a["exchange"] == "binance|binance-futures" for a in alerts)
+    assert stalls == []
+    cuts = [len(items) // 7, len(items) // 2, len(items) - 1000]
+    assert outputs(run_engine(cfg, items, cuts, state_dir=tmp_path / "d")) == whole
+    assert outputs(run_state_store(cfg, items, cuts, tmp_path / "k", ModuleRegistry())) == whole
+    ref_alerts, ref_basis, ref_stalls = reference_outputs(cfg, items)
+    assert same(alerts, ref_alerts) and basis == ref_basis and stalls == ref_stalls
