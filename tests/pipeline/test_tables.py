@@ -36,7 +36,10 @@ from pipeline.tables import (
 )
 from pipeline.testkit import T0, payloads, quote, raw_table, small_config, trade
 
-EVERY_MODULE = small_config(modules=ModuleRegistry().ids())
+BTC_PAIR = ["binance:BTCUSDT", "coinbase:BTC-USD"]
+EVERY_MODULE = small_config(
+    modules=ModuleRegistry().ids(), instruments=BTC_PAIR, **{"settings.MOD-005.pairs": [BTC_PAIR]}
+)
 EVENTS = [
     trade(1, 50_000.0, 30.0, T0),
     trade(1, 50_000.0, 30.0, T0 + 1),  # a duplicate: MOD-004 counts it
@@ -98,10 +101,13 @@ def test_run_capture_files_are_named_after_the_tables(tmp_path: Path) -> None:
     )
     empty.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "alerts.parquet", "dq_metrics.parquet", "spread_metrics.parquet"
+        "alerts.parquet", "basis_metrics.parquet", "dq_metrics.parquet", "spread_metrics.parquet"
     ]
     assert {p.stem for p in tmp_path.iterdir()} <= {t.name for t in all_tables(EVERY_MODULE)}
     assert RunOutputs.load(tmp_path).alerts.schema == ALERTS.schema
+    # a run directory written before MOD-005 has no basis file: read as no basis rows
+    (tmp_path / "basis_metrics.parquet").unlink()
+    assert RunOutputs.load(tmp_path).basis_metrics.is_empty()
 
 
 @given(st.lists(st.integers(0, 4_102_444_800_000_000), min_size=1, max_size=20))
