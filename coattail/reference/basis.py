@@ -78,11 +78,13 @@ def _leg(clocks: pl.DataFrame, key: tuple[str, str], width: int, delay: int, flo
         & ~pl.col("duplicate")
         & pl.col("notional_usd").is_not_null()
     ).with_columns(window_start(pl.col("ts_event"), width // US_PER_S).alias("w"))
-    if counted.is_empty():
+    if events.is_empty():
         return None
     last_price = counted.group_by("w").agg(pl.col("price").sort_by("arrival").last())
     prices = dict(zip(last_price["w"].to_list(), last_price["price"].to_list(), strict=True))
-    first = min(prices)
+    # windows start at the first-arrived event's, or earlier for a counted trade before it
+    opening = int(events.sort("arrival")["ts_event"][0]) // width * width
+    first = min([opening, *prices])
     # the clock's values: a window closes at the first one >= its end + delay
     steps = np.unique(events["clock"].to_numpy())
     starts = np.arange(first, int(steps[-1]) - delay - width + 1, width, dtype=np.int64)

@@ -9,7 +9,7 @@ Exact rules: docs/DETECTORS.md, "MOD-005". Two halves under one module id:
   it, with the carry rule, ``basis_metrics`` rows, episodes and ``BASIS_STALLED`` counts.
 
 State of a key (feed, besides the clock ``WindowedDetector`` keeps): ``next`` the first window not yet
-published (``None`` before the key's first counted trade) and ``open`` the open windows' last price.
+published (``None`` before the key's first event) and ``open`` the open windows' last price.
 State of an asset: per pair (``"exchange:symbol|exchange:symbol"``), ``rows`` each leg's published
 spans not yet evaluated ``[start, end, price or None, clock]``, ``last`` each leg's last traded
 ``[window, price]``, the open ``episode`` and ``stalled`` each leg's last counted stall clock.
@@ -128,8 +128,10 @@ class BasisPriceFeed(WindowedDetector[BasisSettings]):
         """Record the chunk's counted trade prices in their windows, publish the windows it closed."""
         if leg(chunk.exchange, chunk.symbol) not in self.legs:
             return [], {}
-        state.setdefault("next", None)
         state.setdefault("open", {})
+        if state.setdefault("next", None) is None:
+            # from the first event on, so a leg that only quotes still lets the pair move on
+            state["next"] = int(window_starts(chunk.ts[:1], self.width)[0])
         trades = chunk.trades
         if len(trades):
             notional = trades["notional_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -141,15 +143,15 @@ class BasisPriceFeed(WindowedDetector[BasisSettings]):
             if counted.any():
                 wins = window_starts(trades["ts_event"].to_numpy(dtype=np.int64)[counted], self.width)
                 prices = trades["price"].to_numpy(dtype=np.float64)[counted]
-                first = int(wins.min())
-                state["next"] = first if state["next"] is None else min(int(state["next"]), first)
+                # a counted trade is never in a published window, but may precede the first event's
+                state["next"] = min(int(state["next"]), int(wins.min()))
                 # later trades overwrite earlier ones: each window keeps its last in arrival order
                 state["open"].update(zip(map(str, wins.tolist()), prices.tolist(), strict=True))
         return self._publish(chunk, state), {}
 
     def _publish(self, chunk: KeyChunk, state: dict[str, Any]) -> list[dict[str, Any]]:
         bound = closing_bound(chunk.max_ts, self.delay_us, self.width)
-        if state["next"] is None or int(state["next"]) >= bound:
+        if int(state["next"]) >= bound:
             return []
         starts = np.arange(int(state["next"]), bound, self.width, dtype=np.int64)
         closers = closing_rows(chunk.running_max, starts + self.width, self.delay_us)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,8 +25,9 @@ from pipeline.config import Config, ConfigLoader
 from pipeline.connectors.binance import parse_binance_message
 from pipeline.detectors.basis import STALLED, basis_bps
 from pipeline.detectors.registry import ModuleRegistry
-from pipeline.engine import BatchResult
-from pipeline.testkit import Item, payloads, quote, run_engine, trade
+from pipeline.engine import BatchResult, Engine
+from pipeline.parse import parse_batch
+from pipeline.testkit import Item, payloads, quote, raw_table, run_engine, trade
 from tests.conftest import REAL_TAPES
 from tests.pipeline.keyed_kit import run_state_store
 
@@ -135,6 +137,20 @@ def test_a_leg_silent_for_stall_seconds_counts_one_basis_stalled() -> None:
     assert stalls == [(B[0], B[1], T0, 1)]
     quiet = outputs(run_engine(config(**{"settings.MOD-005.stall_seconds": 120}), items))[2]
     assert quiet == []
+
+
+def test_a_leg_that_only_quotes_lets_the_pair_move_on_without_a_backlog() -> None:
+    items: list[Item] = []
+    for i in range(40):
+        items.append(trade(i + 1, 50_000.0, 0.1, T0 + i * W + SEC))
+        items.append(quote(i + 1, 49_999.0, 50_001.0, T0 + i * W + 2 * SEC, exchange=B[0], symbol=B[1]))
+    cfg = config()
+    engine = Engine(cfg, ModuleRegistry().build(cfg))
+    parsed = pa.Table.from_batches([parse_batch(raw_table(payloads(items)).to_batches()[0])])
+    result = engine.process(parsed, 0)
+    assert result.tables["basis_metrics"].num_rows == 0  # b never traded: no price, no basis
+    pair = engine.state.cross["modules"]["MOD-005"]["groups"]["BTC"]["pairs"]["|".join(PAIR)]
+    assert all(len(spans) <= 2 for spans in pair["rows"].values())  # evaluated windows leave the state
 
 
 def test_pairs_must_be_tier_instruments_of_one_asset() -> None:
