@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day [--generate] [--scale 0.74]
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day --engine-batches 200000
+    ... --modules MOD-001,MOD-005 --set 'instruments=[binance:BTCUSDT,coinbase:BTC-USD]'  # config overrides
 
 ``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
 one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
@@ -50,7 +51,9 @@ def generate(tape: Path, scale: float) -> None:
     run(spec, ConfigLoader().load("small"), tape, overwrite=True, origin=["benchmarks/bench_reprocessor.py"])
 
 
-def engine_throughput(tape: Path, modules: list[str], batch: int) -> dict[str, object]:
+def engine_throughput(
+    tape: Path, modules: list[str], batch: int, overrides: dict[str, str]
+) -> dict[str, object]:
     """Micro-batches of ``batch`` tape events through the engine; time spent in ``Engine.process``."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -71,7 +74,7 @@ def engine_throughput(tape: Path, modules: list[str], batch: int) -> dict[str, o
             table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
     table = table.select(PARSED_SCHEMA.names)
     table = table.take(pc.sort_indices(table, sort_keys=[("sequence_number", "ascending")]))
-    config = ConfigLoader().load("small", env={}, overrides={"modules": modules})
+    config = ConfigLoader().load("small", env={}, overrides={**overrides, "modules": modules})
     engine = Engine(config, ModuleRegistry().build(config))
     spent, alerts = 0.0, 0
     for batch_id, offset in enumerate(range(0, table.num_rows, batch)):
@@ -98,16 +101,20 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.74)
     parser.add_argument("--modules", default="MOD-001,MOD-002,MOD-003,MOD-004")
     parser.add_argument("--engine-batches", type=int, default=0, metavar="N")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, as coattail's --set (MOD-005 needs instruments)")
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.generate:
         generate(args.tape, args.scale)
     if args.engine_batches:
-        print(json.dumps(engine_throughput(args.tape, args.modules.split(","), args.engine_batches)))
+        figures = engine_throughput(args.tape, args.modules.split(","), args.engine_batches, overrides)
+        print(json.dumps(figures))
         return
     manifest = read_manifest(args.tape)
     start = int(manifest["start_us"]) // DAY_US * DAY_US
     with tempfile.TemporaryDirectory(prefix="bench-reprocess-") as tmp:
-        config = ConfigLoader().load("small", env={})
+        config = ConfigLoader().load("small", env={}, overrides=overrides)
         config = config.model_copy(update={"runtime": RuntimeSettings(state_dir=Path(tmp))})
         sink = IcebergSink(config)
         t0 = time.perf_counter()

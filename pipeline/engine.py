@@ -342,7 +342,6 @@ class Engine:
             upstream[det.module_id] = out.alerts
             outputs.append(out)
         output = DetectorOutput.concat(outputs)
-        fed = DetectorOutput.concat([feed.detect(frames) for feed in self.cross.feeds]).alerts
         tables = {
             "trades": bronze_rows(valid_tbl, "trade"),
             "quotes": bronze_rows(valid_tbl, "quote"),
@@ -352,6 +351,8 @@ class Engine:
             ),
         }
         if self.cross.active:
+            # the asset modules' instrument halves: what they publish feeds the stage, never a table
+            fed = DetectorOutput.concat([feed.detect(frames) for feed in self.cross.feeds]).alerts
             tables[ROWS] = pa.Table.from_pandas(
                 fed[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
             )
