@@ -234,10 +234,11 @@ class BaseDetector(ABC, Generic[S]):
                                 "consumes instrument modules' alerts or declares a feed (pipeline.cross)")
         if issubclass(cls, CrossDetector) and cls.feed is not None:
             feed = cls.feed
-            if feed.module_id != cls.module_id or feed.scope != "instrument" or feed.consumes:
+            if (feed.module_id != cls.module_id or feed.scope != "instrument" or feed.consumes
+                    or feed.metric_tables):
                 raise PipelineError(f"detector {where}: its feed {feed.__qualname__} must be an instrument-"
                                     f"scoped KeyedDetector with module_id {cls.module_id!r} that consumes "
-                                    "nothing")
+                                    "nothing and writes no table")
         if cls.module_id in cls.consumes:
             raise PipelineError(f"detector {where} cannot consume its own alerts")
 

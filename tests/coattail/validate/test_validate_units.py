@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -10,12 +11,13 @@ import pyarrow as pa
 import pytest
 
 from coattail.reference import from_tape, run_reference
-from coattail.run.outputs import RunOutputs
+from coattail.run.outputs import BASIS_COLUMNS, DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs
 from coattail.validate import compare_golden, compare_with_reference, validate_labels, write_golden
 from core.errors import ValidationFailed
 from core.labels import Label
 from core.tape import Tape
 from pipeline.config import Config
+from pipeline.tables import ALERTS
 from tests.coattail.coattail_tapekit import at, make_tape
 
 
@@ -186,3 +188,19 @@ def test_agreement_reports_each_difference(tape_and_outputs: tuple[list[Label], 
         pa.Table.from_pylist([noisy, rows[1]], schema=ref.alerts.schema), ref.dq, ref.spread_metrics, 0, 0
     )
     assert compare_with_reference(quiet, ref).alert_differences == []
+
+
+def test_agreement_reports_basis_rows_that_differ_or_are_missing() -> None:
+    row = {"asset": "BTC", "exchange_a": "binance", "symbol_a": "BTCUSDT", "exchange_b": "coinbase",
+           "symbol_b": "BTC-USD", "window_start": 0, "window_end": 10, "price_a": 100.4, "price_b": 100.0,
+           "carried_a": False, "carried_b": False, "basis_bps": 39.92}
+    ref = RunOutputs(pa.Table.from_pylist([], schema=ALERTS.schema), pl.DataFrame(schema=DQ_COLUMNS),
+                     pl.DataFrame(schema=SPREAD_COLUMNS), 0, 0,
+                     basis_metrics=pl.DataFrame([row, {**row, "window_start": 10, "window_end": 20}],
+                                                schema=BASIS_COLUMNS))
+    assert compare_with_reference(ref, ref).ok
+    ours = replace(ref, basis_metrics=pl.DataFrame([{**row, "carried_b": True, "basis_bps": 39.93}],
+                                                   schema=BASIS_COLUMNS))
+    got = compare_with_reference(ours, ref)
+    assert [set(d["fields"]) for d in got.basis_differences if "fields" in d] == [{"carried_b", "basis_bps"}]
+    assert [d["only_in"] for d in got.basis_differences if "only_in" in d] == ["reference"]
