@@ -286,4 +286,3 @@ class KinesisWriter:
                 )
             failed[record] = (code, result.get("ErrorMessage", ""))
         return failed
-
