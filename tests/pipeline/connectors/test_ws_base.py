@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import socket
 
-from pipeline.connectors.base import Event
+import pytest
+
+from core.errors import ConfigError
+from pipeline.connectors.base import ConnectorError, Event, Gap
 from pipeline.connectors.binance_ws import BinanceConnector
 from pipeline.connectors.coinbase_ws import CoinbaseConnector
 
@@ -79,3 +85,52 @@ def test_coinbase_last_match_after_a_resubscription_is_not_doubled() -> None:
     c.handle(json.dumps({**match, "type": "last_match"}), 3)  # after a reconnect: already seen
     c.handle(json.dumps({**match, "trade_id": 11}), 4)
     assert [e["trade_id"] for _, e in got] == [9, 10, 11]
+
+
+def _trade_msg(trade_id: int) -> str:
+    return json.dumps({**TRADE, "data": {**TRADE["data"], "t": trade_id}})
+
+
+def test_trade_id_gaps_are_counted_and_reported_with_the_reconnect_before_them() -> None:
+    gaps: list[Gap] = []
+    c = BinanceConnector(["BTCUSDT"], lambda e: None, on_gap=gaps.append)
+    for trade_id in (1, 2, 5, 5, 6):
+        c.handle(_trade_msg(trade_id), 1)
+    c._reconnected = {"BTCUSDT"}  # what a lost connection leaves behind
+    c.handle(_trade_msg(9), 2)
+    c.handle(_trade_msg(10), 3)
+    assert gaps == [Gap("binance", "BTCUSDT", 2, 5, False), Gap("binance", "BTCUSDT", 6, 9, True)]
+    assert (c.gaps, c.missing_trades) == (2, 4)
+
+
+def test_binance_channels_take_trade_or_aggtrade_not_both() -> None:
+    c = BinanceConnector(["BTCUSDT"], lambda e: None, base_url="ws://h", channels=("aggTrade",))
+    assert c.url == "ws://h/stream?streams=btcusdt@aggTrade"
+    with pytest.raises(ConfigError, match="not both"):
+        BinanceConnector(["BTCUSDT"], lambda e: None, channels=("trade", "aggTrade"))
+
+
+class _Ceiling(random.Random):
+    """Answers the upper bound of every delay and records the bounds asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.asked: list[float] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.asked.append(b)
+        return b
+
+
+def test_an_unreachable_endpoint_is_retried_with_growing_delays_then_a_clear_error() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rng = _Ceiling()
+    c = CoinbaseConnector(
+        ["BTC-USD"], lambda e: None, url=f"ws://127.0.0.1:{port}", max_reconnects=4,
+        reconnect_base_s=0.001, reconnect_max_s=0.004, rng=rng,
+    )  # fmt: skip
+    with pytest.raises(ConnectorError, match="unreachable after 5 attempts"):
+        asyncio.run(c.run())
+    assert rng.asked == pytest.approx([0.001, 0.002, 0.004, 0.004]) and c.reconnects == 4
