@@ -88,7 +88,7 @@ def test_coinbase_last_match_after_a_resubscription_is_not_doubled() -> None:
 
 
 def _trade_msg(trade_id: int) -> str:
-    return json.dumps({**TRADE, "data": {**TRADE["data"], "t": trade_id}})
+    return json.dumps({**TRADE, "data": {**TRADE["data"], "t": trade_id}})  # type: ignore[dict-item]
 
 
 def test_trade_id_gaps_are_counted_and_reported_with_the_reconnect_before_them() -> None:
