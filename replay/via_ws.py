@@ -137,6 +137,10 @@ def replay_through_producer(
             batch_rows=batch_rows, on_progress=on_progress,
         ).run()  # fmt: skip
         _await_closes(producer, thread, failure)
+    except ReplayError as e:
+        if failure:  # the replay waited for clients that had failed: the producer's error says why
+            raise failure[0] from e
+        raise
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join()

@@ -64,30 +64,11 @@ class KinesisTarget(Target):
 
     name = "kinesis"
 
-    def __init__(
-        self,
-        runtime: RuntimeSettings,
-        stream: str,
-        *,
-        aggregate: bool = True,
-        max_attempts: int = 10,
-        backoff_base_ms: float = 25.0,
-        backoff_max_ms: float = 2_000.0,
-        seed: int = 0,
-        client: Any = None,
-    ) -> None:
+    def __init__(self, runtime: RuntimeSettings, stream: str, **options: Any) -> None:
+        """``options``: the writer's (``KinesisWriter``: aggregate, max_attempts, backoff, seed, client)."""
         super().__init__()
         self.stream = stream
-        self.writer = _FaultyWriter(
-            runtime,
-            stream,
-            aggregate=aggregate,
-            max_attempts=max_attempts,
-            backoff_base_ms=backoff_base_ms,
-            backoff_max_ms=backoff_max_ms,
-            seed=seed,
-            client=client,
-        )
+        self.writer = _FaultyWriter(runtime, stream, **options)
 
     @property
     def calls(self) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ProducerError
 from core.events import EVENT_KINDS
 from core.tape import Tape
 from pipeline.config import RuntimeSettings
@@ -117,3 +117,12 @@ def test_a_tape_of_an_exchange_without_connector_is_refused(tmp_path: Path) -> N
     write_tape(tmp_path / "t", [trade(1, 1.0, 1.0, 1_700_000_000_000_000, exchange="kraken")[1]], [])
     with pytest.raises(ConfigError, match=r"kraken.*--via kinesis"):
         subscriptions_of([tmp_path / "t"])
+
+
+def test_a_missing_stream_is_the_producers_clear_error(
+    tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
+) -> None:
+    tape = tardis_tape(tmp_path / "tape", 20)
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint)
+    with pytest.raises(ProducerError, match="does not exist"):
+        replay_through_producer([tape], _settings(), runtime, "no-such-stream")
