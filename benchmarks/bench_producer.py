@@ -25,10 +25,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_replay import _stream, busy_minute, moto_server  # noqa: E402
-
+from benchmarks.bench_replay import _stream, busy_minute, moto_server  # noqa: E402
 from pipeline.config import RuntimeSettings  # noqa: E402
 from pipeline.producer.settings import load_producer_settings  # noqa: E402
 from replay.clock import parse_speed  # noqa: E402
