@@ -102,7 +102,6 @@ class KinesisWriter:
         self._client = client
         self.calls = 0
         self.kinesis_records = 0
-        self.events = 0
         self.retried_records = 0
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_depth)
         self._worker: threading.Thread | None = None
@@ -195,7 +194,6 @@ class KinesisWriter:
         """Wire records (or KPL aggregates) per partition key, in hand-over order."""
         keys = pa.chunked_array([b.keys for b in batches], type=pa.string())
         data = pa.chunked_array([b.data.cast(pa.large_binary()) for b in batches], type=pa.large_binary())
-        self.events += len(keys)
         queues: dict[str, deque[PutRecord]] = {}
         if self.aggregate:
             for agg in kpl.aggregate_arrays(keys, data, max_bytes=MAX_BYTES_PER_RECORD):

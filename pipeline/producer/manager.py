@@ -20,7 +20,7 @@ import contextlib
 import random
 import threading
 import time
-from array import array
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +41,8 @@ from pipeline.producer.kinesis_writer import KinesisWriter
 from pipeline.producer.settings import ProducerSettings
 
 EXCHANGES: Final = (*BINANCE_EXCHANGES, COINBASE)
+LATENCY_WINDOW: Final = 100_000
+GAP_LOG: Final = 10_000
 
 OnPut = Callable[[list[Event], int], None]
 """Called (on the writer's thread) with events that are on the stream and the wall time (µs) they were."""
@@ -59,7 +61,7 @@ class ProducerStats:
     missing_trades: int
     put_p50_ms: float | None
     put_p99_ms: float | None
-    """Receive -> on the stream, over the events put so far."""
+    """Receive -> on the stream, over the last ``LATENCY_WINDOW`` events put."""
 
     def line(self) -> str:
         """One status line."""
@@ -129,7 +131,8 @@ class Producer:
             max_attempts=settings.kinesis.max_attempts,
             seed=seed or 0,
         )
-        self.gap_log: list[Gap] = []
+        self.gap_log: deque[Gap] = deque(maxlen=GAP_LOG)
+        """The most recent gaps (all of them, up to ``GAP_LOG``)."""
         self._on_gap = on_gap
         self._on_put = on_put
         rng = random.Random(seed)
@@ -141,7 +144,8 @@ class Producer:
         self._full = asyncio.Event()
         self._accepted = 0
         self._out = 0
-        self._latency_us = array("q")
+        # the recent events' latencies only: a producer runs for days
+        self._latency_us: deque[int] = deque(maxlen=LATENCY_WINDOW)
         self._latency_lock = threading.Lock()  # appended on the writer's thread, read on the loop
         # one hand-over at a time, in order: per-key order from the sockets to the stream
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="producer-handover")
@@ -178,7 +182,7 @@ class Producer:
         )
 
     def latencies_us(self) -> np.ndarray:
-        """Per event put so far: receive -> on the stream, in µs."""
+        """Receive -> on the stream, in µs, of the last ``LATENCY_WINDOW`` events put."""
         with self._latency_lock:
             return np.array(self._latency_us, dtype=np.int64)
 
