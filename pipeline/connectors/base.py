@@ -126,7 +126,10 @@ class BaseConnector(ABC):
                         await ws.send(json.dumps(message))
                     self.connected.set()
                     self.backoff.reset()
-                    await self._receive(ws, stop)
+                    try:
+                        await self._receive(ws, stop)
+                    finally:
+                        self._emit(self.release())  # nothing received stays behind a connection
                     if stop.is_set():
                         return
                     raise ConnectionError(f"{self.url} closed the connection")
@@ -176,6 +179,14 @@ class BaseConnector(ABC):
             if self.on_bad_message is not None:
                 self.on_bad_message(text, str(e))
             return
+        self._emit(events)
+
+    def release(self) -> list[Event]:
+        """Events a backend held back (it had no exchange time for them yet); called when a connection
+        ends, so that what was received is passed on."""
+        return []
+
+    def _emit(self, events: list[Event]) -> None:
         if events:
             self._check_gaps(events)
             self.events += len(events)

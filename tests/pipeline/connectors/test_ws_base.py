@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import ConfigError
 from pipeline.connectors.base import ConnectorError, Event, Gap
-from pipeline.connectors.binance_ws import BinanceConnector
+from pipeline.connectors.binance_ws import HOLD_US, BinanceConnector
 from pipeline.connectors.coinbase_ws import CoinbaseConnector
 
 TRADE = {
@@ -134,3 +134,38 @@ def test_an_unreachable_endpoint_is_retried_with_growing_delays_then_a_clear_err
     with pytest.raises(ConnectorError, match="unreachable after 5 attempts"):
         asyncio.run(c.run())
     assert rng.asked == pytest.approx([0.001, 0.002, 0.004, 0.004]) and c.reconnects == 4
+
+
+BOOK = {
+    "stream": "btcusdt@bookTicker",
+    "data": {"u": 5, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1"},
+}
+T_MS = TRADE["data"]["T"]  # type: ignore[index]
+
+
+def test_spot_book_tickers_are_dated_by_the_exchange_clock_of_the_connection() -> None:
+    """The receiver's clock runs 5 s ahead of the exchange's: book tickers held until the first trade,
+    then dated at receive time minus the offset that trade showed."""
+    got: list[Event] = []
+    c = BinanceConnector(["BTCUSDT"], got.extend)
+    ahead = T_MS * 1000 + 5_000_000
+    c.handle(json.dumps(BOOK), ahead - 300)  # before any trade: held
+    assert got == []
+    c.handle(_trade_msg(1), ahead)  # its exchange time is T: the offset is 5 s
+    c.handle(json.dumps(BOOK), ahead + 700)
+    assert [(k, e["ts_event"]) for k, e in got] == [
+        ("quote", T_MS * 1000 - 300),
+        ("trade", T_MS * 1000),
+        ("quote", T_MS * 1000 + 700),
+    ]
+
+
+def test_held_book_tickers_go_out_by_receive_time_when_no_trade_comes() -> None:
+    got: list[Event] = []
+    c = BinanceConnector(["BTCUSDT"], got.extend)
+    c.handle(json.dumps(BOOK), 10)
+    c.handle(json.dumps(BOOK), 10 + HOLD_US)  # held for a second of receive time: released
+    assert [e["ts_event"] for _, e in got] == [10, 10 + HOLD_US]
+    quotes_only = BinanceConnector(["BTCUSDT"], got.extend, channels=("bookTicker",))
+    quotes_only.handle(json.dumps(BOOK), 20)  # no exchange clock on this connection at all
+    assert got[-1][1]["ts_event"] == 20
