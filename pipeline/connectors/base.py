@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -25,6 +25,7 @@ from core.events import EventKind
 from pipeline.backoff import Backoff
 
 Event = tuple[EventKind, dict[str, Any]]
+CLOSE_TIMEOUT_S: Final = 10.0
 Sink = Callable[[list[Event]], None]
 
 
@@ -121,6 +122,8 @@ class BaseConnector(ABC):
                     max_size=None,
                     ping_interval=self.ping_interval_s,
                     ping_timeout=self.ping_timeout_s,
+                    # a feed that missed its pong will not acknowledge the close either
+                    close_timeout=self.ping_timeout_s or CLOSE_TIMEOUT_S,
                 ) as ws:
                     for message in self.subscribe_messages():
                         await ws.send(json.dumps(message))

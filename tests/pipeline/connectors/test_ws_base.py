@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import random
 import socket
@@ -169,3 +171,46 @@ def test_held_book_tickers_go_out_by_receive_time_when_no_trade_comes() -> None:
     quotes_only = BinanceConnector(["BTCUSDT"], got.extend, channels=("bookTicker",))
     quotes_only.handle(json.dumps(BOOK), 20)  # no exchange clock on this connection at all
     assert got[-1][1]["ts_event"] == 20
+
+
+async def _silent_server() -> tuple[asyncio.Server, int, list[int]]:
+    """Accepts WebSocket handshakes, then never answers anything (not even a ping): a stalled feed."""
+    handshakes: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        handshakes.append(1)
+        await reader.read()  # hold the connection, answer nothing
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], handshakes
+
+
+def test_a_missing_pong_drops_the_connection_and_the_connector_reconnects() -> None:
+    async def scenario() -> tuple[int, int, int]:
+        server, port, handshakes = await _silent_server()
+        c = BinanceConnector(
+            ["BTCUSDT"], lambda e: None, base_url=f"ws://127.0.0.1:{port}", ping_interval_s=0.05,
+            ping_timeout_s=0.05, reconnect_base_s=0.001, reconnect_max_s=0.002,
+        )  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(c.run(stop))
+        while len(handshakes) < 3:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        server.close()
+        return len(handshakes), c.disconnects, c.reconnects
+
+    handshakes, disconnects, reconnects = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert handshakes >= 3 and disconnects >= 2 and reconnects >= 2
