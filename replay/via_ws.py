@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +26,19 @@ import numpy as np
 import pyarrow as pa
 
 from core.errors import ConfigError, ReplayError
-from core.events import EVENT_KINDS, native_id_field
+from core.events import partition_key
 from core.tape import Tape
 from pipeline.config import RuntimeSettings
 from pipeline.connectors.base import Event
 from pipeline.producer.manager import EXCHANGES, Producer, ProducerStats
 from pipeline.producer.settings import ProducerSettings
+from replay import wire
 from replay.engine import DEFAULT_WATERMARK_US, Progress, Replay, ReplaySummary
 from replay.faults import FaultSpec
 from replay.merge import DEFAULT_BATCH_ROWS
 from replay.targets.websocket import WebSocketTarget
 
 DRAIN_TIMEOUT_S: Final = 60.0
-_EventKey = tuple[str, str, str, int]
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,25 @@ class ProducerReport:
 
 
 class _StampedTarget(WebSocketTarget):
-    """The WebSocket server, remembering when each event in flight was sent (until it is put)."""
+    """The WebSocket server, remembering per key when each event in flight was sent (until it is put).
+
+    Per key, the producer puts events in the order the server sent them, so the n-th put of a key is its
+    n-th send. A corrupt frame never becomes an event, so it is not remembered; the rest (duplicates
+    too) all reach the producer.
+    """
 
     def __init__(self, *, wait_for_clients: int, client_timeout_s: float) -> None:
         super().__init__(wait_for_clients=wait_for_clients, client_timeout_s=client_timeout_s)
-        self.sent_at: dict[_EventKey, int] = {}
+        self.sent_at: dict[str, deque[int]] = {}
         self.lock = threading.Lock()
 
     def _send(self, table: pa.Table, ts_sent: int) -> None:
-        columns = table.select(["kind", "exchange", "symbol", "trade_id", "update_id"]).to_pydict()
+        corrupt = set(wire.corrupt_rows(table).tolist())
+        keys = wire.partition_keys(table).to_pylist()
         with self.lock:  # stamped before any frame leaves, so a put can never precede its stamp
-            for code, exchange, symbol, trade_id, update_id in zip(*columns.values(), strict=True):
-                kind = EVENT_KINDS[code]
-                native = trade_id if kind == "trade" else update_id
-                self.sent_at[(kind, exchange, symbol, native)] = ts_sent
+            for i, key in enumerate(keys):
+                if i not in corrupt:
+                    self.sent_at.setdefault(key, deque()).append(ts_sent)
         super()._send(table, ts_sent)
 
 
@@ -106,10 +112,10 @@ def replay_through_producer(
 
     def on_put(events: list[Event], done_us: int) -> None:
         with target.lock:
-            for kind, e in events:
-                sent = target.sent_at.pop((kind, e["exchange"], e["symbol"], e[native_id_field(kind)]), None)
-                if sent is not None:
-                    latencies.append(done_us - sent)
+            for _, e in events:
+                sent = target.sent_at.get(partition_key(e["exchange"], e["symbol"]))
+                if sent:
+                    latencies.append(done_us - sent.popleft())
 
     producer = Producer(
         settings.with_urls({ex: target.endpoint(ex) for ex in subscriptions}),
