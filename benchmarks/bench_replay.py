@@ -42,11 +42,16 @@ from replay.targets.memory import MemoryTarget  # noqa: E402
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
 
 
-def busy_minute(out: Path, *, events: int = 1_200_000, symbols: int = 20, seed: int = 1) -> Path:
-    """A synthetic minute: ``events`` trades and quotes (half each) over ``symbols`` binance symbols."""
+def busy_minute(
+    out: Path, *, events: int = 1_200_000, symbols: int = 20, seed: int = 1, trades_only: bool = False
+) -> Path:
+    """A synthetic minute: ``events`` trades and quotes (half each, or trades only) over ``symbols``
+    binance symbols."""
     rng = np.random.default_rng(seed)
     ts = np.sort(T0 + rng.integers(0, 60_000_000, events))
     kind = rng.integers(0, 2, events)
+    if trades_only:
+        kind[:] = 0  # after the draw: the other columns' random streams stay those of the mixed minute
     sym = rng.integers(0, symbols, events)
     names = np.array([f"SYM{i:02d}USDT" for i in range(symbols)], dtype=object)
     seq = np.arange(events, dtype=np.int64)
@@ -64,7 +69,9 @@ def busy_minute(out: Path, *, events: int = 1_200_000, symbols: int = 20, seed: 
             }
             if name == "trade":
                 cols |= {
-                    "trade_id": pa.array(np.arange(n, dtype=np.int64)),
+                    "trade_id": pa.array(
+                        _per_symbol_ids(sym[m]) if trades_only else np.arange(n, dtype=np.int64)
+                    ),
                     "price": pa.array(price[m]),
                     "qty": pa.array(rng.exponential(0.5, n)),
                     "side": pa.array(np.where(rng.random(n) < 0.5, "buy", "sell").tolist()),
@@ -80,6 +87,15 @@ def busy_minute(out: Path, *, events: int = 1_200_000, symbols: int = 20, seed: 
             writer.write(name, pa.table(cols).select(tape_schema(name).names))  # type: ignore[arg-type]
         writer.close(source="synthetic", origin=["benchmarks/bench_replay.py busy_minute"])
     return out
+
+
+def _per_symbol_ids(sym: np.ndarray) -> np.ndarray:
+    """Trade ids counting 0, 1, 2, ... per symbol, as an exchange numbers them (no gaps)."""
+    ids = np.empty(sym.size, dtype=np.int64)
+    for s in np.unique(sym):
+        where = np.flatnonzero(sym == s)
+        ids[where] = np.arange(where.size)
+    return ids
 
 
 def bench_memory(tape: Path) -> dict[str, Any]:

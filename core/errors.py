@@ -49,6 +49,10 @@ class TargetError(ReplayError):
     """A replay target rejected records beyond its retry budget."""
 
 
+class ProducerError(CoattailError):
+    """The producer (connectors into Kinesis) could not deliver what it accepted."""
+
+
 class PipelineError(CoattailError):
     """The detector pipeline (source, detectors, sinks) failed."""
 

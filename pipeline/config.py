@@ -313,8 +313,8 @@ class ConfigLoader:
         registry = self.registry
         features_path = self.config_dir / "features.yaml"
         tier_path = self.config_dir / "tiers" / f"{tier}.yaml"
-        features = parse_model(FeaturesFile, _read_yaml(features_path), features_path)
-        raw_tier = _read_yaml(tier_path)
+        features = parse_model(FeaturesFile, read_yaml(features_path), features_path)
+        raw_tier = read_yaml(tier_path)
         own = parse_model(TierFile, raw_tier, tier_path)
         declared = registry.declared()
         for origin, layer in ((features_path, features.settings), (tier_path, own.settings)):
@@ -361,7 +361,7 @@ class ConfigLoader:
                 cls.settings_model, tier_file.settings[module_id], origin, module_id, origins=below
             )
         instruments_path = self.config_dir / "instruments.yaml"
-        instruments = parse_model(InstrumentsConfig, _read_yaml(instruments_path), instruments_path)
+        instruments = parse_model(InstrumentsConfig, read_yaml(instruments_path), instruments_path)
         runtime_raw: dict[str, Any] = {f: env[k] for k, f in _RUNTIME_ENV.items() if k in env}
         service_endpoints = {
             service: env[key] for service in AWS_SERVICES if (key := service_endpoint_env(service)) in env
@@ -398,7 +398,8 @@ def _active_instruments(
     return tuple(out)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file holding a mapping; a ``ConfigError`` naming the file when it is missing or malformed."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError as e:

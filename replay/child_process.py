@@ -1,4 +1,5 @@
-"""A Kinesis replay in a child process, reporting progress and its summary back to the caller.
+"""A Kinesis replay (direct, or through the production producer) in a child process, reporting progress
+and its summary back to the caller.
 
 ``coattail run`` replays while the pipeline's Spark driver runs in its own process. In that process the
 replay (merging tapes, building wire records and KPL aggregates, botocore) would hold the interpreter
@@ -18,9 +19,11 @@ from typing import Any
 
 from core.errors import ReplayError
 from pipeline.config import RuntimeSettings
+from pipeline.producer.settings import ProducerSettings
 from replay.engine import Progress, Replay, ReplaySummary
 from replay.faults import FaultSpec
 from replay.targets.kinesis import KinesisTarget
+from replay.via_ws import ProducerReport, replay_through_producer
 
 
 def replay_to_kinesis(
@@ -35,14 +38,41 @@ def replay_to_kinesis(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> ReplaySummary:
     """Replay ``tapes`` into ``stream`` from a child process; its errors are raised here."""
+    summary: ReplaySummary = _in_child(
+        _kinesis, ([str(t) for t in tapes], runtime, stream, speed, faults, seed, watermark_us), on_progress
+    )
+    return summary
+
+
+def replay_via_producer(
+    tapes: Sequence[Path],
+    settings: ProducerSettings,
+    runtime: RuntimeSettings,
+    stream: str,
+    *,
+    speed: float | None,
+    faults: FaultSpec | None,
+    seed: int | None,
+    watermark_us: int,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[ReplaySummary, ProducerReport]:
+    """``replay.via_ws.replay_through_producer`` in a child process: the replay's WebSocket server and
+    the production producer behind it (one process, as an exchange and its feed handler are apart from
+    the pipeline); its errors are raised here."""
+    result: tuple[ReplaySummary, ProducerReport] = _in_child(
+        _producer,
+        ([str(t) for t in tapes], settings, runtime, stream, speed, faults, seed, watermark_us),
+        on_progress,
+    )
+    return result
+
+
+def _in_child(
+    job: Callable[..., Any], args: tuple[Any, ...], on_progress: Callable[[Progress], None] | None
+) -> Any:
     context = multiprocessing.get_context("spawn")
     messages: Any = context.Queue()
-    child = context.Process(
-        target=_child,
-        args=(messages, [str(t) for t in tapes], runtime, stream, speed, faults, seed, watermark_us),
-        name="coattail-replay",
-        daemon=True,
-    )
+    child = context.Process(target=_child, args=(messages, job, args), name="coattail-replay", daemon=True)
     child.start()
     try:
         while True:
@@ -60,25 +90,42 @@ def replay_to_kinesis(
             elif kind == "error":
                 raise pickle.loads(payload)
             else:
-                summary: ReplaySummary = payload
-                return summary
+                return payload
     finally:
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
 
 
-def _child(
-    messages: Any, tapes: list[str], runtime: RuntimeSettings, stream: str, speed: float | None,
-    faults: FaultSpec | None, seed: int | None, watermark_us: int,
-) -> None:
+def _kinesis(
+    tapes: list[str], runtime: RuntimeSettings, stream: str, speed: float | None, faults: FaultSpec | None,
+    seed: int | None, watermark_us: int, on_progress: Callable[[Progress], None],
+) -> ReplaySummary:  # fmt: skip
+    target = KinesisTarget(runtime, stream, seed=seed or 0)
+    return Replay(
+        tapes,
+        target,
+        speed=speed,
+        faults=faults,
+        seed=seed,
+        watermark_us=watermark_us,
+        on_progress=on_progress,
+    ).run()
+
+
+def _producer(
+    tapes: list[str], settings: ProducerSettings, runtime: RuntimeSettings, stream: str, speed: float | None,
+    faults: FaultSpec | None, seed: int | None, watermark_us: int, on_progress: Callable[[Progress], None],
+) -> tuple[ReplaySummary, ProducerReport]:  # fmt: skip
+    return replay_through_producer(
+        [Path(t) for t in tapes], settings, runtime, stream, speed=speed, faults=faults, seed=seed,
+        watermark_us=watermark_us, on_progress=on_progress,
+    )  # fmt: skip
+
+
+def _child(messages: Any, job: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
-        target = KinesisTarget(runtime, stream, seed=seed or 0)
-        summary = Replay(
-            tapes, target, speed=speed, faults=faults, seed=seed, watermark_us=watermark_us,
-            on_progress=lambda p: messages.put(("progress", p)),
-        ).run()
-        messages.put(("done", summary))
+        messages.put(("done", job(*args, on_progress=lambda p: messages.put(("progress", p)))))
     except BaseException as e:  # every failure goes back to the caller, which raises it
         try:
             blob = pickle.dumps(e)

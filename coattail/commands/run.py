@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from coattail.commands.stack import cli_errors, parse_sets
+from coattail.run import Via
 from pipeline.config import ProfileName, TierName
 
 console = Console()
@@ -58,6 +59,14 @@ def run(
     ] = None,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
     name: Annotated[str, typer.Option("--name", help="Suffix of the run id.")] = "run",
+    via: Annotated[
+        Via,
+        typer.Option(
+            "--via",
+            help="kinesis: the replay puts on Kinesis; ws: the replay serves exchange WebSockets and the "
+            "production producer (config/producer.yaml) puts on Kinesis.",
+        ),
+    ] = "kinesis",
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes
@@ -78,6 +87,7 @@ def run(
             runs_root=runs_root,
             golden=golden,
             name=name,
+            via=via,
         )
         _execute(request)
 
@@ -205,6 +215,8 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         "latency sent -> alert written",
         f"p50 {_num(latency.get('p50'))} ms, p99 {_num(latency.get('p99'))} ms",
     )
+    for stage, pct in s.get("stage_latency_ms", {}).items():
+        table.add_row(f"latency {stage}", f"p50 {_num(pct.get('p50'))} ms, p99 {_num(pct.get('p99'))} ms")
     by_detector = s.get("alerts_by_detector", {})
     table.add_row("alerts", f"{s['alerts']} (" + ", ".join(f"{d}: {n}" for d, n in by_detector.items()) + ")")
     for detector, score in s.get("scores", {}).items():

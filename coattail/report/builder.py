@@ -44,6 +44,8 @@ class ReportInputs:
     validation: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     golden: dict[str, Any] | None = None
+    stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Latency percentiles (ms) of stages before the pipeline, by name (the producer's, via WebSocket)."""
 
 
 def latency_ms(alerts: pl.DataFrame) -> np.ndarray:
@@ -78,6 +80,7 @@ def build_report(inputs: ReportInputs) -> str:
         throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
         latency_table=_kv_table(latency_percentiles(lat)),
         latency_chart=_figure(_latency_figure(lat), "latency"),
+        stage_table=_stage_table(inputs.stages),
         dq_chart=_figure(_dq_figure(inputs.outputs.dq), "dq"),
         dq_table=_dq_table(inputs.outputs.dq),
         validation=_validation(inputs.validation),
@@ -235,6 +238,13 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     )
     more = f"<p>{len(rows) - MAX_TABLE_ROWS} more not shown</p>" if len(rows) > MAX_TABLE_ROWS else ""
     return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def _stage_table(stages: dict[str, dict[str, float | None]]) -> str:
+    if not stages:
+        return ""
+    rows = [{"stage": name, **pct} for name, pct in stages.items()]
+    return "<h3>Stages before the pipeline (ms)</h3>" + _table(rows)
 
 
 def _kv_table(values: dict[str, Any]) -> str:

@@ -127,6 +127,11 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
     alerts = pl.DataFrame(pipeline.alerts)
     latency = latency_percentiles(latency_ms(alerts))
     throughput = _read_parquet(run.path / "metrics" / "throughput.parquet")
+    stages = (
+        {"producer: exchange send -> Kinesis put": run.read_json("metrics/producer.json")["send_to_put_ms"]}
+        if run.has("metrics/producer.json")
+        else {}
+    )
     summary = {
         "run_id": run.run_id,
         "tapes": request.get("tapes", []),
@@ -141,6 +146,8 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         "alerts_by_detector": dict(sorted(Counter(a["detector"] for a in pipeline.alert_rows()).items())),
         "throughput_eps": request.get("timings", {}).get("throughput_eps"),
         "latency_ms": latency,
+        "stage_latency_ms": stages,
+        "via": request.get("via", "kinesis"),
         "timings_s": request.get("timings", {}),
         "labels": {
             "count": len(labelled.results),
@@ -175,6 +182,7 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
             validation=validation["labels"] if labels else None,
             agreement=validation["reference"],
             golden=validation["golden"],
+            stages=stages,
         )
     )
     (run.path / "report.html").write_text(html)

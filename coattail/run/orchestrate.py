@@ -20,11 +20,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 
+from coattail.report import latency_percentiles
+from coattail.run import Via
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
 from coattail.run.outputs import RunOutputs
 from coattail.run.progress import Steps
@@ -38,6 +40,9 @@ from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
 from pipeline.tables import ALERTS, TableDef
 from replay.faults import FaultSpec, load_fault_spec
+
+if TYPE_CHECKING:
+    from replay.via_ws import ProducerReport
 
 US = 1_000_000
 
@@ -60,6 +65,9 @@ class RunRequest:
     name: str = "run"
     timeout_s: float = 1_800.0
     """How long the pipeline may take to consume what was sent."""
+    via: Via = "kinesis"
+    """``kinesis``: the replay puts on Kinesis itself; ``ws``: the replay serves its WebSocket server and
+    the production producer puts what it receives (``replay.via_ws``)."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,7 @@ class RunResult:
         return self.judgement.ok
 
 
-def resolve_config(
-    request: RunRequest, run_id: str, instruments: Sequence[tuple[str, str]] = ()
-) -> Config:
+def resolve_config(request: RunRequest, run_id: str, instruments: Sequence[tuple[str, str]] = ()) -> Config:
     """The tier config with the request's overrides, its profile, this run's resource names and, unless
     the request names them, the tapes' ``instruments`` that the registry lists as the participants of
     the asset and global stage (``pipeline.cross``)."""
@@ -116,6 +122,7 @@ def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = Non
         "speed": "max" if request.speed is None else request.speed,
         "faults": str(request.faults) if request.faults else None,
         "seed": request.seed,
+        "via": request.via,
         "overrides": request.overrides,
         "timings": {},
         "counts": {},
@@ -168,8 +175,9 @@ def _stream(
     spark: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
+    from pipeline.producer.settings import load_producer_settings
     from pipeline.runner import PipelineRunner
-    from replay.child_process import replay_to_kinesis
+    from replay.child_process import replay_to_kinesis, replay_via_producer
     from replay.engine import Progress as ReplayProgress
 
     batches: list[dict[str, Any]] = []
@@ -205,23 +213,35 @@ def _stream(
                 task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
 
             t_replay = time.monotonic()
-            summary = replay_to_kinesis(
-                list(request.tapes),
-                config.runtime,
-                config.kinesis.stream,
-                speed=request.speed,
-                faults=faults,
-                seed=request.seed,
-                watermark_us=config.spark.watermark_seconds * US,
-                on_progress=on_progress,
-            )
+            options: dict[str, Any] = {
+                "speed": request.speed,
+                "faults": faults,
+                "seed": request.seed,
+                "watermark_us": config.spark.watermark_seconds * US,
+                "on_progress": on_progress,
+            }
+            producer: ProducerReport | None = None
+            if request.via == "ws":
+                summary, producer = replay_via_producer(
+                    list(request.tapes),
+                    load_producer_settings(),
+                    config.runtime,
+                    config.kinesis.stream,
+                    **options,
+                )
+            else:
+                summary = replay_to_kinesis(
+                    list(request.tapes), config.runtime, config.kinesis.stream, **options
+                )
             timings["replay_s"] = round(time.monotonic() - t_replay, 3)
-        with steps.step("pipeline: consuming", total=summary.sent) as task:
+        # through the producer, what reaches Kinesis is what it put (a malformed frame is skipped there)
+        expected = summary.sent if producer is None else producer.stats.events_out
+        with steps.step("pipeline: consuming", total=expected) as task:
             deadline = time.monotonic() + request.timeout_s
-            while runner.progress.records_in < summary.sent:
+            while runner.progress.records_in < expected:
                 if time.monotonic() > deadline:
                     raise PipelineError(
-                        f"the pipeline processed {runner.progress.records_in:,} of {summary.sent:,} records "
+                        f"the pipeline processed {runner.progress.records_in:,} of {expected:,} records "
                         f"within {request.timeout_s:.0f} s"
                     )
                 task.update(completed=runner.progress.records_in)
@@ -255,9 +275,31 @@ def _stream(
         "batches": progress.batches,
         "dynamodb_alerts": count_dynamodb_alerts(config),
     }
+    if producer is not None:
+        stats = producer.stats
+        counts |= {
+            "producer_messages_in": stats.messages_in,
+            "producer_events_out": stats.events_out,
+            "producer_bad_messages": stats.bad_messages,
+            "producer_reconnects": stats.reconnects,
+            "producer_gaps": stats.gaps,
+            "producer_missing_trades": stats.missing_trades,
+        }
+        run.write_json("metrics/producer.json", producer_stage(producer))
     # The replay's account of the faults it injected: from the run's spec, and those a tape asked for.
     labels = [lb.model_dump(mode="json") for lb in [*summary.labels, *summary.tape_fault_labels]]
     return labels, counts
+
+
+def producer_stage(report: ProducerReport) -> dict[str, Any]:
+    """The producer's latency stage (replay send -> Kinesis put, ms) and the gaps it reported."""
+    return {
+        "send_to_put_ms": latency_percentiles(report.send_to_put_us / 1e3),
+        "gaps": [
+            {"exchange": ex, "symbol": sym, "last_id": last, "next_id": nxt, "after_reconnect": rc}
+            for ex, sym, last, nxt, rc in report.gaps
+        ],
+    }
 
 
 def _event_count(tapes: Sequence[Tape]) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
+from core.errors import ConfigError
 from pipeline.connectors.base import BaseConnector, Event
 from pipeline.connectors.coinbase import EXCHANGE, parse_coinbase_message
 
 ENDPOINT: Final = "wss://ws-feed.exchange.coinbase.com"
+CHANNELS: Final = ("matches", "ticker")
 
 
 class CoinbaseConnector(BaseConnector):
@@ -20,7 +23,10 @@ class CoinbaseConnector(BaseConnector):
 
     exchange = EXCHANGE
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, channels: Sequence[str] = CHANNELS, **kwargs: Any) -> None:
+        if not channels or not set(channels) <= set(CHANNELS):
+            raise ConfigError(f"Coinbase channels {list(channels)}: choose from {', '.join(CHANNELS)}")
+        self.channels = list(channels)
         super().__init__(*args, **kwargs)
         self._last_trade: dict[str, int] = {}
 
@@ -28,7 +34,7 @@ class CoinbaseConnector(BaseConnector):
         return ENDPOINT
 
     def subscribe_messages(self) -> list[dict[str, Any]]:
-        return [{"type": "subscribe", "product_ids": self.symbols, "channels": ["matches", "ticker"]}]
+        return [{"type": "subscribe", "product_ids": self.symbols, "channels": self.channels}]
 
     def parse(self, msg: dict[str, Any], ts_recv: int) -> list[Event]:
         events = parse_coinbase_message(msg, ts_recv)

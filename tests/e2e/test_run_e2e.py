@@ -266,3 +266,33 @@ def test_dirty_feed_data_quality_end_to_end(stack_env: Path, spark: Any, tmp_pat
     reasons = {r["label"]["reason"] for r in v["labels"]["results"] if r["label"]["expect"] == "dq"}
     assert {"DUPLICATE_ID", "TRADE_ID_GAP", "LATE_EVENT", "STALE_FEED"} <= reasons
     assert result.judgement.summary["quarantined"] > 0
+
+
+def test_the_production_path_through_websockets_gives_the_direct_runs_alerts(
+    stack_env: Path, spark: Any, tmp_path: Path
+) -> None:
+    """tape -> the replay's WebSocket server -> the producer -> Kinesis -> pipeline: the same alerts as
+    the replay putting on Kinesis itself, on the real Tardis sample (USD-M futures trades and quotes)."""
+    tape = tmp_path / "tardis"
+    import_files(
+        [REAL_TAPES / "tardis" / "tardis_trades.csv", REAL_TAPES / "tardis" / "tardis_quotes.csv"], tape
+    )
+    overrides = {"settings.MOD-001.thresholds_usd": {"BTCUSDT": 100_000.0}}
+    runs = {
+        via: execute(
+            RunRequest(
+                tapes=(tape,), runs_root=stack_env, name=f"tardis-{via}", overrides=overrides, via=via
+            ),
+            spark=spark,
+        )
+        for via in ("kinesis", "ws")
+    }
+    direct, through = (RunOutputs.load(runs[v].run.path / "pipeline") for v in ("kinesis", "ws"))
+    assert direct.alerts.num_rows > 0
+    assert diff_outputs(direct, through).empty
+    assert runs["ws"].judgement.validation["reference"]["ok"]
+    counts = runs["ws"].run.read_json("run.json")["counts"]
+    assert counts["producer_events_out"] == counts["records_in"] == 19_998
+    stage = runs["ws"].judgement.summary["stage_latency_ms"]["producer: exchange send -> Kinesis put"]
+    assert stage["count"] == 19_998 and 0 < stage["p50"] <= stage["p99"]
+    assert "Stages before the pipeline" in (runs["ws"].run.path / "report.html").read_text()

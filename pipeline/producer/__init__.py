@@ -1,0 +1,1 @@
+"""The producer: exchange connectors into Kinesis (``manager``), through one Kinesis writer."""
