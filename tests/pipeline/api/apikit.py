@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +19,25 @@ from pipeline.aws import client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.tables import DynamoTableDef
+
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00Z
+MINUTE = 60_000_000
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+DETECTORS = ("MOD-001", "MOD-002")
+SEVERITIES = ("low", "high", "critical")
+KINDS = ("whale_trade", "volume_spike")
+SPECS = [
+    (
+        SYMBOLS[i % 3],
+        DETECTORS[i % 2],
+        KINDS[(i // 2) % 2],
+        SEVERITIES[i % 3 if i % 5 else 2],
+        T0 + i * MINUTE,
+    )
+    for i in range(60)
+]
+"""The sample: 60 alerts as ``(symbol, detector, kind, severity, ts_event)``, one a minute (distinct event
+times: newest-first is a total order)."""
 
 # An HTTP API event (payload format 2.0) as API Gateway documents it; ``gateway_event`` fills the request.
 EVENT_TEMPLATE: dict[str, Any] = {
@@ -114,6 +134,20 @@ def write_alerts(config: Config, settings: ApiSettings, alerts: pa.Table) -> Non
 def api_for(settings: ApiSettings) -> AlertApi:
     """The handlers over ``settings``' table and stream."""
     return AlertApi(AlertStore.from_settings(settings))
+
+
+@contextmanager
+def throttled(settings: ApiSettings) -> Iterator[AlertApi]:
+    """Handlers whose next DynamoDB query is throttled, with the client's retries spent (one attempt)."""
+    from botocore.config import Config as BotoConfig
+    from botocore.stub import Stubber
+
+    dynamodb = client("dynamodb", settings.runtime, config=BotoConfig(retries={"total_max_attempts": 1}))
+    layout = DynamoTableDef(settings.alerts_table)
+    store = AlertStore(dynamodb, client("kinesis", settings.runtime), layout, settings.stream)
+    with Stubber(dynamodb) as stub:
+        stub.add_client_error("query", "ProvisionedThroughputExceededException", http_status_code=400)
+        yield AlertApi(store)
 
 
 def body(reply: Mapping[str, Any]) -> Any:

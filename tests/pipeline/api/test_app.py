@@ -12,57 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.api.app import AlertApi
-from pipeline.api.store import AlertStore, ApiSettings
-from pipeline.aws import client
-from pipeline.config import Config, RuntimeSettings
-from tests.pipeline.api.apikit import alert_rows, api_for, body, gateway_event, provision_api, write_alerts
+from pipeline.api.store import ApiSettings
+from tests.pipeline.api.apikit import (
+    DETECTORS,
+    KINDS,
+    MINUTE,
+    SEVERITIES,
+    SPECS,
+    SYMBOLS,
+    T0,
+    api_for,
+    body,
+    gateway_event,
+    throttled,
+)
 
 pytestmark = pytest.mark.integration
-
-T0 = 1_767_225_600_000_000  # 2026-01-01T00:00Z
-MINUTE = 60_000_000
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-DETECTORS = ("MOD-001", "MOD-002")
-SEVERITIES = ("low", "high", "critical")
-KINDS = ("whale_trade", "volume_spike")
-# 60 alerts, one a minute (distinct event times: the order newest-first is total)
-SPECS = [
-    (
-        SYMBOLS[i % 3],
-        DETECTORS[i % 2],
-        KINDS[(i // 2) % 2],
-        SEVERITIES[i % 3 if i % 5 else 2],
-        T0 + i * MINUTE,
-    )
-    for i in range(60)
-]
-
-
-@pytest.fixture(scope="module")
-def runtime(aws_endpoint: str) -> RuntimeSettings:
-    return RuntimeSettings(aws_endpoint=aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def api_settings(runtime: RuntimeSettings, config: Config) -> ApiSettings:
-    settings = provision_api(runtime)
-    write_alerts(config, settings, alert_rows(SPECS))
-    return settings
-
-
-@pytest.fixture(scope="module")
-def calls(api_settings: ApiSettings) -> list[str]:
-    """The DynamoDB operations the API's client made (every handler test shares one client)."""
-    return []
-
-
-@pytest.fixture(scope="module")
-def api(api_settings: ApiSettings, calls: list[str]) -> AlertApi:
-    api = api_for(api_settings)
-    api.store.dynamodb.meta.events.register(
-        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
-    )
-    return api
 
 
 def _expected(**filters: Any) -> list[int]:
@@ -243,16 +208,8 @@ def test_other_methods_are_405(api: AlertApi) -> None:
 
 def test_a_throttle_is_503_with_retry_after(api_settings: ApiSettings) -> None:
     """DynamoDB's throttle, once the client's own retries are spent, reaches the caller as a 503."""
-    from botocore.config import Config as BotoConfig
-    from botocore.stub import Stubber
-
-    dynamodb = client("dynamodb", api_settings.runtime, config=BotoConfig(retries={"total_max_attempts": 1}))
-    store = AlertStore(
-        dynamodb, client("kinesis", api_settings.runtime), api_for(api_settings).store.layout, "s"
-    )
-    with Stubber(dynamodb) as stub:
-        stub.add_client_error("query", "ProvisionedThroughputExceededException", http_status_code=400)
-        reply = AlertApi(store).handle(gateway_event("/alerts", {"symbol": "BTCUSDT"}))
+    with throttled(api_settings) as api:
+        reply = api.handle(gateway_event("/alerts", {"symbol": "BTCUSDT"}))
     assert reply["statusCode"] == 503
     assert reply["headers"]["Retry-After"] == "1"
     assert body(reply)["error"]["code"] == "throttled"
