@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pipeline",
     "doctor",
     "api",
+    "size",
 )
 
 

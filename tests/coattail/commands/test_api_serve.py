@@ -91,7 +91,8 @@ def test_other_methods_and_a_single_alert(base_url: str) -> None:
 def test_the_command_serves_the_stack(api_settings: ApiSettings, aws_endpoint: str) -> None:
     """``coattail api serve --port 0`` prints where it listens and answers there until stopped."""
     command = [
-        str(Path(sys.executable).parent / "coattail"), "api", "serve", "--port", "0", "--endpoint", aws_endpoint,
+        str(Path(sys.executable).parent / "coattail"), "api", "serve", "--port", "0",
+        "--endpoint", aws_endpoint,
         "--set", f"dynamodb.alerts_table={api_settings.alerts_table}",
         "--set", f"kinesis.stream={api_settings.stream}",
     ]  # fmt: skip
