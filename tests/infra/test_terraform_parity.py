@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,41 @@ def test_an_undeclared_variable_is_refused(copies: tuple[Path, Path]) -> None:
     values.pop("shard_count")
     with pytest.raises(PlanError, match="shard_count"):
         plan(terraform, values)
+
+
+@pytest.mark.integration
+def test_the_table_coattail_up_creates_has_terraforms_layout(aws_endpoint: str, tmp_path: Path) -> None:
+    """Provisioned on the emulator (names of its own), the alerts table's key, attributes, indexes and TTL
+    are the ones Terraform declares for the tier."""
+    from infra.provision import StackSpec, provision
+    from pipeline.aws import client
+    from pipeline.config import ConfigLoader, RuntimeSettings
+
+    config = ConfigLoader().load("large", env={})
+    spec = StackSpec.from_config(config)
+    tag = uuid.uuid4().hex[:8]
+    spec = replace(spec, streams=(), buckets=(), glue_database=f"ct_tf_{tag}",
+                   alerts_table=replace(spec.alerts_table, name=f"ct-tf-{tag}"),
+                   iceberg=replace(spec.iceberg, namespace=f"ct_tf_{tag}", tables=()))  # fmt: skip
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path)
+    provision(spec, runtime)
+    dynamodb = client("dynamodb", runtime)
+    table = dynamodb.describe_table(TableName=spec.alerts_table.name)["Table"]
+    ttl = dynamodb.describe_time_to_live(TableName=spec.alerts_table.name)["TimeToLiveDescription"]
+    planned, _ = plan(TERRAFORM, json.loads((TERRAFORM / "tiers" / "large.tfvars.json").read_text()))
+    (declared,) = [p.args for p in planned if p.type == "aws_dynamodb_table"]
+    assert [k["AttributeName"] for k in table["KeySchema"]] == [declared["hash_key"]]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
+        (a["name"], a["type"]) for a in declared["attribute"]
+    }
+    assert {
+        (i["IndexName"], *(k["AttributeName"] for k in i["KeySchema"]), i["Projection"]["ProjectionType"])
+        for i in table["GlobalSecondaryIndexes"]
+    } == {
+        (i["name"], i["hash_key"], i["range_key"], i["projection_type"])
+        for i in declared["global_secondary_index"]
+    }
+    assert (ttl["AttributeName"], ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")) == (
+        declared["ttl"][0]["attribute_name"],
+        declared["ttl"][0]["enabled"],
+    )
