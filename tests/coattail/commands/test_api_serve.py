@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from coattail.api_server import make_server
+from coattail.run.rundir import RunDir
 from pipeline.api.store import ApiSettings
 from pipeline.config import Config, RuntimeSettings
 from tests.pipeline.api.apikit import SPECS, alert_rows, api_for, gateway_event, provision_api, write_alerts
@@ -88,14 +89,28 @@ def test_other_methods_and_a_single_alert(base_url: str) -> None:
     assert _get(f"{base_url}/alerts/{alert['alert_id']}")[2] == alert
 
 
-def test_the_command_serves_the_stack(api_settings: ApiSettings, aws_endpoint: str) -> None:
-    """``coattail api serve --port 0`` prints where it listens and answers there until stopped."""
+@pytest.mark.parametrize("source", ["set", "run"])
+def test_the_command_serves_the_stack(
+    api_settings: ApiSettings, aws_endpoint: str, config: Config, tmp_path: Path, source: str
+) -> None:
+    """``coattail api serve --port 0`` prints where it listens and answers there until stopped; the
+    table and stream come from ``--set`` or from a run directory's config (``--run``)."""
     command = [
         str(Path(sys.executable).parent / "coattail"), "api", "serve", "--port", "0",
         "--endpoint", aws_endpoint,
-        "--set", f"dynamodb.alerts_table={api_settings.alerts_table}",
-        "--set", f"kinesis.stream={api_settings.stream}",
     ]  # fmt: skip
+    if source == "set":
+        command += ["--set", f"dynamodb.alerts_table={api_settings.alerts_table}"]
+        command += ["--set", f"kinesis.stream={api_settings.stream}"]
+    else:
+        run = RunDir.create(tmp_path / "runs", "served")
+        names = {
+            "dynamodb": config.dynamodb.model_copy(update={"alerts_table": api_settings.alerts_table}),
+            "kinesis": config.kinesis.model_copy(update={"stream": api_settings.stream}),
+        }
+        run.write_json("run.json", {"run_id": run.run_id})
+        run.write_json("config.json", config.model_copy(update=names).model_dump(mode="json"))
+        command += ["--run", "latest", "--runs", str(tmp_path / "runs")]
     env = {**os.environ, "COLUMNS": "400"}
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
