@@ -24,6 +24,7 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.tape import Tape
 from pipeline import kpl
@@ -161,7 +162,7 @@ def measure(
             keys = keys.combine_chunks()
         ts = chunk.column("ts_event").to_numpy()
         data = wire.encode_array(chunk, int(ts.max()))  # a ts_sent stamp of realistic width
-        sizes = pa.compute.add(pa.compute.binary_length(data), pa.compute.binary_length(keys))
+        sizes = pc.add(pc.binary_length(data), pc.binary_length(keys))
         plain_parts.append(
             pl.DataFrame({"second": ts // _US_PER_S, "key": keys.to_pylist(), "bytes": sizes.to_numpy()})
         )
@@ -184,7 +185,10 @@ def measure(
     seconds = pl.Series("second", alerts.column("ts_event").to_numpy() // _US_PER_S, dtype=pl.Int64)
     busiest = seconds.value_counts().sort("count", "second", descending=[True, False]).head(1)
     layout = alerts_dynamo_table(config)
-    sizes = [item_bytes(to_item(row, 0, config.dynamodb.ttl_hours, layout)) for row in alerts.to_pylist()]
+    # written at its event time: the stamps take the width they have in production
+    sizes = [
+        item_bytes(to_item(r, r["ts_event"], config.dynamodb.ttl_hours, layout)) for r in alerts.to_pylist()
+    ]
     key_load = plain.group_by("key").agg(pl.len().alias("n")).sort("n", descending=True)
     return SizeReport(
         tier=config.tier,
