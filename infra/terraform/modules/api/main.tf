@@ -127,18 +127,12 @@ resource "aws_lambda_permission" "gateway" {
   source_arn    = "${aws_apigatewayv2_api.alerts.execution_arn}/*/*"
 }
 
-resource "aws_cloudwatch_metric_alarm" "errors" {
-  alarm_name          = "${var.name}-errors"
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 5
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  dimensions = {
-    FunctionName = var.name
-  }
+module "errors" {
+  source     = "../alarm"
+  name       = "${var.name}-errors"
+  namespace  = "AWS/Lambda"
+  metric     = "Errors"
+  dimensions = { FunctionName = aws_lambda_function.api.function_name }
 }
 
 output "url" {

@@ -50,18 +50,12 @@ resource "aws_dynamodb_table" "alerts" {
 }
 
 # Throttled writes lose nothing (the sink's client retries) but delay alerts: worth a page.
-resource "aws_cloudwatch_metric_alarm" "throttles" {
-  alarm_name          = "${var.name}-throttles"
-  namespace           = "AWS/DynamoDB"
-  metric_name         = "ThrottledRequests"
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 5
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  dimensions = {
-    TableName = var.name
-  }
+module "throttles" {
+  source     = "../alarm"
+  name       = "${var.name}-throttles"
+  namespace  = "AWS/DynamoDB"
+  metric     = "ThrottledRequests"
+  dimensions = { TableName = var.name }
 }
 
 output "name" {
