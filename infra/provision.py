@@ -195,7 +195,7 @@ class _Reconciler:
                 if not self.create:
                     return Resource(kind, spec.name, "missing", f"want key {spec.key}")
                 try:
-                    dynamodb.create_table(**_table_definition(spec))
+                    dynamodb.create_table(**table_definition(spec))
                     state = "created"
                 except dynamodb.exceptions.ResourceInUseException:
                     pass
@@ -223,7 +223,8 @@ class _Reconciler:
                     state = "updated"
             detail = (
                 f"key {spec.key}, ttl {spec.ttl_attribute if ttl_on else 'OFF'}, "
-                f"index {spec.index_name}({spec.index_partition}, {spec.index_sort}), {table['TableStatus']}"
+                f"indexes {', '.join(f'{i.name}({i.partition}, {i.sort})' for i in spec.indexes)}, "
+                f"{table['TableStatus']}"
             )
             return Resource(kind, spec.name, state, detail)
 
@@ -328,24 +329,26 @@ def _check_iceberg_layout(ident: str, table: TableDef, handle: Any) -> str:
     return _layout(partitions)
 
 
-def _table_definition(spec: DynamoTableDef) -> dict[str, Any]:
+def table_definition(spec: DynamoTableDef) -> dict[str, Any]:
+    """The ``CreateTable`` request of the alerts table (what ``coattail up`` creates)."""
     return {
         "TableName": spec.name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": column, "AttributeType": spec.attribute_type(column)}
-            for column in (spec.key, spec.index_partition, spec.index_sort)
+            for column in spec.key_attributes
         ],
         "KeySchema": [{"AttributeName": spec.key, "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": spec.index_name,
+                "IndexName": index.name,
                 "KeySchema": [
-                    {"AttributeName": spec.index_partition, "KeyType": "HASH"},
-                    {"AttributeName": spec.index_sort, "KeyType": "RANGE"},
+                    {"AttributeName": index.partition, "KeyType": "HASH"},
+                    {"AttributeName": index.sort, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
+            for index in spec.indexes
         ],
     }
 
@@ -356,10 +359,10 @@ def _check_table_layout(spec: DynamoTableDef, table: dict[str, Any]) -> None:
         i["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in i["KeySchema"]]
         for i in table.get("GlobalSecondaryIndexes", [])
     }
-    want_index = [(spec.index_partition, "HASH"), (spec.index_sort, "RANGE")]
-    if keys != [(spec.key, "HASH")] or indexes.get(spec.index_name) != want_index:
+    want = {i.name: [(i.partition, "HASH"), (i.sort, "RANGE")] for i in spec.indexes}
+    if keys != [(spec.key, "HASH")] or indexes != want:
         raise StackError(
             f"dynamodb table {spec.name!r} exists with key {keys} and indexes {indexes}, but the alert sink "
-            f"needs key [({spec.key!r}, 'HASH')] and index {spec.index_name!r} {want_index}; delete the "
-            "table or restart the local stack"
+            f"needs key [({spec.key!r}, 'HASH')] and indexes {want}; delete the table or restart the "
+            "local stack (`coattail down`, `coattail up`)"
         )

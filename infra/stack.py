@@ -30,7 +30,7 @@ from infra.provision import IcebergSpec, Resource, StackSpec, StreamSpec, inspec
 from infra.resolve import given_stack
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
-from pipeline.tables import DynamoTableDef
+from pipeline.tables import AlertIndex, DynamoTableDef
 
 STATE_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -78,7 +78,12 @@ class StackState:
             **raw,
             spec=StackSpec(
                 streams=tuple(StreamSpec(**s) for s in spec["streams"]),
-                alerts_table=DynamoTableDef(**spec["alerts_table"]),
+                alerts_table=DynamoTableDef(
+                    **{
+                        **spec["alerts_table"],
+                        "indexes": tuple(AlertIndex(**i) for i in spec["alerts_table"]["indexes"]),
+                    }
+                ),
                 buckets=tuple(spec["buckets"]),
                 glue_database=spec["glue_database"],
                 iceberg=IcebergSpec(**{**spec["iceberg"], "tables": tuple(spec["iceberg"]["tables"])}),

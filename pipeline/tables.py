@@ -196,9 +196,24 @@ def schemas_of(tables: Iterable[TableDef]) -> dict[str, pa.Schema]:
 
 
 @dataclass(frozen=True)
+class AlertIndex:
+    """A global secondary index of the alerts table: one partition attribute, sorted by ``sort``."""
+
+    name: str
+    partition: str
+    sort: str = "ts_event"
+
+
+FEED_ATTRIBUTE: Final = "feed"
+"""An attribute every DynamoDB alert item carries with the one value ``FEED_VALUE``: the partition of
+the index over all alerts by event time (the newest alerts without a symbol or detector)."""
+FEED_VALUE: Final = "alerts"
+
+
+@dataclass(frozen=True)
 class DynamoTableDef:
     """The DynamoDB alerts table: one item per ``alert_id``, expiring on ``ttl_attribute`` (epoch s), and
-    an index by ``symbol`` and ``ts_event`` for "this instrument's alerts in a time range".
+    indexes by event time within a symbol, a detector, and over all alerts (``FEED_ATTRIBUTE``).
 
     ``name`` comes from the tier config (``dynamodb.alerts_table``); the layout is fixed here.
     """
@@ -206,12 +221,29 @@ class DynamoTableDef:
     name: str
     key: str = "alert_id"
     ttl_attribute: str = "expires_at"
-    index_name: str = "by_symbol_ts"
-    index_partition: str = "symbol"
-    index_sort: str = "ts_event"
+    indexes: tuple[AlertIndex, ...] = (
+        AlertIndex("by_symbol_ts", "symbol"),
+        AlertIndex("by_detector_ts", "detector"),
+        AlertIndex("by_feed_ts", FEED_ATTRIBUTE),
+    )
+
+    def index_on(self, partition: str) -> AlertIndex:
+        """The index whose partition attribute is ``partition``."""
+        for index in self.indexes:
+            if index.partition == partition:
+                return index
+        raise PipelineError(f"the alerts table has no index partitioned by {partition!r}")
+
+    @property
+    def key_attributes(self) -> tuple[str, ...]:
+        """Every attribute used in the table's or an index's key, each once, in declaration order."""
+        names = [self.key] + [a for i in self.indexes for a in (i.partition, i.sort)]
+        return tuple(dict.fromkeys(names))
 
     def attribute_type(self, column: str) -> str:
-        """The DynamoDB scalar type of an alert column used in a key: ``N`` for numbers, else ``S``."""
+        """The DynamoDB scalar type of a key attribute: ``N`` for numeric alert columns, else ``S``."""
+        if column == FEED_ATTRIBUTE:
+            return "S"
         kind = ALERT_SCHEMA.field(column).type
         return "N" if pa.types.is_integer(kind) or pa.types.is_floating(kind) else "S"
 

@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "pipeline",
     "doctor",
     "connect",
+    "api",
+    "size",
 )
 
 

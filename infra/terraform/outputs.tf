@@ -1,27 +1,31 @@
 output "stream_name" {
-  value = aws_kinesis_stream.events.name
+  value = module.kinesis.name
 }
 
 output "stream_arn" {
-  value = aws_kinesis_stream.events.arn
+  value = module.kinesis.arn
 }
 
 output "alerts_table" {
-  value = aws_dynamodb_table.alerts.name
+  value = module.dynamodb.name
 }
 
 output "warehouse_bucket" {
-  value = aws_s3_bucket.warehouse.bucket
+  value = var.warehouse_bucket
 }
 
 output "checkpoint_bucket" {
-  value = aws_s3_bucket.checkpoints.bucket
+  value = var.checkpoint_bucket
 }
 
 output "glue_database" {
-  value = aws_glue_catalog_database.catalog.name
+  value = module.glue.name
 }
 
 output "emr_application_id" {
-  value = aws_emrserverless_application.pipeline.id
+  value = module.emr_serverless.id
+}
+
+output "alert_api_url" {
+  value = module.api.url
 }

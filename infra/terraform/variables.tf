@@ -1,4 +1,4 @@
-# Filled from the tier config by `python -m infra.tfvars --tier <tier> > <tier>.tfvars.json`,
+# Filled from the tier config: tiers/<tier>.tfvars.json, written by `python -m infra.tfvars --write`,
 # so the AWS tiers get exactly the resources the local stack provisions (infra/provision.py).
 variable "tier" {
   type = string
@@ -25,32 +25,20 @@ variable "alerts_key" {
   type = string
 }
 
-variable "alerts_key_type" {
-  type = string
+variable "alerts_attributes" {
+  type = map(string)
+}
+
+variable "alerts_indexes" {
+  type = list(object({ name = string, hash_key = string, range_key = string }))
 }
 
 variable "ttl_attribute" {
   type = string
 }
 
-variable "symbol_index" {
-  type = string
-}
-
-variable "index_partition" {
-  type = string
-}
-
-variable "index_partition_type" {
-  type = string
-}
-
-variable "index_sort" {
-  type = string
-}
-
-variable "index_sort_type" {
-  type = string
+variable "buckets" {
+  type = list(string)
 }
 
 variable "warehouse_bucket" {
@@ -77,4 +65,23 @@ variable "emr_initial_capacity" {
 
 variable "emr_maximum_capacity" {
   type = object({ cpu = string, memory = string, disk = string })
+}
+
+variable "api_handler" {
+  type = string
+}
+
+# The Lambda runtime: the Python of the tier's EMR release, so the API runs what the pipeline runs.
+variable "api_runtime" {
+  type = string
+}
+
+variable "api_routes" {
+  type = list(string)
+}
+
+variable "api_package" {
+  description = "Path of the alert API's Lambda zip, built by the deploy (not part of the tier)."
+  type        = string
+  default     = "build/alert-api.zip"
 }

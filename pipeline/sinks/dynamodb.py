@@ -15,16 +15,19 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+import pyarrow as pa
+
 from core.errors import SinkError
+from pipeline.alerts import ALERT_SCHEMA
 from pipeline.aws import client
 from pipeline.config import Config
 from pipeline.sinks.base import AlertSink, now_us
-from pipeline.tables import DynamoTableDef, alerts_dynamo_table
+from pipeline.tables import FEED_ATTRIBUTE, FEED_VALUE, DynamoTableDef, alerts_dynamo_table
 
 
 def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int, layout: DynamoTableDef) -> dict[str, Any]:
     """An alert row as a DynamoDB item (low-level attribute values), expiring ``ttl_hours`` after it
-    was written."""
+    was written, with the attribute of the index over all alerts (``FEED_ATTRIBUTE``)."""
     item: dict[str, Any] = {}
     for name, value in row.items():
         if value is None or name == "ts_written":
@@ -38,8 +41,31 @@ def to_item(row: dict[str, Any], ts_written: int, ttl_hours: int, layout: Dynamo
         else:
             item[name] = {"N": repr(value)}
     item["ts_written"] = {"N": str(ts_written)}
+    item[FEED_ATTRIBUTE] = {"S": FEED_VALUE}
     item[layout.ttl_attribute] = {"N": str(ts_written // 1_000_000 + ttl_hours * 3600)}
     return item
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB alert item (low-level attribute values) as the alert row ``to_item`` wrote, with
+    ``ts_written`` and the TTL attribute; the index attribute (``FEED_ATTRIBUTE``) is dropped."""
+    row: dict[str, Any] = {}
+    for name, value in item.items():
+        if name == FEED_ATTRIBUTE:
+            continue
+        if "L" in value:
+            row[name] = [v["S"] for v in value["L"]]
+        elif "N" in value:
+            # the float columns are the schema's; every other number (times, the TTL) is an integer
+            row[name] = float(value["N"]) if name in _FLOAT_COLUMNS else int(value["N"])
+        elif name in _FLOAT_COLUMNS:  # a non-finite number, written as JSON text
+            row[name] = float(json.loads(value["S"]))
+        else:
+            row[name] = value["S"]
+    return row
+
+
+_FLOAT_COLUMNS = frozenset(f.name for f in ALERT_SCHEMA if pa.types.is_floating(f.type))
 
 
 class DynamoAlertSink(AlertSink):

@@ -176,7 +176,7 @@ def test_gsi_answers_symbol_and_event_time_queries(
     lo, hi = min(bounds), max(bounds)
     response = dynamodb.query(
         TableName=table.name,
-        IndexName=table.index_name,
+        IndexName=table.index_on("symbol").name,
         KeyConditionExpression="symbol = :s AND ts_event BETWEEN :lo AND :hi",
         ExpressionAttributeValues={":s": {"S": symbol}, ":lo": {"N": str(lo)}, ":hi": {"N": str(hi)}},
     )
