@@ -80,6 +80,7 @@ def print_validation(v: dict[str, Any]) -> None:
             "only_reference",
             "alert_differences",
             "spread_differences",
+            "flow_differences",
             "dq_differences",
         ):
             for item in ref[key][:20]:

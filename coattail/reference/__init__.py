@@ -1,4 +1,4 @@
-"""The independent reference implementation of the small-tier detectors, in Polars, batch.
+"""The independent reference implementation of the instrument-scoped detectors, in Polars, batch.
 
 Written from docs/DETECTORS.md alone; it never runs ``pipeline.detectors`` (it names their settings
 types for type checking only). Only the shared contracts (event ids, ``alert_id``, ``ALERT_SCHEMA``, the
@@ -20,7 +20,9 @@ import polars as pl
 
 from coattail.reference.alerts import alerts_table
 from coattail.reference.data_quality import dq_counts, quarantine_counts
+from coattail.reference.flow_imbalance import flow_alerts, flow_metrics
 from coattail.reference.inputs import from_arrival, from_tape, from_wire
+from coattail.reference.sliced_whale import sliced_alerts
 from coattail.reference.spread import spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
@@ -31,6 +33,8 @@ from pipeline.config import Config
 if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
     from pipeline.detectors.data_quality import DataQualitySettings
+    from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+    from pipeline.detectors.sliced_whale import SlicedWhaleSettings
     from pipeline.detectors.spread import SpreadSettings
     from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
     from pipeline.detectors.whale import WhaleSettings
@@ -39,7 +43,7 @@ __all__ = ["from_arrival", "from_tape", "from_wire", "run_reference"]
 
 
 def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
-    """Run the small-tier detectors the tier enables over an arrival frame (see ``inputs``)."""
+    """Run the detectors the tier enables over an arrival frame (see ``inputs``)."""
     delay = config.spark.watermark_seconds
     annotated = annotate(frame, watermark_seconds=delay, instruments=config.instruments)
     limits = closing_limits(annotated, delay)
@@ -54,6 +58,12 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         rows += volume_alerts(annotated, limits, volume)
     if config.enabled("MOD-003"):
         rows += spread_alerts(annotated, limits, metrics, spread)
+    flow = flow_metrics(annotated, limits, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+    if config.enabled("MOD-006"):
+        rows += flow_alerts(annotated, flow, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+    if config.enabled("MOD-007"):
+        sliced = cast("SlicedWhaleSettings", config.settings_for("MOD-007"))
+        rows += sliced_alerts(annotated, sliced, cast("WhaleSettings", config.settings_for("MOD-001")))
     dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
     return RunOutputs(
         alerts=alerts_table(rows),
@@ -61,4 +71,5 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         spread_metrics=metrics if config.enabled("MOD-003") else metrics.clear(),
         records_in=frame.height,
         valid=annotated.height,
+        flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
     )

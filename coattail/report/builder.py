@@ -321,6 +321,7 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("only_reference", "alerts only the reference raised"),
         ("alert_differences", "alerts that differ"),
         ("spread_differences", "spread metrics that differ"),
+        ("flow_differences", "flow metrics that differ"),
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:

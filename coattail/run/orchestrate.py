@@ -33,6 +33,7 @@ from core.errors import CoattailError, PipelineError
 from core.tape import Tape
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
 from pipeline.tables import ALERTS, TableDef
@@ -264,7 +265,7 @@ def _event_count(tapes: Sequence[Tape]) -> int:
 
 
 def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
-    """The run's alerts, DQ metrics and spread metrics, read back from its Iceberg namespace."""
+    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace."""
     from pyiceberg.exceptions import NoSuchTableError
 
     from pipeline.sinks.iceberg import load_catalog
@@ -288,6 +289,7 @@ def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutput
         spread_metrics=pl.DataFrame(scan(SPREAD_METRICS_TABLE)),
         records_in=records_in,
         valid=valid,
+        flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
     )
 
 

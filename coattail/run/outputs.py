@@ -1,13 +1,14 @@
 """What a run produced, in one shape shared by the pipeline's capture and the reference implementation.
 
-The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics`` and ``spread_metrics``.
+The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics``, ``spread_metrics`` and
+``flow_metrics``.
 Stored in a run directory as one Parquet file per table (``alerts.parquet``, ...) plus the record
 counts in ``summary.json``; validation, diff and the report read only this.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 
 from core.errors import CoattailError
 from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.tables import ALERTS, TableDef
 
@@ -29,6 +31,7 @@ def polars_columns(table: TableDef) -> dict[str, Any]:
 DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 """``dq_metrics`` rows: stream rules per window; quarantine reasons with ``window_start`` null."""
 SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
+FLOW_COLUMNS: Final = polars_columns(FLOW_METRICS_TABLE)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -46,17 +49,20 @@ _FILES: Final = {
     part: f"{table.name}.parquet"
     for part, table in (("alerts", ALERTS), ("dq", DQ_METRICS), ("spread", SPREAD_METRICS_TABLE))
 }
+_FLOW_FILE: Final = f"{FLOW_METRICS_TABLE.name}.parquet"
+"""Optional on load: run directories written before MOD-006 existed have none."""
 
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """Alerts, DQ counts and spread metrics of one run (or of the reference over the same input)."""
+    """Alerts, DQ counts and metric tables of one run (or of the reference over the same input)."""
 
     alerts: pa.Table
     dq: pl.DataFrame
     spread_metrics: pl.DataFrame
     records_in: int
     valid: int
+    flow_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLOW_COLUMNS))
 
     @property
     def quarantined(self) -> int:
@@ -69,11 +75,12 @@ class RunOutputs:
         return rows
 
     def save(self, directory: Path) -> None:
-        """Write the three Parquet files into ``directory``."""
+        """Write one Parquet file per table into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.alerts, directory / _FILES["alerts"])
         self.dq.write_parquet(directory / _FILES["dq"])
         self.spread_metrics.write_parquet(directory / _FILES["spread"])
+        self.flow_metrics.write_parquet(directory / _FLOW_FILE)
 
     @classmethod
     def load(cls, directory: Path, *, records_in: int = 0, valid: int = 0) -> RunOutputs:
@@ -90,6 +97,10 @@ class RunOutputs:
             spread_metrics=conform(pl.read_parquet(directory / _FILES["spread"]), SPREAD_COLUMNS),
             records_in=records_in,
             valid=valid,
+            flow_metrics=conform(
+                pl.read_parquet(flow) if (flow := directory / _FLOW_FILE).is_file() else pl.DataFrame(),
+                FLOW_COLUMNS,
+            ),
         )
 
 

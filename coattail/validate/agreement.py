@@ -4,7 +4,7 @@ Alerts are matched by ``alert_id``. Compared: every field of docs/DETECTORS.md's
 page defines (kind, times, window, severity, value, threshold; evidence and event ids where the page
 lists their content); floats with a relative tolerance, since the two implementations may sum in a
 different order. Not compared: the latency stamps, and the evidence and event ids of MOD-003 alerts,
-which the page leaves open. Spread metrics are matched per key and window; DQ counts are summed per
+which the page leaves open. Spread and flow metrics are matched per key and window; DQ counts are summed per
 key, window and reason (stream rules) or per key and reason (quarantine), since rows are additive.
 """
 
@@ -35,6 +35,7 @@ _FLOAT_FIELDS: Final = ("value", "threshold")
 _OPEN_EVIDENCE: Final = frozenset({"MOD-003"})
 """Detectors whose evidence and event ids docs/DETECTORS.md does not pin down."""
 _SPREAD_FLOATS: Final = ("min_bps", "mean_bps", "max_bps", "last_bps")
+_FLOW_FLOATS: Final = ("buy_notional_usd", "sell_notional_usd", "notional_usd", "imbalance")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Agreement:
     only_reference: list[dict[str, Any]] = field(default_factory=list)
     alert_differences: list[dict[str, Any]] = field(default_factory=list)
     spread_differences: list[dict[str, Any]] = field(default_factory=list)
+    flow_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -58,6 +60,7 @@ class Agreement:
             or self.only_reference
             or self.alert_differences
             or self.spread_differences
+            or self.flow_differences
             or self.dq_differences
         )
 
@@ -71,6 +74,7 @@ class Agreement:
                 self.only_reference,
                 self.alert_differences,
                 self.spread_differences,
+                self.flow_differences,
                 self.dq_differences,
             )
         )
@@ -102,7 +106,12 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         only_pipeline=[alert_view(ours[a]) for a in sorted(ours.keys() - ref.keys())],
         only_reference=[alert_view(ref[a]) for a in sorted(ref.keys() - ours.keys())],
         alert_differences=differences,
-        spread_differences=_spread_differences(pipeline.spread_metrics, reference.spread_metrics),
+        spread_differences=_metric_differences(
+            pipeline.spread_metrics, reference.spread_metrics, (*_SPREAD_FLOATS, "count", "window_end")
+        ),
+        flow_differences=_metric_differences(
+            pipeline.flow_metrics, reference.flow_metrics, (*_FLOW_FLOATS, "trades", "window_end")
+        ),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
         records={
             "pipeline": {"in": pipeline.records_in, "valid": pipeline.valid},
@@ -155,18 +164,23 @@ def same_json(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
-def _spread_differences(ours: pl.DataFrame, ref: pl.DataFrame) -> list[dict[str, Any]]:
+def _metric_differences(
+    ours: pl.DataFrame, ref: pl.DataFrame, columns: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Rows of a per-window metric table matched by key and window; ``columns`` compared (floats within
+    the tolerance); the first of them tells a missing row."""
     key = ["exchange", "symbol", "window_start"]
+    probe = columns[0]
     joined = ours.join(ref, on=key, how="full", suffix="_ref", coalesce=True)
     out = []
     for row in joined.sort(key).iter_rows(named=True):
-        if row["count"] is None or row["count_ref"] is None:
-            side = "pipeline" if row["count"] is not None else "reference"
+        if row[probe] is None or row[f"{probe}_ref"] is None:
+            side = "pipeline" if row[probe] is not None else "reference"
             out.append({**{k: row[k] for k in key}, "only_in": side})
             continue
         fields = {
             c: {"pipeline": row[c], "reference": row[f"{c}_ref"]}
-            for c in (*_SPREAD_FLOATS, "count", "window_end")
+            for c in columns
             if not close(row[c], row[f"{c}_ref"])
         }
         if fields:

@@ -21,7 +21,7 @@ from pydantic import Field
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings, counted_trades
 from pipeline.detectors.windows import (
     closing_bound,
     entries_from_json,
@@ -88,8 +88,7 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
         trades = chunk.trades
         if len(trades):
             notional = trades["notional_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
-            late = trades["late"].to_numpy(dtype=bool)
-            counted = ~late & ~trades["duplicate"].to_numpy(dtype=bool) & ~np.isnan(notional)
+            counted = counted_trades(trades)
             if counted.any():
                 self._accumulate(chunk, np.flatnonzero(counted), notional, state)
         return self._close(chunk, state), {}

@@ -97,6 +97,11 @@ class KeyChunk:
         its decision time (``pipeline.cross``).
         """
         row = int(closing_rows(self.running_max, np.array([window_end], dtype=np.int64), delay_us)[0])
+        return self.row_stamps(row)
+
+    def row_stamps(self, row: int) -> dict[str, int | None]:
+        """``ts_sent``, ``ts_ingest`` and the batch ``arrival`` of merged row ``row`` as alert record
+        fields (all null when ``row`` is past the chunk: the deciding event has not arrived yet)."""
         if row >= len(self):
             return {"ts_sent": None, "ts_ingest": None, "arrival": None}
         kind_row = int(np.count_nonzero(self.is_trade[:row] == self.is_trade[row]))
@@ -106,6 +111,16 @@ class KeyChunk:
             "ts_ingest": opt_int(frame["ts_ingest"].iat[kind_row]),
             "arrival": int(frame["arrival"].iat[kind_row]),
         }
+
+
+def counted_trades(trades: pd.DataFrame) -> BoolArr:
+    """Per trade: counted (docs/DETECTORS.md, MOD-002): valid, not late, not a duplicate, with a USD
+    notional. Every module that aggregates trades counts these and only these."""
+    notional = trades["notional_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
+    counted: BoolArr = (
+        ~trades["late"].to_numpy(dtype=bool) & ~trades["duplicate"].to_numpy(dtype=bool) & ~np.isnan(notional)
+    )
+    return counted
 
 
 class WindowedSettings(Frozen):
