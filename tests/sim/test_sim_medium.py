@@ -86,8 +86,8 @@ def test_medium_day_plants_each_pattern_and_the_reference_hits_every_label(tmp_p
             assert near.height == run.height
         if label.kind == "one_sided":
             minute = mine.filter(pl.col("ts_event").is_between(label.start_us, label.end_us, closed="left"))
-            buy = minute.filter(pl.col("side") == "buy").get_column("usd").sum()
-            sell = minute.filter(pl.col("side") == "sell").get_column("usd").sum()
+            buy = float(minute.filter(pl.col("side") == "buy").get_column("usd").sum())
+            sell = float(minute.filter(pl.col("side") == "sell").get_column("usd").sum())
             assert buy + sell >= flow.min_notional_usd and abs(buy - sell) / (buy + sell) >= flow.threshold
     outcome = validate_labels(
         tape.manifest.labels, run_reference(from_tape(tape), medium), dq_window_seconds=60
