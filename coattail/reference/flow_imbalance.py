@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
-from coattail.reference.stream import KEY, US_PER_S, window_start
+from coattail.reference.stream import KEY, US_PER_S, counted_trades, window_start
 from coattail.run.outputs import FLOW_COLUMNS
 from core.events import event_id
 from pipeline.alerts import evidence_json
@@ -17,16 +17,6 @@ if TYPE_CHECKING:
     from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
 
 DETECTOR = "MOD-006"
-
-
-def counted_trades(annotated: pl.DataFrame) -> pl.DataFrame:
-    """MOD-002's counted trades: valid, not late, not duplicate, with a USD notional."""
-    return annotated.filter(
-        (pl.col("kind") == "trade")
-        & ~pl.col("late")
-        & ~pl.col("duplicate")
-        & pl.col("notional_usd").is_not_null()
-    )
 
 
 def flow_metrics(

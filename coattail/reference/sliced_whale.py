@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
-from coattail.reference.stream import KEY
+from coattail.reference.stream import KEY, counted
 from core.events import event_id
 from pipeline.alerts import evidence_json
 
@@ -33,7 +33,8 @@ def sliced_alerts(
     """Alerts of every closed run of same-side counted trades that adds up to a whale."""
     gap = settings.max_gap_ms * 1_000
     alerts: list[dict[str, Any]] = []
-    for (exchange, symbol), events in annotated.sort("arrival").group_by(list(KEY), maintain_order=True):
+    walk = annotated.sort("arrival").with_columns(counted().alias("counted"))
+    for (exchange, symbol), events in walk.group_by(list(KEY), maintain_order=True):
         t1 = whale.thresholds_usd.get(str(symbol), whale.default_threshold_usd)
         run: _Run | None = None
         clock: int | None = None
@@ -42,13 +43,7 @@ def sliced_alerts(
             if run is not None and clock > run.trades[-1]["ts_event"] + gap:
                 alerts += _fire(run, str(exchange), str(symbol), t1, settings, whale)
                 run = None
-            counted = (
-                e["kind"] == "trade"
-                and not e["late"]
-                and not e["duplicate"]
-                and e["notional_usd"] is not None
-            )
-            if not counted:
+            if not e["counted"]:
                 continue
             if run is not None:
                 step = max(0, e["ts_event"] - run.trades[-1]["ts_event"])

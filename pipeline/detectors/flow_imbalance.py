@@ -22,11 +22,11 @@ from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades
 from pipeline.detectors.windows import (
+    by_window,
     closing_bound,
     entries_from_json,
     fold_sum,
-    json_entries,
-    top_k,
+    merge_top,
     top_k_by_group,
     window_starts,
 )
@@ -112,24 +112,19 @@ class FlowImbalanceDetector(WindowedDetector[FlowImbalanceSettings]):
         groups = wins + sell.astype(np.int64)
         tops = top_k_by_group(groups, notional, chunk.kind_arrival("trade")[rows])
         trade_ids = trades["trade_id"].to_numpy()
-        order = np.argsort(wins, kind="stable")  # stable: arrival order inside each window
-        for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
-            start = int(wins[part[0]])
+
+        def name(i: int) -> str:
+            return event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]]))
+
+        for start, part in by_window(wins):
             buy_sum, sell_sum, count, top_buy, top_sell = state["open"].get(str(start), [0.0, 0.0, 0, [], []])
             sides = sell[part]
-            tops_named = [
-                [
-                    (v, a, event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]])))
-                    for v, a, i in tops.get(start + side, [])
-                ]
-                for side in (0, 1)
-            ]
             state["open"][str(start)] = [
                 fold_sum(float(buy_sum), notional[part[~sides]]),
                 fold_sum(float(sell_sum), notional[part[sides]]),
                 int(count) + len(part),
-                json_entries(top_k(entries_from_json(top_buy) + tops_named[0])),
-                json_entries(top_k(entries_from_json(top_sell) + tops_named[1])),
+                merge_top(top_buy, tops.get(start, []), name),
+                merge_top(top_sell, tops.get(start + 1, []), name),
             ]
 
     def _close(

@@ -103,17 +103,16 @@ class SlicedWhaleDetector(WindowedDetector[SlicedWhaleSettings]):
         notional = trades["notional_usd"].to_numpy(dtype=np.float64)[rows]
         candidates = self._candidates(run if continues else None, firsts, lasts, notional, chunk.symbol)
         state["run"] = None
-        for j, (first, last, closing) in enumerate(zip(firsts, lasts, closing_rows.tolist(), strict=True)):
-            closed = closing < len(chunk)
-            if closed and not candidates[j]:
-                continue
+        is_open = closing_rows >= len(chunk)
+        # only candidates and the run left open are folded exactly: most runs are one or two fills
+        for j in np.flatnonzero(candidates | is_open).tolist():
             prior = run if continues and j == 0 else None
-            part = slice(int(first), int(last) + 1)
+            part = slice(int(firsts[j]), int(lasts[j]) + 1)
             folded = self._fold(chunk, prior, rows[part], notional[part])
-            if closed:
-                alerts += self._evaluate(chunk, folded, closing)
-            else:
+            if is_open[j]:
                 state["run"] = folded
+            else:
+                alerts += self._evaluate(chunk, folded, int(closing_rows[j]))
         return alerts, {}
 
     def _candidates(

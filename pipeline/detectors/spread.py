@@ -26,6 +26,7 @@ from pipeline.alerts import alert_id
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
 from pipeline.detectors.windows import (
     MAX_EVENT_IDS,
+    by_window,
     closing_bound,
     fold_sum,
     window_starts,
@@ -114,9 +115,7 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
         def name(pos: int) -> str:
             return event_id("quote", chunk.exchange, chunk.symbol, int(update_ids[pos]))
 
-        order = np.argsort(wins, kind="stable")  # stable: arrival order inside each window
-        for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
-            start = int(wins[part[0]])
+        for start, part in by_window(wins):
             w = state["open"].setdefault(
                 str(start),
                 {

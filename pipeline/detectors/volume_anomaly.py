@@ -23,11 +23,11 @@ from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings, counted_trades
 from pipeline.detectors.windows import (
+    by_window,
     closing_bound,
     entries_from_json,
     fold_sum,
-    json_entries,
-    top_k,
+    merge_top,
     top_k_by_group,
     window_starts,
 )
@@ -101,18 +101,15 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
         state["next"] = first if state["next"] is None else min(int(state["next"]), first)
         tops = top_k_by_group(wins, notional, chunk.kind_arrival("trade")[rows])
         trade_ids = chunk.trades["trade_id"].to_numpy()
-        order = np.argsort(wins, kind="stable")  # stable: arrival order inside each window
-        for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
-            start = int(wins[part[0]])
+        def name(i: int) -> str:
+            return event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]]))
+
+        for start, part in by_window(wins):
             total, count, top = state["open"].get(str(start), [0.0, 0, []])
-            named = [
-                (v, a, event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]])))
-                for v, a, i in tops[start]
-            ]
             state["open"][str(start)] = [
                 fold_sum(float(total), notional[part]),
                 int(count) + len(part),
-                json_entries(top_k(entries_from_json(top) + named)),
+                merge_top(top, tops[start], name),
             ]
 
     def _close(self, chunk: KeyChunk, state: dict[str, Any]) -> list[dict[str, Any]]:
