@@ -98,10 +98,13 @@ def test_run_capture_files_are_named_after_the_tables(tmp_path: Path) -> None:
     )
     empty.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "alerts.parquet", "dq_metrics.parquet", "spread_metrics.parquet"
+        "alerts.parquet", "dq_metrics.parquet", "flow_metrics.parquet", "spread_metrics.parquet"
     ]
     assert {p.stem for p in tmp_path.iterdir()} <= {t.name for t in all_tables(EVERY_MODULE)}
     assert RunOutputs.load(tmp_path).alerts.schema == ALERTS.schema
+    # a run directory from before MOD-006 has no flow metrics: read as none
+    (tmp_path / "flow_metrics.parquet").unlink()
+    assert RunOutputs.load(tmp_path).flow_metrics.is_empty()
 
 
 @given(st.lists(st.integers(0, 4_102_444_800_000_000), min_size=1, max_size=20))
