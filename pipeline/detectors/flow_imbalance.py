@@ -20,7 +20,7 @@ from pydantic import Field
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades, window_metrics_table
 from pipeline.detectors.windows import (
     by_window,
     closing_bound,
@@ -39,24 +39,16 @@ MODULE_ID: Final = "MOD-006"
 KIND: Final = "flow_imbalance"
 _SEVERITY_STEPS: Final = ((1.0, "critical"), (0.9, "high"), (0.8, "medium"))
 
-FLOW_METRICS: Final = pa.schema(
+FLOW_METRICS_TABLE: Final = window_metrics_table(
+    "flow_metrics",
+    "MOD-006: taker buy/sell notional per key and closed window with counted trades",
     [
-        pa.field("exchange", pa.string(), nullable=False),
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("window_start", pa.int64(), nullable=False),
-        pa.field("window_end", pa.int64(), nullable=False),
         pa.field("buy_notional_usd", pa.float64(), nullable=False),
         pa.field("sell_notional_usd", pa.float64(), nullable=False),
         pa.field("notional_usd", pa.float64(), nullable=False),
         pa.field("imbalance", pa.float64(), nullable=False),
         pa.field("trades", pa.int64(), nullable=False),
-    ]
-)
-FLOW_METRICS_TABLE: Final = TableDef(
-    name="flow_metrics",
-    schema=FLOW_METRICS,
-    key=("exchange", "symbol", "window_start"),
-    description="MOD-006: taker buy/sell notional per key and closed window with counted trades",
+    ],
 )
 
 
@@ -100,7 +92,9 @@ class FlowImbalanceDetector(WindowedDetector[FlowImbalanceSettings]):
             if len(rows):
                 self._accumulate(chunk, rows, state)
         alerts, metrics = self._close(chunk, state)
-        return alerts, {"flow_metrics": pd.DataFrame(metrics, columns=FLOW_METRICS.names)}
+        if not metrics:
+            return alerts, {}
+        return alerts, {"flow_metrics": pd.DataFrame(metrics, columns=FLOW_METRICS_TABLE.schema.names)}
 
     def _accumulate(self, chunk: KeyChunk, rows: Any, state: dict[str, Any]) -> None:
         """``rows``: positions of the counted trades in ``chunk.trades``."""

@@ -21,12 +21,14 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import Field, model_validator
 
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, S, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
+from pipeline.tables import TableDef
 
 
 @dataclass
@@ -111,6 +113,23 @@ class KeyChunk:
             "ts_ingest": opt_int(frame["ts_ingest"].iat[kind_row]),
             "arrival": int(frame["arrival"].iat[kind_row]),
         }
+
+
+def window_metrics_table(name: str, description: str, metrics: list[pa.Field]) -> TableDef:
+    """A per-window metrics table: one row per key and window (``exchange, symbol, window_start,
+    window_end``, then ``metrics``), identified by ``exchange, symbol, window_start``."""
+    key = [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("window_start", pa.int64(), nullable=False),
+        pa.field("window_end", pa.int64(), nullable=False),
+    ]
+    return TableDef(
+        name=name,
+        schema=pa.schema(key + metrics),
+        key=("exchange", "symbol", "window_start"),
+        description=description,
+    )
 
 
 def counted_trades(trades: pd.DataFrame) -> BoolArr:
