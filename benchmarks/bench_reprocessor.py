@@ -3,11 +3,18 @@
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day [--generate] [--scale 0.74]
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day --engine-batches 200000
     ... --modules MOD-001,MOD-005 --set 'instruments=[binance:BTCUSDT,coinbase:BTC-USD]'  # config overrides
+    .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/mday --generate --scenario medium-day \
+        --tiers small,medium
 
 ``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
 one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
 (timed separately), then ``reprocess`` runs MOD-001..MOD-004 over the day. Prints one JSON line with
 wall times and events/s. A script, not a test: nothing here asserts on time.
+
+``--tiers small,medium`` reprocesses the loaded day per tier (that tier's modules, one Spark session,
+one load, tiers taken in turn, ``--rounds`` times, the best round of each kept, so the first run's
+warm-up counts for none) and adds each tier's events/s relative to the first one's: what a tier's
+extra modules cost, measured in one run.
 
 ``--engine-batches N`` instead feeds the tape in tape order through the streaming engine
 (``pipeline.engine.Engine``: sequencer + all four modules, state carried between micro-batches of N
@@ -32,7 +39,7 @@ from pipeline.spark import build_session
 DAY_US = 86_400_000_000
 
 
-def generate(tape: Path, scale: float) -> None:
+def generate(tape: Path, scale: float, scenario: str = "whale-day") -> None:
     """The benchmark day, with the harness's simulator (imported here only: pipeline never does)."""
     from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec
@@ -40,7 +47,7 @@ def generate(tape: Path, scale: float) -> None:
     from sim.scenario import load_scenario
 
     spec = GenerateSpec(
-        scenario=load_scenario("whale-day"),
+        scenario=load_scenario(scenario),
         symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
         exchanges=("binance",),
         start_us=parse_time("2026-01-01T00:00Z", "--start"),
@@ -99,14 +106,17 @@ def main() -> None:
     parser.add_argument("--tape", type=Path, required=True)
     parser.add_argument("--generate", action="store_true")
     parser.add_argument("--scale", type=float, default=0.74)
+    parser.add_argument("--scenario", default="whale-day", help="preset of --generate")
     parser.add_argument("--modules", default="MOD-001,MOD-002,MOD-003,MOD-004")
+    parser.add_argument("--tiers", default="", help="compare tiers' modules instead of --modules")
+    parser.add_argument("--rounds", type=int, default=1, help="with --tiers: runs per tier, best kept")
     parser.add_argument("--engine-batches", type=int, default=0, metavar="N")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override, as coattail's --set (MOD-005 needs instruments)")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.generate:
-        generate(args.tape, args.scale)
+        generate(args.tape, args.scale, args.scenario)
     if args.engine_batches:
         figures = engine_throughput(args.tape, args.modules.split(","), args.engine_batches, overrides)
         print(json.dumps(figures))
@@ -121,33 +131,45 @@ def main() -> None:
         load_tape(args.tape, sink)
         load_s = time.perf_counter() - t0
         spark, _ = build_session(config, app_name="bench-reprocessor", local_dir=Path(tmp) / "spark")
+        runs: dict[str, list[str]] = (
+            {tier: list(ConfigLoader().load(tier, env={}).modules) for tier in args.tiers.split(",")}
+            if args.tiers
+            else {"modules": args.modules.split(",")}
+        )
+        figures: dict[str, dict[str, object]] = {}
+        eps: dict[str, float] = {}
         try:
-            t1 = time.perf_counter()
-            result = reprocess(
-                spark,
-                config,
-                modules=args.modules.split(","),
-                start_us=start,
-                end_us=start + DAY_US,
-                name="bench",
-                sink=sink,
-            )
-            reprocess_s = time.perf_counter() - t1
+            for _ in range(max(1, args.rounds)):
+                for label, modules in runs.items():
+                    t1 = time.perf_counter()
+                    result = reprocess(
+                        spark,
+                        config,
+                        modules=modules,
+                        start_us=start,
+                        end_us=start + DAY_US,
+                        name=f"bench_{label}",
+                        sink=sink,
+                    )
+                    reprocess_s = time.perf_counter() - t1
+                    if result.events / reprocess_s <= eps.get(label, 0.0):
+                        continue
+                    eps[label] = result.events / reprocess_s
+                    figures[label] = {
+                        "events": result.events,
+                        "reprocess_s": round(reprocess_s, 1),
+                        "reprocess_events_per_s": round(eps[label]),
+                        "outputs": {name: t.num_rows for name, t in result.tables.items()},
+                        "key_cpu_s": result.key_cpu_s,
+                        "modules": ",".join(modules),
+                    }
         finally:
             spark.stop()
-    print(
-        json.dumps(
-            {
-                "events": result.events,
-                "load_s": round(load_s, 1),
-                "reprocess_s": round(reprocess_s, 1),
-                "reprocess_events_per_s": round(result.events / reprocess_s),
-                "outputs": {name: t.num_rows for name, t in result.tables.items()},
-                "key_cpu_s": result.key_cpu_s,
-                "modules": args.modules,
-            }
-        )
-    )
+    base = next(iter(eps.values()))
+    for label, f in figures.items():
+        f["relative_to_first"] = round(eps[label] / base, 3)
+    shown = figures if args.tiers else next(iter(figures.values()))
+    print(json.dumps({"load_s": round(load_s, 1), **shown}))
 
 
 if __name__ == "__main__":

@@ -291,7 +291,8 @@ def _trades(
     allt = np.concatenate([st.carry, imm, kids])
     allt.sort(kind="stable")
     st.carry = allt[(allt >= t1) & (allt < end)]
-    natural = _natural_times(allt[allt < t1], t0, t1, plan.gaps.get(inst.index, []))
+    gaps = plan.gaps.get(inst.index, []) + plan.pauses.get(inst.index, [])
+    natural = _natural_times(allt[allt < t1], t0, t1, gaps)
     rows = plan.trades.get(inst.index, inject.TradeRows())
     ts, src = _merge(natural, rows.ts, t0, t1)
     n = ts.size

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.events import event_id
 from core.labels import Label
 from pipeline.config import Config
 from pipeline.detectors.basis import BasisSettings
 from pipeline.detectors.data_quality import DataQualitySettings
+from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from pipeline.detectors.whale import WhaleSettings
 from sim.market import SIZE_SIGMA, Instrument, intraday_factor
@@ -27,8 +30,10 @@ from sim.scenario import (
     FlashCrash,
     LateEvent,
     Malformed,
+    OneSided,
     Scenario,
     ScenarioEvent,
+    SlicedWhale,
     SpreadBlowout,
     TradeIdGap,
     VolumeSpike,
@@ -116,12 +121,14 @@ class Plan:
     shifts: dict[int, list[Interval]] = field(default_factory=dict)
     """Prices moved by ``value`` bps against the asset's path (basis dislocations)."""
     instruments: list[Instrument] = field(default_factory=list)
+    pauses: dict[int, list[Interval]] = field(default_factory=dict)
+    """No natural trade of the instrument (quotes go on): around a sliced parent order."""
     crashes: dict[str, list[tuple[int, FlashCrash]]] = field(default_factory=dict)
     """Per asset: (start, event); the price path of every venue of the asset follows it."""
     ids: dict[int, list[str]] = field(default_factory=dict)
     """Per plan entry: the event ids of its rows, filled in while the tape is generated."""
     burst: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
-    """Per spike/crash entry: (notional, event id) of its extra trades."""
+    """Per spike/crash/one-sided entry: (notional, event id) of its extra trades."""
 
 
 def threshold_usd(config: Config, symbol: str) -> float:
@@ -163,10 +170,7 @@ def build_plan(
             base = expected_minute_notional(inst, scale, intraday_factor(np.array([t]))[0])
             floor = 3 * config.settings_of(VolumeAnomalySettings).min_notional_usd
             target = max(ev.multiple * base, floor) * ev.minutes
-            cap = min(BURST_CAP * threshold, target / 20)
-            sizes = rng.uniform(0.3 * cap, cap, size=int(target / (0.3 * cap)) + 2)
-            sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]
-            times = np.sort(rng.integers(t, t + span, size=sizes.size))
+            times, sizes = _burst(rng, target, min(BURST_CAP * threshold, target / 20), t, span)
             sell_share = 0.9 if isinstance(ev, FlashCrash) else 0.3
             sides = np.where(rng.random(sizes.size) < sell_share, SIDE_SELL, SIDE_BUY)
             plan.burst[k] = []
@@ -175,6 +179,31 @@ def build_plan(
             if isinstance(ev, FlashCrash):
                 plan.spreads.setdefault(inst.index, []).append(Interval(t, t + span, k, ev.spread_bps))
                 plan.crashes.setdefault(inst.asset.name, []).append((t, ev))
+        elif isinstance(ev, OneSided):
+            base = expected_minute_notional(inst, scale, intraday_factor(np.array([t]))[0])
+            floor = 1.5 * config.settings_of(FlowImbalanceSettings).min_notional_usd
+            target = max(ev.multiple * base, floor)
+            times, sizes = _burst(rng, target, min(BURST_CAP * threshold, target / 20), t, MINUTE_US)
+            plan.burst[k] = []
+            side = SIDE_BUY if ev.side == "buy" else SIDE_SELL
+            for ts, size in zip(times.tolist(), sizes.tolist(), strict=True):
+                trades.add(ts, k, notional=size, side=side)
+        elif isinstance(ev, SlicedWhale):
+            max_gap_us = config.settings_of(SlicedWhaleSettings).max_gap_ms * 1_000
+            if ev.gap_ms * 1_000 > max_gap_us:
+                raise ConfigError(
+                    f"sliced_whale gap_ms {ev.gap_ms} exceeds MOD-007's max_gap_ms ({max_gap_us // 1_000}): "
+                    "the slices would not make one run; lower gap_ms"
+                )
+            first = t + 7_000_000
+            last = first + (ev.slices - 1) * ev.gap_ms * 1_000
+            side = SIDE_BUY if ev.side == "buy" else SIDE_SELL
+            for i in range(ev.slices):
+                slice_ts = first + i * ev.gap_ms * 1_000
+                trades.add(slice_ts, k, notional=ev.multiple * threshold / ev.slices, side=side)
+            # natural fills next to the slices would join or split the run: none within the gap (and a margin)
+            margin = max_gap_us + 1_000_000
+            plan.pauses.setdefault(inst.index, []).append(Interval(first - margin, last + margin + 1, k))
         elif isinstance(ev, SpreadBlowout):
             plan.spreads.setdefault(inst.index, []).append(
                 Interval(t, t + ev.minutes * MINUTE_US, k, ev.spread_bps)
@@ -226,6 +255,14 @@ def basis_pairs(config: Config, inst: Instrument, insts: list[Instrument]) -> li
         (a, b) for a, b in config.settings_of(BasisSettings).pairs
         if mine in (a, b) and a in names and b in names
     ]
+def _burst(
+    rng: np.random.Generator, target: float, cap: float, t: int, span: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times and USD sizes of extra trades adding up to about ``target``, each in ``[0.3 cap, cap]``."""
+    sizes = rng.uniform(0.3 * cap, cap, size=int(target / (0.3 * cap)) + 2)
+    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]
+    times = np.sort(rng.integers(t, t + span, size=sizes.size))
+    return times, sizes
 
 
 def crash_multiplier(ts: np.ndarray, crashes: list[tuple[int, FlashCrash]]) -> np.ndarray:
@@ -259,7 +296,7 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                     start_us=ts,
                     end_us=ts,
                     event_ids=ids,
-                    tolerates=("MOD-002",),
+                    tolerates=("MOD-002", *_enabled(config, "MOD-006")),
                     note=f"{ev.side} {ev.multiple} x the {threshold_usd(config, inst.symbol):,.0f} "
                     "USD threshold",
                     **common,
@@ -282,6 +319,8 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                 )
             else:
                 note = f"price -{ev.drop_pct} % over {ev.minutes} min, back over {ev.recover_minutes} min"
+                # heavy one-sided selling: the medium tier's flow modules may see it too
+                flow = _enabled(config, "MOD-006", "MOD-007")
                 labels.append(
                     Label(
                         kind="flash_crash",
@@ -290,6 +329,7 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                         end_us=end,
                         event_ids=top,
                         note=note,
+                        tolerates=flow,
                         **common,
                     )
                 )
@@ -301,9 +341,39 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                         end_us=end,
                         event_ids=ids[:50],
                         note=note,
+                        tolerates=flow,
                         **common,
                     )
                 )
+        elif isinstance(ev, OneSided):
+            top = tuple(i for _, i in sorted(plan.burst.get(k, []), key=lambda p: -p[0])[:50])
+            labels.append(
+                Label(
+                    kind="one_sided",
+                    detector="MOD-006",
+                    start_us=t,
+                    end_us=window_end,
+                    event_ids=top,
+                    tolerates=("MOD-002", "MOD-007"),
+                    note=f"extra taker {ev.side}s: {ev.multiple} x the expected minute notional",
+                    **common,
+                )
+            )
+        elif isinstance(ev, SlicedWhale):
+            first = t + 7_000_000
+            labels.append(
+                Label(
+                    kind="sliced_whale",
+                    detector="MOD-007",
+                    start_us=first,
+                    end_us=first + (ev.slices - 1) * ev.gap_ms * 1_000,
+                    event_ids=ids[:50],
+                    tolerates=("MOD-002", "MOD-006"),
+                    note=f"{ev.side} {ev.multiple} x the {threshold_usd(config, inst.symbol):,.0f} USD "
+                    f"threshold in {ev.slices} slices {ev.gap_ms} ms apart",
+                    **common,
+                )
+            )
         elif isinstance(ev, SpreadBlowout):
             labels.append(
                 Label(
@@ -436,6 +506,12 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
             )
     faults = {"late": late} if late else {}
     return labels, faults
+
+
+def _enabled(config: Config, *modules: str) -> tuple[str, ...]:
+    """Those of ``modules`` the generating tier switches on: a label tolerates a module's alerts only
+    where that module runs, so the small tier's tapes keep their bytes."""
+    return tuple(m for m in modules if config.enabled(m))
 
 
 def quote_id(inst: Instrument, update_id: int) -> str:

@@ -18,10 +18,10 @@ Event kinds and their parameters are the models below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError
 
@@ -149,6 +149,36 @@ class BasisDislocation(_Event):
 
     def length_us(self) -> int:
         return self.windows * 10_000_000 + 60_000_000
+class SlicedWhale(_Event):
+    """A parent order of ``multiple`` x the MOD-001 threshold cut into ``slices`` same-side fills
+    ``gap_ms`` apart, each below the threshold; the instrument's other trades pause around it."""
+
+    kind: Literal["sliced_whale"]
+    multiple: float = Field(1.5, ge=1.05)
+    slices: int = Field(8, ge=3, le=100)
+    gap_ms: int = Field(400, ge=1)
+    side: Literal["buy", "sell"] = "buy"
+
+    @model_validator(mode="after")
+    def _slices_fit(self) -> Self:
+        if self.multiple / self.slices >= 1.0:
+            raise ValueError(
+                f"{self.slices} slices of {self.multiple} x the threshold: each must stay below it"
+            )
+        if self.slices * self.gap_ms > 10_000:
+            raise ValueError(
+                "slices x gap_ms must be at most 10000 (the trade pause would look like a feed gap)"
+            )
+        return self
+
+
+class OneSided(_Event):
+    """A minute of extra taker flow on one ``side``: ``multiple`` x the expected notional (at least 1.5 x
+    MOD-006's ``min_notional_usd``), each trade below 10 % of the threshold."""
+
+    kind: Literal["one_sided"]
+    multiple: float = Field(10.0, ge=4.0)
+    side: Literal["buy", "sell"] = "buy"
 
 
 ScenarioEvent = Annotated[
@@ -162,7 +192,9 @@ ScenarioEvent = Annotated[
     | Malformed
     | LateEvent
     | FlashCrash
-    | BasisDislocation,
+    | BasisDislocation
+    | SlicedWhale
+    | OneSided,
     Field(discriminator="kind"),
 ]
 

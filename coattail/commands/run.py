@@ -16,6 +16,8 @@ from pipeline.config import ProfileName, TierName
 console = Console()
 
 DEMO_SCENARIO = "whale-day"
+DEMO_SCENARIOS: dict[str, str] = {"small": DEMO_SCENARIO, "medium": "medium-day"}
+"""The preset each tier's demo plays: its modules' patterns, labelled."""
 DEMO_DURATION = "1h"
 DEMO_SCALE = 0.25
 DEMO_SEED = 7
@@ -103,17 +105,27 @@ def demo(
         Path | None, typer.Option("--faults", help="Also inject transport faults (YAML).")
     ] = None,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
+    tier: Annotated[
+        TierName, typer.Option("--tier", help="small (whale-day) or medium (medium-day, MOD-006/007).")
+    ] = "small",
 ) -> None:
     """Generate a synthetic `whale-day` market and run it end to end (the README's main command)."""
     from coattail.run.orchestrate import RunRequest
 
     with cli_errors():
+        scenario = DEMO_SCENARIOS.get(tier)
+        if scenario is None:
+            raise typer.BadParameter(
+                f"the demo runs the tiers {', '.join(DEMO_SCENARIOS)}", param_hint="--tier"
+            )
+        name = scenario if tier == "small" else f"{scenario}-{tier}"
         tape = _demo_tape(
-            runs_root / "tapes" / f"{DEMO_SCENARIO}-{duration}-x{scale:g}-s{seed}", duration, scale, seed
+            runs_root / "tapes" / f"{name}-{duration}-x{scale:g}-s{seed}", duration, scale, seed, tier
         )
-        _execute(
-            RunRequest(tapes=(tape,), speed=_speed(speed), faults=faults, runs_root=runs_root, name="demo")
+        request = RunRequest(
+            tapes=(tape,), tier=tier, speed=_speed(speed), faults=faults, runs_root=runs_root, name="demo"
         )
+        _execute(request)
 
 
 def runs(
@@ -146,8 +158,8 @@ def runs(
     console.print(table)
 
 
-def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
-    """Generate the demo tape (deterministic: an existing one with the same parameters is reused)."""
+def _demo_tape(out: Path, duration: str, scale: float, seed: int, tier: TierName = "small") -> Path:
+    """Generate the tier's demo tape (deterministic: an existing one with the same parameters is reused)."""
     from core.tape import MANIFEST
     from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec, generate
@@ -157,8 +169,9 @@ def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
         return out
     from pipeline.config import ConfigLoader
 
+    scenario = DEMO_SCENARIOS[tier]
     spec = GenerateSpec(
-        scenario=load_scenario(DEMO_SCENARIO),
+        scenario=load_scenario(scenario),
         symbols=tuple(DEMO_SYMBOLS.split(",")),
         exchanges=tuple(DEMO_EXCHANGES.split(",")),
         start_us=parse_time("2026-01-01T00:00Z", "--start"),
@@ -166,10 +179,10 @@ def _demo_tape(out: Path, duration: str, scale: float, seed: int) -> Path:
         seed=seed,
         scale=scale,
     )
-    command = f"coattail sim generate --scenario {DEMO_SCENARIO} --duration {duration} --scale {scale:g}"
-    command += f" --seed {seed}"
-    with console.status(f"generating the {DEMO_SCENARIO} tape ({duration}, scale {scale:g})"):
-        manifest = generate(spec, ConfigLoader().load("small"), out, overwrite=True, origin=[command])
+    command = f"coattail sim generate --scenario {scenario} --duration {duration} --scale {scale:g}"
+    command += f" --seed {seed}" + ("" if tier == "small" else f" --tier {tier}")
+    with console.status(f"generating the {scenario} tape ({duration}, scale {scale:g})"):
+        manifest = generate(spec, ConfigLoader().load(tier), out, overwrite=True, origin=[command])
     rows = ", ".join(f"{n:,} {k}s" for k, n in manifest.rows.items())
     console.print(f"demo tape {out}: {rows}, {len(manifest.labels)} labels")
     return out

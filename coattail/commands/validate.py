@@ -81,6 +81,7 @@ def print_validation(v: dict[str, Any]) -> None:
             "alert_differences",
             "spread_differences",
             "basis_differences",
+            "flow_differences",
             "dq_differences",
         ):
             for item in ref[key][:20]:

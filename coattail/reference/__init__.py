@@ -2,8 +2,8 @@
 
 Written from docs/DETECTORS.md alone; it never runs ``pipeline.detectors`` (it names their settings
 types for type checking only). Only the shared contracts (event ids, ``alert_id``, ``ALERT_SCHEMA``, the
-typed config, the instrument registry) are reused. Every run compares the pipeline's alerts, spread
-and basis metrics and DQ counts with what this package computes from the same input.
+typed config, the instrument registry) are reused. Every run compares the pipeline's alerts, spread,
+flow and basis metrics and DQ counts with what this package computes from the same input.
 
 Usage::
 
@@ -21,7 +21,9 @@ import polars as pl
 from coattail.reference.alerts import alerts_table
 from coattail.reference.basis import basis_outputs
 from coattail.reference.data_quality import dq_counts, quarantine_counts
+from coattail.reference.flow_imbalance import flow_alerts, flow_metrics
 from coattail.reference.inputs import from_arrival, from_tape, from_wire
+from coattail.reference.sliced_whale import sliced_alerts
 from coattail.reference.spread import spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
     from pipeline.detectors.basis import BasisSettings
     from pipeline.detectors.data_quality import DataQualitySettings
+    from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+    from pipeline.detectors.sliced_whale import SlicedWhaleSettings
     from pipeline.detectors.spread import SpreadSettings
     from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
     from pipeline.detectors.whale import WhaleSettings
@@ -56,6 +60,12 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         rows += volume_alerts(annotated, limits, volume)
     if config.enabled("MOD-003"):
         rows += spread_alerts(annotated, limits, metrics, spread)
+    flow = flow_metrics(annotated, limits, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+    if config.enabled("MOD-006"):
+        rows += flow_alerts(annotated, flow, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+    if config.enabled("MOD-007"):
+        sliced = cast("SlicedWhaleSettings", config.settings_for("MOD-007"))
+        rows += sliced_alerts(annotated, sliced, cast("WhaleSettings", config.settings_for("MOD-001")))
     dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
     if not config.enabled("MOD-004"):
         dq = dq.clear()
@@ -71,5 +81,6 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         spread_metrics=metrics if config.enabled("MOD-003") else metrics.clear(),
         records_in=frame.height,
         valid=annotated.height,
+        flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
         basis_metrics=basis,
     )

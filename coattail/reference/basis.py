@@ -53,6 +53,8 @@ def basis_outputs(
     stalls: list[dict[str, Any]] = []
     for a, b in settings.pairs:
         ka, kb = _key(a), _key(b)
+        if ka not in config.active_instruments or kb not in config.active_instruments:
+            continue  # a pair is evaluated only when both legs are participants
         asset = config.instruments.asset_of(*ka) or ""
         participants = [k for k in config.active_instruments if config.instruments.asset_of(*k) == asset]
         if any(k not in final for k in participants):

@@ -62,6 +62,22 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     )
 
 
+def counted() -> pl.Expr:
+    """True for the trades every windowed trade module counts (MOD-002's rule): valid, not late, not a
+    duplicate, with a USD notional."""
+    return (
+        (pl.col("kind") == "trade")
+        & ~pl.col("late")
+        & ~pl.col("duplicate")
+        & pl.col("notional_usd").is_not_null()
+    )
+
+
+def counted_trades(annotated: pl.DataFrame) -> pl.DataFrame:
+    """The counted trades (``counted``) of the annotated records, in arrival order."""
+    return annotated.filter(counted())
+
+
 def closing_limits(annotated: pl.DataFrame, watermark_seconds: int) -> pl.DataFrame:
     """Per key, the time up to which windows are closed at the end of the input: max ``ts_event`` of
     the key's valid records minus the watermark delay. A window ``[s, e)`` is closed when ``e <= limit``.

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from coattail.reference.alerts import MAX_EVENT_IDS, alert_row
-from coattail.reference.stream import KEY, US_PER_S, window_start
+from coattail.reference.stream import KEY, US_PER_S, counted_trades, window_start
 from core.events import event_id
 from pipeline.alerts import evidence_json
 
@@ -32,12 +32,9 @@ def volume_alerts(
 ) -> list[dict[str, Any]]:
     """Alerts for closed windows whose notional is ``z_threshold`` deviations above the baseline."""
     width = settings.window_seconds * US_PER_S
-    counted = annotated.filter(
-        (pl.col("kind") == "trade")
-        & ~pl.col("late")
-        & ~pl.col("duplicate")
-        & pl.col("notional_usd").is_not_null()
-    ).with_columns(window_start(pl.col("ts_event"), settings.window_seconds).alias("window_start"))
+    counted = counted_trades(annotated).with_columns(
+        window_start(pl.col("ts_event"), settings.window_seconds).alias("window_start")
+    )
     alerts: list[dict[str, Any]] = []
     close = {(r["exchange"], r["symbol"]): r["close_limit"] for r in limits.iter_rows(named=True)}
     for (exchange, symbol), trades in counted.group_by(list(KEY), maintain_order=True):

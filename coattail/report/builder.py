@@ -332,6 +332,7 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("alert_differences", "alerts that differ"),
         ("spread_differences", "spread metrics that differ"),
         ("basis_differences", "basis metrics that differ"),
+        ("flow_differences", "flow metrics that differ"),
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:

@@ -36,6 +36,7 @@ from core.tape import Tape
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
 from pipeline.tables import ALERTS, TableDef
@@ -307,7 +308,7 @@ def _event_count(tapes: Sequence[Tape]) -> int:
 
 
 def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
-    """The run's alerts, DQ metrics and spread metrics, read back from its Iceberg namespace."""
+    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace."""
     from pyiceberg.exceptions import NoSuchTableError
 
     from pipeline.sinks.iceberg import load_catalog
@@ -332,6 +333,7 @@ def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutput
         records_in=records_in,
         valid=valid,
         basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
+        flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
     )
 
 

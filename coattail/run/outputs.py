@@ -1,7 +1,8 @@
 """What a run produced, in one shape shared by the pipeline's capture and the reference implementation.
 
 The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics``, ``spread_metrics`` and
-``basis_metrics`` (absent from a run directory written before MOD-005: read as empty).
+``flow_metrics`` and ``basis_metrics`` (the last two absent from a run directory written before
+MOD-006 and MOD-005: read as empty).
 Stored in a run directory as one Parquet file per table (``alerts.parquet``, ...) plus the record
 counts in ``summary.json``; validation, diff and the report read only this.
 """
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from core.errors import CoattailError
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
+from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.tables import ALERTS, TableDef
 
@@ -31,6 +33,7 @@ def polars_columns(table: TableDef) -> dict[str, Any]:
 DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 """``dq_metrics`` rows: stream rules per window; quarantine reasons with ``window_start`` null."""
 SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
+FLOW_COLUMNS: Final = polars_columns(FLOW_METRICS_TABLE)
 BASIS_COLUMNS: Final = polars_columns(BASIS_METRICS)
 
 RECORD_REASONS: Final = (
@@ -49,20 +52,22 @@ _FILES: Final = {
     part: f"{table.name}.parquet"
     for part, table in (("alerts", ALERTS), ("dq", DQ_METRICS), ("spread", SPREAD_METRICS_TABLE))
 }
-
+_FLOW_FILE: Final = f"{FLOW_METRICS_TABLE.name}.parquet"
 _BASIS_FILE: Final = f"{BASIS_METRICS.name}.parquet"
-"""Optional: run directories written before MOD-005 lack it."""
+"""``_FLOW_FILE`` and ``_BASIS_FILE`` are optional on load: run directories written before MOD-006 and
+MOD-005 existed have none."""
 
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """Alerts, DQ counts and spread metrics of one run (or of the reference over the same input)."""
+    """Alerts, DQ counts and metric tables of one run (or of the reference over the same input)."""
 
     alerts: pa.Table
     dq: pl.DataFrame
     spread_metrics: pl.DataFrame
     records_in: int
     valid: int
+    flow_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLOW_COLUMNS))
     basis_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BASIS_COLUMNS))
 
     @property
@@ -76,11 +81,12 @@ class RunOutputs:
         return rows
 
     def save(self, directory: Path) -> None:
-        """Write the Parquet files into ``directory``."""
+        """Write one Parquet file per table into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.alerts, directory / _FILES["alerts"])
         self.dq.write_parquet(directory / _FILES["dq"])
         self.spread_metrics.write_parquet(directory / _FILES["spread"])
+        self.flow_metrics.write_parquet(directory / _FLOW_FILE)
         self.basis_metrics.write_parquet(directory / _BASIS_FILE)
 
     @classmethod
@@ -98,10 +104,14 @@ class RunOutputs:
             spread_metrics=conform(pl.read_parquet(directory / _FILES["spread"]), SPREAD_COLUMNS),
             records_in=records_in,
             valid=valid,
-            basis_metrics=conform(pl.read_parquet(basis), BASIS_COLUMNS)
-            if (basis := directory / _BASIS_FILE).is_file()
-            else pl.DataFrame(schema=BASIS_COLUMNS),
+            flow_metrics=_optional(directory / _FLOW_FILE, FLOW_COLUMNS),
+            basis_metrics=_optional(directory / _BASIS_FILE, BASIS_COLUMNS),
         )
+
+
+def _optional(path: Path, columns: dict[str, Any]) -> pl.DataFrame:
+    """The table in ``path`` with ``columns``, or none of its rows when the file does not exist."""
+    return conform(pl.read_parquet(path) if path.is_file() else pl.DataFrame(), columns)
 
 
 def conform(frame: pl.DataFrame, columns: dict[str, Any]) -> pl.DataFrame:

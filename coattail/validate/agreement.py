@@ -4,8 +4,8 @@ Alerts are matched by ``alert_id``. Compared: every field of docs/DETECTORS.md's
 page defines (kind, times, window, severity, value, threshold; evidence and event ids where the page
 lists their content); floats with a relative tolerance, since the two implementations may sum in a
 different order. Not compared: the latency stamps, and the evidence and event ids of MOD-003 alerts,
-which the page leaves open. Spread metrics are matched per key and window, basis metrics per pair and
-window; DQ counts are summed per key, window and reason (stream rules) or per key and reason
+which the page leaves open. Spread and flow metrics are matched per key and window, basis metrics per
+pair and window; DQ counts are summed per key, window and reason (stream rules) or per key and reason
 (quarantine), since rows are additive.
 """
 
@@ -35,8 +35,11 @@ _EXACT_FIELDS: Final = (
 _FLOAT_FIELDS: Final = ("value", "threshold")
 _OPEN_EVIDENCE: Final = frozenset({"MOD-003"})
 """Detectors whose evidence and event ids docs/DETECTORS.md does not pin down."""
-_SPREAD_KEY: Final = ["exchange", "symbol", "window_start"]
+_INSTRUMENT_WINDOW: Final = ["exchange", "symbol", "window_start"]
 _SPREAD_FIELDS: Final = ("min_bps", "mean_bps", "max_bps", "last_bps", "count", "window_end")
+_FLOW_FIELDS: Final = (
+    "buy_notional_usd", "sell_notional_usd", "notional_usd", "imbalance", "trades", "window_end"
+)
 _BASIS_KEY: Final = ["asset", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "window_start"]
 _BASIS_FIELDS: Final = ("price_a", "price_b", "carried_a", "carried_b", "basis_bps", "window_end")
 
@@ -51,6 +54,7 @@ class Agreement:
     only_reference: list[dict[str, Any]] = field(default_factory=list)
     alert_differences: list[dict[str, Any]] = field(default_factory=list)
     spread_differences: list[dict[str, Any]] = field(default_factory=list)
+    flow_differences: list[dict[str, Any]] = field(default_factory=list)
     basis_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -63,6 +67,7 @@ class Agreement:
             or self.only_reference
             or self.alert_differences
             or self.spread_differences
+            or self.flow_differences
             or self.basis_differences
             or self.dq_differences
         )
@@ -77,6 +82,7 @@ class Agreement:
                 self.only_reference,
                 self.alert_differences,
                 self.spread_differences,
+                self.flow_differences,
                 self.basis_differences,
                 self.dq_differences,
             )
@@ -110,7 +116,10 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         only_reference=[alert_view(ref[a]) for a in sorted(ref.keys() - ours.keys())],
         alert_differences=differences,
         spread_differences=_metric_differences(
-            pipeline.spread_metrics, reference.spread_metrics, _SPREAD_KEY, _SPREAD_FIELDS
+            pipeline.spread_metrics, reference.spread_metrics, _INSTRUMENT_WINDOW, _SPREAD_FIELDS
+        ),
+        flow_differences=_metric_differences(
+            pipeline.flow_metrics, reference.flow_metrics, _INSTRUMENT_WINDOW, _FLOW_FIELDS
         ),
         basis_differences=_metric_differences(
             pipeline.basis_metrics, reference.basis_metrics, _BASIS_KEY, _BASIS_FIELDS

@@ -3,8 +3,8 @@
 - ``expect: alert``: hit when an alert of the label's detector on the same exchange and symbol covers
   the label's span ``[start_us, end_us]`` (its ``ts_event``, or its window, overlaps the span); when the
   label names a scenario that is also an alert kind (``whale`` -> ``whale_trade``, ``volume_spike``,
-  ``spread_blowout``, ``crossed_book``, ``basis_dislocation`` -> ``basis_divergence``) the alert must be
-  of that kind.
+  ``spread_blowout``, ``crossed_book``, ``one_sided`` -> ``flow_imbalance``, ``sliced_whale``,
+  ``basis_dislocation`` -> ``basis_divergence``) the alert must be of that kind.
 - ``expect: dq``: hit when the reason's count reaches the label's ``count``: stream rules summed over the
   windows overlapping the span for the label's key; record (quarantine) rules over the whole run for the
   label's key, or for unknown keys (a corrupt payload names no symbol).
@@ -37,6 +37,8 @@ LABEL_ALERT_KIND: Final = {
     "volume_spike": "volume_spike",
     "spread_blowout": "spread_blowout",
     "crossed_book": "crossed_book",
+    "one_sided": "flow_imbalance",
+    "sliced_whale": "sliced_whale",
     "basis_dislocation": "basis_divergence",
 }
 

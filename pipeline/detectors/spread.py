@@ -23,9 +23,10 @@ from pydantic import Field
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings, window_metrics_table
 from pipeline.detectors.windows import (
     MAX_EVENT_IDS,
+    by_window,
     closing_bound,
     fold_sum,
     window_starts,
@@ -39,24 +40,16 @@ MODULE_ID: Final = "MOD-003"
 BLOWOUT: Final = "spread_blowout"
 CROSSED: Final = "crossed_book"
 
-SPREAD_METRICS: Final = pa.schema(
+SPREAD_METRICS_TABLE: Final = window_metrics_table(
+    "spread_metrics",
+    "MOD-003: spread statistics per key and closed window with at least one spread",
     [
-        pa.field("exchange", pa.string(), nullable=False),
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("window_start", pa.int64(), nullable=False),
-        pa.field("window_end", pa.int64(), nullable=False),
         pa.field("min_bps", pa.float64(), nullable=False),
         pa.field("mean_bps", pa.float64(), nullable=False),
         pa.field("max_bps", pa.float64(), nullable=False),
         pa.field("last_bps", pa.float64(), nullable=False),
         pa.field("count", pa.int64(), nullable=False),
-    ]
-)
-SPREAD_METRICS_TABLE: Final = TableDef(
-    name="spread_metrics",
-    schema=SPREAD_METRICS,
-    key=("exchange", "symbol", "window_start"),
-    description="MOD-003: spread statistics per key and closed window with at least one spread",
+    ],
 )
 
 
@@ -114,9 +107,7 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
         def name(pos: int) -> str:
             return event_id("quote", chunk.exchange, chunk.symbol, int(update_ids[pos]))
 
-        order = np.argsort(wins, kind="stable")  # stable: arrival order inside each window
-        for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
-            start = int(wins[part[0]])
+        for start, part in by_window(wins):
             w = state["open"].setdefault(
                 str(start),
                 {
@@ -179,7 +170,7 @@ class SpreadDetector(WindowedDetector[SpreadSettings]):
         state["history"] = history
         if not metrics:
             return alerts, {}
-        frame = pd.DataFrame(metrics, columns=SPREAD_METRICS.names)
+        frame = pd.DataFrame(metrics, columns=SPREAD_METRICS_TABLE.schema.names)
         return alerts, {"spread_metrics": frame}
 
     def _blowout_alert(

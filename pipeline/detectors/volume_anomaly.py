@@ -21,13 +21,13 @@ from pydantic import Field
 from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, WindowedSettings, counted_trades
 from pipeline.detectors.windows import (
+    by_window,
     closing_bound,
     entries_from_json,
     fold_sum,
-    json_entries,
-    top_k,
+    merge_top,
     top_k_by_group,
     window_starts,
 )
@@ -88,8 +88,7 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
         trades = chunk.trades
         if len(trades):
             notional = trades["notional_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
-            late = trades["late"].to_numpy(dtype=bool)
-            counted = ~late & ~trades["duplicate"].to_numpy(dtype=bool) & ~np.isnan(notional)
+            counted = counted_trades(trades)
             if counted.any():
                 self._accumulate(chunk, np.flatnonzero(counted), notional, state)
         return self._close(chunk, state), {}
@@ -102,18 +101,15 @@ class VolumeAnomalyDetector(WindowedDetector[VolumeAnomalySettings]):
         state["next"] = first if state["next"] is None else min(int(state["next"]), first)
         tops = top_k_by_group(wins, notional, chunk.kind_arrival("trade")[rows])
         trade_ids = chunk.trades["trade_id"].to_numpy()
-        order = np.argsort(wins, kind="stable")  # stable: arrival order inside each window
-        for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
-            start = int(wins[part[0]])
+        def name(i: int) -> str:
+            return event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]]))
+
+        for start, part in by_window(wins):
             total, count, top = state["open"].get(str(start), [0.0, 0, []])
-            named = [
-                (v, a, event_id("trade", chunk.exchange, chunk.symbol, int(trade_ids[rows[i]])))
-                for v, a, i in tops[start]
-            ]
             state["open"][str(start)] = [
                 fold_sum(float(total), notional[part]),
                 int(count) + len(part),
-                json_entries(top_k(entries_from_json(top) + named)),
+                merge_top(top, tops[start], name),
             ]
 
     def _close(self, chunk: KeyChunk, state: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,12 +21,14 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import Field, model_validator
 
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, S, alerts_frame, opt_int
 from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
+from pipeline.tables import TableDef
 
 
 @dataclass
@@ -97,6 +99,11 @@ class KeyChunk:
         its decision time (``pipeline.cross``).
         """
         row = int(closing_rows(self.running_max, np.array([window_end], dtype=np.int64), delay_us)[0])
+        return self.row_stamps(row)
+
+    def row_stamps(self, row: int) -> dict[str, int | None]:
+        """``ts_sent``, ``ts_ingest`` and the batch ``arrival`` of merged row ``row`` as alert record
+        fields (all null when ``row`` is past the chunk: the deciding event has not arrived yet)."""
         if row >= len(self):
             return {"ts_sent": None, "ts_ingest": None, "arrival": None}
         kind_row = int(np.count_nonzero(self.is_trade[:row] == self.is_trade[row]))
@@ -106,6 +113,33 @@ class KeyChunk:
             "ts_ingest": opt_int(frame["ts_ingest"].iat[kind_row]),
             "arrival": int(frame["arrival"].iat[kind_row]),
         }
+
+
+def window_metrics_table(name: str, description: str, metrics: list[pa.Field]) -> TableDef:
+    """A per-window metrics table: one row per key and window (``exchange, symbol, window_start,
+    window_end``, then ``metrics``), identified by ``exchange, symbol, window_start``."""
+    key = [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("window_start", pa.int64(), nullable=False),
+        pa.field("window_end", pa.int64(), nullable=False),
+    ]
+    return TableDef(
+        name=name,
+        schema=pa.schema(key + metrics),
+        key=("exchange", "symbol", "window_start"),
+        description=description,
+    )
+
+
+def counted_trades(trades: pd.DataFrame) -> BoolArr:
+    """Per trade: counted (docs/DETECTORS.md, MOD-002): valid, not late, not a duplicate, with a USD
+    notional. Every module that aggregates trades counts these and only these."""
+    notional = trades["notional_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
+    counted: BoolArr = (
+        ~trades["late"].to_numpy(dtype=bool) & ~trades["duplicate"].to_numpy(dtype=bool) & ~np.isnan(notional)
+    )
+    return counted
 
 
 class WindowedSettings(Frozen):

@@ -13,6 +13,7 @@ Nothing here knows Spark or pandas; ``pipeline.detectors.windowed`` feeds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import numpy as np
@@ -42,6 +43,15 @@ def running_max(ts: I64, max_ts: int) -> I64:
 def window_starts(ts: I64, width_us: int) -> I64:
     """Epoch-aligned window start of each time: ``floor(ts / W) * W``."""
     return (ts // width_us) * width_us
+
+
+def by_window(wins: I64) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+    """``(window start, row positions)`` per distinct window of ``wins``, in order of start; the
+    positions of one window in their original (arrival) order."""
+    order = np.argsort(wins, kind="stable")
+    for part in np.split(order, np.flatnonzero(np.diff(wins[order])) + 1):
+        if len(part):
+            yield int(wins[part[0]]), part
 
 
 def closing_bound(max_ts: int, delay_us: int, width_us: int) -> int:
@@ -108,3 +118,11 @@ def json_entries(entries: list[TopEntry]) -> list[list[Any]]:
 def entries_from_json(data: list[list[Any]]) -> list[TopEntry]:
     """Inverse of ``json_entries``."""
     return [(float(v), int(a), str(i)) for v, a, i in data]
+
+
+def merge_top(
+    stored: list[list[Any]], found: list[tuple[float, int, int]], name: Callable[[int], str]
+) -> list[list[Any]]:
+    """A window's stored top-k entries (JSON) merged with a chunk's ``top_k_by_group`` rows, which
+    ``name`` turns from row index into event id; the result as JSON again."""
+    return json_entries(top_k(entries_from_json(stored) + [(v, a, name(i)) for v, a, i in found]))

@@ -26,7 +26,7 @@ from pipeline.sinks.memory import MemoryTableSink
 from pipeline.tables import schemas_of, tables_for
 from pipeline.testkit import T0, Item, payloads, quote, raw_table, small_config, trade
 
-ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004"]
+ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-006", "MOD-007"]
 
 
 def keyed_config(keyed_state: str, **overrides: Any) -> Config:
@@ -41,6 +41,10 @@ def keyed_config(keyed_state: str, **overrides: Any) -> Config:
         "settings.MOD-002.min_notional_usd": 100.0,
         "settings.MOD-003.min_history": 2,
         "settings.MOD-003.median_multiple": 1.5,
+        "settings.MOD-006.min_notional_usd": 500.0,
+        "settings.MOD-006.threshold": 0.5,
+        "settings.MOD-007.max_gap_ms": 10_000,
+        "settings.MOD-007.threshold_fraction": 0.5,
         **overrides,
     })
 
@@ -62,7 +66,8 @@ def write_tape(path: Path, n: int = 240) -> Path:
         else:
             tid = i - (i % 11 == 0) + (i % 13 == 0) * 5
             qty = 1.0 + (i % 6) * 10 + (100 < i < 130) * 40.0 - (i == 50) * 51.0
-            row = trade(tid, 50.0 + (i % 5) * 10, qty, ts, symbol=symbol, exchange=exchange)[1]
+            side = "sell" if (i // 15) % 2 else "buy"  # streaks of five per key: runs and one-sided windows
+            row = trade(tid, 50.0 + (i % 5) * 10, qty, ts, symbol=symbol, exchange=exchange, side=side)[1]
             trades.append({**row, "seq": seq})
     with TapeWriter(path) as w:
         w.write("trade", pa.Table.from_pylist(trades, schema=tape_schema("trade")))

@@ -32,3 +32,32 @@ def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Item]:
         else:
             items.append(draw(st.sampled_from([b"{", b'{"v":1,"type":"trade"}', b'{"v":1,"type":"x"}'])))
     return items
+
+
+@st.composite
+def flow_streams(draw: st.DrawFn, max_per_key: int = 40) -> list[Item]:
+    """Two keys' trades of both sides and quotes, sub-second to minute gaps, small backwards jitter,
+    duplicates and late events, with the keys interleaved in a drawn order (each key's own order kept),
+    as two shards or one would deliver them."""
+    per_key: list[list[Item]] = []
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        items: list[Item] = []
+        ts, tid = T0, 1
+        for _ in range(draw(st.integers(min_value=int(symbol == "BTCUSDT"), max_value=max_per_key))):
+            ts += draw(st.sampled_from([0, 200_000, 900_000, 1_000_000, 1_000_001, 3_000_000, 40_000_000]))
+            jitter = draw(st.sampled_from([0, 0, 0, -300_000, -30_000_000]))
+            if draw(st.integers(0, 4)) == 0:
+                items.append(quote(draw(st.integers(1, 10**6)), 99.0, 100.0, ts + jitter, symbol=symbol))
+                continue
+            tid += draw(st.sampled_from([1, 1, 1, 0]))
+            qty = draw(st.sampled_from([1.0, 4.0, 6.0, 12.0]))
+            side = draw(st.sampled_from(["buy", "buy", "sell"]))
+            items.append(trade(tid, 100.0, qty, ts + jitter, symbol=symbol, side=side))
+        per_key.append(items)
+    order = draw(st.permutations([k for k, items in enumerate(per_key) for _ in items]))
+    cursors = [0, 0]
+    merged: list[Item] = []
+    for k in order:
+        merged.append(per_key[k][cursors[k]])
+        cursors[k] += 1
+    return merged

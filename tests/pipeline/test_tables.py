@@ -101,13 +101,16 @@ def test_run_capture_files_are_named_after_the_tables(tmp_path: Path) -> None:
     )
     empty.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "alerts.parquet", "basis_metrics.parquet", "dq_metrics.parquet", "spread_metrics.parquet"
+        "alerts.parquet", "basis_metrics.parquet", "dq_metrics.parquet", "flow_metrics.parquet",
+        "spread_metrics.parquet",
     ]
     assert {p.stem for p in tmp_path.iterdir()} <= {t.name for t in all_tables(EVERY_MODULE)}
     assert RunOutputs.load(tmp_path).alerts.schema == ALERTS.schema
-    # a run directory written before MOD-005 has no basis file: read as no basis rows
+    # a run directory written before MOD-005 and MOD-006 has no basis or flow file: read as no rows
     (tmp_path / "basis_metrics.parquet").unlink()
+    (tmp_path / "flow_metrics.parquet").unlink()
     assert RunOutputs.load(tmp_path).basis_metrics.is_empty()
+    assert RunOutputs.load(tmp_path).flow_metrics.is_empty()
 
 
 @given(st.lists(st.integers(0, 4_102_444_800_000_000), min_size=1, max_size=20))

@@ -23,7 +23,7 @@ from core.errors import ConfigError
 from core.events import EventKind
 from pipeline.config import Config, ConfigLoader
 from pipeline.connectors.binance import parse_binance_message
-from pipeline.detectors.basis import STALLED, basis_bps
+from pipeline.detectors.basis import STALLED, BasisDetector, basis_bps
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.parse import parse_batch
@@ -153,9 +153,9 @@ def test_a_leg_that_only_quotes_lets_the_pair_move_on_without_a_backlog() -> Non
     assert all(len(spans) <= 2 for spans in pair["rows"].values())  # evaluated windows leave the state
 
 
-def test_pairs_must_be_tier_instruments_of_one_asset() -> None:
-    with pytest.raises(ConfigError, match=r"coinbase:BTC-USD is not in the tier's instruments"):
-        ModuleRegistry().build(config(instruments=[PAIR[0]]))
+def test_pairs_are_of_one_asset_and_active_only_within_the_tier() -> None:
+    basis = [d for d in ModuleRegistry().build(config(instruments=[PAIR[0]])) if d.module_id == "MOD-005"]
+    assert isinstance(basis[0], BasisDetector) and basis[0].pairs == {}, "a pair with a leg outside is inactive"
     with pytest.raises(ConfigError, match=r"must be two instruments of one asset"):
         ModuleRegistry().build(config(**{"settings.MOD-005.pairs": [[PAIR[0], "coinbase:ETH-USD"]]},
                                       instruments=[PAIR[0], "coinbase:ETH-USD"]))

@@ -13,6 +13,8 @@ from coattail.reference import from_tape, run_reference
 from core.errors import ConfigError
 from core.tape import Tape, TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
+from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from pipeline.jobs.loader import load_tape
 from pipeline.jobs.reprocessor import reprocess
@@ -23,12 +25,13 @@ from tests.pipeline.detectors.windowed_kit import MIN, SEC, run
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004"]
+MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-006", "MOD-007"]
 T0 = 1_700_000_000 * SEC // MIN * MIN
 
 
 def market(path: Path, seed: int = 7) -> Path:
-    """Two symbols, 20 minutes, a volume spike, a whale, a crossed book, a duplicate trade."""
+    """Two symbols, 20 minutes, a volume spike, a whale, a crossed book, a duplicate trade, taker sides
+    in streaks (one-sided minutes, runs of fills)."""
     rng = random.Random(seed)
     trades: list[dict[str, Any]] = []
     quotes: list[dict[str, Any]] = []
@@ -48,7 +51,7 @@ def market(path: Path, seed: int = 7) -> Path:
                         "trade_id": tid,
                         "price": px,
                         "qty": qty,
-                        "side": "buy",
+                        "side": "sell" if (i // 7) % 3 == 0 or 600 <= i < 660 else "buy",
                         "ts_event": ts,
                         "ts_recv": None,
                     },
@@ -91,7 +94,9 @@ def tuned(config: Config, tmp_path: Path) -> Config:
     va = VolumeAnomalySettings(
         baseline_windows=10, min_history=5, z_threshold=4.0, std_floor_usd=1000.0, min_notional_usd=100_000.0
     )
-    return config.with_settings(va).model_copy(
+    flow = FlowImbalanceSettings(min_notional_usd=100_000.0, threshold=0.6)
+    sliced = SlicedWhaleSettings(threshold_fraction=0.1)
+    return config.with_settings(va, flow, sliced).model_copy(
         update={"runtime": RuntimeSettings(state_dir=tmp_path / "state")}
     )
 
@@ -137,13 +142,13 @@ def test_reprocessor_equals_streaming_engine(
     assert set(result.key_cpu_s) == {"binance:BTCUSDT", "binance:ETHUSDT"}
     alerts = result.tables["alerts"].to_pylist()
     kinds = {a["kind"] for a in alerts}
-    assert {"volume_spike", "crossed_book", "whale_trade"} <= kinds
+    assert {"volume_spike", "crossed_book", "whale_trade", "flow_imbalance", "sliced_whale"} <= kinds
     items = tape_items(tape)
     for batch in (None, 1000, 333):
         streamed = run(cfg, MODULES, items, batch)
         assert key_of(streamed["alerts"].to_pylist()) == key_of(alerts)
     # and the independent Polars reference agrees on the same tape
-    ref = run_reference(from_tape(Tape.open(tape)), cfg)
+    ref = run_reference(from_tape(Tape.open(tape)), cfg.model_copy(update={"modules": tuple(MODULES)}))
     assert key_of(ref.alert_rows()) == key_of(alerts)
     got_metrics = sorted(
         result.tables["spread_metrics"].to_pylist(), key=lambda m: (m["symbol"], m["window_start"])
@@ -155,6 +160,13 @@ def test_reprocessor_equals_streaming_engine(
     assert [m["mean_bps"] for m in got_metrics] == pytest.approx(
         [m["mean_bps"] for m in ref_metrics], rel=1e-9
     )
+    by_window = lambda m: (m["symbol"], m["window_start"])  # noqa: E731
+    got_flow = sorted(result.tables["flow_metrics"].to_pylist(), key=by_window)
+    ref_flow = sorted(ref.flow_metrics.to_dicts(), key=by_window)
+    assert [(m["symbol"], m["window_start"], m["trades"]) for m in got_flow] == [
+        (m["symbol"], m["window_start"], m["trades"]) for m in ref_flow
+    ]
+    assert [m["imbalance"] for m in got_flow] == pytest.approx([m["imbalance"] for m in ref_flow], rel=1e-9)
     # written under the output name, read back from Iceberg, live alerts table untouched
     assert sink.read("alerts_check").num_rows == len(alerts)
     assert sink.read("spread_metrics_check").num_rows == result.tables["spread_metrics"].num_rows
