@@ -29,6 +29,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import ConfigLoader, RuntimeSettings
 from pipeline.jobs.loader import load_tape, read_manifest
@@ -118,8 +119,8 @@ def main() -> None:
     if args.generate:
         generate(args.tape, args.scale, args.scenario)
     if args.engine_batches:
-        figures = engine_throughput(args.tape, args.modules.split(","), args.engine_batches, overrides)
-        print(json.dumps(figures))
+        modules = args.modules.split(",")
+        print(json.dumps(engine_throughput(args.tape, modules, args.engine_batches, overrides)))
         return
     manifest = read_manifest(args.tape)
     start = int(manifest["start_us"]) // DAY_US * DAY_US
@@ -136,7 +137,7 @@ def main() -> None:
             if args.tiers
             else {"modules": args.modules.split(",")}
         )
-        figures: dict[str, dict[str, object]] = {}
+        figures: dict[str, dict[str, Any]] = {}
         eps: dict[str, float] = {}
         try:
             for _ in range(max(1, args.rounds)):

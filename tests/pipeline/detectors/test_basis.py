@@ -155,7 +155,7 @@ def test_a_leg_that_only_quotes_lets_the_pair_move_on_without_a_backlog() -> Non
 
 def test_pairs_are_of_one_asset_and_active_only_within_the_tier() -> None:
     basis = [d for d in ModuleRegistry().build(config(instruments=[PAIR[0]])) if d.module_id == "MOD-005"]
-    assert isinstance(basis[0], BasisDetector) and basis[0].pairs == {}, "a pair with a leg outside is inactive"
+    assert isinstance(basis[0], BasisDetector) and basis[0].pairs == {}, "a pair with a leg outside: inactive"
     with pytest.raises(ConfigError, match=r"must be two instruments of one asset"):
         ModuleRegistry().build(config(**{"settings.MOD-005.pairs": [[PAIR[0], "coinbase:ETH-USD"]]},
                                       instruments=[PAIR[0], "coinbase:ETH-USD"]))
