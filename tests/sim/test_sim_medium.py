@@ -89,12 +89,14 @@ def test_medium_day_plants_each_pattern_and_the_reference_hits_every_label(tmp_p
             buy = float(minute.filter(pl.col("side") == "buy").get_column("usd").sum())
             sell = float(minute.filter(pl.col("side") == "sell").get_column("usd").sum())
             assert buy + sell >= flow.min_notional_usd and abs(buy - sell) / (buy + sell) >= flow.threshold
+    # as `coattail run` does: the tape's instruments are the participants (MOD-005's pairs need them)
+    participants = medium.model_copy(update={"active_instruments": tuple(sorted(tape.instruments()))})
     outcome = validate_labels(
-        tape.manifest.labels, run_reference(from_tape(tape), medium), dq_window_seconds=60
+        tape.manifest.labels, run_reference(from_tape(tape), participants), dq_window_seconds=60
     )
     assert outcome.ok, [r.detail for r in outcome.misses]
     scores = {s.detector: s for s in outcome.scores}
-    assert scores["MOD-006"].recall == scores["MOD-007"].recall == 1.0
+    assert scores["MOD-005"].recall == scores["MOD-006"].recall == scores["MOD-007"].recall == 1.0
 
 
 def test_a_slice_at_the_threshold_or_a_gap_beyond_mod007s_is_refused(config: Config, tmp_path: Path) -> None:
