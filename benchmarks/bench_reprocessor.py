@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day [--generate] [--scale 0.74]
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/day --engine-batches 200000
-    ... --modules MOD-001,MOD-005 --set 'instruments=[binance:BTCUSDT,coinbase:BTC-USD]'  # config overrides
+    ... --modules MOD-001,MOD-005 --set settings.MOD-005.threshold_bps=10  # config overrides
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/mday --generate --scenario medium-day \
-        --tiers small,medium
+        --exchanges binance,coinbase --tiers small,medium --rounds 2
 
 ``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
 one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.tape import Tape
 from pipeline.config import ConfigLoader, RuntimeSettings
 from pipeline.jobs.loader import load_tape, read_manifest
 from pipeline.jobs.reprocessor import reprocess
@@ -40,7 +41,9 @@ from pipeline.spark import build_session
 DAY_US = 86_400_000_000
 
 
-def generate(tape: Path, scale: float, scenario: str = "whale-day") -> None:
+def generate(
+    tape: Path, scale: float, scenario: str = "whale-day", exchanges: tuple[str, ...] = ("binance",)
+) -> None:
     """The benchmark day, with the harness's simulator (imported here only: pipeline never does)."""
     from core.timefmt import parse_duration, parse_time
     from sim.generator import GenerateSpec
@@ -50,7 +53,7 @@ def generate(tape: Path, scale: float, scenario: str = "whale-day") -> None:
     spec = GenerateSpec(
         scenario=load_scenario(scenario),
         symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
-        exchanges=("binance",),
+        exchanges=exchanges,
         start_us=parse_time("2026-01-01T00:00Z", "--start"),
         duration_us=parse_duration("1d"),
         seed=7,
@@ -108,16 +111,21 @@ def main() -> None:
     parser.add_argument("--generate", action="store_true")
     parser.add_argument("--scale", type=float, default=0.74)
     parser.add_argument("--scenario", default="whale-day", help="preset of --generate")
+    parser.add_argument("--exchanges", default="binance", help="of --generate, comma-separated")
     parser.add_argument("--modules", default="MOD-001,MOD-002,MOD-003,MOD-004")
     parser.add_argument("--tiers", default="", help="compare tiers' modules instead of --modules")
     parser.add_argument("--rounds", type=int, default=1, help="with --tiers: runs per tier, best kept")
     parser.add_argument("--engine-batches", type=int, default=0, metavar="N")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override, as coattail's --set (MOD-005 needs instruments)")
+                        help="a config override, as coattail's --set (instruments: the tape's by default)")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.generate:
-        generate(args.tape, args.scale, args.scenario)
+        generate(args.tape, args.scale, args.scenario, tuple(args.exchanges.split(",")))
+    # as `coattail run` does: the tape's instruments take part in the asset stage (MOD-005)
+    overrides.setdefault(
+        "instruments", "[" + ",".join(f"{e}:{s}" for e, s in Tape.open(args.tape).instruments()) + "]"
+    )
     if args.engine_batches:
         modules = args.modules.split(",")
         print(json.dumps(engine_throughput(args.tape, modules, args.engine_batches, overrides)))

@@ -212,7 +212,7 @@ def measure(
     )
 
 
-_REFERENCE_MODULES: Final = ("MOD-001", "MOD-002", "MOD-003")
+_REFERENCE_MODULES: Final = ("MOD-001", "MOD-002", "MOD-003", "MOD-005", "MOD-006", "MOD-007")
 """The detectors whose alerts the reference computes (MOD-004 writes metrics, not alerts)."""
 
 

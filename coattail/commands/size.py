@@ -134,8 +134,12 @@ def size(
     from core.tape import Tape
 
     with cli_errors():
-        config = load_config(tier, sets=sets)
         opened = Tape.open(tape)
+        config = load_config(tier, sets=sets)
+        if not config.active_instruments:
+            # as `coattail run` does: the tape's listed instruments take part in the asset stage
+            listed = [f"{e}:{s}" for e, s in opened.instruments() if config.instruments.get(e, s)]
+            config = load_config(tier, sets=[*(sets or []), f"instruments=[{','.join(listed)}]"])
         columns = (
             TextColumn("reading the tape"),
             BarColumn(),
