@@ -33,7 +33,7 @@ def parse_iso_us(text: str) -> int:
 def parse_time(text: str, option: str) -> int:
     """A command-line time: ISO-8601 (UTC when no zone is given) or integer µs since the epoch."""
     text = text.strip()
-    if text.lstrip("-").isdigit():
+    if text.isascii() and text.lstrip("-").isdigit():  # isdigit() alone also takes "²"
         return int(text)
     try:
         return parse_iso_us(text)

@@ -96,7 +96,8 @@ def parse_alert_query(query: Mapping[str, str]) -> AlertQuery:
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise bad_parameter("limit", f"expected an integer from 1 to {MAX_LIMIT}, got {text!r}")
     return int(text)
 

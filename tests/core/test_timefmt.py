@@ -33,3 +33,6 @@ def test_integers_are_microseconds_and_words_are_refused() -> None:
     assert parse_time(" 1700000000000000 ", "--to") == 1_700_000_000_000_000
     with pytest.raises(ConfigError, match=r"--to 'soon': expected ISO-8601"):
         parse_time("soon", "--to")
+    # Unicode digits that str.isdigit() accepts but int() refuses are refused the same way
+    with pytest.raises(ConfigError, match=r"--to '²': expected ISO-8601"):
+        parse_time("²", "--to")
