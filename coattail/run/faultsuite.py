@@ -215,7 +215,9 @@ def _tally(table: str, baseline: Any, rows: Any) -> Tally:
     keys = baseline.columns
     a = baseline.group_by(keys).len("a")
     b = rows.select(keys).cast(baseline.schema).group_by(keys).len("b")
-    both = a.join(b, on=keys, how="full", coalesce=True, nulls_equal=True).fill_null(0)
+    both = a.join(b, on=keys, how="full", coalesce=True, nulls_equal=True).with_columns(
+        pl.col("a", "b").fill_null(0).cast(pl.Int64)  # counts are UInt32: a difference must not wrap
+    )
     lost = int(both.select((pl.col("a") - pl.col("b")).clip(lower_bound=0).sum()).item())
     doubled = int(both.select((pl.col("b") - pl.col("a")).clip(lower_bound=0).sum()).item())
     return Tally(table, baseline.height, rows.height, lost, doubled)

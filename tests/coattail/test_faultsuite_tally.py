@@ -18,7 +18,9 @@ def _frame(items: list[tuple[str, int]]) -> pl.DataFrame:
 
 
 @given(rows, rows)
-def test_lost_and_duplicated_account_for_every_row(a: list[tuple[str, int]], b: list[tuple[str, int]]) -> None:
+def test_lost_and_duplicated_account_for_every_row(
+    a: list[tuple[str, int]], b: list[tuple[str, int]]
+) -> None:
     tally = _tally("t", _frame(a), _frame(b))
     assert (tally.baseline, tally.rows) == (len(a), len(b))
     assert tally.lost - tally.duplicated == len(a) - len(b)
