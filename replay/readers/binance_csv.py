@@ -67,6 +67,9 @@ class BinanceCsvReader(Reader):
             cells = [c.strip() for c in first.split(",")]
             header = not cells[0].lstrip("-").isdigit()
             kind = _kind(path, cells, header)
+            if len(cells) <= _TIME_COL[kind]:
+                need = _TIME_COL[kind] + 1
+                raise ReaderError(str(path), 1, f"{kind} needs at least {need} columns, found {len(cells)}")
             exchange = _exchange(path, kind, cells, header)
             symbol = _symbol(path)
             names = [f"c{i}" for i in range(len(cells))]

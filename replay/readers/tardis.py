@@ -52,7 +52,7 @@ class TardisReader(Reader):
         with open(path, "rb") as raw:
             gz = raw.read(2) == b"\x1f\x8b"
         with _open(path, gz) as fh:
-            first = fh.readline().decode("utf-8", "replace").strip()
+            first = fh.readline(65_536).decode("utf-8", "replace").strip()
         if not first:
             raise ReaderError(str(path), None, "the file is empty")
         cols = first.split(",")

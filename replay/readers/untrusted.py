@@ -35,18 +35,14 @@ class BoundedStream(io.RawIOBase):
         inner: IO[bytes],
         compressed: Callable[[], int],
         path: str,
-        *,
-        limit: int = MAX_UNCOMPRESSED_BYTES,
-        ratio: int = MAX_RATIO,
-        floor: int = RATIO_FLOOR_BYTES,
     ) -> None:
         super().__init__()
         self.inner = inner
         self.compressed = compressed
         self.path = path
-        self.limit = limit
-        self.ratio = ratio
-        self.floor = floor
+        self.limit = MAX_UNCOMPRESSED_BYTES
+        self.ratio = MAX_RATIO
+        self.floor = RATIO_FLOOR_BYTES
         self.produced = 0
 
     def readable(self) -> bool:
