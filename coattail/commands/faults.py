@@ -29,6 +29,12 @@ def faults(
     tier: Annotated[TierName, typer.Option("--tier")] = "small",
     duration: Annotated[str, typer.Option("--duration", help="Generated tape's length.")] = "30m",
     scale: Annotated[float, typer.Option("--scale", help="Generated tape's activity scale.")] = 0.1,
+    speed: Annotated[
+        str, typer.Option("--speed", help="Replay speed (paced replays make many more AWS calls than max).")
+    ] = "60x",
+    batch_records: Annotated[
+        int, typer.Option("--batch-records", help="spark.max_records_per_batch: more batches, more calls.")
+    ] = 2_000,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
 ) -> None:
     """Replay a tape straight into a fresh emulator, then through the fault proxy under each fault spec;
@@ -37,6 +43,7 @@ def faults(
     from coattail.run.orchestrate import RunRequest
     from coattail.run.progress import RichSteps
     from infra import emulator
+    from replay.clock import parse_speed
 
     with cli_errors():
         if suite not in SUITES:
@@ -47,7 +54,10 @@ def faults(
         suite_dir = runs_root / f"faults-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         moto = emulator.start("moto", suite_dir / "emulator")
         try:
-            request = RunRequest(tapes=tuple(tapes), tier=tier, runs_root=runs_root, name="faults")
+            request = RunRequest(
+                tapes=tuple(tapes), tier=tier, runs_root=runs_root, name="faults", speed=parse_speed(speed),
+                overrides={"spark.max_records_per_batch": batch_records},
+            )
             with RichSteps(Console(stderr=True)) as steps:
                 state = suite_dir / "state"
                 report = run_fault_suite(request, SUITES[suite], moto.endpoint, state, steps=steps)
