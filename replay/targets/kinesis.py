@@ -34,6 +34,7 @@ MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD: Final = kpl.MAX_RECORD_BYTES
 RETRYABLE: Final = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
 THROTTLED: Final = "ProvisionedThroughputExceededException"
+UNREACHABLE: Final = "ConnectionError"
 _CALL_RETRYABLE: Final = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -210,6 +211,8 @@ class KinesisTarget(Target):
                 self.retried_records += len(failed)
                 for record, (code, message) in failed.items():
                     record.attempts += 1
+                    if record.attempts >= self.max_attempts and code == UNREACHABLE:
+                        raise TargetError(message)  # the endpoint is gone: shards or speed do not help
                     if record.attempts >= self.max_attempts:
                         raise TargetError(
                             f"Kinesis stream {self.stream!r} kept refusing records of key {record.key!r} "
@@ -256,7 +259,8 @@ class KinesisTarget(Target):
             failed.update({r: (code, message) for r in to_send})
             return failed
         except (BotoConnectionError, BotoCoreError) as e:
-            failed.update({r: ("ConnectionError", str(e)) for r in to_send})
+            doing = f"putting records on stream {self.stream!r}"
+            failed.update({r: (UNREACHABLE, aws.failure("kinesis", self.runtime, doing, e)) for r in to_send})
             return failed
         for record, result in zip(to_send, response["Records"], strict=True):
             code = result.get("ErrorCode")
