@@ -15,7 +15,7 @@ from rich.table import Table
 from coattail.commands.run import _demo_tape
 from coattail.commands.stack import cli_errors
 from coattail.run.faultsuite import SUITES, SuiteReport
-from pipeline.config import TierName
+from pipeline.config import ProfileName, TierName
 
 console = Console()
 _KINDS = ("throttle", "server_error", "reset", "slow", "lost_response")
@@ -27,6 +27,10 @@ def faults(
     ] = None,
     suite: Annotated[str, typer.Option("--suite", help=f"Which specs: {', '.join(SUITES)}.")] = "full",
     tier: Annotated[TierName, typer.Option("--tier")] = "small",
+    profile: Annotated[
+        ProfileName,
+        typer.Option("--profile", help="lite (SQLite catalog) or mirror (Glue + S3 on the emulator)."),
+    ] = "lite",
     duration: Annotated[str, typer.Option("--duration", help="Generated tape's length.")] = "30m",
     scale: Annotated[float, typer.Option("--scale", help="Generated tape's activity scale.")] = 0.1,
     speed: Annotated[
@@ -48,6 +52,8 @@ def faults(
     with cli_errors():
         if suite not in SUITES:
             raise typer.BadParameter(f"choose one of {', '.join(SUITES)}", param_hint="--suite")
+        if profile == "aws":
+            raise typer.BadParameter("faults go in front of a local emulator", param_hint="--profile")
         if not tapes:
             name = f"whale-day-{duration}-x{scale:g}-s7"
             tapes = [_demo_tape(runs_root / "tapes" / name, duration, scale, 7)]
@@ -55,7 +61,8 @@ def faults(
         moto = emulator.start("moto", suite_dir / "emulator")
         try:
             request = RunRequest(
-                tapes=tuple(tapes), tier=tier, runs_root=runs_root, name="faults", speed=parse_speed(speed),
+                tapes=tuple(tapes), tier=tier, profile=profile, runs_root=runs_root, name="faults",
+                speed=parse_speed(speed),
                 overrides={"spark.max_records_per_batch": batch_records},
             )
             with RichSteps(Console(stderr=True)) as steps:
