@@ -356,10 +356,15 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
                 self.send_header(name, value)
+        if self.command == "HEAD":
+            # a HEAD answer has no body but the length of the one a GET would return (S3 object sizes)
+            length = next((v for k, v in headers if k.lower() == "content-length"), "0")
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _answer(self, answer: shapes.Answer) -> None:
         self._send(*_as_result(answer))

@@ -183,3 +183,14 @@ def test_a_dead_emulator_behind_the_proxy_is_a_dead_endpoint(tmp_path: Any) -> N
         time.sleep(0.1)
         with pytest.raises(ConnectionClosedError):
             kinesis.list_streams()
+
+
+def test_s3_objects_keep_their_size_and_bytes_through_the_proxy(aws_endpoint: str) -> None:
+    """HEAD answers carry the object's length (Iceberg's S3 file IO sizes a metadata file before reading)."""
+    bucket = f"proxy-{uuid.uuid4().hex[:8]}"
+    with FaultProxy(aws_endpoint) as proxy:
+        s3 = _client("s3", proxy)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="m.json", Body=b'{"format-version": 2}')
+        assert s3.head_object(Bucket=bucket, Key="m.json")["ContentLength"] == 21
+        assert s3.get_object(Bucket=bucket, Key="m.json")["Body"].read() == b'{"format-version": 2}'
