@@ -21,21 +21,15 @@ from pipeline.config import Config, ConfigLoader, RuntimeSettings
 from pipeline.sinks.base import BATCH_PROPERTY
 from pipeline.sinks.iceberg import load_catalog
 from pipeline.tables import QUOTES, TRADES
+from tests.e2e.whale_tapes import whale_day
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.spark]
 
 
 @pytest.fixture
 def tape(tmp_path: Path) -> Path:
-    from sim.generator import GenerateSpec, generate
-    from sim.scenario import load_scenario
-
-    spec = GenerateSpec(
-        scenario=load_scenario("whale-day"), symbols=("BTCUSDT",), exchanges=("binance", "coinbase"),
-        start_us=1_767_225_600_000_000, duration_us=25 * 60 * 1_000_000, seed=5, scale=0.05,
-    )
-    generate(spec, ConfigLoader().load("small", env={}), tmp_path / "tape")
-    return tmp_path / "tape"
+    return whale_day(tmp_path / "tape", symbols=("BTCUSDT",), exchanges=("binance", "coinbase"), minutes=25,
+                     seed=5, scale=0.05)
 
 
 def _commits(runs: Path) -> list[Path]:

@@ -13,28 +13,16 @@ import pytest
 
 from coattail.run.faultsuite import SUITES, run_fault_suite
 from coattail.run.orchestrate import RunRequest
-from pipeline.config import ConfigLoader
+from tests.e2e.whale_tapes import whale_day
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.spark]
 
 
 @pytest.fixture(scope="module")
 def small_tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sim.generator import GenerateSpec, generate
-    from sim.scenario import load_scenario
-
     out = tmp_path_factory.mktemp("tapes") / "whale-25m"
-    spec = GenerateSpec(
-        scenario=load_scenario("whale-day"),
-        symbols=("BTCUSDT", "ETHUSDT"),
-        exchanges=("binance", "coinbase"),
-        start_us=1_767_225_600_000_000,
-        duration_us=25 * 60 * 1_000_000,
-        seed=3,
-        scale=0.05,
-    )
-    generate(spec, ConfigLoader().load("small", env={}), out)
-    return out
+    return whale_day(out, symbols=("BTCUSDT", "ETHUSDT"), exchanges=("binance", "coinbase"), minutes=25,
+                     seed=3, scale=0.05)
 
 
 def test_faults_between_every_client_and_the_emulator_lose_and_double_nothing(
