@@ -19,6 +19,7 @@ from typing import Literal
 
 from core.errors import StackError
 from infra.processes import LOOPBACK, ServerProcess, check_port_free, free_port, port_accepts
+from pipeline.aws import local_environment
 
 EmulatorKind = Literal["moto", "kinesis-mock"]
 KINESIS_LOCAL_VERSION = "0.6.2"
@@ -60,7 +61,8 @@ def kinesis_local_main(roots: tuple[Path, ...] | None = None) -> Path:
 
 
 def _moto_command(port: int, _region: str) -> tuple[list[str], dict[str, str]]:
-    return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)], dict(os.environ)
+    command = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    return command, local_environment(os.environ)
 
 
 def _kinesis_mock_command(port: int, region: str) -> tuple[list[str], dict[str, str]]:
@@ -69,7 +71,7 @@ def _kinesis_mock_command(port: int, region: str) -> tuple[list[str], dict[str, 
         raise StackError("kinesis-mock needs Node.js (`node` on PATH): apt-get install nodejs npm")
     main = kinesis_local_main()
     env = {
-        **os.environ,
+        **local_environment(os.environ),
         "KINESIS_MOCK_PLAIN_PORT": str(port),
         # The TLS listener cannot be switched off; give it its own free port so it never collides.
         "KINESIS_MOCK_TLS_PORT": str(free_port()),

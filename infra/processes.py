@@ -25,7 +25,7 @@ import psutil
 from core.errors import StackError
 
 LOOPBACK = "127.0.0.1"
-ProcessState = Literal["running", "stopped", "dead", "unhealthy"]
+ProcessState = Literal["running", "stopped", "dead", "unhealthy", "unchecked"]
 
 
 @dataclass(frozen=True)

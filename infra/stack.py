@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import StackError
+from core.errors import StackError, UnsafeEndpointError
 from infra import emulator
 from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
@@ -125,6 +125,12 @@ class StackStatus:
         bad = [p for p in self.processes if p.state != "running"]
         if not bad:
             return f"up: tier {self.state.tier}, profile {self.state.profile}"
+        if all(p.state == "unchecked" for p in bad):
+            where = self.state.endpoint or "real AWS"
+            return (
+                f"recorded against {where}, not contacted: a non-local endpoint is only checked with "
+                "--profile aws --allow-real-aws"
+            )
         names = ", ".join(
             f"{p.kind} (pid {p.pid}) is {p.state}" if p.pid else f"{p.kind} is {p.state}" for p in bad
         )
@@ -189,15 +195,23 @@ def status(base: RuntimeSettings, *, resources: bool = True) -> StackStatus:
             )
         )
     if state is not None and not state.processes:
-        # An external stack: real AWS cannot be pinged anonymously, so only an endpoint is probed.
-        answers = state.endpoint is None or http_answers(state.endpoint)
-        procs.append(
-            ProcessStatus("external", "running" if answers else "unhealthy", None, state.endpoint, None)
-        )
+        procs.append(_external_status(state, base))
     report = StackStatus(state=state, processes=procs)
     if resources and report.healthy and state is not None:
         return StackStatus(state=state, processes=procs, resources=inspect(state.spec, state.runtime(base)))
     return report
+
+
+def _external_status(state: StackState, base: RuntimeSettings) -> ProcessStatus:
+    """An external stack's endpoint, probed only where the guard lets ``base`` talk to it: a
+    ``stack.json`` naming a non-local endpoint is not contacted without ``--profile aws
+    --allow-real-aws`` (real AWS cannot be pinged anonymously, so only an endpoint is probed)."""
+    try:
+        check_endpoint(state.runtime(base))
+    except UnsafeEndpointError:
+        return ProcessStatus("external", "unchecked", None, state.endpoint, None)
+    answers = state.endpoint is None or http_answers(state.endpoint)
+    return ProcessStatus("external", "running" if answers else "unhealthy", None, state.endpoint, None)
 
 
 def current_runtime(base: RuntimeSettings) -> RuntimeSettings | None:

@@ -7,7 +7,10 @@ real ones are never sent. Any other endpoint (or none, which means real AWS) is 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 from urllib.parse import urlparse
 
@@ -15,6 +18,35 @@ from core.errors import UnsafeEndpointError
 from pipeline.config import RuntimeSettings
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+_KEPT_AWS_VARIABLES: Final = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})
+
+
+def local_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a process that only talks to local emulators: every ``AWS_*`` variable but the region
+    dropped (keys, session tokens, profiles, credential files, role and web-identity settings), dummy keys
+    set and the instance-metadata lookup switched off, so no real credential can be inherited or found."""
+    kept = {k: v for k, v in env.items() if not k.startswith("AWS_") or k in _KEPT_AWS_VARIABLES}
+    return {
+        **kept,
+        "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@contextlib.contextmanager
+def local_process_environment() -> Iterator[None]:
+    """This process's environment made ``local_environment`` while the block runs, then restored: the
+    children started meanwhile (Spark's JVM and Python workers, a replay process) inherit no real
+    credential."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(local_environment(saved))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def is_local_endpoint(url: str | None) -> bool:
@@ -82,3 +114,32 @@ def client(service: str, runtime: RuntimeSettings, **kwargs: Any) -> Any:
         options["endpoint_url"] = endpoint  # explicit non-local endpoint: only reachable past the guard
     factory: Any = boto3.client  # the stubs' per-service overloads cannot take a runtime name
     return factory(service, **options)
+
+
+_SERVICE_NAMES: Final = {"kinesis": "Kinesis", "dynamodb": "DynamoDB", "s3": "S3", "glue": "Glue"}
+
+
+def failure(service: str, runtime: RuntimeSettings, doing: str, error: BaseException) -> str:
+    """The message for a failed call to ``service``: what failed, where, and what to do.
+
+    A connection that cannot be made or breaks (after the retry policy's ``MAX_ATTEMPTS``) means the
+    endpoint is gone: for a local one, the emulator stopped or crashed, and its in-memory streams and
+    tables went with it.
+    """
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    name = _SERVICE_NAMES.get(service, service)
+    endpoint = endpoint_for(service, runtime)
+    where = endpoint or "real AWS"
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        if is_local_endpoint(endpoint):
+            todo = (
+                "the emulator there stopped or crashed, and its streams and tables are gone: "
+                "`coattail status` shows the stack; `coattail down`, `coattail up`, then run again "
+                "with a fresh checkpoint"
+            )
+        else:
+            todo = "check the network and the endpoint, then run again (the checkpoint resumes)"
+        return f"{name} at {where} is unreachable while {doing} ({error}): {todo}"
+    return f"{name} at {where} failed while {doing} after up to {MAX_ATTEMPTS} attempts: {error}"

@@ -379,7 +379,12 @@ class PipelineRunner:
 
 
 def _cause(error: Any) -> str:
+    """The line of a query failure a user should read: our own error (the last one raised, after any
+    botocore or Py4J text it wraps), else the first line that looks like one."""
     text = str(error.desc if hasattr(error, "desc") else error)
+    ours = [line.split("core.errors.", 1)[1] for line in text.splitlines() if "core.errors." in line]
+    if ours:
+        return ours[-1].strip()
     for line in text.splitlines():
         if "Error" in line and ("pipeline" in line or "Coattail" in line or "Sink" in line):
             return line.strip()

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "connect",
     "api",
     "size",
+    "faults",
 )
 
 

@@ -33,6 +33,7 @@ from coattail.run.progress import Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
 from core.tape import Tape
+from pipeline.aws import local_process_environment
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
@@ -108,7 +109,15 @@ def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = Non
     """Run ``request`` end to end and return the judged run (its directory holds everything).
 
     ``spark``: a session to run the pipeline in (tests share one); by default the pipeline builds its own.
+    Against local emulators the run and every process it starts see no real AWS credential.
     """
+    if request.profile == "aws":
+        return _execute(request, steps, spark)
+    with local_process_environment():
+        return _execute(request, steps, spark)
+
+
+def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
     steps = steps or Steps()
     tapes = [Tape.open(p) for p in request.tapes]
     faults = load_fault_spec(request.faults) if request.faults is not None else None

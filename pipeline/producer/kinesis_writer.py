@@ -39,6 +39,8 @@ MAX_RECORDS_PER_CALL: Final = 500
 MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
 MAX_BYTES_PER_RECORD: Final = kpl.MAX_RECORD_BYTES
 RETRYABLE: Final = frozenset({"ProvisionedThroughputExceededException", "InternalFailure"})
+UNREACHABLE: Final = "ConnectionError"
+"""The error code of a record whose call never reached the endpoint."""
 _CALL_RETRYABLE: Final = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -233,6 +235,8 @@ class KinesisWriter:
                 self.retried_records += len(failed)
                 for record, (code, message) in failed.items():
                     record.attempts += 1
+                    if record.attempts >= self.max_attempts and code == UNREACHABLE:
+                        raise ProducerError(message)  # the endpoint is gone: shards or speed do not help
                     if record.attempts >= self.max_attempts:
                         raise ProducerError(
                             f"Kinesis stream {self.stream!r} kept refusing records of key {record.key!r} "
@@ -272,7 +276,8 @@ class KinesisWriter:
                 raise ProducerError(f"Kinesis PutRecords on {self.stream!r} failed: {code}: {message}") from e
             return {r: (code, message) for r in batch}
         except (BotoConnectionError, BotoCoreError) as e:
-            return {r: ("ConnectionError", str(e)) for r in batch}
+            doing = f"putting records on stream {self.stream!r}"
+            return {r: (UNREACHABLE, aws.failure("kinesis", self.runtime, doing, e)) for r in batch}
         for record, result in zip(batch, response["Records"], strict=True):
             code = result.get("ErrorCode")
             if code is None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.alerts import ALERT_SCHEMA
-from pipeline.aws import client
+from pipeline.aws import client, failure
 from pipeline.config import Config
 from pipeline.sinks.base import AlertSink, now_us
 from pipeline.tables import FEED_ATTRIBUTE, FEED_VALUE, DynamoTableDef, alerts_dynamo_table
@@ -77,6 +77,7 @@ class DynamoAlertSink(AlertSink):
         self.layout = alerts_dynamo_table(config)
         self.table = self.layout.name
         self.ttl_hours = config.dynamodb.ttl_hours
+        self.runtime = config.runtime
         self.client = client("dynamodb", config.runtime)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dynamo-alerts")
         self.written = 0
@@ -84,13 +85,17 @@ class DynamoAlertSink(AlertSink):
 
     def open(self) -> None:
         """Fail early, with what to do, when the alerts table does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             self.client.describe_table(TableName=self.table)
-        except Exception as e:
+        except ClientError as e:
             raise SinkError(
                 f"DynamoDB table {self.table!r} is not reachable ({e}); provision the stack first "
                 "(`coattail up`)"
             ) from e
+        except BotoCoreError as e:
+            raise SinkError(failure("dynamodb", self.runtime, f"opening table {self.table!r}", e)) from e
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -106,7 +111,7 @@ class DynamoAlertSink(AlertSink):
 
     def _put_one(self, row: dict[str, Any]) -> tuple[int, bool]:
         """Put one alert unless its id exists -> (ts_written, whether it was new)."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         stamp = now_us()
         try:
@@ -123,4 +128,7 @@ class DynamoAlertSink(AlertSink):
             raise SinkError(
                 f"DynamoDB put of alert {row['alert_id']} failed after {attempts} attempts: {code} {e}"
             ) from e
+        except BotoCoreError as e:
+            doing = f"putting alert {row['alert_id']} into table {self.table!r}"
+            raise SinkError(failure("dynamodb", self.runtime, doing, e)) from e
         return stamp, True

@@ -3,6 +3,7 @@ re-read of a batch's ranges on an executor (how a trigger runs: ``pipeline.sourc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from pyspark.sql.datasource import InputPartition
 from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 
 from core.errors import PipelineError
+from pipeline.aws import failure
 from pipeline.config import RuntimeSettings
 from pipeline.parse import parse_batch
 from pipeline.source.handover import HandoverCache
@@ -38,6 +40,18 @@ def _kinesis(options: dict[str, str]) -> Any:
     from pipeline.aws import client
 
     return client("kinesis", _runtime(options))
+
+
+@contextlib.contextmanager
+def _translated(options: dict[str, str], doing: str) -> Iterator[None]:
+    """Turn a transport failure (after the client's retries) into a ``PipelineError`` naming the
+    service, the endpoint and what to do."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        yield
+    except BotoCoreError as e:
+        raise PipelineError(failure("kinesis", _runtime(options), doing, e)) from e
 
 
 def _iterator(kinesis: Any, stream: str, shard_id: str, after: str | None) -> str:
@@ -112,11 +126,14 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 if not token:
                     return shards
                 args = {"NextToken": token}
-        except (BotoCoreError, ClientError) as e:
+        except ClientError as e:
             raise PipelineError(
                 f"cannot list the shards of Kinesis stream {self.stream!r}: {e}; is the stack up "
                 "(`coattail up`) and the stream provisioned?"
             ) from e
+        except BotoCoreError as e:
+            doing = f"listing the shards of stream {self.stream!r}"
+            raise PipelineError(failure("kinesis", _runtime(self.options), doing, e)) from e
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
         """Every current shard from its beginning (TRIM_HORIZON)."""
@@ -150,7 +167,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         for i, shard_id in enumerate(sorted(readable)):
             share = max(1, budget // (len(readable) - i))
             start = position[shard_id]["seq"]
-            records, caught_up, done = self._fetch(shard_id, start, share)
+            with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
+                records, caught_up, done = self._fetch(shard_id, start, share)
             budget -= len(records)
             status[shard_id] = caught_up or done
             if len(records):
@@ -189,7 +207,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 resp = self.kinesis.get_records(ShardIterator=it, Limit=want)
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
-                    raise PipelineError(f"get_records on {self.stream}/{shard_id} failed: {e}") from e
+                    doing = f"reading shard {shard_id} of stream {self.stream!r}"
+                    raise PipelineError(failure("kinesis", _runtime(self.options), doing, e)) from e
                 it = _iterator(self.kinesis, self.stream, shard_id, out.seqs[-1] if len(out) else start)
                 continue
             before = len(out)
@@ -259,8 +278,9 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             raise PipelineError(f"the Kinesis reader got a {type(partition).__name__}, not a ShardPartition")
         records = partition.records
         if records is None:
-            records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
-                                 partition.start, partition.end)
+            with _translated(self.options, f"re-reading shard {partition.shard_id} of {self.stream!r}"):
+                records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
+                                     partition.start, partition.end)
         return self._batches(records, partition.shard_id)
 
     def commit(self, end: dict[str, Any]) -> None:

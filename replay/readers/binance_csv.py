@@ -36,6 +36,7 @@ from core.events import SCHEMAS, EventKind
 from pipeline.connectors.binance import FUTURES, SPOT
 from replay.readers.base import BadLines, Chunk, Reader, Stats, register
 from replay.readers.csvio import check_times, iter_typed, time_unit
+from replay.readers.untrusted import BoundedStream, check_member_name
 
 _NAME = re.compile(r"^([A-Z0-9]+)-(trades|aggTrades|bookTicker)-", re.IGNORECASE)
 _KINDS = {"trades": "trades", "aggtrades": "aggTrades", "bookticker": "bookTicker"}
@@ -66,6 +67,9 @@ class BinanceCsvReader(Reader):
             cells = [c.strip() for c in first.split(",")]
             header = not cells[0].lstrip("-").isdigit()
             kind = _kind(path, cells, header)
+            if len(cells) <= _TIME_COL[kind]:
+                need = _TIME_COL[kind] + 1
+                raise ReaderError(str(path), 1, f"{kind} needs at least {need} columns, found {len(cells)}")
             exchange = _exchange(path, kind, cells, header)
             symbol = _symbol(path)
             names = [f"c{i}" for i in range(len(cells))]
@@ -76,11 +80,18 @@ def _unzip(path: Path, tmp: Path) -> Path:
     """The zip's one CSV member, copied out (streamed) so it can be read like a plain file."""
     try:
         with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.namelist() if m.lower().endswith(".csv")]
+            for name in zf.namelist():
+                check_member_name(str(path), name)
+            members = [m for m in zf.infolist() if m.filename.lower().endswith(".csv")]
             if len(members) != 1:
-                raise ReaderError(str(path), None, f"expected one .csv inside the zip, found {members}")
-            out = tmp / Path(members[0]).name
-            with zf.open(members[0]) as src, open(out, "wb") as dst:
+                names = [m.filename for m in members]
+                raise ReaderError(str(path), None, f"expected one .csv inside the zip, found {names}")
+            member = members[0]
+            out = tmp / Path(member.filename).name
+            with (
+                BoundedStream(zf.open(member), lambda: member.compress_size, str(path)) as src,
+                open(out, "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
             return out
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:

@@ -8,6 +8,7 @@ input is spilled to sorted runs on disk and merged a batch at a time, so memory 
 from __future__ import annotations
 
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -156,12 +157,16 @@ def import_files(
             reject = stack.enter_context(open(reject_path, "w")) if skip_bad and reject_path else None
             bad = BadLines(skip_bad, reject, stats)
             for path in paths:
-                for chunk in readers[formats[str(path)]].read(path, bad, stats):
-                    n = chunk.table.num_rows
-                    spools[chunk.kind].add(
-                        chunk.table.append_column("seq", pa.array(np.arange(seq, seq + n, dtype=np.int64)))
-                    )
-                    seq += n
+                try:
+                    for chunk in readers[formats[str(path)]].read(path, bad, stats):
+                        n = chunk.table.num_rows
+                        seq_col = pa.array(np.arange(seq, seq + n, dtype=np.int64))
+                        spools[chunk.kind].add(chunk.table.append_column("seq", seq_col))
+                        seq += n
+                except (OSError, EOFError, zlib.error) as e:
+                    # whatever a reader did not name itself (a corrupt compressed stream found late)
+                    problem = f"cannot read the file (truncated or corrupt?): {e}"
+                    raise ReaderError(str(path), None, problem) from e
                 if progress is not None:
                     progress(path)
         if seq == 0:

@@ -6,7 +6,7 @@ from the JSON, and buffering the parsed events into chunks.
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import zlib
 from collections.abc import Callable, Iterator
@@ -16,17 +16,23 @@ from typing import IO, Any
 from core.errors import ReaderError, SchemaError
 from core.events import EventKind
 from replay.readers.base import CHUNK_ROWS, BadLines, Chunk, Stats, rows_to_chunks
+from replay.readers.untrusted import MAX_LINE_BYTES, bounded_lines, open_gzip
 
 Parse = Callable[[dict[str, Any], int | None], list[tuple[EventKind, dict[str, Any]]]]
 
 
-def open_text(path: Path) -> IO[str]:
-    """A text stream over a plain or gzip file."""
+def open_bytes(path: Path) -> IO[bytes]:
+    """The bytes of a plain or gzip file (decompression bounded: ``replay.readers.untrusted``)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        return open_gzip(str(path))
+    return open(path, "rb")
+
+
+def open_text(path: Path) -> IO[str]:
+    """A text stream over a plain or gzip file."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="replace")
 
 
 def head_text(path: Path, size: int = 4096) -> str:
@@ -51,9 +57,22 @@ def read_lines(
     rows: dict[EventKind, list[dict[str, Any]]] = {"trade": [], "quote": []}
     n = 0
     try:
-        with open_text(path) as fh:
-            for n, line in enumerate(fh, start=1):
+        with open_bytes(path) as fh:
+            next_line = bounded_lines(fh)
+            while True:
+                raw, whole = next_line()
+                if not raw:
+                    break
+                n += 1
                 stats.lines += 1
+                if not whole:
+                    bad(str(path), n, f"longer than {MAX_LINE_BYTES:,} bytes: not one message", "")
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    bad(str(path), n, f"not UTF-8 text ({e.reason} at byte {e.start})", "")
+                    continue
                 if not line.strip():
                     continue
                 try:

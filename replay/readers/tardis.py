@@ -11,10 +11,9 @@ cannot be represented in the event schema and are reported as bad lines).
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import polars as pl
 
@@ -22,6 +21,7 @@ from core.errors import ReaderError
 from core.events import SCHEMAS, EventKind
 from replay.readers.base import BadLines, Chunk, Reader, Stats, register
 from replay.readers.csvio import US_RANGE, check_times, iter_typed
+from replay.readers.untrusted import open_gzip
 
 TRADES = ["exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"]
 QUOTES = [
@@ -52,7 +52,7 @@ class TardisReader(Reader):
         with open(path, "rb") as raw:
             gz = raw.read(2) == b"\x1f\x8b"
         with _open(path, gz) as fh:
-            first = fh.readline().decode("utf-8", "replace").strip()
+            first = fh.readline(65_536).decode("utf-8", "replace").strip()
         if not first:
             raise ReaderError(str(path), None, "the file is empty")
         cols = first.split(",")
@@ -124,4 +124,4 @@ class TardisReader(Reader):
 
 
 def _open(path: Path, gz: bool) -> IO[bytes]:
-    return cast(IO[bytes], gzip.open(path, "rb")) if gz else open(path, "rb")
+    return open_gzip(str(path)) if gz else open(path, "rb")

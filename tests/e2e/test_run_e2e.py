@@ -23,6 +23,7 @@ from pipeline.config import ConfigLoader
 from pipeline.detectors.whale import WhaleSettings
 from replay.readers.importer import import_files
 from tests.conftest import REAL_TAPES
+from tests.e2e.whale_tapes import whale_day
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.spark]
 
@@ -43,21 +44,9 @@ def stack_env(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def whale_tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sim.generator import GenerateSpec, generate
-    from sim.scenario import load_scenario
-
     out = tmp_path_factory.mktemp("tapes") / "whale-day"
-    spec = GenerateSpec(
-        scenario=load_scenario("whale-day"),
-        symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
-        exchanges=("binance", "coinbase"),
-        start_us=1_767_225_600_000_000,
-        duration_us=30 * 60 * 1_000_000,
-        seed=7,
-        scale=0.1,
-    )
-    generate(spec, ConfigLoader().load("small", env={}), out)
-    return out
+    return whale_day(out, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), exchanges=("binance", "coinbase"),
+                     minutes=30, seed=7, scale=0.1)
 
 
 @pytest.fixture(scope="module")

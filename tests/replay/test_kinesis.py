@@ -280,3 +280,17 @@ def test_a_failing_replay_in_a_child_process_raises_its_error_here(
     with pytest.raises(TargetError, match="does not exist"):
         replay_to_kinesis([tape], RuntimeSettings(aws_endpoint=aws_endpoint), "no-such-stream",
                           speed=None, faults=None, seed=None, watermark_us=10_000_000)
+
+
+def test_a_dead_endpoint_ends_in_a_message_naming_it(tardis_tape: TapeFactory, tmp_path: Path) -> None:
+    """The emulator died: the message names Kinesis, the endpoint and what to do, not shards or speed."""
+    from infra import emulator
+
+    tape = tardis_tape(tmp_path / "tape", 20)
+    moto = emulator.start("moto", tmp_path / "moto")
+    stream = _stream(moto.endpoint, "replay-dead", shards=1)
+    emulator.server_process("moto", tmp_path / "moto").stop()
+    runtime = RuntimeSettings(aws_endpoint=moto.endpoint)
+    target = KinesisTarget(runtime, stream, max_attempts=2, backoff_base_ms=1, backoff_max_ms=2)
+    with pytest.raises(TargetError, match=rf"Kinesis at {moto.endpoint} is unreachable .*`coattail status`"):
+        Replay([tape], target).run()
