@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from coattail.commands.stack import cli_errors, parse_sets
+from infra.stack import KinesisEngine
 from pipeline.config import ProfileName, TierName
 
 console = Console()
@@ -58,6 +59,19 @@ def run(
     ] = None,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
     name: Annotated[str, typer.Option("--name", help="Suffix of the run id.")] = "run",
+    kinesis: Annotated[
+        KinesisEngine | None,
+        typer.Option(
+            "--kinesis",
+            help="Kinesis engine to start, or to require of a running stack: moto or kinesis-mock "
+            "(default: a running stack as it is, else moto).",
+        ),
+    ] = None,
+    keep_resources: Annotated[
+        bool,
+        typer.Option("--keep-resources", help="Keep the run's stream, alerts table and namespace "
+                     "(`coattail gc` removes them)."),
+    ] = False,
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes
@@ -78,6 +92,8 @@ def run(
             runs_root=runs_root,
             golden=golden,
             name=name,
+            kinesis=kinesis,
+            keep_resources=keep_resources,
         )
         _execute(request)
 
