@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "golden",
     "pipeline",
     "doctor",
+    "reliability",
 )
 
 

@@ -158,8 +158,8 @@ class CrashSuite:
         tapes = [Tape.open(p) for p in self.tapes]
         events = sum(sum(t.manifest.rows.values()) for t in tapes)
         tag = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-s{self.seed}"
-        baseline = self._resolved(f"{tag}-a")
-        crashed = self._resolved(f"{tag}-b", stream=baseline.kinesis.stream)
+        baseline = self.resolved(f"{tag}-a")
+        crashed = self.resolved(f"{tag}-b", stream=baseline.kinesis.stream)
         self.workdir.mkdir(parents=True, exist_ok=True)
         report = CrashReport(events=events)
         try:
@@ -167,9 +167,9 @@ class CrashSuite:
                 for cfg in (baseline, crashed):
                     provision(StackSpec.from_config(cfg), cfg.runtime)
             with steps.step("replay the tape into the stream", total=events) as task:
-                _fill(self.tapes, baseline, lambda sent: task.update(completed=sent))
+                fill(self.tapes, baseline, lambda sent: task.update(completed=sent))
             with steps.step("baseline: an uninterrupted pipeline run"):
-                _wait_ok(self._launch(baseline, self.workdir / "baseline"), "baseline")
+                wait_ok(self.launch(baseline, self.workdir / "baseline"), "baseline")
             rng = random.Random(self.seed)
             ckpt = self.workdir / "crashed"
             with steps.step("crashed pipeline: kills survived", total=len(self.phases)) as task:
@@ -182,10 +182,10 @@ class CrashSuite:
                     if not kill.reached:
                         break  # the pipeline finished: nothing is left to kill
             with steps.step("crashed pipeline: the last restart, until idle"):
-                _wait_ok(self._launch(crashed, ckpt), "the last restart")
+                wait_ok(self.launch(crashed, ckpt), "the last restart")
                 report.attempts += 1
             with steps.step("compare with the tape and the baseline"):
-                _compare(report, tapes, baseline, crashed)
+                compare(report, tapes, baseline, crashed)
         finally:
             if not self.keep_resources:
                 resources = [*own_resources(baseline), *own_resources(crashed)]
@@ -193,7 +193,7 @@ class CrashSuite:
                 remove(shared, baseline.runtime, baseline.storage.warehouse_bucket)
         return report
 
-    def _resolved(self, run_id: str, stream: str | None = None) -> Config:
+    def resolved(self, run_id: str, stream: str | None = None) -> Config:
         """The tier with the overrides and the names of one pipeline's own resources (``stream``: read
         this one instead of its own)."""
         base = ConfigLoader().load(self.tier, overrides=dict(self.overrides))
@@ -203,11 +203,14 @@ class CrashSuite:
         config = ConfigLoader().load(self.tier, overrides={**self.overrides, **names})
         return config.model_copy(update={"runtime": self.runtime})
 
-    def _launch(self, config: Config, checkpoint: Path) -> subprocess.Popen[bytes]:
+    def launch(self, config: Config, checkpoint: Path, code: Path | None = None) -> subprocess.Popen[bytes]:
         """``coattail pipeline run --until-idle`` on ``checkpoint`` in a process group of its own (so a
-        kill takes Spark's JVM and its workers with it); its output goes to ``<checkpoint>.log``."""
+        kill takes Spark's JVM and its workers with it); its output goes to ``<checkpoint>.log``.
+        ``code``: a checkout of another revision to run instead of this one (same interpreter)."""
         runtime = config.runtime
         env = {**os.environ, "COATTAIL_STATE_DIR": str(runtime.state_dir)}
+        if code is not None:
+            env["PYTHONPATH"] = str(code)  # ahead of the editable install's finder
         if runtime.aws_endpoint:
             env["COATTAIL_AWS_ENDPOINT"] = runtime.aws_endpoint
         for service, url in runtime.service_endpoints.items():
@@ -225,7 +228,7 @@ class CrashSuite:
         for key, value in sets.items():
             args += ["--set", f"{key}={value}"]
         with checkpoint.with_suffix(".log").open("ab") as out:
-            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=code,
                                     start_new_session=True)
 
     def _attempt(self, config: Config, ckpt: Path, phase: str, rng: random.Random, i: int) -> Kill:
@@ -236,7 +239,7 @@ class CrashSuite:
         alerts0 = _dynamo_count(config)
         delay = rng.uniform(0.5, 4.0) if phase == "spark-start" else rng.uniform(0.0, 0.15)
         started = time.monotonic()
-        process = self._launch(config, ckpt)
+        process = self.launch(config, ckpt)
 
         def seen() -> bool:
             if phase == "spark-start":
@@ -267,14 +270,16 @@ class CrashSuite:
         return Kill(phase, False, time.monotonic() - started)
 
 
-def _fill(tapes: Sequence[Path], config: Config, on_sent: Callable[[int], None]) -> None:
+def fill(tapes: Sequence[Path], config: Config, on_sent: Callable[[int], None]) -> None:
+    """Replay ``tapes`` at full speed into ``config``'s stream."""
     from replay.child_process import replay_to_kinesis
 
     replay_to_kinesis(list(tapes), config.runtime, config.kinesis.stream, speed=None, faults=None, seed=None,
                       watermark_us=config.spark.watermark_seconds * US, on_progress=lambda p: on_sent(p.sent))
 
 
-def _wait_ok(process: subprocess.Popen[bytes], what: str) -> None:
+def wait_ok(process: subprocess.Popen[bytes], what: str) -> None:
+    """Wait for a launched pipeline; ``CoattailError`` when it fails or outlasts ``ATTEMPT_TIMEOUT_S``."""
     try:
         code = process.wait(timeout=ATTEMPT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -314,7 +319,7 @@ def _dynamo_count(config: Config) -> int:
     return len(_dynamo_items(config, select_count=True))
 
 
-def _compare(report: CrashReport, tapes: Sequence[Tape], baseline: Config, crashed: Config) -> None:
+def compare(report: CrashReport, tapes: Sequence[Tape], baseline: Config, crashed: Config) -> None:
     """Fill the report's tallies from the tape, the baseline's outputs and the crashed run's."""
     sink = IcebergSink(crashed)
     expected: Counter[tuple[Any, ...]] = Counter()
