@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any, Final
 
 from core.errors import StackError
@@ -22,6 +23,7 @@ from pipeline.sinks.iceberg import load_catalog
 STREAM: Final = "kinesis stream"
 TABLE: Final = "dynamodb table"
 NAMESPACE: Final = "iceberg namespace"
+DELETE_TIMEOUT_S: Final = 60.0
 
 
 def run_resource_names(config: Config, run_id: str) -> dict[str, str]:
@@ -75,6 +77,7 @@ def remove(resources: list[Resource], runtime: RuntimeSettings, warehouse_bucket
             with (translated(r.kind, r.name, endpoint_for("kinesis", runtime)),
                   contextlib.suppress(kinesis.exceptions.ResourceNotFoundException)):
                 kinesis.delete_stream(StreamName=r.name, EnforceConsumerDeletion=True)
+                _wait_gone(kinesis, r.name)
         elif r.kind == TABLE:
             dynamodb = client("dynamodb", runtime)
             with (translated(r.kind, r.name, endpoint_for("dynamodb", runtime)),
@@ -86,6 +89,16 @@ def remove(resources: list[Resource], runtime: RuntimeSettings, warehouse_bucket
             raise StackError(f"{r.kind} {r.name!r} is not a per-run resource")
         done.append(Resource(r.kind, r.name, "removed"))
     return done
+
+
+def _wait_gone(kinesis: Any, stream: str) -> None:
+    """Wait out a stream's DELETING state (kinesis-mock keeps it a while, as AWS does); the caller
+    stops at ``ResourceNotFoundException``."""
+    deadline = time.monotonic() + DELETE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        kinesis.describe_stream_summary(StreamName=stream)
+        time.sleep(0.2)
+    raise StackError(f"kinesis stream {stream!r} was still there {DELETE_TIMEOUT_S:.0f} s after its deletion")
 
 
 def _catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
