@@ -238,7 +238,8 @@ def gc(
     allow_real_aws: AllowRealAwsOption = False,
 ) -> None:
     """Remove what runs left on the running stack (their own streams, alert tables and Iceberg
-    namespaces: a killed run, or one given --keep-resources); the tier's own resources stay."""
+    namespaces: a killed run, or one given --keep-resources); the tier's own resources stay. A run
+    still going loses its resources too: run it when none is."""
     from infra.resolve import find_stack
     from infra.run_resources import leftovers, remove
 
