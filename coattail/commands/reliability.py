@@ -47,7 +47,7 @@ def crash(
         try:
             root = workdir or Path(handle.runtime.state_dir) / "reliability"
             suite = CrashSuite(
-                tapes=tuple(tapes), runtime=handle.runtime, workdir=root / f"seed-{seed}",
+                tapes=tuple(tapes), runtime=handle.runtime, workdir=root,
                 phases=plan(kills, seed), seed=seed, tier=tier, overrides=parse_sets(sets),
                 max_records_per_batch=batch, keep_resources=keep,
             )

@@ -121,7 +121,9 @@ def replay(
                 raise typer.BadParameter("--resume works with --target kinesis only")
 
             skip = events_in_stream(sink.runtime, sink.stream)
-            err_console.print(f"resuming: {skip.total():,} events are on {sink.stream} already", highlight=False)
+            err_console.print(
+                f"resuming: {skip.total():,} events are on {sink.stream} already", highlight=False
+            )
         run = Replay(
             tapes,
             sink,

@@ -160,7 +160,8 @@ class CrashSuite:
         tag = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-s{self.seed}"
         baseline = self.resolved(f"{tag}-a")
         crashed = self.resolved(f"{tag}-b", stream=baseline.kinesis.stream)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        workdir = self.workdir / tag  # checkpoints of an earlier suite belong to its deleted stream
+        workdir.mkdir(parents=True)
         report = CrashReport(events=events)
         try:
             with steps.step("provision the suite's stream, tables and namespaces"):
@@ -169,9 +170,9 @@ class CrashSuite:
             with steps.step("replay the tape into the stream", total=events) as task:
                 fill(self.tapes, baseline, lambda sent: task.update(completed=sent))
             with steps.step("baseline: an uninterrupted pipeline run"):
-                wait_ok(self.launch(baseline, self.workdir / "baseline"), "baseline")
+                wait_ok(self.launch(baseline, workdir / "baseline"), "baseline")
             rng = random.Random(self.seed)
-            ckpt = self.workdir / "crashed"
+            ckpt = workdir / "crashed"
             with steps.step("crashed pipeline: kills survived", total=len(self.phases)) as task:
                 for i, phase in enumerate(self.phases):
                     kill = self._attempt(crashed, ckpt, phase, rng, i)
