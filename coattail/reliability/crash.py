@@ -14,7 +14,8 @@ phase              killed when
 spark-start        a seeded 0.5-4 s after the process started (Spark and the query starting)
 first-trigger      the offset log holds a batch of this attempt that is not committed yet
 between-triggers   a batch of this attempt was just committed in the commit log
-table-commit       the router's spool holds a batch (its Iceberg commit pending or under way)
+table-commit       the router's spool holds a batch of this attempt (its Iceberg commit pending or
+                   under way)
 dynamodb-writes    the crashed run's DynamoDB table gained an alert during this attempt
 =================  ==========================================================================
 
@@ -237,6 +238,7 @@ class CrashSuite:
         first."""
         query = ckpt / "query"
         offsets0, commits0 = _ids(query / "offsets"), _ids(query / "commits")
+        spooled0 = _ids(ckpt / "spool")  # left by the previous kill: committed first thing on start
         alerts0 = _dynamo_count(config)
         delay = rng.uniform(0.5, 4.0) if phase == "spark-start" else rng.uniform(0.0, 0.15)
         started = time.monotonic()
@@ -250,8 +252,7 @@ class CrashSuite:
             if phase == "between-triggers":
                 return bool(_ids(query / "commits") - commits0)
             if phase == "table-commit":
-                spool = ckpt / "spool"
-                return spool.is_dir() and any(p.name.isdigit() for p in spool.iterdir())
+                return bool(_ids(ckpt / "spool") - spooled0)
             return _dynamo_count(config) > alerts0
 
         while process.poll() is None:
