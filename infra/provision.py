@@ -23,7 +23,7 @@ from pipeline.config import Config, RuntimeSettings
 from pipeline.sinks.iceberg import create_table, load_catalog, partition_columns
 from pipeline.tables import DynamoTableDef, TableDef, alerts_dynamo_table, all_tables, tables_named
 
-ResourceState = Literal["created", "updated", "exists", "missing"]
+ResourceState = Literal["created", "updated", "exists", "missing", "leftover", "removed"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def inspect(spec: StackSpec, runtime: RuntimeSettings) -> list[Resource]:
 
 
 @contextmanager
-def _translated(kind: str, name: str, endpoint: str | None) -> Iterator[None]:
+def translated(kind: str, name: str, endpoint: str | None) -> Iterator[None]:
     """boto3 errors become ``StackError`` naming the resource and the endpoint."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -102,6 +102,20 @@ def _translated(kind: str, name: str, endpoint: str | None) -> Iterator[None]:
         where = endpoint or "AWS"
         raise StackError(
             f"{kind} {name!r} on {where}: {e}; is the stack up? (`coattail status`, `coattail up`)"
+        ) from e
+
+
+@contextmanager
+def catalog_errors(runtime: RuntimeSettings) -> Iterator[None]:
+    """Errors of the Iceberg catalog become ``StackError`` naming the profile (ours pass through)."""
+    try:
+        yield
+    except CoattailError:
+        raise
+    except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
+        raise StackError(
+            f"Iceberg catalog of profile {runtime.profile!r}: {e}; is the stack up? "
+            "(`coattail status`, `coattail up`)"
         ) from e
 
 
@@ -146,7 +160,7 @@ class _Reconciler:
     def _stream(self, spec: StreamSpec) -> Resource:
         kinesis = self._client("kinesis")
         kind = "kinesis stream"
-        with _translated(kind, spec.name, endpoint_for("kinesis", self.runtime)):
+        with translated(kind, spec.name, endpoint_for("kinesis", self.runtime)):
             summary = self._stream_summary(kinesis, spec.name)
             state: ResourceState = "exists"
             if summary is None:
@@ -188,7 +202,7 @@ class _Reconciler:
     def _table(self, spec: DynamoTableDef) -> Resource:
         dynamodb = self._client("dynamodb")
         kind = "dynamodb table"
-        with _translated(kind, spec.name, endpoint_for("dynamodb", self.runtime)):
+        with translated(kind, spec.name, endpoint_for("dynamodb", self.runtime)):
             table = self._describe_table(dynamodb, spec.name)
             state: ResourceState = "exists"
             if table is None:
@@ -243,7 +257,7 @@ class _Reconciler:
 
         s3 = self._client("s3")
         kind = "s3 bucket"
-        with _translated(kind, name, endpoint_for("s3", self.runtime)):
+        with translated(kind, name, endpoint_for("s3", self.runtime)):
             try:
                 s3.head_bucket(Bucket=name)
                 return Resource(kind, name, "exists")
@@ -266,7 +280,7 @@ class _Reconciler:
     def _glue_database(self, name: str) -> Resource:
         glue = self._client("glue")
         kind = "glue database"
-        with _translated(kind, name, endpoint_for("glue", self.runtime)):
+        with translated(kind, name, endpoint_for("glue", self.runtime)):
             try:
                 glue.get_database(Name=name)
                 return Resource(kind, name, "exists")
@@ -287,7 +301,7 @@ class _Reconciler:
         kind = "iceberg table"
         definitions = tables_named(spec.tables)
         resources = []
-        try:
+        with catalog_errors(self.runtime):
             catalog = load_catalog(self.runtime, spec.warehouse_bucket)
             for table in definitions:
                 ident = f"{spec.namespace}.{table.name}"
@@ -302,13 +316,6 @@ class _Reconciler:
                         resources.append(Resource(kind, ident, "missing", _layout(table.partition_by)))
                         continue
                 resources.append(Resource(kind, ident, state, _check_iceberg_layout(ident, table, handle)))
-        except CoattailError:
-            raise
-        except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
-            raise StackError(
-                f"Iceberg catalog of profile {self.runtime.profile!r}: {e}; is the stack up? "
-                "(`coattail status`, `coattail up`)"
-            ) from e
         return resources
 
 

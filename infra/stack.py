@@ -28,6 +28,7 @@ from infra.emulator import EmulatorKind
 from infra.processes import LOOPBACK, ProcessState, http_answers
 from infra.provision import IcebergSpec, Resource, StackSpec, StreamSpec, inspect, provision
 from infra.resolve import given_stack
+from infra.run_resources import leftovers
 from pipeline.aws import check_endpoint
 from pipeline.config import Config, RuntimeSettings
 from pipeline.tables import AlertIndex, DynamoTableDef
@@ -147,6 +148,8 @@ class StackHandle:
     runtime: RuntimeSettings
     started: bool
     resources: list[Resource]
+    notes: tuple[str, ...] = ()
+    """What the user must know about the stack this replaced (``up`` prints them)."""
 
     def release(self) -> None:
         """Stop the stack if (and only if) ``ensure_up`` started it."""
@@ -172,7 +175,8 @@ def read_state(state_dir: Path) -> StackState | None:
 
 
 def status(base: RuntimeSettings, *, resources: bool = True) -> StackStatus:
-    """Inspect the stack under ``base.state_dir``: its processes and, when healthy, every resource.
+    """Inspect the stack under ``base.state_dir``: its processes and, when healthy, every resource,
+    the leftovers of runs included (``infra.run_resources``).
 
     Resources are inspected through the guard with ``base``'s profile and opt-in, so a stack recorded
     against real AWS is only looked at when ``--profile aws --allow-real-aws`` are given again.
@@ -198,7 +202,9 @@ def status(base: RuntimeSettings, *, resources: bool = True) -> StackStatus:
         procs.append(_external_status(state, base))
     report = StackStatus(state=state, processes=procs)
     if resources and report.healthy and state is not None:
-        return StackStatus(state=state, processes=procs, resources=inspect(state.spec, state.runtime(base)))
+        live = state.runtime(base)
+        found = inspect(state.spec, live) + leftovers(state.spec, live)
+        return StackStatus(state=state, processes=procs, resources=found)
     return report
 
 
@@ -227,7 +233,7 @@ def up(
     config: Config,
     *,
     endpoint: str | None = None,
-    kinesis: KinesisEngine = "moto",
+    kinesis: KinesisEngine | None = "moto",
     port: int | None = None,
     step: Step | None = None,
 ) -> StackHandle:
@@ -236,7 +242,8 @@ def up(
     An endpoint given (``endpoint``, from ``--endpoint``, over ``config.runtime.aws_endpoint``) or the
     ``aws`` profile means an external stack (``infra.resolve.given_stack``): nothing is started and the
     guard decides whether it may be reached. Otherwise moto starts on 127.0.0.1 (and kinesis-mock beside
-    it with ``kinesis="kinesis-mock"``).
+    it with ``kinesis="kinesis-mock"``). ``kinesis=None`` takes a running stack as it is, whichever
+    Kinesis engine it has, and starts moto alone when none runs.
 
     One ``up`` or ``down`` at a time changes the stack under a state directory (``stack.lock``): a second
     one waits for the first and then finds its stack.
@@ -254,7 +261,7 @@ def _up(
     runtime: RuntimeSettings,
     *,
     given: bool,
-    kinesis: KinesisEngine,
+    kinesis: KinesisEngine | None,
     port: int | None,
     step: Step | None,
 ) -> StackHandle:
@@ -262,7 +269,7 @@ def _up(
     spec = StackSpec.from_config(config)
     existing = status(runtime, resources=False)
     if given:
-        if kinesis != "moto" or port is not None:
+        if kinesis == "kinesis-mock" or port is not None:
             raise StackError(
                 "--kinesis and --port start local emulators; they cannot apply to an external stack"
             )
@@ -278,7 +285,7 @@ def _up(
     if existing.healthy and existing.state is not None:
         engines = set(existing.state.processes)
         # A recorded external stack (e.g. docker compose) is reused unless kinesis-mock was asked for.
-        if engines != {"moto", kinesis} and (engines or kinesis != "moto"):
+        if kinesis is not None and engines != {"moto", kinesis} and (engines or kinesis != "moto"):
             described = ", ".join(sorted(engines)) or f"the external endpoint {existing.state.endpoint}"
             raise StackError(
                 f"a stack ({described}) is already up under {runtime.state_dir}; `coattail down` first "
@@ -289,6 +296,9 @@ def _up(
         resources = provision(spec, live)
         _write_state(runtime.state_dir, _record(config, live, existing.state.processes, spec))
         return StackHandle(runtime=live, started=False, resources=resources)
+    notes: tuple[str, ...] = ()
+    if existing.state is not None and existing.state.processes:
+        notes = (_replaced_note(existing, runtime),)
     if existing.processes or existing.state is not None:
         say("clearing a stopped or broken stack left behind")
         _down(runtime.state_dir)
@@ -316,12 +326,37 @@ def _up(
     except BaseException:
         _down(runtime.state_dir)  # never leave half a stack running
         raise
-    return StackHandle(runtime=live, started=True, resources=resources)
+    return StackHandle(runtime=live, started=True, resources=resources, notes=notes)
 
 
-def ensure_up(config: Config, *, kinesis: KinesisEngine = "moto", step: Step | None = None) -> StackHandle:
+def _replaced_note(dead: StackStatus, runtime: RuntimeSettings) -> str:
+    """What a new stack in place of a dead one means: the old one's data is gone, its checkpoints stale."""
+    assert dead.state is not None
+    gone = ", ".join(
+        f"{p.kind} (pid {p.pid}, {p.endpoint})" if p.pid else f"{p.kind} ({p.endpoint})"
+        for p in dead.processes if p.state != "running"
+    )
+    kept = (
+        f"; the Iceberg tables of the lite catalog ({runtime.state_dir / 'iceberg'}) survived, and a fresh "
+        "checkpoint is refused on their bronze rows: use another storage.namespace (--set "
+        "storage.namespace=NAME) for the new data"
+        if dead.state.profile == "lite" else ""
+    )
+    return (
+        f"the stack recorded in {_state_path(runtime.state_dir)} had died ({gone or 'its emulator'}): "
+        "its Kinesis streams, DynamoDB alerts and S3 objects lived in the emulator's memory and are gone, "
+        "so every one reported created is new. Checkpoints written against the old streams no longer match "
+        "them (the pipeline refuses them): replay again and run the pipeline with a fresh --checkpoint"
+        + kept
+    )
+
+
+def ensure_up(
+    config: Config, *, kinesis: KinesisEngine | None = None, step: Step | None = None
+) -> StackHandle:
     """The stack a run needs: found by ``infra.resolve``'s policy (an endpoint given, else the healthy
-    one under the state dir), or, where the policy finds none, a new one (``handle.started``).
+    one under the state dir, used as it is unless ``kinesis`` names an engine it lacks), or, where the
+    policy finds none, a new one with ``kinesis`` (moto by default; ``handle.started``).
 
     Either way the tier's resources are provisioned (idempotently). Call ``handle.release()`` when the
     run is over: it stops the stack only if this call started it.

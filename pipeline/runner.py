@@ -24,9 +24,11 @@ In driver mode the engine's per-key state lives next to Spark's checkpoint (``ch
 in state-store mode it is inside the checkpoint (``checkpoint / "query" / "state"``); a checkpoint is
 refused by the other mode. The router's table spool (``checkpoint / "spool"``: Iceberg commits run off
 the trigger's critical path, see ``pipeline.router``) is there too, so one ``--checkpoint`` directory
-holds everything a restart needs. ``run_batch`` runs the engine over a batch DataFrame in one call (the
-batch twin used to check streaming = batch). Parsing inside the source's ``read`` rather than in a
-separate ``mapInArrow`` saves one Python worker round trip per partition and trigger.
+holds everything a restart needs. A fresh checkpoint is refused where the bronze tables already hold
+rows: it would read its source from the start and append them again. ``run_batch`` runs the engine
+over a batch DataFrame in one call (the batch twin used to check streaming = batch). Parsing inside
+the source's ``read`` rather than in a separate ``mapInArrow`` saves one Python worker round trip per
+partition and trigger.
 
 ``progress`` counts what the driver processed (records in, valid, quarantined, alerts, last batch id)
 and what the source reported (per-shard caught-up flags); ``wait_until_idle`` returns once every record
@@ -51,7 +53,7 @@ from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.router import AlertRouter
 from pipeline.sinks.base import AlertSink, TableSink
-from pipeline.tables import TableDef, schemas_of, tables_for
+from pipeline.tables import BRONZE, TableDef, schemas_of, tables_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -210,6 +212,8 @@ class PipelineRunner:
             raise PipelineError("the pipeline is already running")
         try:
             self._open()
+            if not (self.checkpoint / "query" / "metadata").exists():
+                self._refuse_written_bronze()
             self.status_path.unlink(missing_ok=True)  # a status from an earlier run says nothing now
             on_batch = self._on_keyed_batch if self.keyed else self._on_batch
             writer = self.stream().writeStream.foreachBatch(on_batch)
@@ -224,6 +228,21 @@ class PipelineRunner:
                 e.add_note(f"closing the sinks afterwards failed too: {cleanup}")
             raise
         return self.query
+
+    def _refuse_written_bronze(self) -> None:
+        """A fresh checkpoint reads its source from the start: into bronze tables that already hold
+        rows it would append every event a second time (another writer's batch ids do not stop it)."""
+        for sink in self.router.table_sinks:
+            for table in (t.name for t in BRONZE.values()):
+                writers = sink.writers(table)
+                if writers:
+                    raise PipelineError(
+                        f"{sink.where(table)} already holds bronze rows (written by "
+                        f"{', '.join(sorted(writers))}) "
+                        f"and the checkpoint {self.checkpoint} is fresh: reading the source from its start "
+                        "would append every event again. Resume with the checkpoint that wrote them, or "
+                        "write to another namespace (--set storage.namespace=NAME)"
+                    )
 
     def _writer_id(self) -> str:
         if self._writer is None:

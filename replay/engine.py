@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from replay.faults import (
     parse_fault_spec,
 )
 from replay.merge import DEFAULT_BATCH_ROWS, TimeWindow, merge_tapes
+from replay.resume import EventKey, skip_present
 from replay.targets.base import Target
 
 PROGRESS_EVERY_US: Final = 200_000
@@ -89,7 +91,8 @@ class ReplaySummary:
 
 
 class Replay:
-    """One replay of one or more tapes into one target."""
+    """One replay of one or more tapes into one target; ``skip``: events not to send (a resumed
+    replay, ``replay.resume``)."""
 
     def __init__(
         self,
@@ -105,6 +108,7 @@ class Replay:
         clock: Clock | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         on_progress: Callable[[Progress], None] | None = None,
+        skip: Counter[EventKey] | None = None,
     ) -> None:
         if not tapes:
             raise ReplayError("nothing to replay: give at least one tape")
@@ -125,6 +129,7 @@ class Replay:
         self.clock = clock or WallClock()
         self.batch_rows = batch_rows
         self.on_progress = on_progress
+        self.skip = skip
 
     def span(self) -> tuple[int, int]:
         """The exchange-time span this replay covers (window bounds, else the tapes' span)."""
@@ -147,6 +152,8 @@ class Replay:
             hint = sum(sum(t.manifest.rows.values()) for t in self.tapes)
             self.target.schedule(injector.disturbances(hint))
         chunks = merge_tapes(self.tapes, window=self.window, batch_rows=self.batch_rows)
+        if self.skip:
+            chunks = skip_present(chunks, self.skip)
         stream = prefetch(injector.apply(chunks) if injector is not None else _on_time(chunks))
         pacer = Pacer(self.speed, self.clock)
         start_us, end_us = self.span()

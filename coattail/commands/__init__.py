@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "api",
     "size",
     "faults",
+    "reliability",
 )
 
 

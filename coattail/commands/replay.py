@@ -85,6 +85,11 @@ def replay(
             "--labels-out", help="Write the labels of injected faults here (JSON: labels, tape_fault_labels)."
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Kinesis: after a killed replay, send only the tape's events the "
+                     "stream does not hold yet (reads the whole stream first)."),
+    ] = False,
     tier: TierOption = "small",
     sets: SetOption = None,
 ) -> None:
@@ -107,6 +112,18 @@ def replay(
             client_timeout_s=client_timeout,
         )
         quiet = target == "stdout"  # stdout carries the data: progress and summary go to stderr
+        skip = None
+        if resume:
+            from replay.resume import events_in_stream
+            from replay.targets.kinesis import KinesisTarget
+
+            if not isinstance(sink, KinesisTarget):
+                raise typer.BadParameter("--resume works with --target kinesis only")
+
+            skip = events_in_stream(sink.writer.runtime, sink.stream)
+            err_console.print(
+                f"resuming: {skip.total():,} events are on {sink.stream} already", highlight=False
+            )
         run = Replay(
             tapes,
             sink,
@@ -116,6 +133,7 @@ def replay(
             tape_faults=not no_tape_faults,
             seed=seed,
             watermark_us=config.spark.watermark_seconds * 1_000_000,
+            skip=skip,
         )
         if target == "ws":
             from replay.targets.websocket import WebSocketTarget

@@ -11,6 +11,7 @@ from rich.table import Column, Table
 
 from coattail.commands.stack import cli_errors, parse_sets
 from coattail.run import Via
+from infra.stack import KinesisEngine
 from pipeline.config import ProfileName, TierName
 
 console = Console()
@@ -69,6 +70,19 @@ def run(
             "production producer (config/producer.yaml) puts on Kinesis.",
         ),
     ] = "kinesis",
+    kinesis: Annotated[
+        KinesisEngine | None,
+        typer.Option(
+            "--kinesis",
+            help="Kinesis engine to start, or to require of a running stack: moto or kinesis-mock "
+            "(default: a running stack as it is, else moto).",
+        ),
+    ] = None,
+    keep_resources: Annotated[
+        bool,
+        typer.Option("--keep-resources", help="Keep the run's stream, alerts table and namespace "
+                     "(`coattail gc` removes them)."),
+    ] = False,
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes
@@ -90,6 +104,8 @@ def run(
             golden=golden,
             name=name,
             via=via,
+            kinesis=kinesis,
+            keep_resources=keep_resources,
         )
         _execute(request)
 

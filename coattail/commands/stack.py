@@ -152,7 +152,8 @@ def resources_table(resources: list[Resource], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("resource", "name", "state", "detail"):
         table.add_column(column)
-    colours = {"created": "green", "updated": "yellow", "exists": "cyan", "missing": "red"}
+    colours = {"created": "green", "updated": "yellow", "exists": "cyan", "missing": "red",
+               "leftover": "yellow", "removed": "green"}
     for r in resources:
         table.add_row(r.kind, r.name, f"[{colours[r.state]}]{r.state}[/]", r.detail)
     return table
@@ -206,6 +207,8 @@ def up(
         where = handle.runtime.aws_endpoint or "real AWS"
         extra = "".join(f", {s} at {url}" for s, url in handle.runtime.service_endpoints.items())
         console.print(f"stack up at {where}{extra} (state in {config.runtime.state_dir})", highlight=False)
+        for note in handle.notes:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
 
 def status(
@@ -230,8 +233,35 @@ def down() -> None:
             console.print(line, highlight=False)
 
 
+def gc(
+    profile: ProfileOption = None,
+    allow_real_aws: AllowRealAwsOption = False,
+) -> None:
+    """Remove what runs left on the running stack (their own streams, alert tables and Iceberg
+    namespaces: a killed run, or one given --keep-resources); the tier's own resources stay. A run
+    still going loses its resources too: run it when none is."""
+    from infra.resolve import find_stack
+    from infra.run_resources import leftovers, remove
+
+    with cli_errors():
+        config = load_config(profile=profile, allow_real_aws=allow_real_aws)
+        state = stack.read_state(config.runtime.state_dir)
+        if state is None:
+            raise CoattailError(
+                "no stack recorded: `coattail up` first (`coattail status` shows what is there)"
+            )
+        runtime = find_stack(config.runtime).runtime
+        found = leftovers(state.spec, runtime)
+        if not found:
+            console.print("nothing to remove: no run left resources on the stack")
+            return
+        removed = remove(found, runtime, state.spec.iceberg.warehouse_bucket)
+        console.print(resources_table(removed, "removed"))
+
+
 def register(app: typer.Typer) -> None:
     """Attach the stack commands."""
     app.command("up")(up)
     app.command("status")(status)
     app.command("down")(down)
+    app.command("gc")(gc)

@@ -1,8 +1,9 @@
 """One run: stack up, provision, pipeline, replay, wait until consumed, capture, reference, judge, report.
 
 Each run gets its own Kinesis stream, DynamoDB alerts table and Iceberg namespace (names derived from
-the run id), so a run reads back exactly what it wrote, and alert ids that an earlier run already put
-in DynamoDB do not suppress this run's writes. The pipeline runs in this process (its own Spark
+the run id, ``infra.run_resources``), so a run reads back exactly what it wrote, and alert ids that an
+earlier run already put in DynamoDB do not suppress this run's writes; the run removes them when it
+ends, the run directory keeps what was read from them. The pipeline runs in this process (its own Spark
 session); the replay sends from a child process while Spark consumes (``replay.child_process``: in this
 process it would compete with the driver for the interpreter lock).
 
@@ -14,7 +15,6 @@ background, off the trigger's critical path) before it reads the tables back.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +33,7 @@ from coattail.run.progress import Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
 from core.tape import Tape
+from infra.run_resources import own_resources, remove, run_resource_names
 from pipeline.aws import local_process_environment
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.basis import BASIS_METRICS
@@ -44,6 +45,7 @@ from pipeline.tables import ALERTS, TableDef
 from replay.faults import FaultSpec, load_fault_spec
 
 if TYPE_CHECKING:
+    from infra.stack import KinesisEngine
     from replay.via_ws import ProducerReport
 
 US = 1_000_000
@@ -70,6 +72,11 @@ class RunRequest:
     via: Via = "kinesis"
     """``kinesis``: the replay puts on Kinesis itself; ``ws``: the replay serves its WebSocket server and
     the production producer puts what it receives (``replay.via_ws``)."""
+    kinesis: KinesisEngine | None = None
+    """The Kinesis engine to start (or to require of a running stack); None takes a running stack as it
+    is and starts moto when none runs."""
+    keep_resources: bool = False
+    """Keep the run's own stream, alerts table and namespace on the stack (``coattail gc`` removes them)."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +96,8 @@ def resolve_config(request: RunRequest, run_id: str, instruments: Sequence[tuple
     """The tier config with the request's overrides, its profile, this run's resource names and, unless
     the request names them, the tapes' ``instruments`` that the registry lists as the participants of
     the asset and global stage (``pipeline.cross``)."""
-    suffix = re.sub(r"[^a-z0-9-]", "-", run_id.lower())
     base = ConfigLoader().load(request.tier, overrides=request.overrides)
-    names: dict[str, Any] = {
-        "kinesis.stream": f"{base.kinesis.stream}-{suffix}",
-        "dynamodb.alerts_table": f"{base.dynamodb.alerts_table}-{suffix}",
-        "storage.namespace": f"{base.storage.namespace}_{suffix.replace('-', '_')}",
-    }
+    names: dict[str, Any] = dict(run_resource_names(base, run_id))
     listed = [f"{ex}:{sym}" for ex, sym in instruments if base.instruments.get(ex, sym) is not None]
     if listed and "instruments" not in request.overrides:
         names["instruments"] = listed
@@ -149,7 +151,7 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
 
     t0 = time.monotonic()
     with steps.step("stack: up and provisioned") as task:
-        handle = ensure_up(config, step=lambda message: task.update(note=message))
+        handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
     config = config.model_copy(update={"runtime": handle.runtime})
     timings = record["timings"]
     timings["stack_s"] = round(time.monotonic() - t0, 3)
@@ -167,11 +169,27 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
         run.write_json("run.json", record)
         with steps.step("validate and report"):
             judgement = judge(run, config, golden=request.golden)
+    except BaseException as e:
+        if not request.keep_resources:
+            try:
+                _remove_own(config, steps)
+            except CoattailError as cleanup:  # the run's own error is the one to report
+                e.add_note(f"removing the run's resources failed too: {cleanup}; `coattail gc` retries")
+        raise
+    else:
+        if not request.keep_resources:
+            _remove_own(config, steps)
     finally:
         if handle.started:
             with steps.step("stack: down (this run started it)"):
                 handle.release()
     return RunResult(run, judgement)
+
+
+def _remove_own(config: Config, steps: Steps) -> None:
+    """Remove the run's own stream, alerts table and namespace: the run directory holds what it read."""
+    with steps.step("stack: removing the run's stream, alerts table and namespace"):
+        remove(own_resources(config), config.runtime, config.storage.warehouse_bucket)
 
 
 def _stream(

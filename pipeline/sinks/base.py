@@ -97,9 +97,21 @@ class TableSink(ABC):
             written[table] = True
         return written
 
+    def writers(self, table: str) -> set[str]:
+        """Every writer that committed rows to ``table`` (an opened one)."""
+        return self._writers(table)
+
+    def where(self, table: str) -> str:
+        """Where ``table`` lives, for messages."""
+        return f"{self.name} table {table}"
+
     @abstractmethod
     def _create(self, table: TableDef) -> None:
         """Create ``table`` unless it exists."""
+
+    @abstractmethod
+    def _writers(self, table: str) -> set[str]:
+        """The writers recorded with ``table``'s commits."""
 
     @abstractmethod
     def _last_committed(self, table: str, writer: str) -> int | None:

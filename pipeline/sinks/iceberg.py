@@ -112,16 +112,22 @@ class IcebergSink(TableSink):
     def _create(self, table: TableDef) -> None:
         self._tables[table.name], _ = create_table(self.catalog, self.namespace, table)
 
-    def _last_committed(self, table: str, writer: str) -> int | None:
+    def where(self, table: str) -> str:
+        """``Iceberg table <namespace>.<table>``."""
+        return f"Iceberg table {self._ident(table)}"
+
+    def _commits(self, table: str) -> list[dict[str, str]]:
+        """The summary properties of every snapshot of ``table``, re-read from the catalog."""
         handle = self._tables[table]
         handle.refresh()
-        best: int | None = None
-        for snapshot in handle.snapshots():
-            props = snapshot.summary.additional_properties if snapshot.summary else {}
-            if props.get(WRITER_PROPERTY) == writer:
-                batch = int(props[BATCH_PROPERTY])
-                best = batch if best is None else max(best, batch)
-        return best
+        return [s.summary.additional_properties if s.summary else {} for s in handle.snapshots()]
+
+    def _last_committed(self, table: str, writer: str) -> int | None:
+        batches = [int(p[BATCH_PROPERTY]) for p in self._commits(table) if p.get(WRITER_PROPERTY) == writer]
+        return max(batches) if batches else None
+
+    def _writers(self, table: str) -> set[str]:
+        return {p[WRITER_PROPERTY] for p in self._commits(table) if WRITER_PROPERTY in p}
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         handle, stored = self._tables[table], self.definitions[table].with_partition_columns(data)

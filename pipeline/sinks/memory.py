@@ -26,6 +26,9 @@ class MemoryTableSink(TableSink):
         ids = [int(p[BATCH_PROPERTY]) for p, _ in self.commits.get(table, []) if p[WRITER_PROPERTY] == writer]
         return max(ids) if ids else None
 
+    def _writers(self, table: str) -> set[str]:
+        return {p[WRITER_PROPERTY] for p, _ in self.commits.get(table, [])}
+
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         self.commits.setdefault(table, []).append((properties, data))
 

@@ -24,7 +24,8 @@ How a trigger runs:
   Spark only takes that path from a reader that is a ``_SimpleStreamReaderWrapper`` (a private class
   of pyspark 4.0, pinned in pyproject; tests/pipeline/source check both paths), hence the base class.
 - After a restart the reader continues from the last offset in the checkpoint's offset log (option
-  ``checkpoint``), which is where Spark resumes.
+  ``checkpoint``), which is where Spark resumes, after checking that the stream is the one the
+  checkpoint was written against (``stream_identity``: a recreated stream is refused).
 
 The shard list is cached between triggers and listed again once a shard is read to its end (a split
 or a merge makes children) or after ``SHARD_LIST_SECONDS``: one ``ListShards`` call less per trigger.

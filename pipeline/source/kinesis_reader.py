@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from pipeline.parse import parse_batch
 from pipeline.source.handover import HandoverCache
 from pipeline.source.kinesis_records import HandoverPartition, ShardPartition, ShardRecords
 from pipeline.source.offsets import last_checkpointed_offset, write_status
+from pipeline.source.stream_identity import bind, describe_identity
 
 GET_LIMIT: Final = 10_000
 SHARD_LIST_SECONDS: Final = 10.0
@@ -105,6 +107,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._density: dict[str, float] = {}
         self._client: Any = None
+        self._bound = False
 
     @property
     def kinesis(self) -> Any:
@@ -144,6 +147,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         """Fetch up to ``max_records`` new user records across readable shards; their end offsets."""
         if self._position is None:
             ckpt = self.options.get("checkpoint")
+            self._bind_stream()
             self._position = (last_checkpointed_offset(ckpt) if ckpt else None) or self.initialOffset()
         position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self._position["shards"].items()}
         if self._listed is None or time.monotonic() - self._listed[0] > SHARD_LIST_SECONDS:
@@ -187,6 +191,14 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         self._position = {"shards": position}
         self._write_status(status)
         return self._position
+
+    def _bind_stream(self) -> None:
+        """Once per reader: refuse a checkpoint written against another incarnation of the stream
+        (``pipeline.source.stream_identity``), before any of its offsets is used."""
+        ckpt = self.options.get("checkpoint")
+        if ckpt and not self._bound:
+            bind(Path(ckpt), describe_identity(self.kinesis, self.stream))
+            self._bound = True
 
     def _fetch(self, shard_id: str, start: str | None, limit: int) -> tuple[ShardRecords, bool, bool]:
         """Up to about ``limit`` user records after ``start`` -> (records, caught up, shard finished).
@@ -241,6 +253,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         """One partition per shard whose sequence number moved between the two offsets, or one
         ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``)."""
+        self._bind_stream()  # a restart re-runs its last logged batch before asking for new offsets
         parts: list[ShardPartition] = []
         before = start.get("shards", {})
         for shard_id, pos in sorted(end["shards"].items()):

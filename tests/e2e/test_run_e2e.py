@@ -91,6 +91,22 @@ def test_synthetic_run_hits_every_label_and_agrees_with_the_reference(synthetic_
     assert synthetic_run.ok
 
 
+def test_a_run_on_a_shared_stack_removes_its_own_resources(
+    synthetic_run: RunResult, aws_endpoint: str
+) -> None:
+    """Defect 6 of issue 23: the run's stream, alerts table and namespace do not outlive it."""
+    from pipeline.aws import client
+    from pipeline.config import Config, RuntimeSettings
+    from pipeline.sinks.iceberg import load_catalog
+
+    config = Config.model_validate(synthetic_run.run.read_json("config.json"))
+    runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=config.runtime.state_dir)
+    assert config.kinesis.stream not in client("kinesis", runtime).list_streams()["StreamNames"]
+    assert config.dynamodb.alerts_table not in client("dynamodb", runtime).list_tables()["TableNames"]
+    namespaces = load_catalog(runtime, config.storage.warehouse_bucket).list_namespaces()
+    assert (config.storage.namespace,) not in namespaces
+
+
 def test_a_run_missing_an_alert_fails_validation(synthetic_run: RunResult, tmp_path: Path) -> None:
     broken = tmp_path / synthetic_run.run.run_id
     shutil.copytree(synthetic_run.run.path, broken, ignore=shutil.ignore_patterns("checkpoint"))

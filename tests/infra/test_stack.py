@@ -162,7 +162,7 @@ def test_up_waiting_for_another_holder_gives_up_with_a_clear_error(
 
 def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> None:
     config = _config(state_dir)
-    stack.up(config)
+    assert stack.up(config).notes == ()
     pid = _moto_pid(state_dir)
     os.kill(pid, signal.SIGKILL)
     _wait_dead(pid)
@@ -181,6 +181,11 @@ def test_emulator_killed_under_us_is_reported_and_recovered(state_dir: Path) -> 
     # the emulator's resources died with it; the lite catalog's tables live on under the state dir
     assert [r.state for r in recovered.resources] == ["created"] * 5 + ["exists"] * len(TABLES)
     assert _moto_pid(state_dir) != pid
+    # and says so: the old data is gone, old checkpoints no longer match, the lite tables survived
+    (note,) = recovered.notes
+    assert f"moto (pid {pid}" in note and "are gone" in note and "fresh --checkpoint" in note
+    assert "storage.namespace" in note
+    assert stack.up(config).notes == ()
 
 
 def test_stale_pid_file_is_reported_and_cleared(state_dir: Path) -> None:

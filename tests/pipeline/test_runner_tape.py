@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from core.errors import PipelineError
 from core.tape import TapeWriter, tape_schema
 from pipeline.config import Config, RuntimeSettings
 from pipeline.runner import PipelineRunner
@@ -114,3 +115,25 @@ def test_restart_in_the_middle_gives_the_same_iceberg_contents(
                             max_records_per_batch=20)
     second.run(until_idle=True, timeout=300)
     assert summary(_iceberg(tmp_path / "restart")) == summary(whole)
+
+
+def test_a_fresh_checkpoint_on_bronze_rows_is_refused_naming_the_table(
+    spark: object, tape: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ck"
+    PipelineRunner(CFG, checkpoint=ckpt, source=tape, spark=spark,  # type: ignore[arg-type]
+                   table_sinks=[_iceberg(tmp_path / "st")], alert_sinks=[MemoryAlertSink()]
+                   ).run(until_idle=True, timeout=300)
+    before = _iceberg(tmp_path / "st").read("trades").num_rows
+    assert before > 0
+    again = PipelineRunner(CFG, checkpoint=tmp_path / "fresh", source=tape, spark=spark,  # type: ignore[arg-type]
+                           table_sinks=[_iceberg(tmp_path / "st")], alert_sinks=[MemoryAlertSink()])
+    with pytest.raises(PipelineError, match=rf"Iceberg table {CFG.storage.namespace}\.trades already holds "
+                                            r"bronze rows .*storage\.namespace"):
+        again.start()
+    assert again.query is None
+    # the checkpoint that wrote them resumes (nothing new in the tape: nothing appended)
+    PipelineRunner(CFG, checkpoint=ckpt, source=tape, spark=spark,  # type: ignore[arg-type]
+                   table_sinks=[_iceberg(tmp_path / "st")], alert_sinks=[MemoryAlertSink()]
+                   ).run(until_idle=True, timeout=300)
+    assert _iceberg(tmp_path / "st").read("trades").num_rows == before

@@ -70,6 +70,10 @@ def test_status_exits_non_zero_when_the_emulator_died(state_dir: Path) -> None:
     assert status.exit_code == 1
     assert "dead" in status.output
     assert "killed or crashed" in status.output
+    again = runner.invoke(app, ["up"], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "had died" in again.output and "fresh --checkpoint" in again.output
+    terminate(process.running_pid() or 0)
     down = runner.invoke(app, ["down"])
     assert "removed a stale pid file for moto" in down.output
 

@@ -1,0 +1,1 @@
+"""Reliability suites: what the pipeline survives (``crash``: SIGKILLs of ``coattail pipeline run``)."""
