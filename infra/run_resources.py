@@ -45,13 +45,25 @@ def own_resources(config: Config) -> list[Resource]:
     ]
 
 
+def stream_names(kinesis: Any) -> list[str]:
+    """Every stream's name. Paged by ``ExclusiveStartStreamName``: moto answers ``HasMoreStreams``
+    without the ``NextToken`` boto3's paginator follows, so the paginator stops after 10 names."""
+    names: list[str] = []
+    while True:
+        after = {"ExclusiveStartStreamName": names[-1]} if names else {}
+        page = kinesis.list_streams(Limit=1000, **after)
+        names += page["StreamNames"]
+        if not page.get("HasMoreStreams") or not page["StreamNames"]:
+            return names
+
+
 def leftovers(spec: StackSpec, runtime: RuntimeSettings) -> list[Resource]:
     """The per-run resources on the stack of ``spec`` (the tier's names followed by a run suffix)."""
     found: list[Resource] = []
     detail = "left by a run; `coattail gc` removes it"
     kinesis = client("kinesis", runtime)
     with translated(STREAM, "*", endpoint_for("kinesis", runtime)):
-        names = [n for page in kinesis.get_paginator("list_streams").paginate() for n in page["StreamNames"]]
+        names = stream_names(kinesis)
     prefixes = tuple(f"{s.name}-" for s in spec.streams)
     found += [Resource(STREAM, n, "leftover", detail) for n in sorted(names) if n.startswith(prefixes)]
     dynamodb = client("dynamodb", runtime)

@@ -22,6 +22,7 @@ from coattail.run.progress import Steps
 from core.events import SCHEMAS
 from infra.faultproxy.server import FaultProxy
 from infra.faultproxy.spec import KinesisLimits, ProxySpec
+from infra.run_resources import own_resources, remove
 from pipeline.config import Config
 from pipeline.tables import QUARANTINE, QUOTES, TRADES
 
@@ -154,19 +155,33 @@ def run_fault_suite(
     steps = steps or Steps()
     with steps.step("fault suite: runs done", total=len(specs) + 1) as overall:
         with _stack_at(upstream, state_dir):
-            baseline = execute(replace(request, name=f"{request.name}-baseline"), steps, spark=spark)
+            baseline = execute(_kept(request, "baseline"), steps, spark=spark)
         report = SuiteReport(baseline_run_id=baseline.run.run_id)
         overall.update(completed=1)
         for name, spec in specs:
             with FaultProxy(upstream, spec) as proxy, _stack_at(proxy.endpoint, state_dir):
-                faulted = execute(replace(request, name=f"{request.name}-{name}"), steps, spark=spark)
+                faulted = execute(_kept(request, name), steps, spark=spark)
                 summary = proxy.summary()
             run = compare(name, spec, summary, baseline, faulted, upstream)
+            _discard(faulted, upstream)
             report.runs.append(run)
             overall.update(completed=len(report.runs) + 1)
             lost, doubled = run.lost, run.duplicated
             steps.log(f"{name}: {summary['requests']:,} requests, lost {lost}, duplicated {doubled}")
+        _discard(baseline, upstream)
     return report
+
+
+def _kept(request: RunRequest, name: str) -> RunRequest:
+    """One run of the suite: it keeps its stream, table and namespace, whose rows ``compare`` reads."""
+    return replace(request, name=f"{request.name}-{name}", keep_resources=True)
+
+
+def _discard(result: RunResult, upstream: str) -> None:
+    """Remove a compared run's stream, alerts table and namespace (what ``keep_resources`` kept)."""
+    config = Config.model_validate(result.run.read_json("config.json"))
+    runtime = config.runtime.model_copy(update={"aws_endpoint": upstream})
+    remove(own_resources(config), runtime, config.storage.warehouse_bucket)
 
 
 def compare(

@@ -19,6 +19,7 @@ from coattail.cli import app
 from coattail.diff import diff_outputs
 from coattail.run.orchestrate import RunRequest, RunResult, execute
 from coattail.run.outputs import RunOutputs
+from infra.run_resources import stream_names
 from pipeline.config import ConfigLoader
 from pipeline.detectors.whale import WhaleSettings
 from replay.readers.importer import import_files
@@ -101,7 +102,7 @@ def test_a_run_on_a_shared_stack_removes_its_own_resources(
 
     config = Config.model_validate(synthetic_run.run.read_json("config.json"))
     runtime = RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=config.runtime.state_dir)
-    assert config.kinesis.stream not in client("kinesis", runtime).list_streams()["StreamNames"]
+    assert config.kinesis.stream not in stream_names(client("kinesis", runtime))
     assert config.dynamodb.alerts_table not in client("dynamodb", runtime).list_tables()["TableNames"]
     namespaces = load_catalog(runtime, config.storage.warehouse_bucket).list_namespaces()
     assert (config.storage.namespace,) not in namespaces

@@ -12,6 +12,7 @@ import pytest
 
 from coattail.run.orchestrate import RunRequest, execute
 from infra import stack
+from infra.run_resources import stream_names
 from pipeline.aws import client
 from pipeline.config import ConfigLoader, RuntimeSettings
 
@@ -46,5 +47,5 @@ def test_a_run_uses_a_running_kinesis_mock_stack(
     config = result.run.read_json("config.json")
     kinesis = client("kinesis", mock_stack.runtime)
     assert kinesis.meta.endpoint_url == mock_stack.runtime.service_endpoints["kinesis"]
-    assert config["kinesis"]["stream"] not in kinesis.list_streams()["StreamNames"]
-    assert "coattail-events" in kinesis.list_streams()["StreamNames"]
+    assert config["kinesis"]["stream"] not in stream_names(kinesis)
+    assert "coattail-events" in stream_names(kinesis)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from coattail.cli import app
 from infra.provision import StackSpec, provision
-from infra.run_resources import leftovers, run_resource_names
+from infra.run_resources import leftovers, run_resource_names, stream_names
 from pipeline.aws import client
 from pipeline.config import ConfigLoader, RuntimeSettings
 from pipeline.sinks.iceberg import load_catalog
@@ -48,11 +48,26 @@ def test_status_lists_leftovers_and_gc_removes_only_them(
     assert gc.exit_code == 0, gc.output
     assert gc.output.count("removed") >= 3
     assert leftovers(spec, runtime) == []
-    assert run.kinesis.stream not in client("kinesis", runtime).list_streams()["StreamNames"]
+    assert run.kinesis.stream not in stream_names(client("kinesis", runtime))
     assert run.dynamodb.alerts_table not in client("dynamodb", runtime).list_tables()["TableNames"]
     catalog = load_catalog(runtime, tier.storage.warehouse_bucket)
     assert (run.storage.namespace,) not in catalog.list_namespaces()
     # the tier's own resources stay
-    assert tier.kinesis.stream in client("kinesis", runtime).list_streams()["StreamNames"]
+    assert tier.kinesis.stream in stream_names(client("kinesis", runtime))
     assert (tier.storage.namespace,) in catalog.list_namespaces()
     assert "nothing to remove" in runner.invoke(app, ["gc"]).output
+
+
+def test_stream_names_lists_past_the_emulators_first_page(aws_endpoint: str, tmp_path: Path) -> None:
+    # moto answers ListStreams with 10 names and HasMoreStreams, but no NextToken
+    kinesis = client("kinesis", RuntimeSettings(aws_endpoint=aws_endpoint, state_dir=tmp_path))
+    uid = uuid.uuid4().hex[:8]
+    mine = [f"page-{uid}-{i:02d}" for i in range(12)]
+    for name in mine:
+        kinesis.create_stream(StreamName=name, ShardCount=1)
+    try:
+        names = stream_names(kinesis)
+        assert set(mine) <= set(names) and len(names) == len(set(names)) > 10
+    finally:
+        for name in mine:
+            kinesis.delete_stream(StreamName=name)
