@@ -13,7 +13,6 @@ it (``pipeline.sinks.dynamodb.to_item``) and costs one write unit per KB in the 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.tape import Tape
+from infra.faultproxy.limits import hash_key
 from pipeline import kpl
 from pipeline.config import Config
 from pipeline.sinks.dynamodb import to_item
@@ -51,8 +51,7 @@ _HASH_SPACE: Final = 2**128
 
 def shard_of(partition_key: str, shards: int) -> int:
     """The shard of a stream of ``shards`` evenly split shards that Kinesis puts ``partition_key`` on."""
-    digest = int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
-    return digest * shards // _HASH_SPACE
+    return hash_key(partition_key) * shards // _HASH_SPACE
 
 
 def item_bytes(item: dict[str, Any]) -> int:

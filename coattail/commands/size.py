@@ -100,12 +100,14 @@ def alerts_table(report: SizeReport) -> Table:
 
 def verdict(report: SizeReport) -> str:
     """One line: whether the tier holds the tape, with aggregation and without."""
-    holds = report.fits(report.aggregated) and report.feed_partition_wcu <= PARTITION_WCU
-    plain = "and also without" if report.fits(report.plain) else "but not without"
-    return (
-        f"verdict: tier {report.tier} {'holds' if holds else 'does NOT hold'} this tape at speed "
-        f"{report.speed:g} with KPL aggregation, {plain}"
-    )
+    at = f"tier {report.tier} at speed {report.speed:g}"
+    if not report.fits(report.aggregated):
+        return f"verdict: {at} does NOT hold this tape, even with KPL aggregation"
+    if report.feed_partition_wcu > PARTITION_WCU:
+        return f"verdict: {at} does NOT hold this tape: the alerts' index partition needs more write units"
+    plain = report.fits(report.plain)
+    how = "with KPL aggregation, and also without" if plain else "with KPL aggregation only"
+    return f"verdict: {at} holds this tape {how}"
 
 
 def size(

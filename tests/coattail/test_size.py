@@ -129,7 +129,8 @@ def test_the_command_prints_the_tables_and_the_verdict(tape: Tape) -> None:
     assert result.exit_code == 0, result.output
     words = set(result.output.split())  # the table wraps to the terminal's width
     assert {"records", "bytes", "GetRecords", "OVER", "fits", "aggregated", "DynamoDB", "verdict:"} <= words
-    assert "tier medium holds this tape" in " ".join(result.output.split())
+    verdict = "tier medium at speed 1 holds this tape with KPL aggregation only"
+    assert verdict in " ".join(result.output.split())
 
 
 def test_a_missing_tape_is_one_line(tmp_path: Path) -> None:
