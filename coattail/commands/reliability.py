@@ -1,5 +1,6 @@
 """``coattail reliability crash``: SIGKILL the pipeline at seeded points of a replay and prove that
-nothing was lost or doubled (``coattail.reliability.crash``)."""
+nothing was lost or doubled (``coattail.reliability.crash``); ``crash-producer``: the same for the
+producer, whose losses must be reported (``coattail.reliability.producer_crash``)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,61 @@ def crash(
                                for k in report.kills)
             console.print(f"kills: {phases}", highlight=False)
             verdict = "[green]PASS[/green]: nothing lost or duplicated" if report.ok else "[red]FAIL[/red]"
+            console.print(verdict)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+@app.command("crash-producer")
+def crash_producer(
+    tapes: Annotated[list[Path], typer.Argument(help="Tape directories to serve (merged by event time).")],
+    kills: Annotated[int, typer.Option("--kills", min=1, help="SIGKILLs of the producer.")] = 6,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the kill points.")] = 0,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.01, help="Replay speed (x real time) of the WebSocket server.")
+    ] = 20.0,
+    tier: TierOption = "small",
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="The producers' logs (default: <state dir>/reliability)."),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep-resources", help="Keep the suite's stream.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Serve the tapes over the replay's WebSocket server to `coattail connect`, SIGKILL the producer
+    --kills times mid-feed and restart it, then read the stream back: exit 1 when an event is on it twice,
+    is not a tape event, or went missing outside a trade-id gap (a silent loss)."""
+    from coattail.reliability.producer_crash import ProducerCrashSuite
+    from coattail.run.progress import RichSteps
+    from infra.stack import ensure_up
+
+    with cli_errors():
+        config = load_config(tier)
+        handle = ensure_up(config)
+        try:
+            suite = ProducerCrashSuite(
+                tapes=tuple(tapes), runtime=handle.runtime,
+                workdir=workdir or Path(handle.runtime.state_dir) / "reliability",
+                kills=kills, seed=seed, speed=speed, tier=tier, keep_resources=keep,
+            )
+            with RichSteps() as steps:
+                report = suite.run(steps)
+        finally:
+            handle.release()
+        if as_json:
+            console.print_json(json.dumps(report.as_dict()))
+        else:
+            table = Table("tape events", "on the stream", "lost, reported", "lost, unreported", "duplicated",
+                          "foreign", "trade-id gaps",
+                          title=f"{len(report.kills_at_s)} kills survived ({report.starts} starts)")
+            table.add_row(*(f"{v:,}" for v in (report.events, report.on_stream, report.lost_reported,
+                                                report.lost_unreported, report.duplicated, report.foreign,
+                                                report.gaps)))
+            console.print(table)
+            console.print("kills at " + ", ".join(f"{k:.1f} s" for k in report.kills_at_s)
+                          + " after the producer subscribed", highlight=False)
+            verdict = ("[green]PASS[/green]: nothing doubled, every loss reported" if report.ok
+                       else "[red]FAIL[/red]")
             console.print(verdict)
         if not report.ok:
             raise typer.Exit(1)
