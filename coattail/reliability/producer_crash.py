@@ -13,7 +13,8 @@ while no producer was connected: expected, and what an exchange feed does too. S
 ``TRADE_ID_GAP`` (the producer's in-memory last id does not survive a kill and is not needed for that).
 The verdict reads the whole stream back (``replay.resume.events_in_stream``) and counts:
 
-- duplicated: an event on the stream more than once (what was put before a kill is put again after);
+- duplicated: an event on the stream more often than on the tape (what was put before a kill is put
+  again after);
 - foreign: an event on the stream that is not on the tape;
 - lost and reported: a tape event not on the stream inside a trade-id gap of its symbol on the stream
   (a trade whose id lies between two consecutive ids on the stream; a quote whose time lies between the
@@ -72,7 +73,6 @@ class ProducerCrashReport:
     kills_at_s: list[float] = field(default_factory=list)
     """When each kill landed, seconds after that start's subscription."""
     on_stream: int = 0
-    distinct_on_stream: int = 0
     duplicated: int = 0
     foreign: int = 0
     lost_reported: int = 0
@@ -86,7 +86,7 @@ class ProducerCrashReport:
         """Nothing doubled, nothing foreign, every loss reported, and the counts add up."""
         return (
             self.duplicated == self.foreign == self.lost_unreported == 0
-            and self.distinct_on_stream + self.lost_reported == self.events
+            and self.on_stream + self.lost_reported == self.events
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -221,20 +221,19 @@ def compare(report: ProducerCrashReport, tapes: Sequence[Tape], found: Counter[E
                 expected[key] += 1
                 times[key] = r["ts_event"]
     report.on_stream = sum(found.values())
-    report.distinct_on_stream = sum(1 for k in found if k in expected)
-    report.duplicated = sum(n - 1 for n in found.values())
     report.foreign = sum(n for k, n in found.items() if k not in expected)
+    report.duplicated = sum((found - expected).values()) - report.foreign
     gaps = _gaps(found, times)
     report.gaps = sum(len(g.ids) for g in gaps.values())
-    for key in expected.keys() - found.keys():
+    for key, missing in (expected - found).items():
         code, exchange, symbol, native_id = key
         # a trade by its id, a quote (no id the pipeline could miss) by its time
         position = native_id if code == TRADE else times[key]
         bounds = gaps.get((exchange, symbol), _Gaps())
         if bounds.covers(position, by_id=code == TRADE):
-            report.lost_reported += 1
+            report.lost_reported += missing
         else:
-            report.lost_unreported += 1
+            report.lost_unreported += missing
 
 
 @dataclass
