@@ -102,11 +102,12 @@ def crash_producer(
             console.print_json(json.dumps(report.as_dict()))
         else:
             table = Table("tape events", "on the stream", "lost, reported", "lost, unreported", "duplicated",
-                          "foreign", "trade-id gaps",
+                          "foreign", "trade-id gaps", "missing ids", "MOD-004 TRADE_ID_GAP",
                           title=f"{len(report.kills_at_s)} kills survived ({report.starts} starts)")
             table.add_row(*(f"{v:,}" for v in (report.events, report.on_stream, report.lost_reported,
                                                 report.lost_unreported, report.duplicated, report.foreign,
-                                                report.gaps)))
+                                                report.gaps, report.missing_trade_ids,
+                                                report.mod004_trade_id_gap)))
             console.print(table)
             console.print("kills at " + ", ".join(f"{k:.1f} s" for k in report.kills_at_s)
                           + " after the producer subscribed", highlight=False)

@@ -11,7 +11,7 @@ A kill loses what the producer had accepted but not yet put, and a restart misse
 while no producer was connected: expected, and what an exchange feed does too. Such a loss must be
 *reported*: the stream itself carries the trade ids, so MOD-004 counts the missing ones as
 ``TRADE_ID_GAP`` (the producer's in-memory last id does not survive a kill and is not needed for that).
-The verdict reads the whole stream back (``replay.resume.events_in_stream``) and counts:
+The verdict reads the whole stream back (``replay.resume.stream_records``) and counts:
 
 - duplicated: an event on the stream more often than on the tape (what was put before a kill is put
   again after);
@@ -21,7 +21,8 @@ The verdict reads the whole stream back (``replay.resume.events_in_stream``) and
   times of those two trades);
 - lost and unreported: any other missing event (a silent loss).
 
-Duplicated, foreign and unreported must be 0.
+Duplicated, foreign and unreported must be 0, and MOD-004 (by the reference implementation, over the
+stream's records) must count as ``TRADE_ID_GAP`` exactly the trade ids inside the gaps.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import polars as pl
+import pyarrow as pa
+
+from coattail.reference import from_wire, run_reference
 from coattail.reliability.crash import COATTAIL, child_env, kill_group, run_config
 from coattail.run.progress import Steps
 from core.errors import CoattailError
@@ -49,7 +54,7 @@ from infra.run_resources import own_resources, remove
 from pipeline.config import Config, RuntimeSettings, TierName
 from replay.engine import Replay
 from replay.merge import KIND_CODE
-from replay.resume import EventKey, events_in_stream
+from replay.resume import EventKey, event_keys, stream_records
 from replay.targets.websocket import WebSocketTarget
 from replay.via_ws import subscriptions_of
 
@@ -78,7 +83,11 @@ class ProducerCrashReport:
     lost_reported: int = 0
     lost_unreported: int = 0
     gaps: int = 0
-    """Trade-id gaps on the stream (each a ``TRADE_ID_GAP`` for MOD-004)."""
+    """Trade-id gaps on the stream."""
+    missing_trade_ids: int = 0
+    """Trade ids inside those gaps."""
+    mod004_trade_id_gap: int = 0
+    """What MOD-004 counts as ``TRADE_ID_GAP`` over the stream's records (its reference implementation)."""
     starts: int = 0
 
     @property
@@ -87,6 +96,7 @@ class ProducerCrashReport:
         return (
             self.duplicated == self.foreign == self.lost_unreported == 0
             and self.on_stream + self.lost_reported == self.events
+            and self.mod004_trade_id_gap == self.missing_trade_ids
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -150,7 +160,9 @@ class ProducerCrashSuite:
                     raise CoattailError(f"the last producer failed; see {workdir}")
                 process = None
             with steps.step("read the stream back and compare with the tape"):
-                compare(report, tapes, events_in_stream(config.runtime, config.kinesis.stream))
+                records = list(stream_records(config.runtime, config.kinesis.stream))
+                compare(report, tapes, event_keys(records))
+                report.mod004_trade_id_gap = trade_id_gaps(records, config)
         finally:
             if process is not None:
                 kill_group(process)
@@ -225,6 +237,7 @@ def compare(report: ProducerCrashReport, tapes: Sequence[Tape], found: Counter[E
     report.duplicated = sum((found - expected).values()) - report.foreign
     gaps = _gaps(found, times)
     report.gaps = sum(len(g.ids) for g in gaps.values())
+    report.missing_trade_ids = sum(b - a - 1 for g in gaps.values() for a, b in g.ids)
     for key, missing in (expected - found).items():
         code, exchange, symbol, native_id = key
         # a trade by its id, a quote (no id the pipeline could miss) by its time
@@ -234,6 +247,15 @@ def compare(report: ProducerCrashReport, tapes: Sequence[Tape], found: Counter[E
             report.lost_reported += missing
         else:
             report.lost_unreported += missing
+
+
+def trade_id_gaps(records: Sequence[pa.RecordBatch], config: Config) -> int:
+    """The ``TRADE_ID_GAP`` count of MOD-004 over the stream's raw ``records``, by the reference
+    implementation (``coattail.reference``): the report the pipeline would make of the losses."""
+    payloads = [d for raw in records for d in raw.column("data").to_pylist()]
+    mod004 = config.model_copy(update={"modules": ("MOD-004",)})
+    dq = run_reference(from_wire(payloads), mod004).dq
+    return int(dq.filter(pl.col("reason") == "TRADE_ID_GAP")["count"].sum())
 
 
 @dataclass

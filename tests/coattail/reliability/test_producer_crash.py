@@ -1,7 +1,8 @@
 """The producer's crash suite, bounded for CI: ``coattail connect`` fed a real Binance spot capture by the
 replay's WebSocket server, SIGKILLed three times mid-feed and restarted: nothing on the stream twice,
-nothing foreign, every lost event inside a trade-id gap on the stream (a ``TRADE_ID_GAP``). The full
-version: ``coattail reliability crash-producer --kills N TAPE``."""
+nothing foreign, every lost event inside a trade-id gap on the stream, and MOD-004's reference counting
+exactly those ids as ``TRADE_ID_GAP``. The full version: ``coattail reliability crash-producer --kills N
+TAPE``."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_compare_tells_reported_losses_from_silent_ones_and_counts_doubles(tmp_p
     report = ProducerCrashReport(events=12)
     compare(report, [tape], found)
     assert (report.lost_reported, report.lost_unreported, report.duplicated, report.foreign) == (3, 2, 1, 1)
-    assert report.gaps == 1 and not report.ok
+    assert (report.gaps, report.missing_trade_ids) == (1, 2) and not report.ok
 
 
 @pytest.mark.integration
@@ -59,4 +60,5 @@ def test_producer_kills_double_nothing_and_report_every_loss(aws_endpoint: str, 
     report = suite.run()
     assert len(report.kills_at_s) == 3 and report.starts == 4, report.as_dict()
     assert report.lost_reported > 0 and report.gaps >= 3, report.as_dict()  # the kills did land mid-feed
+    assert report.mod004_trade_id_gap == report.missing_trade_ids >= report.gaps, report.as_dict()
     assert report.ok, report.as_dict()
