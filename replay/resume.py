@@ -11,7 +11,7 @@ order: a tape may hold an exchange's resends of one id), so the resumed replay s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 import pyarrow as pa
@@ -31,22 +31,31 @@ _PAGE: Final = 10_000
 
 def events_in_stream(runtime: RuntimeSettings, stream: str) -> Counter[EventKey]:
     """How often each event is on ``stream`` (unparseable records are not events: skipped)."""
+    return event_keys(stream_records(runtime, stream))
+
+
+def stream_records(runtime: RuntimeSettings, stream: str) -> Iterator[pa.RecordBatch]:
+    """Every user record on ``stream`` (``pipeline.parse.RAW_SCHEMA``), each shard from its start to its
+    tip, one shard after the other (one shard in memory at a time)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     kinesis = client("kinesis", runtime)
-    found: Counter[EventKey] = Counter()
     try:
         shards = [s["ShardId"] for page in kinesis.get_paginator("list_shards").paginate(StreamName=stream)
                   for s in page["Shards"]]
         for shard in shards:
-            records = _read_shard(kinesis, stream, shard)
-            for raw in records.to_batches(shard):
-                found.update(_keys(pa.Table.from_batches([parse_batch(raw)])))
+            yield from _read_shard(kinesis, stream, shard).to_batches(shard)
     except (BotoCoreError, ClientError) as e:
         raise ReplayError(
-            f"cannot read Kinesis stream {stream!r} to resume the replay: {e}; is the stack up "
-            "(`coattail status`)?"
+            f"cannot read Kinesis stream {stream!r}: {e}; is the stack up (`coattail status`)?"
         ) from e
+
+
+def event_keys(records: Iterable[pa.RecordBatch]) -> Counter[EventKey]:
+    """How often each event is among ``records`` (raw user records; unparseable ones are skipped)."""
+    found: Counter[EventKey] = Counter()
+    for raw in records:
+        found.update(_keys(pa.Table.from_batches([parse_batch(raw)])))
     return found
 
 

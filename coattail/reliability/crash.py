@@ -59,6 +59,8 @@ PHASES: Final = ("spark-start", "first-trigger", "between-triggers", "table-comm
 POLL_S: Final = 0.02
 ATTEMPT_TIMEOUT_S: Final = 600.0
 US: Final = 1_000_000
+COATTAIL: Final = (sys.executable, "-c", "import sys; from coattail.cli import app; sys.exit(app())")
+"""The command line of a ``coattail`` child process (this interpreter, this checkout)."""
 _COMPARED_AWAY: Final = ("ts_written",)
 """Alert columns that legitimately differ between two runs of the same records."""
 
@@ -198,25 +200,16 @@ class CrashSuite:
     def resolved(self, run_id: str, stream: str | None = None) -> Config:
         """The tier with the overrides and the names of one pipeline's own resources (``stream``: read
         this one instead of its own)."""
-        base = ConfigLoader().load(self.tier, overrides=dict(self.overrides))
-        names = dict(run_resource_names(base, run_id))
-        if stream is not None:
-            names["kinesis.stream"] = stream
-        config = ConfigLoader().load(self.tier, overrides={**self.overrides, **names})
-        return config.model_copy(update={"runtime": self.runtime})
+        return run_config(self.tier, self.overrides, self.runtime, run_id, stream)
 
     def launch(self, config: Config, checkpoint: Path, code: Path | None = None) -> subprocess.Popen[bytes]:
         """``coattail pipeline run --until-idle`` on ``checkpoint`` in a process group of its own (so a
         kill takes Spark's JVM and its workers with it); its output goes to ``<checkpoint>.log``.
         ``code``: a checkout of another revision to run instead of this one (same interpreter)."""
         runtime = config.runtime
-        env = {**os.environ, "COATTAIL_STATE_DIR": str(runtime.state_dir)}
+        env = child_env(runtime)
         if code is not None:
             env["PYTHONPATH"] = str(code)  # ahead of the editable install's finder
-        if runtime.aws_endpoint:
-            env["COATTAIL_AWS_ENDPOINT"] = runtime.aws_endpoint
-        for service, url in runtime.service_endpoints.items():
-            env[f"COATTAIL_{service.upper()}_ENDPOINT"] = url
         sets = {
             **self.overrides,
             "kinesis.stream": config.kinesis.stream,
@@ -224,9 +217,8 @@ class CrashSuite:
             "storage.namespace": config.storage.namespace,
             "spark.max_records_per_batch": str(self.max_records_per_batch),
         }
-        args = [sys.executable, "-c", "import sys; from coattail.cli import app; sys.exit(app())",
-                "pipeline", "run", "--tier", self.tier, "--profile", runtime.profile, "--until-idle",
-                "--checkpoint", str(checkpoint)]
+        args = [*COATTAIL, "pipeline", "run", "--tier", self.tier, "--profile", runtime.profile,
+                "--until-idle", "--checkpoint", str(checkpoint)]
         for key, value in sets.items():
             args += ["--set", f"{key}={value}"]
         with checkpoint.with_suffix(".log").open("ab") as out:
@@ -257,19 +249,43 @@ class CrashSuite:
 
         while process.poll() is None:
             if time.monotonic() - started > ATTEMPT_TIMEOUT_S:
-                _kill(process)
+                kill_group(process)
                 raise CoattailError(f"attempt {i + 1} ({phase}) neither reached its phase nor ended")
             if seen():
                 time.sleep(delay)
                 if process.poll() is not None:
                     break
-                _kill(process)
+                kill_group(process)
                 return Kill(phase, True, time.monotonic() - started)
             time.sleep(POLL_S)
         if process.returncode != 0:
             raise CoattailError(f"attempt {i + 1} ({phase}) failed (exit code {process.returncode}); "
                                 f"see {ckpt.with_suffix('.log')}")
         return Kill(phase, False, time.monotonic() - started)
+
+
+def run_config(
+    tier: TierName, overrides: dict[str, str], runtime: RuntimeSettings, run_id: str,
+    stream: str | None = None,
+) -> Config:
+    """The tier with ``overrides`` and the names of the run ``run_id``'s own resources, on ``runtime``
+    (``stream``: this one instead of its own)."""
+    base = ConfigLoader().load(tier, overrides=dict(overrides))
+    names = dict(run_resource_names(base, run_id))
+    if stream is not None:
+        names["kinesis.stream"] = stream
+    config = ConfigLoader().load(tier, overrides={**overrides, **names})
+    return config.model_copy(update={"runtime": runtime})
+
+
+def child_env(runtime: RuntimeSettings) -> dict[str, str]:
+    """This environment pointed at ``runtime``'s state directory and emulator, for a ``coattail`` child."""
+    env = {**os.environ, "COATTAIL_STATE_DIR": str(runtime.state_dir)}
+    if runtime.aws_endpoint:
+        env["COATTAIL_AWS_ENDPOINT"] = runtime.aws_endpoint
+    for service, url in runtime.service_endpoints.items():
+        env[f"COATTAIL_{service.upper()}_ENDPOINT"] = url
+    return env
 
 
 def fill(tapes: Sequence[Path], config: Config, on_sent: Callable[[int], None]) -> None:
@@ -285,13 +301,13 @@ def wait_ok(process: subprocess.Popen[bytes], what: str) -> None:
     try:
         code = process.wait(timeout=ATTEMPT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        _kill(process)
+        kill_group(process)
         raise CoattailError(f"{what} did not finish within {ATTEMPT_TIMEOUT_S:.0f} s") from None
     if code != 0:
         raise CoattailError(f"{what} failed (exit code {code}); see the log next to its checkpoint")
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process group this suite started."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
