@@ -123,9 +123,8 @@ def main() -> None:
     if args.generate:
         generate(args.tape, args.scale, args.scenario, tuple(args.exchanges.split(",")))
     # as `coattail run` does: the tape's instruments take part in the asset stage (MOD-005)
-    overrides.setdefault(
-        "instruments", "[" + ",".join(f"{e}:{s}" for e, s in Tape.open(args.tape).instruments()) + "]"
-    )
+    listed = ConfigLoader().load("small", env={}).instruments.listed_names(Tape.open(args.tape).instruments())
+    overrides.setdefault("instruments", "[" + ",".join(listed) + "]")
     if args.engine_batches:
         modules = args.modules.split(",")
         print(json.dumps(engine_throughput(args.tape, modules, args.engine_batches, overrides)))

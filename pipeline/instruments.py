@@ -109,3 +109,8 @@ class InstrumentsConfig(Frozen):
     def unknown_instruments(self, keys: Iterable[InstrumentKey]) -> list[InstrumentKey]:
         """The keys the registry does not list (sorted): their trades have no USD notional."""
         return sorted({k for k in keys if k not in self._index})
+
+    def listed_names(self, keys: Iterable[InstrumentKey]) -> list[str]:
+        """``exchange:symbol`` of the keys the registry lists, in their order: what a run's tapes give
+        the tier's ``instruments`` (the participants of the asset and global stage)."""
+        return [f"{ex}:{sym}" for ex, sym in keys if (ex, sym) in self._index]

@@ -140,7 +140,7 @@ def size(
         config = load_config(tier, sets=sets)
         if not config.active_instruments:
             # as `coattail run` does: the tape's listed instruments take part in the asset stage
-            listed = [f"{e}:{s}" for e, s in opened.instruments() if config.instruments.get(e, s)]
+            listed = config.instruments.listed_names(opened.instruments())
             config = load_config(tier, sets=[*(sets or []), f"instruments=[{','.join(listed)}]"])
         columns = (
             TextColumn("reading the tape"),

@@ -98,7 +98,7 @@ def resolve_config(request: RunRequest, run_id: str, instruments: Sequence[tuple
     the asset and global stage (``pipeline.cross``)."""
     base = ConfigLoader().load(request.tier, overrides=request.overrides)
     names: dict[str, Any] = dict(run_resource_names(base, run_id))
-    listed = [f"{ex}:{sym}" for ex, sym in instruments if base.instruments.get(ex, sym) is not None]
+    listed = base.instruments.listed_names(instruments)
     if listed and "instruments" not in request.overrides:
         names["instruments"] = listed
     config = ConfigLoader().load(request.tier, overrides={**request.overrides, **names})

@@ -28,6 +28,8 @@ def test_shipped_registry_lookups() -> None:
     assert hl is not None and (hl.hl_asset, hl.hl_sz_decimals) == (1, 4)
     assert {i.exchange for i in reg.of_asset("SOL")} >= {"binance", "coinbase", "hyperliquid"}
     assert reg.unknown_instruments([("binance", "BTCUSDT"), ("kraken", "XBTUSDT")]) == [("kraken", "XBTUSDT")]
+    keys = [("coinbase", "BTC-USD"), ("kraken", "XBTUSDT"), ("binance", "BTCUSDT")]
+    assert reg.listed_names(keys) == ["coinbase:BTC-USD", "binance:BTCUSDT"]  # unlisted dropped, order kept
 
 
 def test_duplicates_and_bad_references_are_refused(tmp_path: Path) -> None:
