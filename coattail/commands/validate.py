@@ -82,6 +82,7 @@ def print_validation(v: dict[str, Any]) -> None:
             "spread_differences",
             "basis_differences",
             "flow_differences",
+            "impact_differences",
             "dq_differences",
         ):
             for item in ref[key][:20]:

@@ -23,12 +23,14 @@ from coattail.reference.basis import basis_outputs
 from coattail.reference.data_quality import dq_counts, quarantine_counts
 from coattail.reference.flow_imbalance import flow_alerts, flow_metrics
 from coattail.reference.inputs import from_arrival, from_tape, from_wire
+from coattail.reference.momentum import momentum_alerts
 from coattail.reference.sliced_whale import sliced_alerts
 from coattail.reference.spread import spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
 from coattail.reference.whale import whale_alerts
-from coattail.run.outputs import BASIS_COLUMNS, RunOutputs
+from coattail.reference.whale_impact import impact_outputs
+from coattail.run.outputs import BASIS_COLUMNS, IMPACT_COLUMNS, RunOutputs
 from pipeline.config import Config
 
 if TYPE_CHECKING:
@@ -36,10 +38,12 @@ if TYPE_CHECKING:
     from pipeline.detectors.basis import BasisSettings
     from pipeline.detectors.data_quality import DataQualitySettings
     from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+    from pipeline.detectors.momentum import MomentumSettings
     from pipeline.detectors.sliced_whale import SlicedWhaleSettings
     from pipeline.detectors.spread import SpreadSettings
     from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
     from pipeline.detectors.whale import WhaleSettings
+    from pipeline.detectors.whale_impact import WhaleImpactSettings
 
 __all__ = ["from_arrival", "from_tape", "from_wire", "run_reference"]
 
@@ -53,8 +57,9 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     spread = cast("SpreadSettings", config.settings_for("MOD-003"))
     dq_settings = cast("DataQualitySettings", config.settings_for("MOD-004"))
     metrics = spread_metrics(annotated, limits, spread)
+    whales = []
     if config.enabled("MOD-001"):
-        rows += whale_alerts(annotated, cast("WhaleSettings", config.settings_for("MOD-001")))
+        whales += whale_alerts(annotated, cast("WhaleSettings", config.settings_for("MOD-001")))
     if config.enabled("MOD-002"):
         volume = cast("VolumeAnomalySettings", config.settings_for("MOD-002"))
         rows += volume_alerts(annotated, limits, volume)
@@ -65,7 +70,15 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         rows += flow_alerts(annotated, flow, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
     if config.enabled("MOD-007"):
         sliced = cast("SlicedWhaleSettings", config.settings_for("MOD-007"))
-        rows += sliced_alerts(annotated, sliced, cast("WhaleSettings", config.settings_for("MOD-001")))
+        whales += sliced_alerts(annotated, sliced, cast("WhaleSettings", config.settings_for("MOD-001")))
+    rows += whales
+    impact = pl.DataFrame(schema=IMPACT_COLUMNS)
+    if config.enabled("MOD-008"):
+        impact_settings = cast("WhaleImpactSettings", config.settings_for("MOD-008"))
+        found_impact, impact = impact_outputs(annotated, whales, impact_settings, delay)
+        rows += found_impact
+    if config.enabled("MOD-009"):
+        rows += momentum_alerts(annotated, cast("MomentumSettings", config.settings_for("MOD-009")), delay)
     dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
     if not config.enabled("MOD-004"):
         dq = dq.clear()
@@ -83,4 +96,5 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         valid=annotated.height,
         flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
         basis_metrics=basis,
+        whale_impact=impact,
     )

@@ -30,7 +30,8 @@ class _Run:
 def sliced_alerts(
     annotated: pl.DataFrame, settings: SlicedWhaleSettings, whale: WhaleSettings
 ) -> list[dict[str, Any]]:
-    """Alerts of every closed run of same-side counted trades that adds up to a whale."""
+    """Alerts of every closed run of same-side counted trades that adds up to a whale, each with the
+    ``arrival`` of the event that closed the run (its decision event, for MOD-008)."""
     gap = settings.max_gap_ms * 1_000
     alerts: list[dict[str, Any]] = []
     walk = annotated.sort("arrival").with_columns(counted().alias("counted"))
@@ -41,14 +42,14 @@ def sliced_alerts(
         for e in events.iter_rows(named=True):
             clock = e["ts_event"] if clock is None else max(clock, e["ts_event"])
             if run is not None and clock > run.trades[-1]["ts_event"] + gap:
-                alerts += _fire(run, str(exchange), str(symbol), t1, settings, whale)
+                alerts += _fire(run, str(exchange), str(symbol), t1, settings, whale, e["arrival"])
                 run = None
             if not e["counted"]:
                 continue
             if run is not None:
                 step = max(0, e["ts_event"] - run.trades[-1]["ts_event"])
                 if e["side"] != run.side or step > gap:
-                    alerts += _fire(run, str(exchange), str(symbol), t1, settings, whale)
+                    alerts += _fire(run, str(exchange), str(symbol), t1, settings, whale, e["arrival"])
                     run = None
             if run is None:
                 run = _Run(e["side"])
@@ -58,7 +59,8 @@ def sliced_alerts(
 
 
 def _fire(
-    run: _Run, exchange: str, symbol: str, t1: float, settings: SlicedWhaleSettings, whale: WhaleSettings
+    run: _Run, exchange: str, symbol: str, t1: float, settings: SlicedWhaleSettings, whale: WhaleSettings,
+    arrival: int,
 ) -> list[dict[str, Any]]:
     notionals = [t["notional_usd"] for t in run.trades]
     total = sum(notionals)
@@ -78,7 +80,7 @@ def _fire(
         "notional_usd": total,
     }
     return [
-        alert_row(
+        {**alert_row(
             detector=DETECTOR,
             kind="sliced_whale",
             exchange=exchange,
@@ -92,5 +94,5 @@ def _fire(
             event_ids=[
                 event_id("trade", exchange, symbol, t["trade_id"]) for t in run.trades[:MAX_EVENT_IDS]
             ],
-        )
+        ), "arrival": arrival}
     ]

@@ -18,7 +18,8 @@ DETECTOR = "MOD-001"
 
 
 def whale_alerts(annotated: pl.DataFrame, settings: WhaleSettings) -> list[dict[str, Any]]:
-    """One alert per valid, non-duplicate trade whose USD notional reaches its symbol's threshold.
+    """One alert per valid, non-duplicate trade whose USD notional reaches its symbol's threshold, with
+    the trade's ``arrival`` (its decision event, for MOD-008).
 
     Late trades are checked too: only windowed aggregates leave them out.
     """
@@ -49,7 +50,7 @@ def whale_alerts(annotated: pl.DataFrame, settings: WhaleSettings) -> list[dict[
             "multiple": notional / threshold,
         }
         alerts.append(
-            alert_row(
+            {**alert_row(
                 detector=DETECTOR,
                 kind="whale_trade",
                 exchange=t["exchange"],
@@ -62,6 +63,6 @@ def whale_alerts(annotated: pl.DataFrame, settings: WhaleSettings) -> list[dict[
                 evidence=evidence_json(evidence),
                 event_ids=[event_id("trade", t["exchange"], t["symbol"], t["trade_id"])],
                 ts_sent=t["ts_sent"],
-            )
+            ), "arrival": t["arrival"]}
         )
     return alerts

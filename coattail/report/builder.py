@@ -333,6 +333,7 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("spread_differences", "spread metrics that differ"),
         ("basis_differences", "basis metrics that differ"),
         ("flow_differences", "flow metrics that differ"),
+        ("impact_differences", "whale-impact rows that differ"),
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:

@@ -39,6 +39,7 @@ from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
+from pipeline.detectors.whale_impact import WHALE_IMPACT_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
 from pipeline.engine import BatchResult
 from pipeline.tables import ALERTS, TableDef
@@ -361,6 +362,7 @@ def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutput
         valid=valid,
         basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
         flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
+        whale_impact=pl.DataFrame(scan(WHALE_IMPACT_TABLE)),
     )
 
 

@@ -1,8 +1,8 @@
 """What a run produced, in one shape shared by the pipeline's capture and the reference implementation.
 
 The shape is the pipeline's tables (``pipeline.tables``): alerts, ``dq_metrics``, ``spread_metrics`` and
-``flow_metrics`` and ``basis_metrics`` (the last two absent from a run directory written before
-MOD-006 and MOD-005: read as empty).
+``flow_metrics``, ``basis_metrics`` and ``whale_impact`` (the last three absent from a run directory
+written before MOD-006, MOD-005 and MOD-008: read as empty).
 Stored in a run directory as one Parquet file per table (``alerts.parquet``, ...) plus the record
 counts in ``summary.json``; validation, diff and the report read only this.
 """
@@ -22,6 +22,7 @@ from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
+from pipeline.detectors.whale_impact import WHALE_IMPACT_TABLE
 from pipeline.tables import ALERTS, TableDef
 
 
@@ -35,6 +36,7 @@ DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
 FLOW_COLUMNS: Final = polars_columns(FLOW_METRICS_TABLE)
 BASIS_COLUMNS: Final = polars_columns(BASIS_METRICS)
+IMPACT_COLUMNS: Final = polars_columns(WHALE_IMPACT_TABLE)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -54,8 +56,9 @@ _FILES: Final = {
 }
 _FLOW_FILE: Final = f"{FLOW_METRICS_TABLE.name}.parquet"
 _BASIS_FILE: Final = f"{BASIS_METRICS.name}.parquet"
-"""``_FLOW_FILE`` and ``_BASIS_FILE`` are optional on load: run directories written before MOD-006 and
-MOD-005 existed have none."""
+_IMPACT_FILE: Final = f"{WHALE_IMPACT_TABLE.name}.parquet"
+"""``_FLOW_FILE``, ``_BASIS_FILE`` and ``_IMPACT_FILE`` are optional on load: run directories written
+before MOD-006, MOD-005 and MOD-008 existed have none."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class RunOutputs:
     valid: int
     flow_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLOW_COLUMNS))
     basis_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BASIS_COLUMNS))
+    whale_impact: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMPACT_COLUMNS))
 
     @property
     def quarantined(self) -> int:
@@ -88,6 +92,7 @@ class RunOutputs:
         self.spread_metrics.write_parquet(directory / _FILES["spread"])
         self.flow_metrics.write_parquet(directory / _FLOW_FILE)
         self.basis_metrics.write_parquet(directory / _BASIS_FILE)
+        self.whale_impact.write_parquet(directory / _IMPACT_FILE)
 
     @classmethod
     def load(cls, directory: Path, *, records_in: int = 0, valid: int = 0) -> RunOutputs:
@@ -106,6 +111,7 @@ class RunOutputs:
             valid=valid,
             flow_metrics=_optional(directory / _FLOW_FILE, FLOW_COLUMNS),
             basis_metrics=_optional(directory / _BASIS_FILE, BASIS_COLUMNS),
+            whale_impact=_optional(directory / _IMPACT_FILE, IMPACT_COLUMNS),
         )
 
 

@@ -5,7 +5,7 @@ page defines (kind, times, window, severity, value, threshold; evidence and even
 lists their content); floats with a relative tolerance, since the two implementations may sum in a
 different order. Not compared: the latency stamps, and the evidence and event ids of MOD-003 alerts,
 which the page leaves open. Spread and flow metrics are matched per key and window, basis metrics per
-pair and window; DQ counts are summed per key, window and reason (stream rules) or per key and reason
+pair and window, whale-impact rows per whale alert and horizon; DQ counts are summed per key, window and reason (stream rules) or per key and reason
 (quarantine), since rows are additive.
 """
 
@@ -42,6 +42,10 @@ _FLOW_FIELDS: Final = (
 )
 _BASIS_KEY: Final = ["asset", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "window_start"]
 _BASIS_FIELDS: Final = ("price_a", "price_b", "carried_a", "carried_b", "basis_bps", "window_end")
+_IMPACT_KEY: Final = ["whale_alert_id", "horizon_s"]
+_IMPACT_FIELDS: Final = (
+    "exchange", "symbol", "whale_detector", "side", "ts_whale", "p0", "price", "impact_bps", "ts_horizon"
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Agreement:
     spread_differences: list[dict[str, Any]] = field(default_factory=list)
     flow_differences: list[dict[str, Any]] = field(default_factory=list)
     basis_differences: list[dict[str, Any]] = field(default_factory=list)
+    impact_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -69,6 +74,7 @@ class Agreement:
             or self.spread_differences
             or self.flow_differences
             or self.basis_differences
+            or self.impact_differences
             or self.dq_differences
         )
 
@@ -84,6 +90,7 @@ class Agreement:
                 self.spread_differences,
                 self.flow_differences,
                 self.basis_differences,
+                self.impact_differences,
                 self.dq_differences,
             )
         )
@@ -123,6 +130,9 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         ),
         basis_differences=_metric_differences(
             pipeline.basis_metrics, reference.basis_metrics, _BASIS_KEY, _BASIS_FIELDS
+        ),
+        impact_differences=_metric_differences(
+            pipeline.whale_impact, reference.whale_impact, _IMPACT_KEY, _IMPACT_FIELDS
         ),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
         records={

@@ -61,3 +61,33 @@ def flow_streams(draw: st.DrawFn, max_per_key: int = 40) -> list[Item]:
         merged.append(per_key[k][cursors[k]])
         cursors[k] += 1
     return merged
+
+
+@st.composite
+def price_streams(draw: st.DrawFn, max_per_key: int = 50) -> list[Item]:
+    """Two keys whose prices move by up to 80 bps a step: small fills, whale-sized trades and same-side
+    runs, quotes, duplicates, events a little out of time order and late ones, sub-second to 21-second
+    gaps; the keys interleaved in a drawn order (each key's own order kept)."""
+    per_key: list[list[Item]] = []
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        items: list[Item] = []
+        ts, tid, price = T0, 1, 100.0
+        for _ in range(draw(st.integers(min_value=int(symbol == "BTCUSDT"), max_value=max_per_key))):
+            ts += draw(st.sampled_from([0, 500_000, 1_000_000, 2_000_000, 5_000_000, 21_000_000]))
+            jitter = draw(st.sampled_from([0, 0, 0, 0, -400_000, -4_000_000, -15_000_000]))
+            if draw(st.integers(0, 5)) == 0:
+                items.append(quote(draw(st.integers(1, 10**6)), 99.0, 100.0, ts + jitter, symbol=symbol))
+                continue
+            tid += draw(st.sampled_from([1, 1, 1, 1, 0]))
+            price = round(price * (1 + draw(st.sampled_from([-0.008, -0.003, 0.0, 0.0, 0.002, 0.004, 0.008]))), 4)
+            qty = draw(st.sampled_from([1.0, 3.0, 6.0, 20.0]))
+            side = draw(st.sampled_from(["buy", "buy", "sell"]))
+            items.append(trade(tid, price, qty, ts + jitter, symbol=symbol, side=side))
+        per_key.append(items)
+    order = draw(st.permutations([k for k, items in enumerate(per_key) for _ in items]))
+    cursors = [0, 0]
+    merged: list[Item] = []
+    for k in order:
+        merged.append(per_key[k][cursors[k]])
+        cursors[k] += 1
+    return merged
