@@ -26,7 +26,7 @@ from pipeline.sinks.memory import MemoryTableSink
 from pipeline.tables import schemas_of, tables_for
 from pipeline.testkit import T0, Item, payloads, quote, raw_table, small_config, trade
 
-ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-006", "MOD-007"]
+ALL_MODULES = ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-006", "MOD-007", "MOD-008", "MOD-009"]
 
 
 def keyed_config(keyed_state: str, **overrides: Any) -> Config:
@@ -45,6 +45,9 @@ def keyed_config(keyed_state: str, **overrides: Any) -> Config:
         "settings.MOD-006.threshold": 0.5,
         "settings.MOD-007.max_gap_ms": 10_000,
         "settings.MOD-007.threshold_fraction": 0.5,
+        "settings.MOD-008.horizons_s": [5, 20],
+        "settings.MOD-009.lookback_s": 5,
+        "settings.MOD-009.min_notional_usd": 500.0,
         **overrides,
     })
 

@@ -27,7 +27,7 @@ from pipeline.runner import PipelineRunner
 from pipeline.tables import schemas_of
 from pipeline.testkit import T0, Item, payloads, quote, raw_table, run_engine, trade
 from tests.pipeline.keyed_kit import keyed_config, rows
-from tests.pipeline.strategies import event_streams, flow_streams
+from tests.pipeline.strategies import event_streams, flow_streams, price_streams
 
 CFG = keyed_config("state_store")
 SCHEMAS = schemas_of(PipelineRunner(CFG, checkpoint=Path("unused"), table_sinks=[], alert_sinks=[]).tables())
@@ -82,7 +82,7 @@ def same_tables(a: BatchResult, b: BatchResult) -> None:
 
 @settings(max_examples=30)
 @given(
-    st.one_of(event_streams(), flow_streams()),
+    st.one_of(event_streams(), flow_streams(), price_streams()),
     st.lists(st.integers(min_value=1, max_value=60), max_size=5),
     st.randoms(),
 )
@@ -106,7 +106,7 @@ def test_the_state_round_trip_carries_every_stateful_piece() -> None:
     state = EngineState.from_bytes(blob)
     assert set(state.sequencer) == {key} and state.sequencer[key].max_trade_id == 1
     stateful = {m for m, by_key in state.detectors.items() if by_key}
-    assert stateful == {"MOD-002", "MOD-003", "MOD-006", "MOD-007"}
+    assert stateful == {"MOD-002", "MOD-003", "MOD-006", "MOD-007", "MOD-008", "MOD-009"}
     assert dict(zip(out["table"], out["rows"], strict=True)) == {RECORDS: 2, "trades": 1, "quotes": 1}
     # the restored state sees trade 1 again: a duplicate, and trade 3 after a gap of one
     second = batches([trade(1, 100.0, 1.0, T0 + 2), trade(3, 100.0, 1.0, T0 + 3)], [])[0]

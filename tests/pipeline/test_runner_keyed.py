@@ -57,7 +57,8 @@ def test_state_store_equals_driver_streaming_and_batch(spark: Any, tape: Path, t
     names = [t.name for t in runner.tables()]
     expected = contents(batch_tables, names, dq_summed=True)
     detectors = {a["detector"] for a in batch_alerts.items.values()}
-    assert detectors == {"MOD-001", "MOD-002", "MOD-003", "MOD-006", "MOD-007"} and expected["spread_metrics"]
+    assert detectors == {"MOD-001", "MOD-002", "MOD-003", "MOD-006", "MOD-007", "MOD-008", "MOD-009"}
+    assert expected["spread_metrics"] and expected["whale_impact"]
     for size in (80, 240):
         keyed, keyed_alerts = stream(KEYED, tape, tmp_path / f"k{size}", spark, size)
         driver, _ = stream(DRIVER, tape, tmp_path / f"d{size}", spark, size)
