@@ -202,6 +202,9 @@ def _advance_path(st: _AssetState, t0: int, t1: int, plan: Plan, name: str) -> _
         steps[at] += st.rng.choice([-1.0, 1.0]) * st.rng.uniform(0.001, 0.003)
         span = min(n - at, 50)
         bump[at : at + span] += 0.8 * np.exp(-np.arange(span) / 15.0)
+    if name in plan.moves or name in plan.holds:  # only then: tapes without them keep their bytes
+        steps = inject.steer(steps, t0 + np.arange(n, dtype=np.int64) * GRID_US, GRID_US,
+                             plan.moves.get(name, []), plan.holds.get(name, []))  # fmt: skip
     log_mid = st.log_price + np.cumsum(steps)
     st.log_price = float(log_mid[-1])
     crashes = plan.crashes.get(name)

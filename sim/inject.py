@@ -18,9 +18,11 @@ from pipeline.config import Config
 from pipeline.detectors.basis import BasisSettings
 from pipeline.detectors.data_quality import DataQualitySettings
 from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
+from pipeline.detectors.momentum import MomentumSettings
 from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from pipeline.detectors.whale import WhaleSettings
+from pipeline.detectors.whale_impact import WhaleImpactSettings
 from sim.market import SIZE_SIGMA, Instrument, intraday_factor
 from sim.scenario import (
     BasisDislocation,
@@ -30,6 +32,7 @@ from sim.scenario import (
     FlashCrash,
     LateEvent,
     Malformed,
+    MomentumBurst,
     OneSided,
     Scenario,
     ScenarioEvent,
@@ -38,6 +41,7 @@ from sim.scenario import (
     TradeIdGap,
     VolumeSpike,
     Whale,
+    WhaleImpact,
     place,
 )
 
@@ -128,7 +132,12 @@ class Plan:
     ids: dict[int, list[str]] = field(default_factory=dict)
     """Per plan entry: the event ids of its rows, filled in while the tape is generated."""
     burst: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
-    """Per spike/crash/one-sided entry: (notional, event id) of its extra trades."""
+    """Per spike/crash/one-sided/momentum entry: (notional, event id) of its extra trades."""
+    moves: dict[str, list[Interval]] = field(default_factory=dict)
+    """Per asset: its price path climbs ``value`` bps (falls when negative) evenly over the interval, and
+    stays there (whale follow-through, momentum bursts)."""
+    holds: dict[str, list[Interval]] = field(default_factory=dict)
+    """Per asset: its price path stays flat over the interval (a whale without follow-through)."""
 
 
 def threshold_usd(config: Config, symbol: str) -> float:
@@ -232,6 +241,30 @@ def build_plan(
                 quotes.ts.append(t + 5_000_000 + i * 200_000)
                 quotes.crossed.append(False)
                 quotes.tag.append(k)
+        elif isinstance(ev, WhaleImpact):
+            ts = t + 7_000_000
+            sign = 1 if ev.side == "buy" else -1
+            trades.add(ts, k, notional=ev.multiple * threshold, side=SIDE_BUY if sign > 0 else SIDE_SELL)
+            if ev.follow_bps > 0:
+                ramp = ev.ramp_s * 1_000_000
+                follow = Interval(ts + 1_000_000, ts + 1_000_000 + ramp, k, sign * ev.follow_bps)
+                plan.moves.setdefault(inst.asset.name, []).append(follow)
+            else:
+                last = max(config.settings_of(WhaleImpactSettings).horizons_s) * 1_000_000
+                flat = Interval(ts - 1_000_000, ts + last + 10_000_000, k)
+                plan.holds.setdefault(inst.asset.name, []).append(flat)
+        elif isinstance(ev, MomentumBurst):
+            sign = 1 if ev.direction == "up" else -1
+            side = SIDE_BUY if sign > 0 else SIDE_SELL
+            start, span = t + 10_000_000, ev.seconds * 1_000_000
+            plan.burst[k] = []
+            if ev.whale_before:
+                trades.add(t + 5_000_000, k, notional=ev.whale_multiple * threshold, side=side)
+            target = ev.notional_multiple * config.settings_of(MomentumSettings).min_notional_usd
+            times, sizes = _burst(rng, target, min(BURST_CAP * threshold, target / 20), start, span)
+            for ts, size in zip(times.tolist(), sizes.tolist(), strict=True):
+                trades.add(ts, k, notional=size, side=side)
+            plan.moves.setdefault(inst.asset.name, []).append(Interval(start, start + span, k, sign * ev.bps))
         elif isinstance(ev, BasisDislocation):
             shift = ev.bps if ev.sign == "up" else -ev.bps
             moved = Interval(t, t + ev.windows * BASIS_WINDOW_US, k, shift)
@@ -244,6 +277,19 @@ def price_shift(ts: np.ndarray, intervals: list[Interval]) -> np.ndarray:
     out = np.zeros(ts.shape, dtype=np.float64)
     for iv in intervals:
         out[(ts >= iv.start) & (ts < iv.end)] += iv.value
+    return out
+
+
+def steer(steps: np.ndarray, grid_t: np.ndarray, grid_us: int, moves: list[Interval],
+          holds: list[Interval]) -> np.ndarray:  # fmt: skip
+    """An asset's log-price steps on the grid ``grid_t`` with the planned moves (each spread evenly over
+    its interval, so it does not depend on where the path is cut into chunks) and holds (no step)."""
+    out = steps.copy()
+    for iv in holds:
+        out[(grid_t >= iv.start) & (grid_t < iv.end)] = 0.0
+    for iv in moves:
+        per_step = iv.value / 1e4 * grid_us / (iv.end - iv.start)
+        out[(grid_t >= iv.start) & (grid_t < iv.end)] += per_step
     return out
 
 
@@ -302,6 +348,9 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                     **common,
                 )
             )
+            labels += _natural_impact(config, inst, ts, ids)
+        elif isinstance(ev, (WhaleImpact, MomentumBurst)):
+            labels += market_labels(plan, config, k)
         elif isinstance(ev, (VolumeSpike, FlashCrash)):
             top = tuple(i for _, i in sorted(plan.burst.get(k, []), key=lambda p: -p[0])[:50])
             end = t + ev.minutes * MINUTE_US
@@ -374,6 +423,7 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                     **common,
                 )
             )
+            labels += _natural_impact(config, inst, first + (ev.slices - 1) * ev.gap_ms * 1_000, ids[:50])
         elif isinstance(ev, SpreadBlowout):
             labels.append(
                 Label(
@@ -506,6 +556,109 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
             )
     faults = {"late": late} if late else {}
     return labels, faults
+
+
+def _natural_impact(config: Config, inst: Instrument, ts: int, ids: tuple[str, ...]) -> list[Label]:
+    """Where MOD-008 runs, a whale of the other scenarios is measured too, and the natural price path may
+    move 20 bps in minutes: its impact alerts are tolerated, neither asked for nor false."""
+    if not config.enabled("MOD-008"):
+        return []
+    horizons = config.settings_of(WhaleImpactSettings).horizons_s
+    return [
+        Label(
+            kind="whale_impact",
+            detector="MOD-008",
+            expect="none",
+            exchange=inst.exchange,
+            symbol=inst.symbol,
+            start_us=ts + horizons[0] * 1_000_000,
+            end_us=ts + horizons[-1] * 1_000_000,
+            event_ids=ids,
+            tolerates=("MOD-008",),
+            note="the natural price after a whale of another scenario",
+        )
+    ]
+
+
+def market_labels(plan: Plan, config: Config, k: int) -> list[Label]:
+    """The labels of a ``whale_impact`` or ``momentum_burst`` entry: the whale (MOD-001), its impact
+    (MOD-008: asked for after a follow-through or a burst, recorded as must-stay-silent without one) and
+    the burst (MOD-009); a move of the asset shows on its other venues too, where MOD-009 is tolerated."""
+    ev, inst, t = plan.events[k]
+    common = {"exchange": inst.exchange, "symbol": inst.symbol}
+    horizons = [h * 1_000_000 for h in config.settings_of(WhaleImpactSettings).horizons_s]
+    threshold = threshold_usd(config, inst.symbol)
+    labels: list[Label] = []
+    if isinstance(ev, WhaleImpact):
+        ts, ids, side, moved = t + 7_000_000, tuple(plan.ids.get(k, ())), ev.side, ev.follow_bps > 0
+        span = (ts, ts + 1_000_000 + ev.ramp_s * 1_000_000 + horizons[-1])
+        note = f"{side} {ev.multiple} x the {threshold:,.0f} USD threshold, " + (
+            f"then the price follows {ev.follow_bps} bps over {ev.ramp_s} s" if moved
+            else "then the price stays flat past the last horizon"
+        )
+    else:
+        assert isinstance(ev, MomentumBurst)
+        side = "buy" if ev.direction == "up" else "sell"
+        burst = plan.burst.get(k, [])
+        whale_ids = tuple(i for n, i in burst if n >= threshold)
+        ts, ids, moved = t + 5_000_000, whale_ids, True
+        start = t + 10_000_000
+        lookback = config.settings_of(MomentumSettings).lookback_s * 1_000_000
+        span = (start, start + ev.seconds * 1_000_000 + lookback)
+        top = tuple(i for n, i in sorted(burst, key=lambda p: -p[0]) if n < threshold)[:50]
+        note = f"price {ev.direction} {ev.bps} bps over {ev.seconds} s on {ev.notional_multiple} x "
+        note += "MOD-009's notional floor, " + ("after a whale" if ev.whale_before else "no whale before")
+        labels.append(
+            Label(
+                kind="momentum_burst", detector="MOD-009", start_us=span[0], end_us=span[1], event_ids=top,
+                tolerates=("MOD-002", "MOD-006", "MOD-007", "MOD-008"), note=note, **common,
+            )
+        )  # fmt: skip
+        # the burst's own fills may add up to a sliced whale (tolerated above), whose impact is measured
+        labels.append(
+            Label(
+                kind="burst_flow_impact", detector="MOD-008", expect="none", start_us=start + horizons[0],
+                end_us=span[1] + horizons[-1], tolerates=("MOD-008",), note="a sliced whale in the burst",
+                **common,
+            )
+        )  # fmt: skip
+        if not ev.whale_before:
+            return labels + _venues(plan, k, span, own=False)
+    labels.append(
+        Label(
+            kind="whale", detector="MOD-001", start_us=ts, end_us=ts, event_ids=ids[:1],
+            tolerates=("MOD-002", "MOD-006", "MOD-009"), note=note, **common,
+        )
+    )  # fmt: skip
+    labels.append(
+        Label(
+            kind="whale_impact" if moved else "whale_no_impact", detector="MOD-008",
+            expect="alert" if moved else "none", start_us=ts + horizons[0], end_us=ts + horizons[-1],
+            event_ids=ids[:1], tolerates=("MOD-009",), note=note, **common,
+        )
+    )  # fmt: skip
+    return labels + (_venues(plan, k, span, own=isinstance(ev, WhaleImpact)) if moved else [])
+
+
+def _venues(plan: Plan, k: int, span: tuple[int, int], *, own: bool) -> list[Label]:
+    """MOD-009 tolerated over ``span`` on every venue of the moved asset (the move is the asset's), the
+    event's own instrument included when ``own``."""
+    _, inst, _ = plan.events[k]
+    return [
+        Label(
+            kind="asset_move",
+            detector="MOD-009",
+            expect="none",
+            exchange=other.exchange,
+            symbol=other.symbol,
+            start_us=span[0],
+            end_us=span[1],
+            tolerates=("MOD-009",),
+            note=f"the asset moved with {inst.exchange}:{inst.symbol}",
+        )
+        for other in plan.instruments
+        if other.asset.name == inst.asset.name and (own or other.index != inst.index)
+    ]
 
 
 def _enabled(config: Config, *modules: str) -> tuple[str, ...]:

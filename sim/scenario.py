@@ -181,6 +181,42 @@ class OneSided(_Event):
     side: Literal["buy", "sell"] = "buy"
 
 
+IMPACT_LENGTH_US = 7 * 60_000_000
+"""The large tier's market events last long enough for MOD-008's last horizon (300 s) after a whale."""
+
+
+class WhaleImpact(_Event):
+    """A whale trade (``multiple`` x the MOD-001 threshold) after which the asset's price follows its side
+    by ``follow_bps`` over ``ramp_s`` seconds (every venue of the asset), or, with ``follow_bps: 0``,
+    stays flat until MOD-008's last horizon has passed (a whale without follow-through)."""
+
+    kind: Literal["whale_impact"]
+    multiple: float = Field(3.0, ge=1.05)
+    side: Literal["buy", "sell"] = "buy"
+    follow_bps: float = Field(40.0, ge=0, le=1000)
+    ramp_s: int = Field(20, ge=1, le=120)
+
+    def length_us(self) -> int:
+        return IMPACT_LENGTH_US
+
+
+class MomentumBurst(_Event):
+    """The asset's price moves ``bps`` (``direction``) over ``seconds`` on every venue while the instrument
+    trades ``notional_multiple`` x MOD-009's ``min_notional_usd`` that way; with ``whale_before`` a whale
+    (``whale_multiple`` x the threshold, same side) trades 5 s before the move starts."""
+
+    kind: Literal["momentum_burst"]
+    bps: float = Field(80.0, gt=0, le=1000)
+    direction: Literal["up", "down"] = "up"
+    seconds: int = Field(20, ge=1, le=50)
+    notional_multiple: float = Field(2.0, ge=1.2)
+    whale_before: bool = False
+    whale_multiple: float = Field(2.0, ge=1.05)
+
+    def length_us(self) -> int:
+        return IMPACT_LENGTH_US
+
+
 ScenarioEvent = Annotated[
     Whale
     | VolumeSpike
@@ -194,7 +230,9 @@ ScenarioEvent = Annotated[
     | FlashCrash
     | BasisDislocation
     | SlicedWhale
-    | OneSided,
+    | OneSided
+    | WhaleImpact
+    | MomentumBurst,
     Field(discriminator="kind"),
 ]
 

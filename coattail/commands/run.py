@@ -17,7 +17,7 @@ from pipeline.config import ProfileName, TierName
 console = Console()
 
 DEMO_SCENARIO = "whale-day"
-DEMO_SCENARIOS: dict[str, str] = {"small": DEMO_SCENARIO, "medium": "medium-day"}
+DEMO_SCENARIOS: dict[str, str] = {"small": DEMO_SCENARIO, "medium": "medium-day", "large": "large-day"}
 """The preset each tier's demo plays: its modules' patterns, labelled."""
 DEMO_DURATION = "1h"
 DEMO_SCALE = 0.25
@@ -122,7 +122,11 @@ def demo(
     ] = None,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path("runs"),
     tier: Annotated[
-        TierName, typer.Option("--tier", help="small (whale-day) or medium (medium-day, MOD-006/007).")
+        TierName,
+        typer.Option(
+            "--tier",
+            help="small (whale-day), medium (medium-day, MOD-005..007) or large (large-day, MOD-008/009).",
+        ),
     ] = "small",
 ) -> None:
     """Generate a synthetic `whale-day` market and run it end to end (the README's main command)."""

@@ -30,7 +30,7 @@ class PriceSteps:
         if counted:
             self.last = price
 
-    def as_of(self, x: int, asked_at: int, retention: int) -> float | None | object:
+    def as_of(self, x: int, asked_at: int, retention: int) -> float | object | None:
         """The price as of ``x`` asked at clock ``asked_at``: ``None`` when there is none (no counted trade
         before, or ``x`` older than ``retention`` before ``asked_at``), ``NOT_YET`` before the clock
         passed ``x``."""

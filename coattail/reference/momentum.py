@@ -46,7 +46,7 @@ def momentum_alerts(
             p_ref = steps.as_of(t - lookback, steps.clock, retention)
             if p_ref is None:
                 continue
-            move = (p - p_ref) / p_ref * 1e4  # type: ignore[operator]
+            move = (p - p_ref) / p_ref * 1e4
             lo = bisect_right(seen, (t - lookback, 2**62, 0.0))
             hi = bisect_right(seen, (t, 2**62, 0.0))
             span = [v for _, _, v in seen[lo:hi]]
@@ -57,9 +57,12 @@ def momentum_alerts(
                 continue
             burst = 1 if move > 0 else -1
             evidence = {
-                "p_ref": p_ref, "price": p, "notional_usd": notional, "trades": len(span),
+                "p_ref": p_ref,
+                "price": p,
+                "notional_usd": notional,
+                "trades": len(span),
                 "direction": "up" if move > 0 else "down",
-            }  # fmt: skip
+            }
             alerts.append(
                 alert_row(
                     detector=DETECTOR,

@@ -30,7 +30,10 @@ def severity(value: float, threshold: float) -> str:
 
 
 def impact_outputs(
-    annotated: pl.DataFrame, whales: list[dict[str, Any]], settings: WhaleImpactSettings, watermark_seconds: int
+    annotated: pl.DataFrame,
+    whales: list[dict[str, Any]],
+    settings: WhaleImpactSettings,
+    watermark_seconds: int,
 ) -> tuple[list[dict[str, Any]], pl.DataFrame]:
     """MOD-008's alerts and ``whale_impact`` rows, from the MOD-001 and MOD-007 alert rows ``whales``
     (each with the ``arrival`` of its decision event)."""
@@ -66,25 +69,44 @@ def impact_outputs(
 
 
 def _evaluate(
-    whale: dict[str, Any], h: int, x: int, price: float, settings: WhaleImpactSettings, fired: set[str],
+    whale: dict[str, Any],
+    h: int,
+    x: int,
+    price: float,
+    settings: WhaleImpactSettings,
+    fired: set[str],
     rows: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     evidence = json.loads(whale["evidence"])
     side = evidence["side"]
     p0 = float(evidence[_P0[whale["detector"]]])
     impact = (1.0 if side == "buy" else -1.0) * (price - p0) / p0 * 1e4
-    rows.append({
-        "exchange": whale["exchange"], "symbol": whale["symbol"], "whale_alert_id": whale["alert_id"],
-        "whale_detector": whale["detector"], "side": side, "horizon_s": h, "ts_whale": whale["ts_event"],
-        "ts_horizon": x, "p0": p0, "price": price, "impact_bps": impact,
-    })  # fmt: skip
+    rows.append(
+        {
+            "exchange": whale["exchange"],
+            "symbol": whale["symbol"],
+            "whale_alert_id": whale["alert_id"],
+            "whale_detector": whale["detector"],
+            "side": side,
+            "horizon_s": h,
+            "ts_whale": whale["ts_event"],
+            "ts_horizon": x,
+            "p0": p0,
+            "price": price,
+            "impact_bps": impact,
+        }
+    )
     if whale["alert_id"] in fired or abs(impact) < settings.threshold_bps:
         return []
     fired.add(whale["alert_id"])
     found = {
-        "horizon_s": h, "p0": p0, "price": price, "side": side, "whale_alert_id": whale["alert_id"],
+        "horizon_s": h,
+        "p0": p0,
+        "price": price,
+        "side": side,
+        "whale_alert_id": whale["alert_id"],
         "whale_detector": whale["detector"],
-    }  # fmt: skip
+    }
     return [
         alert_row(
             detector=DETECTOR,

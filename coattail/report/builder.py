@@ -28,6 +28,16 @@ MAX_POINTS_PER_SYMBOL: Final = 4_000
 MAX_TABLE_ROWS: Final = 500
 PERCENTILES: Final = (50, 90, 99, 99.9)
 SEVERITY_COLOR: Final = {"low": "#2da44e", "medium": "#d4a72c", "high": "#e16f24", "critical": "#cf222e"}
+MARKER_SYMBOL: Final = {"MOD-008": "star"}
+"""Alert markers are diamonds, except the large tier's price modules: MOD-008's impact a star at the
+horizon, MOD-009's bursts a triangle pointing the way the price went."""
+
+
+def marker_symbol(detector: str, value: float) -> str:
+    """The price chart's marker for one alert (``MARKER_SYMBOL``; MOD-009 by the sign of its move)."""
+    if detector == "MOD-009":
+        return "triangle-up" if value > 0 else "triangle-down"
+    return MARKER_SYMBOL.get(detector, "diamond")
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ def _price_figure(prices: pl.DataFrame, alerts: pl.DataFrame) -> go.Figure:
         ts = rows["ts_event"].to_numpy()
         px = rows["price"].to_numpy()
         at = np.clip(np.searchsorted(ts, mine["ts_event"].to_numpy(), side="right") - 1, 0, len(ts) - 1)
-        labels = zip(mine["detector"], mine["kind"], mine["severity"], mine["value"], strict=True)
+        labels = list(zip(mine["detector"], mine["kind"], mine["severity"], mine["value"], strict=True))
         fig.add_trace(
             go.Scatter(
                 x=_times(mine["ts_event"]),
@@ -161,7 +171,7 @@ def _price_figure(prices: pl.DataFrame, alerts: pl.DataFrame) -> go.Figure:
                 showlegend=False,
                 marker={
                     "size": 11,
-                    "symbol": "diamond",
+                    "symbol": [marker_symbol(d, v) for d, _, _, v in labels],
                     "line": {"width": 1, "color": "#333"},
                     "color": [SEVERITY_COLOR.get(s, "#555") for s in mine["severity"]],
                 },

@@ -39,8 +39,8 @@ from pipeline.config import Config, ConfigLoader, ProfileName, TierName
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
-from pipeline.detectors.whale_impact import WHALE_IMPACT_TABLE
 from pipeline.detectors.spread import SPREAD_METRICS_TABLE
+from pipeline.detectors.whale_impact import WHALE_IMPACT_TABLE
 from pipeline.engine import BatchResult
 from pipeline.tables import ALERTS, TableDef
 from replay.faults import FaultSpec, load_fault_spec

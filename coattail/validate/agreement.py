@@ -5,8 +5,8 @@ page defines (kind, times, window, severity, value, threshold; evidence and even
 lists their content); floats with a relative tolerance, since the two implementations may sum in a
 different order. Not compared: the latency stamps, and the evidence and event ids of MOD-003 alerts,
 which the page leaves open. Spread and flow metrics are matched per key and window, basis metrics per
-pair and window, whale-impact rows per whale alert and horizon; DQ counts are summed per key, window and reason (stream rules) or per key and reason
-(quarantine), since rows are additive.
+pair and window, whale-impact rows per whale alert and horizon; DQ counts are summed per key, window
+and reason (stream rules) or per key and reason (quarantine), since rows are additive.
 """
 
 from __future__ import annotations

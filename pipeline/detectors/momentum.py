@@ -27,8 +27,8 @@ from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.asof import PriceAsOf
-from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades
 from pipeline.detectors.whale_impact import price_feed, severity_of
+from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades
 from pipeline.detectors.windows import F64, I64
 
 if TYPE_CHECKING:
@@ -61,8 +61,15 @@ class MomentumDetector(WindowedDetector[MomentumSettings]):
 
     def new_state(self) -> dict[str, Any]:
         """A key that has seen nothing."""
-        return {**super().new_state(), "asof": {}, "cum": 0.0, "count": 0, "base": [0.0, 0], "recent": [],
-                "burst": 0}
+        return {
+            **super().new_state(),
+            "asof": {},
+            "cum": 0.0,
+            "count": 0,
+            "base": [0.0, 0],
+            "recent": [],
+            "burst": 0,
+        }
 
     def process_chunk(
         self, chunk: KeyChunk, state: dict[str, Any]
@@ -148,9 +155,15 @@ class MomentumDetector(WindowedDetector[MomentumSettings]):
         state["base"] = [float(before_cum[first]), int(before_cnt[first])]
         state["recent"] = [
             [int(a), int(b), float(c), float(d), int(e)]
-            for a, b, c, d, e in zip(all_ts[first:], all_clock[first:], all_v[first:], all_cum[first:],
-                                     all_cnt[first:], strict=True)
-        ]  # fmt: skip
+            for a, b, c, d, e in zip(
+                all_ts[first:],
+                all_clock[first:],
+                all_v[first:],
+                all_cum[first:],
+                all_cnt[first:],
+                strict=True,
+            )
+        ]
         state["cum"] = float(cum[-1])
         state["count"] = int(cnt[-1])
         return n_sum, n_cnt

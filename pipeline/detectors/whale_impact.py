@@ -12,6 +12,7 @@ State of a key (besides the clock kept by ``WindowedDetector``): ``asof`` (the `
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
@@ -64,7 +65,7 @@ class WhaleImpactSettings(Frozen):
     @model_validator(mode="after")
     def _horizons_increase(self) -> Self:
         h = self.horizons_s
-        if not h or h[0] <= 0 or any(b <= a for a, b in zip(h, h[1:], strict=False)):
+        if not h or h[0] <= 0 or any(b <= a for a, b in pairwise(h)):
             raise ValueError(f"horizons_s {list(h)} must be positive and strictly increasing")
         return self
 
@@ -111,9 +112,11 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
         """The batch's whales by key (for ``process_chunk``), then every key of the batch."""
         whales = [a for a in frames.upstream.values() if len(a)]
         merged = pd.concat(whales, ignore_index=True) if whales else pd.DataFrame()
-        self._whales = {
-            (str(k[0]), str(k[1])): g for k, g in merged.groupby(["exchange", "symbol"], sort=False)
-        } if len(merged) else {}
+        self._whales = (
+            {(str(k[0]), str(k[1])): g for k, g in merged.groupby(["exchange", "symbol"], sort=False)}
+            if len(merged)
+            else {}
+        )
         try:
             return super().detect(frames)
         finally:
@@ -141,7 +144,7 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
         rows: list[dict[str, Any]] = []
         pending = []
         for whale, known_row, asked_at in whales:
-            todo = self.horizons[whale["done"]:]
+            todo = self.horizons[whale["done"] :]
             xs = np.asarray([whale["t"] + h for h in todo], dtype=np.int64)
             prices, at = asof.resolve(xs, asked_at)
             for h, x, price, row in zip(todo, xs.tolist(), prices.tolist(), at.tolist(), strict=True):
@@ -176,7 +179,13 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
         }
 
     def _evaluate(
-        self, chunk: KeyChunk, whale: dict[str, Any], h: int, x: int, price: float, row: int,
+        self,
+        chunk: KeyChunk,
+        whale: dict[str, Any],
+        h: int,
+        x: int,
+        price: float,
+        row: int,
         rows: list[dict[str, Any]],
     ) -> list[dict[str, Any]]:
         """The ``whale_impact`` row of one horizon (appended to ``rows``) and the whale's alert if this is
@@ -185,11 +194,21 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
         p0 = float(whale["p0"])
         impact = direction * (price - p0) / p0 * 1e4
         horizon_s = h // 1_000_000
-        rows.append({
-            "exchange": chunk.exchange, "symbol": chunk.symbol, "whale_alert_id": whale["alert_id"],
-            "whale_detector": whale["detector"], "side": whale["side"], "horizon_s": horizon_s,
-            "ts_whale": whale["t"], "ts_horizon": x, "p0": p0, "price": price, "impact_bps": impact,
-        })  # fmt: skip
+        rows.append(
+            {
+                "exchange": chunk.exchange,
+                "symbol": chunk.symbol,
+                "whale_alert_id": whale["alert_id"],
+                "whale_detector": whale["detector"],
+                "side": whale["side"],
+                "horizon_s": horizon_s,
+                "ts_whale": whale["t"],
+                "ts_horizon": x,
+                "p0": p0,
+                "price": price,
+                "impact_bps": impact,
+            }
+        )
         threshold = self.settings.threshold_bps
         if whale["fired"] or abs(impact) < threshold:
             return []

@@ -79,7 +79,8 @@ def price_streams(draw: st.DrawFn, max_per_key: int = 50) -> list[Item]:
                 items.append(quote(draw(st.integers(1, 10**6)), 99.0, 100.0, ts + jitter, symbol=symbol))
                 continue
             tid += draw(st.sampled_from([1, 1, 1, 1, 0]))
-            price = round(price * (1 + draw(st.sampled_from([-0.008, -0.003, 0.0, 0.0, 0.002, 0.004, 0.008]))), 4)
+            step = draw(st.sampled_from([-0.008, -0.003, 0.0, 0.0, 0.002, 0.004, 0.008]))
+            price = round(price * (1 + step), 4)
             qty = draw(st.sampled_from([1.0, 3.0, 6.0, 20.0]))
             side = draw(st.sampled_from(["buy", "buy", "sell"]))
             items.append(trade(tid, price, qty, ts + jitter, symbol=symbol, side=side))

@@ -30,22 +30,38 @@ def fill(ts: int, tid: int, price: float, usd: float = 100.0, side: str = "buy")
     return wire_trade(tid, price, usd / price, ts, side=side)
 
 
-def bursts(config: Config, rows: list[Item], batch: int | None = None, **momentum: Any) -> list[dict[str, Any]]:
+def bursts(
+    config: Config, rows: list[Item], batch: int | None = None, **momentum: Any
+) -> list[dict[str, Any]]:
     cfg = market_config(config, momentum={"threshold_bps": BPS, **momentum})
     return alerts_of(run(cfg, ["MOD-009"], rows, batch), "MOD-009")
 
 
-def test_a_burst_fires_exactly_at_both_bounds_against_the_price_as_of_t_minus_lookback(config: Config) -> None:
+def test_a_burst_fires_exactly_at_both_bounds_against_the_price_as_of_t_minus_lookback(
+    config: Config,
+) -> None:
     # p_ref: the trade exactly at t - 5 s (128); N: (t - 5 s, t], so that trade is out, 3 x 128 + 129 in
-    rows = [fill(T - 9 * SEC, 1, 127.9), fill(T - 5 * SEC, 2, 128.0, 999.0),
-            *[fill(T - (4 - i) * SEC, 3 + i, 128.0, 128.0) for i in range(3)], fill(T, 9, 129.0, 129.0)]  # fmt: skip
+    rows = [
+        fill(T - 9 * SEC, 1, 127.9),
+        fill(T - 5 * SEC, 2, 128.0, 999.0),
+        *[fill(T - (4 - i) * SEC, 3 + i, 128.0, 128.0) for i in range(3)],
+        fill(T, 9, 129.0, 129.0),
+    ]
     (alert,) = bursts(config, rows, min_notional_usd=513.0)
     assert alert["alert_id"] == alert_id("MOD-009", "binance", "BTCUSDT", 9)
     assert (alert["kind"], alert["value"], alert["threshold"], alert["severity"]) == (
-        "momentum_burst", BPS, BPS, "low"
+        "momentum_burst",
+        BPS,
+        BPS,
+        "low",
     )
-    assert alert["evidence"] == {"p_ref": 128.0, "price": 129.0, "notional_usd": 513.0, "trades": 4,
-                                 "direction": "up"}  # fmt: skip
+    assert alert["evidence"] == {
+        "p_ref": 128.0,
+        "price": 129.0,
+        "notional_usd": 513.0,
+        "trades": 4,
+        "direction": "up",
+    }
     assert alert["event_ids"] == ["trade:binance:BTCUSDT:9"] and alert["ts_event"] == T
     # a cent of notional short, or a hair of move short: nothing
     assert bursts(config, rows, min_notional_usd=513.01) == []
@@ -78,8 +94,12 @@ def test_a_burst_ends_below_half_the_threshold_or_on_the_other_sign_which_may_st
 
 def test_trades_out_of_time_order_count_in_the_span_of_their_time(config: Config) -> None:
     # the 200-USD trade stamped t - 6 s arrives last but one: outside t's span, which it sits in by arrival
-    rows = [fill(T - 7 * SEC, 1, 128.0), fill(T - 2 * SEC, 2, 128.0, 300.0), fill(T - 6 * SEC, 3, 128.0, 200.0),
-            fill(T, 4, 129.0, 300.0)]  # fmt: skip
+    rows = [
+        fill(T - 7 * SEC, 1, 128.0),
+        fill(T - 2 * SEC, 2, 128.0, 300.0),
+        fill(T - 6 * SEC, 3, 128.0, 200.0),
+        fill(T, 4, 129.0, 300.0),
+    ]
     (alert,) = bursts(config, rows, min_notional_usd=600.0)
     assert alert["evidence"]["notional_usd"] == 600.0 and alert["evidence"]["trades"] == 2
     assert bursts(config, rows, min_notional_usd=600.01) == []
@@ -94,8 +114,12 @@ def test_a_burst_spanning_micro_batches_and_restarts_gives_the_one_batch_result(
     for size in (1, 2, 3, 5):
         assert bursts(config, rows, size) == whole
     cfg = market_config(config, momentum={"threshold_bps": BPS})
-    restarted = run_engine(cfg.model_copy(update={"modules": ("MOD-009",)}), rows, cuts=range(2, 16, 2),
-                           state_dir=tmp_path / "state")  # fmt: skip
+    restarted = run_engine(
+        cfg.model_copy(update={"modules": ("MOD-009",)}),
+        rows,
+        cuts=range(2, 16, 2),
+        state_dir=tmp_path / "state",
+    )
     assert [a["alert_id"] for b in restarted for a in b.alerts.to_pylist()] == [whole[0]["alert_id"]]
 
 

@@ -69,16 +69,29 @@ def test_the_first_horizon_past_the_threshold_fires_once_either_way_with_severit
 ) -> None:
     cfg = market_config(config, impact={"threshold_bps": 78.125})
     # a sell whale at 128: the price falls 1 (78.125 bps its way, exactly at the threshold) by 5 s
-    rows = [whale(128.0, "sell"), fill(T + 5 * SEC, 2, 127.0), fill(T + 6 * SEC, 3, 120.0),
-            fill(T + 21 * SEC, 4, 90.0)]  # fmt: skip
+    rows = [
+        whale(128.0, "sell"),
+        fill(T + 5 * SEC, 2, 127.0),
+        fill(T + 6 * SEC, 3, 120.0),
+        fill(T + 21 * SEC, 4, 90.0),
+    ]
     (alert,) = alerts_of(run(cfg, MODULES, rows), "MOD-008")
     whale_id = alert_id("MOD-001", "binance", "BTCUSDT", 1)
     assert alert["alert_id"] == alert_id("MOD-008", "binance", "BTCUSDT", whale_id)
     assert (alert["kind"], alert["value"], alert["ts_event"], alert["severity"]) == (
-        "price_impact", 78.125, T + 5 * SEC, "low"
+        "price_impact",
+        78.125,
+        T + 5 * SEC,
+        "low",
     )
-    assert alert["evidence"] == {"horizon_s": 5, "p0": 128.0, "price": 127.0, "side": "sell",
-                                 "whale_alert_id": whale_id, "whale_detector": "MOD-001"}  # fmt: skip
+    assert alert["evidence"] == {
+        "horizon_s": 5,
+        "p0": 128.0,
+        "price": 127.0,
+        "side": "sell",
+        "whale_alert_id": whale_id,
+        "whale_detector": "MOD-001",
+    }
     assert alert["event_ids"] == ["trade:binance:BTCUSDT:1"]
     assert alert["ts_sent"] is None
     # a buy whale the price went against: negative, and 4x the threshold is high
@@ -99,8 +112,13 @@ def test_below_the_threshold_writes_rows_and_no_alert(config: Config) -> None:
 
 def test_a_late_whale_is_evaluated_at_its_arrival_and_beyond_the_retention_not_at_all(config: Config) -> None:
     cfg = market_config(config)
-    rows = [fill(T, 1, 100.0), fill(T + 3 * SEC, 2, 101.0), fill(T + 8 * SEC, 3, 102.0),
-            fill(T + 30 * SEC, 4, 103.0), whale(100.0, ts=T + 1 * SEC, tid=5)]  # fmt: skip
+    rows = [
+        fill(T, 1, 100.0),
+        fill(T + 3 * SEC, 2, 101.0),
+        fill(T + 8 * SEC, 3, 102.0),
+        fill(T + 30 * SEC, 4, 103.0),
+        whale(100.0, ts=T + 1 * SEC, tid=5),
+    ]
     got = run(cfg, MODULES, rows)
     # both horizons are past when the late whale arrives: priced from history, decided at its arrival
     assert [(r["horizon_s"], r["price"]) for r in impact(got)] == [(5, 101.0), (20, 102.0)]
@@ -130,7 +148,11 @@ def test_a_whale_spanning_micro_batches_and_restarts_gives_the_one_batch_result(
     config: Config, tmp_path: Path
 ) -> None:
     cfg = market_config(config)
-    rows = [fill(T - SEC, 0, 100.0), whale(), *[fill(T + i * SEC, 1 + i, 100 + i * 0.1) for i in range(1, 26)]]
+    rows = [
+        fill(T - SEC, 0, 100.0),
+        whale(),
+        *[fill(T + i * SEC, 1 + i, 100 + i * 0.1) for i in range(1, 26)],
+    ]
     whole = run(cfg, MODULES, rows)
     for size in (1, 2, 5):
         assert impact(run(cfg, MODULES, rows, size)) == impact(whole)

@@ -35,11 +35,39 @@ def moving_market(path: Path, seed: int = 11) -> Path:
             px = round(px * (1 + rng.choice([-0.01, -0.002, 0.0, 0.0, 0.001, 0.003, 0.01])), 2)
             usd = 3_000.0 if i % 37 == 5 else rng.uniform(50.0, 400.0)
             side = "sell" if (i // 9) % 2 else "buy"
-            events.append((ts, "trade", {"exchange": "binance", "symbol": sym, "trade_id": i + 1, "price": px,
-                                         "qty": usd / px, "side": side, "ts_event": ts, "ts_recv": None}))
-            events.append((ts + 1, "quote", {"exchange": "binance", "symbol": sym, "bid_px": px - 0.5,
-                                             "bid_qty": 1.0, "ask_px": px + 0.5, "ask_qty": 1.0, "update_id": i,
-                                             "ts_event": ts + 1, "ts_recv": None}))  # fmt: skip
+            events.append(
+                (
+                    ts,
+                    "trade",
+                    {
+                        "exchange": "binance",
+                        "symbol": sym,
+                        "trade_id": i + 1,
+                        "price": px,
+                        "qty": usd / px,
+                        "side": side,
+                        "ts_event": ts,
+                        "ts_recv": None,
+                    },
+                )
+            )
+            events.append(
+                (
+                    ts + 1,
+                    "quote",
+                    {
+                        "exchange": "binance",
+                        "symbol": sym,
+                        "bid_px": px - 0.5,
+                        "bid_qty": 1.0,
+                        "ask_px": px + 0.5,
+                        "ask_qty": 1.0,
+                        "update_id": i,
+                        "ts_event": ts + 1,
+                        "ts_recv": None,
+                    },
+                )
+            )
     events.sort(key=lambda e: e[0])
     rows: dict[str, list[dict[str, Any]]] = {"trade": [], "quote": []}
     for seq, (_, kind, row) in enumerate(events):
@@ -63,8 +91,16 @@ def test_reprocessor_runs_the_market_modules_as_streaming_and_the_reference(
     tape = moving_market(tmp_path / "tape")
     sink = IcebergSink(cfg)
     load_tape(tape, sink)
-    result = reprocess(spark, cfg, modules=list(MODULES), start_us=T0, end_us=T0 + 3600 * SEC, name="mkt",
-                       sink=sink, shuffle=True)  # fmt: skip
+    result = reprocess(
+        spark,
+        cfg,
+        modules=list(MODULES),
+        start_us=T0,
+        end_us=T0 + 3600 * SEC,
+        name="mkt",
+        sink=sink,
+        shuffle=True,
+    )
     alerts = result.tables["alerts"].to_pylist()
     assert {"price_impact", "momentum_burst", "whale_trade"} <= {a["kind"] for a in alerts}
     impact = impact_rows(result.tables["whale_impact"].to_pylist())
