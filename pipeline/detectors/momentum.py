@@ -27,7 +27,7 @@ from core.events import event_id
 from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.asof import PriceAsOf
-from pipeline.detectors.whale_impact import price_feed, severity_of
+from pipeline.detectors.basis import severity_for
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector, counted_trades
 from pipeline.detectors.windows import F64, I64
 
@@ -76,7 +76,7 @@ class MomentumDetector(WindowedDetector[MomentumSettings]):
     ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
         """``move``, ``N`` and ``n`` at every counted trade of the chunk, then the bursts they start."""
         asof = PriceAsOf(self.retention, state["asof"])
-        asof.feed(chunk.ts, *price_feed(chunk))
+        asof.feed(chunk.ts, *chunk.price_feed())
         state["asof"] = asof.to_state()
         trades = chunk.trades
         rows = np.flatnonzero(counted_trades(trades)) if len(trades) else np.empty(0, np.int64)
@@ -104,7 +104,7 @@ class MomentumDetector(WindowedDetector[MomentumSettings]):
                     "ts_event": int(ts[i]),
                     "window_start": None,
                     "window_end": None,
-                    "severity": severity_of(value, self.settings.threshold_bps),
+                    "severity": severity_for(value, self.settings.threshold_bps),
                     "value": value,
                     "threshold": self.settings.threshold_bps,
                     "evidence": {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from itertools import pairwise
-from typing import Any, ClassVar, Final, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import numpy as np
 import pandas as pd
@@ -24,9 +24,12 @@ from core.frozen import Frozen
 from pipeline.alerts import alert_id
 from pipeline.detectors.asof import PENDING, PriceAsOf
 from pipeline.detectors.base import ARRIVAL, DetectorInput, DetectorOutput, Key
+from pipeline.detectors.basis import severity_for
 from pipeline.detectors.windowed import KeyChunk, WindowedDetector
-from pipeline.detectors.windows import F64, BoolArr
 from pipeline.tables import TableDef
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 MODULE_ID: Final = "MOD-008"
 KIND: Final = "price_impact"
@@ -70,23 +73,6 @@ class WhaleImpactSettings(Frozen):
         return self
 
 
-def severity_of(value: float, threshold: float) -> str:
-    """``low``, ``medium`` from 2x, ``high`` from 4x the threshold (by ``|value|``); MOD-009 too."""
-    size = abs(value)
-    return "high" if size >= 4 * threshold else "medium" if size >= 2 * threshold else "low"
-
-
-def price_feed(chunk: KeyChunk) -> tuple[BoolArr, F64]:
-    """Per merged row of ``chunk``: a counted trade for ``PriceAsOf`` (valid, neither late nor a
-    duplicate), and its price (NaN for quotes)."""
-    trades = chunk.trades
-    counted = np.zeros(len(chunk), dtype=bool)
-    counted[chunk.is_trade] = ~trades["late"].to_numpy(dtype=bool) & ~trades["duplicate"].to_numpy(dtype=bool)
-    price = np.full(len(chunk), np.nan)
-    price[chunk.is_trade] = trades["price"].to_numpy(dtype=np.float64)
-    return counted, price
-
-
 class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
     """MOD-008: one ``whale_impact`` row per whale and horizon; an alert at the first horizon that moved
     ``threshold_bps`` either way."""
@@ -98,7 +84,7 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
     settings_model: ClassVar[type[Frozen]] = WhaleImpactSettings
     metric_tables: ClassVar[tuple[TableDef, ...]] = (WHALE_IMPACT_TABLE,)
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.horizons = [h * 1_000_000 for h in self.settings.horizons_s]
         self.retention = self.horizons[-1] + self.delay_us
@@ -128,7 +114,7 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
         """Feed the key's prices, add the chunk's whales, evaluate every horizon the clock passed."""
         asof = PriceAsOf(self.retention, state["asof"])
         chunk_clock = asof.clock
-        asof.feed(chunk.ts, *price_feed(chunk))
+        asof.feed(chunk.ts, *chunk.price_feed())
         whales: list[tuple[dict[str, Any], int, int]] = [(w, -1, chunk_clock) for w in state["pending"]]
         found = self._whales.get((chunk.exchange, chunk.symbol))
         if found is not None:
@@ -223,7 +209,7 @@ class WhaleImpactDetector(WindowedDetector[WhaleImpactSettings]):
                 "ts_event": x,
                 "window_start": None,
                 "window_end": None,
-                "severity": severity_of(impact, threshold),
+                "severity": severity_for(impact, threshold),
                 "value": impact,
                 "threshold": threshold,
                 "evidence": {

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from core.events import EventKind
 from core.frozen import Frozen
 from pipeline.detectors.base import DetectorOutput, Key, KeyedDetector, S, alerts_frame, opt_int
-from pipeline.detectors.windows import I64, NO_TIME, BoolArr, closing_rows, running_max
+from pipeline.detectors.windows import F64, I64, NO_TIME, BoolArr, closing_rows, running_max
 from pipeline.tables import TableDef
 
 
@@ -86,6 +86,17 @@ class KeyChunk:
         out[self.is_trade] = self.trades[name].to_numpy()
         out[~self.is_trade] = self.quotes[name].to_numpy()
         return out
+
+    def price_feed(self) -> tuple[BoolArr, F64]:
+        """Per merged row, what ``PriceAsOf.feed`` takes: a counted trade for the price as of a time
+        (valid, neither late nor a duplicate), and its price (NaN for quotes)."""
+        trades = self.trades
+        counted = np.zeros(len(self), dtype=bool)
+        late, duplicate = trades["late"].to_numpy(dtype=bool), trades["duplicate"].to_numpy(dtype=bool)
+        counted[self.is_trade] = ~late & ~duplicate
+        price = np.full(len(self), np.nan)
+        price[self.is_trade] = trades["price"].to_numpy(dtype=np.float64)
+        return counted, price
 
     def kind_arrival(self, kind: EventKind) -> I64:
         """The arrival index of each row of ``trades`` (kind ``trade``) or ``quotes``, in frame order."""

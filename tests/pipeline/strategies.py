@@ -54,13 +54,7 @@ def flow_streams(draw: st.DrawFn, max_per_key: int = 40) -> list[Item]:
             side = draw(st.sampled_from(["buy", "buy", "sell"]))
             items.append(trade(tid, 100.0, qty, ts + jitter, symbol=symbol, side=side))
         per_key.append(items)
-    order = draw(st.permutations([k for k, items in enumerate(per_key) for _ in items]))
-    cursors = [0, 0]
-    merged: list[Item] = []
-    for k in order:
-        merged.append(per_key[k][cursors[k]])
-        cursors[k] += 1
-    return merged
+    return interleave(draw, per_key)
 
 
 @st.composite
@@ -85,8 +79,13 @@ def price_streams(draw: st.DrawFn, max_per_key: int = 50) -> list[Item]:
             side = draw(st.sampled_from(["buy", "buy", "sell"]))
             items.append(trade(tid, price, qty, ts + jitter, symbol=symbol, side=side))
         per_key.append(items)
+    return interleave(draw, per_key)
+
+
+def interleave(draw: st.DrawFn, per_key: list[list[Item]]) -> list[Item]:
+    """The keys' events interleaved in a drawn order, each key's own order kept (as shards deliver them)."""
     order = draw(st.permutations([k for k, items in enumerate(per_key) for _ in items]))
-    cursors = [0, 0]
+    cursors = [0] * len(per_key)
     merged: list[Item] = []
     for k in order:
         merged.append(per_key[k][cursors[k]])

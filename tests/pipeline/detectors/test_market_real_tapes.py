@@ -18,7 +18,9 @@ from tests.pipeline.detectors.windowed_kit import run
 
 
 @pytest.mark.parametrize("capture", sorted(CAPTURES))
-def test_real_capture_through_mod008_and_mod009_agrees_with_the_reference(tmp_path: Path, capture: str) -> None:
+def test_real_capture_through_mod008_and_mod009_agrees_with_the_reference(
+    tmp_path: Path, capture: str
+) -> None:
     import_files(CAPTURES[capture], tmp_path / "tape")
     tape = Tape.open(tmp_path / "tape")
     # real minutes move a few bps: whales from 50k USD, 2 bps of impact, bursts of 5 bps over 10 s on 100k

@@ -1,25 +1,18 @@
 """MOD-009 momentum-burst: the move against the price as of ``t - lookback``, the span's notional, edges
 exactly at each bound, out-of-order arrivals, the open/close rule, bursts spanning micro-batches and
-restarts; any split and interleaving gives the batch result, which the reference agrees with."""
+restarts (the split, interleaving and reference property of both modules is in test_whale_impact)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from coattail.reference import from_wire, run_reference
 from pipeline.alerts import alert_id
 from pipeline.config import Config
-from pipeline.testkit import Item, payloads, run_engine
+from pipeline.testkit import Item, run_engine
 from pipeline.testkit import trade as wire_trade
-from tests.pipeline.detectors.market_kit import MODULES, market_config
-from tests.pipeline.detectors.test_volume_anomaly import same_alerts
+from tests.pipeline.detectors.market_kit import market_config
 from tests.pipeline.detectors.windowed_kit import SEC, alerts_of, run
-from tests.pipeline.strategies import price_streams
 
 T = 1_700_000_100_000_000
 BPS = 78.125
@@ -121,20 +114,3 @@ def test_a_burst_spanning_micro_batches_and_restarts_gives_the_one_batch_result(
         state_dir=tmp_path / "state",
     )
     assert [a["alert_id"] for b in restarted for a in b.alerts.to_pylist()] == [whole[0]["alert_id"]]
-
-
-def canonical(tables: dict[str, pa.Table]) -> list[dict[str, Any]]:
-    return sorted(tables["alerts"].to_pylist(), key=lambda a: a["alert_id"])
-
-
-@settings(max_examples=40)
-@given(rows=price_streams(), batch=st.integers(1, 17))
-def test_any_split_and_interleaving_gives_the_batch_result_and_the_reference(
-    config: Config, rows: list[Item], batch: int
-) -> None:
-    cfg = market_config(config)
-    whole = canonical(run(cfg, MODULES, rows))
-    assert canonical(run(cfg, MODULES, rows, batch)) == whole
-    by_key = sorted(rows, key=lambda r: 0 if isinstance(r, bytes) else r[1]["symbol"] != "BTCUSDT")
-    assert canonical(run(cfg, MODULES, by_key)) == whole
-    assert same_alerts(run_reference(from_wire(payloads(rows)), cfg).alert_rows(), whole)

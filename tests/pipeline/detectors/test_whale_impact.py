@@ -1,7 +1,7 @@
 """MOD-008 whale-impact: each horizon evaluated at the first event past ``t + h`` with the price as of
 ``t + h``, edges exactly at the bounds, late and out-of-order arrivals around ``t + h``, whales spanning
 micro-batches and restarts; any split and interleaving gives the batch result, which the reference
-agrees with."""
+agrees with (MOD-001, MOD-007, MOD-008 and MOD-009 together: the property test of both modules)."""
 
 from __future__ import annotations
 
