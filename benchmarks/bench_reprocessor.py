@@ -5,6 +5,8 @@
     ... --modules MOD-001,MOD-005 --set settings.MOD-005.threshold_bps=10  # config overrides
     .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/mday --generate --scenario medium-day \
         --exchanges binance,coinbase --tiers small,medium --rounds 2
+    .venv/bin/python benchmarks/bench_reprocessor.py --tape /tmp/lday --generate --scenario large-day \
+        --exchanges binance,coinbase --tiers small,large --rounds 2 --scale 0.25
 
 ``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
 one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
