@@ -84,8 +84,9 @@ def impact_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.spark
+@pytest.mark.parametrize("shuffle", [False, True], ids=["by-partition", "by-shuffle"])
 def test_reprocessor_runs_the_market_modules_as_streaming_and_the_reference(
-    spark: SparkSession, config: Config, tmp_path: Path
+    spark: SparkSession, config: Config, tmp_path: Path, shuffle: bool
 ) -> None:
     cfg = market_config(config).model_copy(update={"runtime": RuntimeSettings(state_dir=tmp_path / "state")})
     tape = moving_market(tmp_path / "tape")
@@ -99,7 +100,7 @@ def test_reprocessor_runs_the_market_modules_as_streaming_and_the_reference(
         end_us=T0 + 3600 * SEC,
         name="mkt",
         sink=sink,
-        shuffle=True,
+        shuffle=shuffle,
     )
     alerts = result.tables["alerts"].to_pylist()
     assert {"price_impact", "momentum_burst", "whale_trade"} <= {a["kind"] for a in alerts}
