@@ -55,7 +55,8 @@ def test_streaming_in_both_keyed_modes_gives_the_batch_result(
     tape = write_tape(tmp_path / "tape", items())
     tables, alerts = MemoryTableSink(), MemoryAlertSink()
     runner = PipelineRunner(cfg(keyed_state, tmp_path), checkpoint=tmp_path / "ckpt", source=tape,
-                            spark=spark, table_sinks=[tables], alert_sinks=[alerts], max_records_per_batch=300)
+                            spark=spark, table_sinks=[tables], alert_sinks=[alerts],
+                            max_records_per_batch=300)
     progress = runner.run(until_idle=True, timeout=300)
     assert progress.batches > 3
     assert comparable({n: tables.read(n) for n in TABLES}) == want
@@ -65,5 +66,6 @@ def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> N
     c = cfg("driver", tmp_path)
     sink = IcebergSink(c)
     load_tape(write_tape(tmp_path / "tape", items()), sink)
-    result = reprocess(spark, c, modules=MODULES, start_us=T0, end_us=T0 + 3600 * SEC, name="alpha", sink=sink)
+    result = reprocess(spark, c, modules=MODULES, start_us=T0, end_us=T0 + 3600 * SEC, name="alpha",
+                       sink=sink)
     assert comparable(result.tables) == expected(tmp_path)

@@ -31,29 +31,25 @@ def config(**overrides: Any) -> Config:
     })
 
 
-def planted(seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45) -> list[Item]:
-    """BTCUSDT trading every second (a random walk of +-1 bps); every ``gap_s`` seconds a whale of a
-    random side, after which the price drifts ``edge_bps`` its way over the next 10 seconds."""
+def planted(seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20) -> list[Item]:
+    """BTCUSDT trading every second (a random walk of +-1 bps, 0.5 BTC a trade); every ``gap_s`` seconds a
+    whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds."""
     rng = random.Random(seed)
-    price, tid = 50_000.0, 0
+    price, tid, sign, drifting = 50_000.0, 0, 0, 0
     items: list[Item] = []
     for second in range(whales * gap_s + 60):
         ts = T0 + second * SEC
-        drift = 0.0
         if second % gap_s == 0 and second // gap_s < whales:
             side = rng.choice(["buy", "sell"])
             tid += 1
-            items.append(trade(tid, price, 30.0, ts, side=side))
-            sign = 1 if side == "buy" else -1
-            drift = sign * edge_bps / 10
-            for k in range(1, 11):
-                tid += 1
-                price *= 1 + (drift + rng.choice([-1.0, 1.0])) / 1e4
-                items.append(trade(tid, round(price, 2), 0.01, ts + k * SEC // 11, side="buy"))
-            continue
+            items.append(trade(tid, round(price, 2), 30.0, ts, side=side))
+            sign, drifting = (1 if side == "buy" else -1), drift_s
+            ts += SEC // 2
+        drift = sign * edge_bps / drift_s if drifting > 0 else 0.0
+        drifting -= 1
         tid += 1
-        price *= 1 + rng.choice([-1.0, 1.0]) / 1e4
-        items.append(trade(tid, round(price, 2), 0.01, ts, side=rng.choice(["buy", "sell"])))
+        price *= 1 + (drift + rng.choice([-1.0, 1.0])) / 1e4
+        items.append(trade(tid, round(price, 2), 0.5, ts, side=rng.choice(["buy", "sell"])))
     return items
 
 
