@@ -82,6 +82,8 @@ def print_validation(v: dict[str, Any]) -> None:
             "spread_differences",
             "basis_differences",
             "flow_differences",
+            "alpha_differences",
+            "signal_differences",
             "dq_differences",
         ):
             for item in ref[key][:20]:

@@ -333,6 +333,8 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("spread_differences", "spread metrics that differ"),
         ("basis_differences", "basis metrics that differ"),
         ("flow_differences", "flow metrics that differ"),
+        ("alpha_differences", "alpha scores that differ"),
+        ("signal_differences", "follow signals that differ"),
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:

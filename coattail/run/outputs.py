@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError
+from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
@@ -35,6 +36,8 @@ DQ_COLUMNS: Final = polars_columns(DQ_METRICS)
 SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
 FLOW_COLUMNS: Final = polars_columns(FLOW_METRICS_TABLE)
 BASIS_COLUMNS: Final = polars_columns(BASIS_METRICS)
+ALPHA_COLUMNS: Final = polars_columns(ALPHA_SCORES)
+SIGNAL_COLUMNS: Final = polars_columns(SIGNALS)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -54,6 +57,8 @@ _FILES: Final = {
 }
 _FLOW_FILE: Final = f"{FLOW_METRICS_TABLE.name}.parquet"
 _BASIS_FILE: Final = f"{BASIS_METRICS.name}.parquet"
+_ALPHA_FILE: Final = f"{ALPHA_SCORES.name}.parquet"
+_SIGNALS_FILE: Final = f"{SIGNALS.name}.parquet"
 """``_FLOW_FILE`` and ``_BASIS_FILE`` are optional on load: run directories written before MOD-006 and
 MOD-005 existed have none."""
 
@@ -69,6 +74,8 @@ class RunOutputs:
     valid: int
     flow_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLOW_COLUMNS))
     basis_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BASIS_COLUMNS))
+    alpha_scores: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ALPHA_COLUMNS))
+    signals: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SIGNAL_COLUMNS))
 
     @property
     def quarantined(self) -> int:
@@ -88,6 +95,8 @@ class RunOutputs:
         self.spread_metrics.write_parquet(directory / _FILES["spread"])
         self.flow_metrics.write_parquet(directory / _FLOW_FILE)
         self.basis_metrics.write_parquet(directory / _BASIS_FILE)
+        self.alpha_scores.write_parquet(directory / _ALPHA_FILE)
+        self.signals.write_parquet(directory / _SIGNALS_FILE)
 
     @classmethod
     def load(cls, directory: Path, *, records_in: int = 0, valid: int = 0) -> RunOutputs:
@@ -106,6 +115,8 @@ class RunOutputs:
             valid=valid,
             flow_metrics=_optional(directory / _FLOW_FILE, FLOW_COLUMNS),
             basis_metrics=_optional(directory / _BASIS_FILE, BASIS_COLUMNS),
+            alpha_scores=_optional(directory / _ALPHA_FILE, ALPHA_COLUMNS),
+            signals=_optional(directory / _SIGNALS_FILE, SIGNAL_COLUMNS),
         )
 
 

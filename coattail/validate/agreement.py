@@ -42,6 +42,11 @@ _FLOW_FIELDS: Final = (
 )
 _BASIS_KEY: Final = ["asset", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "window_start"]
 _BASIS_FIELDS: Final = ("price_a", "price_b", "carried_a", "carried_b", "basis_bps", "window_end")
+_ALPHA_KEY: Final = ["detector", "exchange", "symbol", "horizon_s", "alert_id"]
+_ALPHA_FIELDS: Final = ("asset", "decision_ts", "direction", "forward_bps", "count", "mean_bps", "std_bps",
+                        "hit_rate", "t_stat", "ts_event")
+_SIGNAL_FIELDS: Final = ("asset", "detector", "exchange", "symbol", "source_alert_id", "direction",
+                         "horizon_s", "price", "count", "mean_bps", "hit_rate", "t_stat", "ts_event")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Agreement:
     spread_differences: list[dict[str, Any]] = field(default_factory=list)
     flow_differences: list[dict[str, Any]] = field(default_factory=list)
     basis_differences: list[dict[str, Any]] = field(default_factory=list)
+    alpha_differences: list[dict[str, Any]] = field(default_factory=list)
+    signal_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -69,6 +76,8 @@ class Agreement:
             or self.spread_differences
             or self.flow_differences
             or self.basis_differences
+            or self.alpha_differences
+            or self.signal_differences
             or self.dq_differences
         )
 
@@ -84,6 +93,8 @@ class Agreement:
                 self.spread_differences,
                 self.flow_differences,
                 self.basis_differences,
+                self.alpha_differences,
+                self.signal_differences,
                 self.dq_differences,
             )
         )
@@ -123,6 +134,12 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         ),
         basis_differences=_metric_differences(
             pipeline.basis_metrics, reference.basis_metrics, _BASIS_KEY, _BASIS_FIELDS
+        ),
+        alpha_differences=_metric_differences(
+            pipeline.alpha_scores, reference.alpha_scores, _ALPHA_KEY, _ALPHA_FIELDS
+        ),
+        signal_differences=_metric_differences(
+            pipeline.signals, reference.signals, ["alert_id"], _SIGNAL_FIELDS
         ),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
         records={

@@ -25,13 +25,22 @@ FAST = {
 
 def config(**overrides: Any) -> Config:
     """MOD-001 whales (>= 1M USD) scored by MOD-011 on BTC, with short horizons."""
-    return ConfigLoader().load("large", env={}, overrides={
-        "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-011"], "instruments": ["binance:BTCUSDT"],
-        "settings.MOD-007.min_trades": 1000, **FAST, **overrides,
-    })
+    return ConfigLoader().load(
+        "large",
+        env={},
+        overrides={
+            "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-011"],
+            "instruments": ["binance:BTCUSDT"],
+            "settings.MOD-007.min_trades": 1000,
+            **FAST,
+            **overrides,
+        },
+    )
 
 
-def planted(seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20) -> list[Item]:
+def planted(
+    seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20
+) -> list[Item]:
     """BTCUSDT trading every second (a random walk of +-1 bps, 0.5 BTC a trade); every ``gap_s`` seconds a
     whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds."""
     rng = random.Random(seed)

@@ -11,14 +11,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coattail.reference import from_wire, run_reference
+from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs
+from coattail.validate.agreement import compare_with_reference
 from pipeline.detectors.alpha_scoring import AlphaSettings, score
 from pipeline.detectors.directions import Stance, direction_of
 from pipeline.engine import BatchResult
-from pipeline.testkit import Item, run_engine, trade
+from pipeline.testkit import Item, payloads, run_engine, trade
 from tests.pipeline.detectors.alpha_kit import SEC, T0, config, planted, table
 
 
@@ -121,3 +126,40 @@ def test_any_split_and_a_restart_give_the_same_rows(
     split = run_engine(config(), items, cuts=cuts, state_dir=Path(tmp_path_factory.mktemp("state")))
     for name in ("signals", "alpha_scores"):
         pd.testing.assert_frame_equal(table(split, name), table(results, name))
+
+
+SPREAD = pl.DataFrame(schema=SPREAD_COLUMNS)
+
+
+def outputs(results: list[BatchResult]) -> RunOutputs:
+    alerts = pa.concat_tables([r.alerts for r in results])
+    return RunOutputs(alerts=alerts, dq=pl.DataFrame(schema=DQ_COLUMNS), spread_metrics=SPREAD.clear(),
+                      records_in=0, valid=0, alpha_scores=pl.from_pandas(table(results, "alpha_scores")),
+                      signals=pl.from_pandas(table(results, "signals")))
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_the_reference_agrees_with_sliced_runs_flow_windows_and_a_second_venue(seed: int) -> None:
+    """Every consumed module fires (MOD-007 runs of two same-side trades, MOD-006 windows at 0.3), and
+    a coinbase leg joins BTC's participants, so the release rule holds items back until both move on."""
+    cfg = config(**{
+        "instruments": ["binance:BTCUSDT", "coinbase:BTC-USD"], "settings.MOD-007.min_trades": 2,
+        "settings.MOD-007.threshold_fraction": 0.04, "settings.MOD-006.threshold": 0.3,
+        "settings.MOD-006.min_notional_usd": 100_000.0,
+    })
+    items = planted(seed, edge_bps=20.0, whales=30)
+    other: list[Item] = [
+        trade(i + 1, 50_000.0, 0.1, T0 + i * 7 * SEC + 3, exchange="coinbase", symbol="BTC-USD")
+        for i in range(200)
+    ]
+    merged = sorted(items + other, key=lambda i: i[1]["ts_event"] if not isinstance(i, bytes) else 0)
+    pipeline = outputs(run_engine(cfg, merged, cuts=[500, 1700]))
+    reference = run_reference(from_wire(payloads(merged)), cfg)
+    assert {"MOD-001", "MOD-006", "MOD-007", "MOD-011"} <= set(pipeline.alerts["detector"].to_pylist())
+    assert pipeline.signals.height > 0
+    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
+                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
+    agreement = compare_with_reference(pipeline, ref)
+    assert agreement.alpha_differences == [] and agreement.signal_differences == []
+    assert agreement.only_pipeline == [] and agreement.only_reference == []
+    assert agreement.alert_differences == []
