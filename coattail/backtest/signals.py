@@ -40,10 +40,10 @@ def signals_config(tapes: Sequence[Path], overrides: dict[str, Any]) -> Config:
     })
 
 
-def signals_of_tapes(tapes: Sequence[Path], config: Config, steps: Steps) -> pl.DataFrame:
-    """Run the engine over the tapes in order; their ``signals`` rows."""
+def engine_tables(tapes: Sequence[Path], config: Config, steps: Steps) -> dict[str, pl.DataFrame]:
+    """Run the engine over the tapes in order; MOD-011's tables (``signals``, ``alpha_scores``)."""
     engine = Engine(config, ModuleRegistry().build(config))
-    found: list[pa.Table] = []
+    found: dict[str, list[pa.Table]] = {t.name: [t.schema.empty_table()] for t in AlphaScoring.metric_tables}
     batch_id = 0
     for path in tapes:
         table = parsed_events(path)
@@ -52,9 +52,17 @@ def signals_of_tapes(tapes: Sequence[Path], config: Config, steps: Steps) -> pl.
                 result = engine.process(table.slice(offset, ENGINE_BATCH), batch_id)
                 engine.commit(batch_id)
                 batch_id += 1
-                found.append(result.tables.get(SIGNALS.name, SIGNALS.schema.empty_table()))
+                for name, parts in found.items():
+                    if name in result.tables:
+                        parts.append(result.tables[name])
                 task.update(completed=min(offset + ENGINE_BATCH, table.num_rows))
-    return pl.from_arrow(pa.concat_tables(found)) if found else pl.DataFrame(SIGNALS.schema.empty_table())  # type: ignore[return-value]
+    return {name: _frame(pa.concat_tables(parts)) for name, parts in found.items()}
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a frame
+    return frame
 
 
 def signals_of_run(run: RunDir) -> tuple[pl.DataFrame, list[Path]]:

@@ -36,11 +36,12 @@ def backtest(
     trades, the equity curve and the figures under the run's ``backtest/``."""
     from coattail.backtest.engine import BacktestParams, Venue, random_directions, run_backtest
     from coattail.backtest.market import load_markets
-    from coattail.backtest.signals import signals_config, signals_of_run, signals_of_tapes
+    from coattail.backtest.signals import engine_tables, signals_config, signals_of_run
     from coattail.run.progress import RichSteps
     from coattail.run.rundir import RunDir
     from core.errors import CoattailError
     from pipeline.config import ConfigLoader
+    from pipeline.detectors.alpha_scoring import SIGNALS
 
     with cli_errors():
         if strategy != "follow":
@@ -53,7 +54,7 @@ def backtest(
             else:
                 tapes = [Path(s) for s in sources]
                 config = signals_config(tapes, parse_sets(sets))
-                signals = signals_of_tapes(tapes, config, steps)
+                signals = engine_tables(tapes, config, steps)[SIGNALS.name]
                 run = RunDir.create(runs_root, "backtest")
                 run.write_json("run.json", {"kind": "backtest", "tapes": [str(t) for t in tapes]})
             registry = ConfigLoader().load("small", env={}).instruments
