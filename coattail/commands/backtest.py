@@ -36,25 +36,28 @@ def backtest(
     trades, the equity curve and the figures under the run's ``backtest/``."""
     from coattail.backtest.engine import BacktestParams, Venue, random_directions, run_backtest
     from coattail.backtest.market import load_markets
+    from coattail.backtest.report import outputs_of, write_report
     from coattail.backtest.signals import engine_tables, signals_config, signals_of_run
     from coattail.run.progress import RichSteps
     from coattail.run.rundir import RunDir
     from core.errors import CoattailError
     from pipeline.config import ConfigLoader
-    from pipeline.detectors.alpha_scoring import SIGNALS
+    from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
 
     with cli_errors():
         if strategy != "follow":
             raise CoattailError(f"unknown strategy {strategy!r}; the one strategy is `follow`")
         params = BacktestParams(fees_bps, latency_ms, size_usd, max_position_usd, slippage_bps, seed)
         with RichSteps() as steps:
+            scores = None
             if len(sources) == 1 and not (Path(sources[0]) / "manifest.json").is_file():
                 run = RunDir.open(sources[0], runs_root)
                 signals, tapes = signals_of_run(run)
             else:
                 tapes = [Path(s) for s in sources]
                 config = signals_config(tapes, parse_sets(sets))
-                signals = engine_tables(tapes, config, steps)[SIGNALS.name]
+                tables = engine_tables(tapes, config, steps)
+                signals, scores = tables[SIGNALS.name], tables[ALPHA_SCORES.name]
                 run = RunDir.create(runs_root, "backtest")
                 run.write_json("run.json", {"kind": "backtest", "tapes": [str(t) for t in tapes]})
             registry = ConfigLoader().load("small", env={}).instruments
@@ -80,11 +83,13 @@ def backtest(
         summary: dict[str, Any] = {"params": vars(params), **{n: r.summary for n, r in results.items()}}
         run.write_json("backtest/summary.json", summary)
         run.write_json("backtest/actions.json", results["follow"].actions)
+        report = write_report(run, results, outputs_of(run, scores), tapes)
     table = Table("figure", "follow", "random", title=f"backtest of {run.run_id} ({signals.height} signals)")
     for row in ROWS:
         table.add_row(row, *(_cell(results[n].summary.get(row)) for n in ("follow", "random")))
     console.print(table)
-    console.print(f"results in {out}; rejected orders: {json.dumps(results['follow'].summary['rejected'])}")
+    console.print(f"results in {out} (report {report.name}); rejected orders: "
+                  f"{json.dumps(results['follow'].summary['rejected'])}")
 
 
 def _cell(value: Any) -> str:
