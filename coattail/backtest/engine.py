@@ -17,6 +17,7 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
@@ -218,7 +219,8 @@ def equity_curve(trades: pl.DataFrame, venues: dict[str, Venue]) -> pl.DataFrame
 
 def figures(trades: pl.DataFrame, equity: pl.DataFrame, params: BacktestParams) -> dict[str, Any]:
     """P&L, return on ``max_position_usd``, max drawdown, hit rate, turnover, fees, per-trade t-statistic
-    and, over at least ``SHARPE_MIN_DAYS`` days, the annualised Sharpe ratio of daily P&L."""
+    and, over at least ``SHARPE_MIN_DAYS`` days, the annualised Sharpe ratio of daily P&L; the P&L per
+    UTC day of the decisions (``per_day_pnl_usd``, by ISO date)."""
     pnl = trades["pnl_usd"].to_numpy() if trades.height else np.empty(0)
     n = len(pnl)
     std = float(pnl.std(ddof=1)) if n >= 2 else 0.0
@@ -242,7 +244,9 @@ def figures(trades: pl.DataFrame, equity: pl.DataFrame, params: BacktestParams) 
             if daily.std(ddof=1) > 0:
                 out["sharpe"] = float(daily.mean() / daily.std(ddof=1) * math.sqrt(365))
         out["days"] = span
-        day = (pl.col("exit_ts") // DAY_US * DAY_US).alias("day")
+        day = (pl.col("decision_ts") // DAY_US * DAY_US).alias("day")
         by_day = trades.group_by(day).agg(pl.col("pnl_usd").sum()).sort("day")
-        out["per_day_pnl_usd"] = {str(d): float(v) for d, v in by_day.iter_rows()}
+        out["per_day_pnl_usd"] = {
+            datetime.fromtimestamp(d / US, UTC).date().isoformat(): float(v) for d, v in by_day.iter_rows()
+        }
     return out

@@ -20,7 +20,7 @@ from coattail.run.rundir import RunDir
 from core.errors import CoattailError
 from core.tape import Tape
 from pipeline.config import Config, ConfigLoader
-from pipeline.detectors.alpha_scoring import SIGNALS, AlphaScoring
+from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS, AlphaScoring, AlphaSettings
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import Engine
 from pipeline.jobs.loader import parsed_events
@@ -63,6 +63,16 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)  # a Table always converts to a frame
     return frame
+
+
+def scores_of_run(run: RunDir) -> tuple[pl.DataFrame, AlphaSettings]:
+    """A run's ``alpha_scores`` table and the MOD-011 settings it ran with."""
+    path = run.path / "pipeline" / f"{ALPHA_SCORES.name}.parquet"
+    if not path.is_file():
+        raise CoattailError(f"run {run.run_id} has no {path.name}: it ran without MOD-011, nothing to walk "
+                            "forward with")
+    settings = run.read_json("config.json").get("settings", {}).get(AlphaScoring.module_id, {})
+    return pl.read_parquet(path), AlphaSettings.model_validate(settings)
 
 
 def signals_of_run(run: RunDir) -> tuple[pl.DataFrame, list[Path]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ def backtest(
     max_position_usd: Annotated[float, typer.Option(help="Open exposure allowed per asset.")] = 50_000.0,
     slippage_bps: Annotated[float, typer.Option(help="IOC limit's distance from the reference.")] = 50.0,
     seed: Annotated[int, typer.Option(help="Seed of the random-direction baseline.")] = 7,
+    days: Annotated[str | None, typer.Option(
+        help="Walk forward over UTC days D1..Dn (YYYY-MM-DD..YYYY-MM-DD): each day trades the sources "
+        "the days before it scored.")] = None,
     sets: Annotated[
         list[str] | None, typer.Option("--set", help="Config override key=value for signals from tapes.")
     ] = None,
@@ -37,12 +40,13 @@ def backtest(
     from coattail.backtest.engine import BacktestParams, Venue, random_directions, run_backtest
     from coattail.backtest.market import load_markets
     from coattail.backtest.report import outputs_of, write_report
-    from coattail.backtest.signals import engine_tables, signals_config, signals_of_run
+    from coattail.backtest.signals import engine_tables, scores_of_run, signals_config, signals_of_run
+    from coattail.backtest.walkforward import parse_days, walk_forward_signals
     from coattail.run.progress import RichSteps
     from coattail.run.rundir import RunDir
     from core.errors import CoattailError
     from pipeline.config import ConfigLoader
-    from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
+    from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS, AlphaScoring, AlphaSettings
 
     with cli_errors():
         if strategy != "follow":
@@ -50,16 +54,22 @@ def backtest(
         params = BacktestParams(fees_bps, latency_ms, size_usd, max_position_usd, slippage_bps, seed)
         with RichSteps() as steps:
             scores = None
+            settings = AlphaSettings()
             if len(sources) == 1 and not (Path(sources[0]) / "manifest.json").is_file():
                 run = RunDir.open(sources[0], runs_root)
                 signals, tapes = signals_of_run(run)
+                if days is not None:
+                    scores, settings = scores_of_run(run)
             else:
                 tapes = [Path(s) for s in sources]
                 config = signals_config(tapes, parse_sets(sets))
                 tables = engine_tables(tapes, config, steps)
                 signals, scores = tables[SIGNALS.name], tables[ALPHA_SCORES.name]
+                settings = cast(AlphaSettings, config.settings_for(AlphaScoring.module_id))
                 run = RunDir.create(runs_root, "backtest")
                 run.write_json("run.json", {"kind": "backtest", "tapes": [str(t) for t in tapes]})
+            if days is not None and scores is not None:
+                signals = walk_forward_signals(scores, parse_days(days), settings)
             registry = ConfigLoader().load("small", env={}).instruments
             venues: dict[str, Venue] = {}
             with steps.step("market: loading the tapes"):
@@ -80,7 +90,8 @@ def backtest(
             result.fills.write_parquet(out / name / "fills.parquet")
             result.trades.write_parquet(out / name / "trades.parquet")
             result.equity.write_parquet(out / name / "equity.parquet")
-        summary: dict[str, Any] = {"params": vars(params), **{n: r.summary for n, r in results.items()}}
+        summary: dict[str, Any] = {"params": vars(params), "days": days,
+                                   **{n: r.summary for n, r in results.items()}}
         run.write_json("backtest/summary.json", summary)
         run.write_json("backtest/actions.json", results["follow"].actions)
         report = write_report(run, results, outputs_of(run, scores), tapes)

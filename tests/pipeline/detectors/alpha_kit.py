@@ -39,7 +39,7 @@ def config(**overrides: Any) -> Config:
 
 
 def planted(
-    seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20
+    seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20, start: int = T0
 ) -> list[Item]:
     """BTCUSDT trading every second (a random walk of +-1 bps, 0.5 BTC a trade); every ``gap_s`` seconds a
     whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds."""
@@ -47,7 +47,7 @@ def planted(
     price, tid, sign, drifting = 50_000.0, 0, 0, 0
     items: list[Item] = []
     for second in range(whales * gap_s + 60):
-        ts = T0 + second * SEC
+        ts = start + second * SEC
         if second % gap_s == 0 and second // gap_s < whales:
             side = rng.choice(["buy", "sell"])
             tid += 1
