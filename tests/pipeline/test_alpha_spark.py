@@ -13,13 +13,11 @@ import pytest
 from pipeline.config import Config, RuntimeSettings
 from pipeline.jobs.loader import load_tape
 from pipeline.jobs.reprocessor import reprocess
-from pipeline.runner import PipelineRunner
 from pipeline.sinks.iceberg import IcebergSink
-from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import run_engine
 from tests.pipeline.detectors.alpha_kit import SEC, T0, config, planted
 from tests.pipeline.keyed_kit import rows
-from tests.pipeline.test_basis_spark import write_tape
+from tests.pipeline.test_basis_spark import stream, write_tape
 
 pytestmark = pytest.mark.spark
 TABLES = ("alerts", "alpha_scores", "signals")
@@ -52,14 +50,7 @@ def test_streaming_in_both_keyed_modes_gives_the_batch_result(
     spark: Any, tmp_path: Path, keyed_state: str
 ) -> None:
     want = expected(tmp_path)
-    tape = write_tape(tmp_path / "tape", items())
-    tables, alerts = MemoryTableSink(), MemoryAlertSink()
-    runner = PipelineRunner(cfg(keyed_state, tmp_path), checkpoint=tmp_path / "ckpt", source=tape,
-                            spark=spark, table_sinks=[tables], alert_sinks=[alerts],
-                            max_records_per_batch=300)
-    progress = runner.run(until_idle=True, timeout=300)
-    assert progress.batches > 3
-    assert comparable({n: tables.read(n) for n in TABLES}) == want
+    assert comparable(stream(spark, cfg(keyed_state, tmp_path), items(), tmp_path, TABLES, 200)) == want
 
 
 def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> None:
