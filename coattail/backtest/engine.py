@@ -5,7 +5,8 @@ the decision (an opposite signal exits), then an entry of ``size_usd`` is sent `
 decision unless the asset's open exposure would pass ``max_position_usd``; every trade exits
 ``horizon_s`` after its decision (order sent ``latency_ms`` later). Each order is a Hyperliquid IOC
 limit order (``coattail.backtest.hyperliquid``) filled by ``Market.fill``; an order the rules reject is
-counted under its rule and not traded. Fees are ``fees_bps`` of each fill's notional.
+counted under its rule and not traded; an exit that cannot fill is marked at the reference price when
+it was sent (``exit_reason = "marked"``). Fees are ``fees_bps`` of each fill's notional.
 
 The random baseline trades the same decision times, sizes and horizons with directions drawn from
 ``seed``: what a user compares the edge with.
@@ -131,9 +132,14 @@ def run_backtest(signals: pl.DataFrame, venues: dict[str, Venue], params: Backte
         trade.closed = True
         venue = venues[trade.asset]
         qty, px, ts = send(venue, decision + latency, trade.direction < 0, trade.qty, True)
-        if qty <= 0:  # nothing to close against (end of the tape): marked at the last trade
-            px, ts, qty = float(venue.market.t_price[-1]), int(venue.market.t_ts[-1]), trade.qty
-            reason = "end_of_market"
+        if qty <= 0:
+            # the exit could not fill (past the tape's end, or beyond its limit): marked at the reference
+            # price when it was sent, else at the last trade, and said so
+            ts = decision + latency
+            px, qty = venue.market.reference(ts), trade.qty
+            if math.isnan(px):
+                px = float(venue.market.t_price[-1])
+            reason = "marked"
         fee = trade.fees + qty * px * params.fees_bps / 1e4
         pnl = trade.direction * qty * (px - trade.entry_px) - fee
         trades.append({"signal_id": trade.signal_id, "asset": trade.asset, "direction": trade.direction,
