@@ -21,7 +21,7 @@ from sim.generator import GenerateSpec, generate
 from sim.scenario import load_scenario
 
 START = 1_767_225_600_000_000
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4, 5, 6)
 EDGE_BPS = 20.0
 FALSE_POSITIVE = 0.2
 """The share of an edgeless source's observations that may become follow signals (chance streaks)."""
