@@ -68,25 +68,11 @@ def engine_throughput(
     tape: Path, modules: list[str], batch: int, overrides: dict[str, str]
 ) -> dict[str, object]:
     """Micro-batches of ``batch`` tape events through the engine; time spent in ``Engine.process``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     from pipeline.detectors.registry import ModuleRegistry
     from pipeline.engine import Engine
-    from pipeline.jobs.loader import bronze_batches
-    from pipeline.parse import PARSED_SCHEMA
+    from pipeline.jobs.loader import parsed_events
 
-    manifest = read_manifest(tape)
-    parts = []
-    for kind in ("trade", "quote"):
-        t = pa.concat_tables(bronze_batches(tape, kind, manifest))
-        parts.append(t.append_column("kind", pa.array([kind] * t.num_rows, pa.string())))
-    table = pa.concat_tables(parts, promote_options="permissive")
-    for f in PARSED_SCHEMA:
-        if f.name not in table.schema.names:
-            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
-    table = table.select(PARSED_SCHEMA.names)
-    table = table.take(pc.sort_indices(table, sort_keys=[("sequence_number", "ascending")]))
+    table = parsed_events(tape)
     config = ConfigLoader().load("small", env={}, overrides={**overrides, "modules": modules})
     engine = Engine(config, ModuleRegistry().build(config))
     spent, alerts = 0.0, 0

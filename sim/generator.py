@@ -34,7 +34,7 @@ from core.tape import Manifest, TapeWriter
 from pipeline.config import Config
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
 from sim import inject
-from sim.inject import Plan, crash_multiplier, quote_id, threshold_usd, trade_id
+from sim.inject import Plan, crash_multiplier, drift_log, quote_id, threshold_usd, trade_id
 from sim.market import DAY_US, SIZE_SIGMA, Asset, Instrument, instruments, intraday_factor
 from sim.process import cox_times, fill_gaps, hawkes_offspring, ou_log_factor
 from sim.scenario import Scenario
@@ -208,9 +208,12 @@ def _advance_path(st: _AssetState, t0: int, t1: int, plan: Plan, name: str) -> _
     log_mid = st.log_price + np.cumsum(steps)
     st.log_price = float(log_mid[-1])
     crashes = plan.crashes.get(name)
+    drifts = plan.drifts.get(name)
+    grid_t = t0 + np.arange(n, dtype=np.int64) * GRID_US
     if crashes:
-        grid_t = t0 + np.arange(n, dtype=np.int64) * GRID_US
         log_mid = log_mid + np.log(crash_multiplier(grid_t, crashes))
+    if drifts:
+        log_mid = log_mid + drift_log(grid_t, drifts)
     return _Path(t0, log_mid, np.sqrt(vol_minute[minute_of]) * bump, vol_minute)
 
 

@@ -129,6 +129,8 @@ class Plan:
     """No natural trade of the instrument (quotes go on): around a sliced parent order."""
     crashes: dict[str, list[tuple[int, FlashCrash]]] = field(default_factory=dict)
     """Per asset: (start, event); the price path of every venue of the asset follows it."""
+    drifts: dict[str, list[tuple[int, float, int]]] = field(default_factory=dict)
+    """Per asset: (start, signed bps, span) of informed whales; every venue of the asset follows."""
     ids: dict[int, list[str]] = field(default_factory=dict)
     """Per plan entry: the event ids of its rows, filled in while the tape is generated."""
     burst: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
@@ -174,6 +176,11 @@ def build_plan(
         if isinstance(ev, Whale):
             side = SIDE_BUY if ev.side == "buy" else SIDE_SELL
             trades.add(t + 7_000_000, k, notional=ev.multiple * threshold, side=side)
+            if ev.drift_bps:
+                signed = ev.drift_bps if ev.side == "buy" else -ev.drift_bps
+                plan.drifts.setdefault(inst.asset.name, []).append(
+                    (t + 7_000_000, signed, ev.drift_seconds * 1_000_000)
+                )
         elif isinstance(ev, (VolumeSpike, FlashCrash)):
             span = ev.minutes * MINUTE_US
             base = expected_minute_notional(inst, scale, intraday_factor(np.array([t]))[0])
@@ -321,6 +328,15 @@ def crash_multiplier(ts: np.ndarray, crashes: list[tuple[int, FlashCrash]]) -> n
         shape = np.where(x < fall, x / fall, 1.0 - (x - fall) / back)
         shape = np.where((x >= 0) & (x < fall + back), shape, 0.0)
         out *= np.exp(np.log1p(-ev.drop_pct / 100.0) * shape)
+    return out
+
+
+def drift_log(ts: np.ndarray, drifts: list[tuple[int, float, int]]) -> np.ndarray:
+    """What informed whales add to the log price path at times ``ts``: each ramps its bps in over its
+    span from its start and keeps it."""
+    out = np.zeros(ts.shape, dtype=np.float64)
+    for start, bps, span in drifts:
+        out += np.clip((ts - start) / span, 0.0, 1.0) * np.log1p(bps / 1e4)
     return out
 
 

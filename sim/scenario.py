@@ -42,11 +42,18 @@ class _Event(BaseModel):
 
 
 class Whale(_Event):
-    """One trade of ``multiple`` times the symbol's MOD-001 threshold."""
+    """One trade of ``multiple`` times the symbol's MOD-001 threshold. An informed whale (``drift_bps``
+    above 0) moves the asset's price path ``drift_bps`` its way over ``drift_seconds`` after it, for good:
+    the planted edge MOD-011 must find."""
 
     kind: Literal["whale"]
     multiple: float = Field(2.0, ge=1.05)
     side: Literal["buy", "sell"] = "buy"
+    drift_bps: float = Field(0.0, ge=0.0, le=500.0)
+    drift_seconds: int = Field(120, ge=1, le=3600)
+
+    def length_us(self) -> int:
+        return max(60_000_000, 7_000_000 + self.drift_seconds * 1_000_000) if self.drift_bps else 60_000_000
 
 
 class VolumeSpike(_Event):

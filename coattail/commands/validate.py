@@ -83,6 +83,8 @@ def print_validation(v: dict[str, Any]) -> None:
             "basis_differences",
             "flow_differences",
             "impact_differences",
+            "alpha_differences",
+            "signal_differences",
             "dq_differences",
         ):
             for item in ref[key][:20]:

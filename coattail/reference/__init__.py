@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import polars as pl
 
 from coattail.reference.alerts import alerts_table
+from coattail.reference.alpha_scoring import alpha_outputs
 from coattail.reference.basis import basis_outputs
 from coattail.reference.data_quality import dq_counts, quarantine_counts
 from coattail.reference.flow_imbalance import flow_alerts, flow_metrics
@@ -35,6 +36,7 @@ from pipeline.config import Config
 
 if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
+    from pipeline.detectors.alpha_scoring import AlphaSettings
     from pipeline.detectors.basis import BasisSettings
     from pipeline.detectors.data_quality import DataQualitySettings
     from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
@@ -88,6 +90,13 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         found, basis, stalls = basis_outputs(annotated, config, basis_settings)
         rows += found
         dq = pl.concat([dq, stalls])
+    alpha: dict[str, pl.DataFrame] = {}
+    if config.enabled("MOD-011"):
+        found, alpha["alpha_scores"], alpha["signals"] = alpha_outputs(
+            annotated, rows, config, cast("AlphaSettings", config.settings_for("MOD-011")),
+            cast("SlicedWhaleSettings", config.settings_for("MOD-007")),
+        )
+        rows += found
     return RunOutputs(
         alerts=alerts_table(rows),
         dq=dq,
@@ -97,4 +106,5 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
         basis_metrics=basis,
         whale_impact=impact,
+        **alpha,
     )

@@ -1,8 +1,9 @@
 """The run report: one self-contained HTML file (plotly's JavaScript inlined; no network needed).
 
-Sections: price per symbol with alert markers, the alert table, throughput over time, the latency
-histogram and percentiles (``ts_sent`` -> ``ts_written``), DQ counts, validation against labels, the
-reference comparison and the golden comparison.
+Sections: price per symbol with alert markers, the alert table, the scorecard (MOD-011's sources by
+score and their forward returns), the backtest (equity, drawdown, per-signal P&L, beside random
+entries), throughput over time, the latency histogram and percentiles (``ts_sent`` -> ``ts_written``), DQ
+counts, validation against labels, the reference comparison and the golden comparison.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ class ReportInputs:
     golden: dict[str, Any] | None = None
     stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """Latency percentiles (ms) of stages before the pipeline, by name (the producer's, via WebSocket)."""
+    backtest: BacktestView | None = None
+    """``coattail backtest``'s results, when the run has been backtested."""
+
+
+@dataclass(frozen=True)
+class BacktestView:
+    """A backtest as the report shows it: per strategy (``follow``, ``random``) its figures, its equity
+    curve (``ts, equity_usd, drawdown_usd``) and its closed trades (``decision_ts, pnl_usd, ...``)."""
+
+    summary: dict[str, dict[str, Any]]
+    equity: dict[str, pl.DataFrame]
+    trades: dict[str, pl.DataFrame]
 
 
 def latency_ms(alerts: pl.DataFrame) -> np.ndarray:
@@ -87,6 +100,8 @@ def build_report(inputs: ReportInputs) -> str:
         cards=_cards(inputs, lat),
         price_chart=_figure(_price_figure(inputs.prices, alerts), "price"),
         alert_table=_alert_table(alerts),
+        scorecard=_scorecard(inputs.outputs.alpha_scores),
+        backtest=_backtest(inputs.backtest),
         throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
         latency_table=_kv_table(latency_percentiles(lat)),
         latency_chart=_figure(_latency_figure(lat), "latency"),
@@ -344,11 +359,58 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("basis_differences", "basis metrics that differ"),
         ("flow_differences", "flow metrics that differ"),
         ("impact_differences", "whale-impact rows that differ"),
+        ("alpha_differences", "alpha scores that differ"),
+        ("signal_differences", "follow signals that differ"),
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:
             parts.append(f"<h3>{title} ({len(a[key])})</h3>{_table(a[key])}")
     return "".join(parts)
+
+
+def _scorecard(scores: pl.DataFrame) -> str:
+    """Each source's latest score per horizon (best t-statistic first) and its forward returns."""
+    if scores.is_empty():
+        return "<p>no scores (MOD-011 is not enabled, or no directional alert matured)</p>"
+    source = ["detector", "exchange", "symbol"]
+    latest = (
+        scores.sort("ts_event").group_by([*source, "horizon_s"]).last()
+        .select(*source, "horizon_s", "count", "mean_bps", "std_bps", "hit_rate", "t_stat")
+        .sort(["t_stat", *source, "horizon_s"], descending=[True, False, False, False, False],
+              nulls_last=True)
+    )
+    fig = go.Figure()
+    horizon = int(scores["horizon_s"].max())  # type: ignore[arg-type]
+    for key, part in scores.filter(pl.col("horizon_s") == horizon).group_by(source, maintain_order=True):
+        fig.add_trace(go.Box(y=part["forward_bps"].to_list(), name=":".join(map(str, key)), boxmean=True))
+    fig.update_layout(yaxis_title=f"forward return at {horizon} s (bps, the alert's way)", showlegend=False)
+    return _table(latest.to_dicts()) + _figure(fig, "scorecard")
+
+
+def _backtest(view: BacktestView | None) -> str:
+    """Figures beside the random baseline, equity and drawdown curves, and each follow trade's P&L."""
+    if view is None:
+        return "<p>not backtested: <code>coattail backtest RUN</code> trades the run's signals</p>"
+    names = list(view.summary)
+    rows = sorted({k for s in view.summary.values() for k, v in s.items() if not isinstance(v, (dict, list))})
+    table = _table([{"figure": r, **{n: view.summary[n].get(r) for n in names}} for r in rows])
+    curves = make_subplots(rows=2, cols=1, shared_xaxes=True,
+                           subplot_titles=("equity (USD)", "drawdown (USD)"))
+    for name in names:
+        eq = view.equity[name]
+        at = _times(eq["ts"])
+        curves.add_trace(go.Scatter(x=at, y=eq["equity_usd"].to_list(), name=name), row=1, col=1)
+        curves.add_trace(go.Scatter(x=at, y=eq["drawdown_usd"].to_list(), name=f"{name} drawdown",
+                                    fill="tozeroy"), row=2, col=1)
+    curves.update_layout(height=520)
+    trades = view.trades.get("follow", pl.DataFrame())
+    per_signal = go.Figure()
+    if not trades.is_empty():
+        pnl = trades["pnl_usd"].to_list()
+        per_signal.add_trace(go.Bar(x=_times(trades["decision_ts"]), y=pnl, name="follow trade P&L",
+                                    marker_color=["#2da44e" if p > 0 else "#cf222e" for p in pnl]))
+    per_signal.update_layout(yaxis_title="P&L per signal (USD, after fees)")
+    return table + _figure(curves, "equity") + _figure(per_signal, "per-signal")
 
 
 def _golden(g: dict[str, Any] | None) -> str:

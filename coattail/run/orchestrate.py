@@ -36,6 +36,7 @@ from core.tape import Tape
 from infra.run_resources import own_resources, remove, run_resource_names
 from pipeline.aws import local_process_environment
 from pipeline.config import Config, ConfigLoader, ProfileName, TierName
+from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
@@ -363,6 +364,8 @@ def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutput
         basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
         flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
         whale_impact=pl.DataFrame(scan(WHALE_IMPACT_TABLE)),
+        alpha_scores=pl.DataFrame(scan(ALPHA_SCORES)),
+        signals=pl.DataFrame(scan(SIGNALS)),
     )
 
 

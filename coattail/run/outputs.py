@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError
+from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.detectors.flow_imbalance import FLOW_METRICS_TABLE
@@ -37,6 +38,8 @@ SPREAD_COLUMNS: Final = polars_columns(SPREAD_METRICS_TABLE)
 FLOW_COLUMNS: Final = polars_columns(FLOW_METRICS_TABLE)
 BASIS_COLUMNS: Final = polars_columns(BASIS_METRICS)
 IMPACT_COLUMNS: Final = polars_columns(WHALE_IMPACT_TABLE)
+ALPHA_COLUMNS: Final = polars_columns(ALPHA_SCORES)
+SIGNAL_COLUMNS: Final = polars_columns(SIGNALS)
 
 RECORD_REASONS: Final = (
     "PARSE_ERROR",
@@ -57,8 +60,10 @@ _FILES: Final = {
 _FLOW_FILE: Final = f"{FLOW_METRICS_TABLE.name}.parquet"
 _BASIS_FILE: Final = f"{BASIS_METRICS.name}.parquet"
 _IMPACT_FILE: Final = f"{WHALE_IMPACT_TABLE.name}.parquet"
-"""``_FLOW_FILE``, ``_BASIS_FILE`` and ``_IMPACT_FILE`` are optional on load: run directories written
-before MOD-006, MOD-005 and MOD-008 existed have none."""
+_ALPHA_FILE: Final = f"{ALPHA_SCORES.name}.parquet"
+_SIGNALS_FILE: Final = f"{SIGNALS.name}.parquet"
+"""``_FLOW_FILE``, ``_BASIS_FILE``, ``_IMPACT_FILE``, ``_ALPHA_FILE`` and ``_SIGNALS_FILE`` are optional on
+load: run directories written before MOD-006, MOD-005, MOD-008 and MOD-011 existed have none."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class RunOutputs:
     flow_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLOW_COLUMNS))
     basis_metrics: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BASIS_COLUMNS))
     whale_impact: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMPACT_COLUMNS))
+    alpha_scores: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ALPHA_COLUMNS))
+    signals: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SIGNAL_COLUMNS))
 
     @property
     def quarantined(self) -> int:
@@ -93,6 +100,8 @@ class RunOutputs:
         self.flow_metrics.write_parquet(directory / _FLOW_FILE)
         self.basis_metrics.write_parquet(directory / _BASIS_FILE)
         self.whale_impact.write_parquet(directory / _IMPACT_FILE)
+        self.alpha_scores.write_parquet(directory / _ALPHA_FILE)
+        self.signals.write_parquet(directory / _SIGNALS_FILE)
 
     @classmethod
     def load(cls, directory: Path, *, records_in: int = 0, valid: int = 0) -> RunOutputs:
@@ -112,6 +121,8 @@ class RunOutputs:
             flow_metrics=_optional(directory / _FLOW_FILE, FLOW_COLUMNS),
             basis_metrics=_optional(directory / _BASIS_FILE, BASIS_COLUMNS),
             whale_impact=_optional(directory / _IMPACT_FILE, IMPACT_COLUMNS),
+            alpha_scores=_optional(directory / _ALPHA_FILE, ALPHA_COLUMNS),
+            signals=_optional(directory / _SIGNALS_FILE, SIGNAL_COLUMNS),
         )
 
 

@@ -46,6 +46,11 @@ _IMPACT_KEY: Final = ["whale_alert_id", "horizon_s"]
 _IMPACT_FIELDS: Final = (
     "exchange", "symbol", "whale_detector", "side", "ts_whale", "p0", "price", "impact_bps", "ts_horizon"
 )
+_ALPHA_KEY: Final = ["detector", "exchange", "symbol", "horizon_s", "alert_id"]
+_ALPHA_FIELDS: Final = ("asset", "decision_ts", "direction", "forward_bps", "count", "mean_bps", "std_bps",
+                        "hit_rate", "t_stat", "ts_event")
+_SIGNAL_FIELDS: Final = ("asset", "detector", "exchange", "symbol", "source_alert_id", "direction",
+                         "horizon_s", "price", "count", "mean_bps", "hit_rate", "t_stat", "ts_event")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class Agreement:
     flow_differences: list[dict[str, Any]] = field(default_factory=list)
     basis_differences: list[dict[str, Any]] = field(default_factory=list)
     impact_differences: list[dict[str, Any]] = field(default_factory=list)
+    alpha_differences: list[dict[str, Any]] = field(default_factory=list)
+    signal_differences: list[dict[str, Any]] = field(default_factory=list)
     dq_differences: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -75,6 +82,8 @@ class Agreement:
             or self.flow_differences
             or self.basis_differences
             or self.impact_differences
+            or self.alpha_differences
+            or self.signal_differences
             or self.dq_differences
         )
 
@@ -91,6 +100,8 @@ class Agreement:
                 self.flow_differences,
                 self.basis_differences,
                 self.impact_differences,
+                self.alpha_differences,
+                self.signal_differences,
                 self.dq_differences,
             )
         )
@@ -133,6 +144,11 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         ),
         impact_differences=_metric_differences(
             pipeline.whale_impact, reference.whale_impact, _IMPACT_KEY, _IMPACT_FIELDS
+        alpha_differences=_metric_differences(
+            pipeline.alpha_scores, reference.alpha_scores, _ALPHA_KEY, _ALPHA_FIELDS
+        ),
+        signal_differences=_metric_differences(
+            pipeline.signals, reference.signals, ["alert_id"], _SIGNAL_FIELDS
         ),
         dq_differences=_dq_differences(pipeline.dq, reference.dq),
         records={

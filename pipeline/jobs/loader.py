@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from core.errors import SinkError, TapeError
 from core.events import EventKind
+from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.tables import BRONZE, event_date
 
@@ -92,6 +93,26 @@ def bronze_batches(tape: Path, kind: EventKind, manifest: dict[str, Any]) -> Ite
                 }
             )
             yield table.conform(pa.table(columns))
+
+
+def parsed_events(tape: Path) -> pa.Table:
+    """The tape's events as parsed rows (``pipeline.parse.PARSED_SCHEMA``) in tape order: what
+    ``Engine.process`` takes when a run feeds a tape to the engine in-process (no Kinesis, no Spark)."""
+    manifest = read_manifest(tape)
+    parts = []
+    for kind in ("trade", "quote"):
+        batches = list(bronze_batches(tape, kind, manifest))
+        if batches:
+            t = pa.concat_tables(batches)
+            parts.append(t.append_column("kind", pa.array([kind] * t.num_rows, pa.string())))
+    if not parts:
+        return PARSED_SCHEMA.empty_table()
+    table = pa.concat_tables(parts, promote_options="permissive")
+    for f in PARSED_SCHEMA:
+        if f.name not in table.schema.names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    table = table.select(PARSED_SCHEMA.names)
+    return table.take(pc.sort_indices(table, sort_keys=[("sequence_number", "ascending")]))
 
 
 def load_tape(

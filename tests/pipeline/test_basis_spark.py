@@ -61,6 +61,18 @@ def write_tape(path: Path, events: list[Item]) -> Path:
     return path
 
 
+def stream(spark: Any, cfg: Config, events: list[Item], tmp: Path, names: tuple[str, ...],
+           max_records: int) -> dict[str, pa.Table]:
+    """The tables a streaming run over ``events`` (as a tape, ``max_records`` a micro-batch) wrote; it
+    must take more than three micro-batches."""
+    tape = write_tape(tmp / "tape", events)
+    tables, alerts = MemoryTableSink(), MemoryAlertSink()
+    runner = PipelineRunner(cfg, checkpoint=tmp / "ckpt", source=tape, spark=spark, table_sinks=[tables],
+                            alert_sinks=[alerts], max_records_per_batch=max_records)
+    assert runner.run(until_idle=True, timeout=300).batches > 3
+    return {n: tables.read(n) for n in names}
+
+
 def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
     """Alerts and basis rows as multisets, DQ counts summed per key, window and reason (their rows are
     per micro-batch)."""
@@ -82,13 +94,7 @@ def test_streaming_in_both_keyed_modes_gives_the_batch_result(
 ) -> None:
     want = expected(tmp_path)
     assert want["alerts"] and want["basis"] and want["dq"]
-    tape = write_tape(tmp_path / "tape", items())
-    tables, alerts = MemoryTableSink(), MemoryAlertSink()
-    runner = PipelineRunner(config(keyed_state, tmp_path), checkpoint=tmp_path / "ckpt", source=tape,
-                            spark=spark, table_sinks=[tables], alert_sinks=[alerts], max_records_per_batch=70)
-    progress = runner.run(until_idle=True, timeout=300)
-    assert progress.batches > 3
-    assert comparable({n: tables.read(n) for n in TABLES}) == want
+    assert comparable(stream(spark, config(keyed_state, tmp_path), items(), tmp_path, TABLES, 70)) == want
 
 
 def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> None:

@@ -101,8 +101,8 @@ def test_run_capture_files_are_named_after_the_tables(tmp_path: Path) -> None:
     )
     empty.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "alerts.parquet", "basis_metrics.parquet", "dq_metrics.parquet", "flow_metrics.parquet",
-        "spread_metrics.parquet", "whale_impact.parquet",
+        "alerts.parquet", "alpha_scores.parquet", "basis_metrics.parquet", "dq_metrics.parquet",
+        "flow_metrics.parquet", "signals.parquet", "spread_metrics.parquet", "whale_impact.parquet",
     ]
     assert {p.stem for p in tmp_path.iterdir()} <= {t.name for t in all_tables(EVERY_MODULE)}
     assert RunOutputs.load(tmp_path).alerts.schema == ALERTS.schema

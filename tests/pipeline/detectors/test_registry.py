@@ -58,13 +58,14 @@ class _AssetProbe(CrossDetector[WhaleSettings]):
 def test_every_builtin_module_is_discovered_with_its_declaration() -> None:
     found = discover()
     assert sorted(found) == [
-        "MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005", "MOD-006", "MOD-007", "MOD-008", "MOD-009"
+        "MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005", "MOD-006", "MOD-007", "MOD-008", "MOD-009",
+        "MOD-011",
     ]
     assert found["MOD-001"] is WhaleDetector
     assert found["MOD-008"].consumes == ("MOD-001", "MOD-007")
     for module_id, cls in found.items():
         assert cls.module_id == module_id and cls.name and cls.description
-        expected = ("asset", False) if module_id == "MOD-005" else ("instrument", True)
+        expected = ("asset", False) if module_id in ("MOD-005", "MOD-011") else ("instrument", True)
         assert (cls.scope, bool(cls.inputs)) == expected
     # MOD-005's instrument half shares its id and is not a module of its own
     assert found["MOD-005"] is BasisDetector and BasisDetector.feed is BasisPriceFeed
