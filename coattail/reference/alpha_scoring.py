@@ -1,7 +1,7 @@
 """MOD-011 alpha-scoring, reference version (docs/DETECTORS.md, MOD-011), over a whole input.
 
 Written from the page: each consumed alert's decision event is found from the module's own rule (the
-whale trade; the event that closed the flow window; the event at whose arrival the sliced run closed),
+whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run closed),
 the release rule at the end of the input keeps the items whose clock is below the lowest final clock of
 the asset's participants, prices are "as of" the reference instrument (the last counted trade whose
 clock at arrival is at most ``x``), and a forward return exists when the last published price step
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 
 DETECTOR: Final = "MOD-011"
-CONSUMED: Final = ("MOD-001", "MOD-006", "MOD-007")
+CONSUMED: Final = ("MOD-001", "MOD-006", "MOD-007", "MOD-009")
 _SIDES: Final = {"buy": 1, "sell": -1}
 SCORE_COLUMNS: Final = {
     "asset": pl.Utf8,
@@ -117,9 +117,13 @@ def _decision(
     clock = key["clock"].to_numpy()
     ts = key["ts_event"].to_numpy()
     evidence = json.loads(alert["evidence"])
-    if alert["detector"] == "MOD-001":
+    if alert["detector"] in ("MOD-001", "MOD-009"):  # raised at the trade itself
+        trade_id = (
+            evidence["trade_id"] if alert["detector"] == "MOD-001"
+            else int(str(alert["event_ids"][0]).rsplit(":", 1)[1])
+        )
         trade = key.with_row_index("i").filter(
-            (pl.col("kind") == "trade") & (pl.col("trade_id") == evidence["trade_id"]) & ~pl.col("duplicate")
+            (pl.col("kind") == "trade") & (pl.col("trade_id") == trade_id) & ~pl.col("duplicate")
         )
         i = int(trade["i"][0])
     elif alert["detector"] == "MOD-006":
@@ -199,7 +203,10 @@ def _score(
     seq = 0
     for clock, t, exchange, symbol, detector, aid, alert in items:
         evidence = json.loads(alert["evidence"])
-        sign = _SIDES.get(evidence.get("direction" if detector == "MOD-006" else "side", ""), 0)
+        if detector == "MOD-009":
+            sign = int(math.copysign(1, alert["value"])) if alert["value"] else 0
+        else:
+            sign = _SIDES.get(evidence.get("direction" if detector == "MOD-006" else "side", ""), 0)
         if sign == 0:
             continue
         seq += 1
