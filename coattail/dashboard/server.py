@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -202,9 +203,16 @@ def make_dashboard_server(backend: Backend, port: int = 0, dist: Path = DIST) ->
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: a request log line per call would bury the command's own output."""
 
-    server = ThreadingHTTPServer((LOOPBACK, port), Handler)
+    server = _Server((LOOPBACK, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser closing a kept-alive connection is normal; anything else is printed as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def url(server: ThreadingHTTPServer) -> str:

@@ -79,14 +79,14 @@ export function TimeChart({ title, unit, series, markers = [], kind = "line", do
       ) : (
         <svg viewBox={`0 0 ${WIDTH} ${height}`} role="img" aria-label={`${title} over exchange time`} data-chart={title}>
           <line x1={PAD.left} x2={WIDTH - PAD.right} y1={height - PAD.bottom} y2={height - PAD.bottom} className="axis" />
-          {ticks.map((t) => (
-            <text key={t} x={x(t)} y={height - 6} textAnchor="middle" className="tick">
+          {ticks.map((t, i) => (
+            <text key={t} x={x(t)} y={height - 6} textAnchor={i === 0 ? "start" : i === TICKS - 1 ? "end" : "middle"} className="tick">
               {formatClock(t, t1 - t0 < 600_000_000)}
             </text>
           ))}
           {[lo, (lo + hi) / 2, hi].map((v) => (
             <text key={v} x={PAD.left - 6} y={y(v) + 4} textAnchor="end" className="tick">
-              {formatNumber(v, hi - lo < 10 ? 2 : 0)}
+              {formatNumber(v, hi - lo < 1 ? 4 : hi - lo < 10 ? 2 : 0)}
             </text>
           ))}
           {series.map((s, si) =>
