@@ -12,5 +12,6 @@ export default tseslint.config(
     plugins: { "react-hooks": reactHooks },
     rules: { ...reactHooks.configs.recommended.rules },
   },
-  { files: ["e2e/**/*.mjs"], extends: [js.configs.recommended], languageOptions: { globals: globals.node } },
+  // the e2e scripts run in Node and pass functions into the page
+  { files: ["e2e/**/*.mjs"], extends: [js.configs.recommended], languageOptions: { globals: { ...globals.node, ...globals.browser } } },
 );

@@ -163,18 +163,20 @@ def make_dashboard_server(backend: Backend, port: int = 0, dist: Path = DIST) ->
 
         def _api(self, target: str) -> None:
             api = backend.api()
-            if api is None:
+            if api is not None:
+                answer(self, api, target)
+            elif urlsplit(target).path == "/alerts":
+                # a live run before its table exists has written no alert: the true answer is none
+                _json(self, 200, {"alerts": [], "count": 0, "next_cursor": None})
+            else:
                 _error(self, 503, "starting", "the run has not provisioned its alerts table yet")
-                return
-            answer(self, api, target)
 
         def _harness(self, route: str, query: dict[str, list[str]]) -> None:
             handler = harness.get(route)
-            body = None if handler is None else handler(query)
-            if body is None:
-                _error(self, 404, "not_found", f"no harness data at {route} (routes: {', '.join(harness)})")
-            else:
-                _json(self, 200, body)
+            if handler is None:
+                _error(self, 404, "not_found", f"no harness route {route} (routes: {', '.join(harness)})")
+            else:  # null when there is nothing to show (no live run, no run directory)
+                _json(self, 200, handler(query))
 
         def _static(self, path: str) -> None:
             if not (root / "index.html").is_file():

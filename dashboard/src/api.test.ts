@@ -54,6 +54,12 @@ describe("HarnessClient", () => {
     expect(await new HarnessClient(null, fetch).symbols()).toEqual([]);
   });
 
+  it("answers null when the harness has nothing to show (a JSON null)", async () => {
+    const { fetch } = fakeFetch(() => [200, null]);
+    expect(await new HarnessClient("http://h", fetch).run()).toBeNull();
+    expect(await new HarnessClient("http://h", fetch).symbols()).toEqual([]);
+  });
+
   it("raises other failures", async () => {
     const { fetch } = fakeFetch(() => [500, { error: { code: "harness_error", message: "broken" } }]);
     await expect(new HarnessClient("http://h", fetch).dq()).rejects.toMatchObject({ status: 500 });

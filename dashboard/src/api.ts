@@ -92,7 +92,8 @@ export class AlertApiClient {
 
 /**
  * The harness-only routes of `coattail dashboard` (docs/DASHBOARD.md): not part of production's API, so
- * every call resolves to null where they are absent (no harness base, or 404).
+ * every call resolves to null where they are absent (no harness base, or 404) or have nothing to show
+ * (a JSON `null` answer: no live run, no run directory).
  */
 export class HarnessClient {
   readonly base: string | null;
