@@ -1,13 +1,30 @@
-import { useMemo, useState } from "react";
+import { useState } from "react";
 
 import type { AlertApiClient } from "../api";
 import { useAlertFeed, useNow } from "../feed";
-import type { AlertFilters } from "../types";
+import type { Alert, AlertFilters } from "../types";
 import { AlertDetail } from "./AlertDetail";
 import { AlertsTable } from "./AlertsTable";
 
 const SEVERITIES = ["low", "medium", "high"];
 const FILTERS = ["symbol", "detector", "severity"] as const;
+
+type Options = Record<(typeof FILTERS)[number], string[]>;
+
+/** `options` with the filter values of `alerts` added (sorted); the same object when none is new. */
+export function withValues(options: Options, alerts: Alert[]): Options {
+  let grown = false;
+  const next = { ...options };
+  for (const name of FILTERS) {
+    const values = new Set(options[name]);
+    for (const a of alerts) values.add(a[name]);
+    if (values.size !== options[name].length) {
+      grown = true;
+      next[name] = [...values].sort();
+    }
+  }
+  return grown ? next : options;
+}
 
 /** Live alerts: newest first, filtered by the API's own filters, new ones within a second. */
 export function LiveAlerts({ client }: { client: AlertApiClient }) {
@@ -15,18 +32,11 @@ export function LiveAlerts({ client }: { client: AlertApiClient }) {
   const [selected, setSelected] = useState<string | null>(null);
   const feed = useAlertFeed(client, filters);
   const now = useNow(1000);
-  // options: the values among the alerts shown (faceted), plus the one chosen
-  const options = useMemo(() => {
-    const out: Record<string, string[]> = {};
-    for (const name of FILTERS) {
-      const values = new Set(feed.alerts.map((a) => a[name]));
-      if (name === "severity") SEVERITIES.forEach((v) => values.add(v));
-      const chosen = filters[name];
-      if (chosen) values.add(chosen);
-      out[name] = [...values].sort();
-    }
-    return out;
-  }, [feed.alerts, filters]);
+  // options: every value seen under any filter (a filtered answer holds only its own value); React's
+  // "adjust state while rendering" pattern, as the set only grows
+  const [known, setKnown] = useState<Options>(() => withValues({ symbol: [], detector: [], severity: SEVERITIES }, []));
+  const options = withValues(known, feed.alerts);
+  if (options !== known) setKnown(options);
   const open = feed.alerts.find((a) => a.alert_id === selected) ?? null;
 
   return (
@@ -42,7 +52,7 @@ export function LiveAlerts({ client }: { client: AlertApiClient }) {
                 onChange={(e) => setFilters({ ...filters, [name]: e.target.value || undefined })}
               >
                 <option value="">all</option>
-                {(options[name] ?? []).map((v) => (
+                {options[name].map((v) => (
                   <option key={v} value={v}>
                     {v}
                   </option>

@@ -75,6 +75,8 @@ describe("LiveAlerts", () => {
       fireEvent.change(screen.getByRole("combobox", { name: /symbol/ }), { target: { value: "ETHUSDT" } });
     });
     await screen.findByText("1 alerts");
+    const symbols = [...screen.getByRole<HTMLSelectElement>("combobox", { name: /symbol/ }).options].map((o) => o.value);
+    expect(symbols).toEqual(["", "BTCUSDT", "ETHUSDT"]); // the other symbol stays selectable
     expect(urls.some((u) => new URL(u).searchParams.get("symbol") === "ETHUSDT")).toBe(true);
     fireEvent.click(screen.getByText("binance:ETHUSDT"));
     expect(screen.getByTestId("alert-detail").textContent).toContain("b");
