@@ -4,6 +4,10 @@ the harness routes from a run directory and a live run, and the built files."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,7 +18,9 @@ from typing import Any
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from coattail.cli import app
 from coattail.dashboard.live import LiveRun
 from coattail.dashboard.server import Backend, make_dashboard_server, url
 from coattail.run.judge import thinned_prices
@@ -169,3 +175,54 @@ def test_static_files(tmp_path: Path) -> None:
     for base in _serve(Backend(), tmp_path / "missing"):
         status, _, raw = _get(base)
         assert status == 200 and b"make install" in raw  # says how to build it
+
+
+def _run_with_table(root: Path, run_dir: Path, config: Config, table: str, stream: str) -> Path:
+    """A run directory whose config names ``table`` and ``stream`` (as a run's own resources)."""
+    from coattail.run.rundir import RunDir
+
+    run = RunDir.create(root, "served")
+    names = {
+        "dynamodb": config.dynamodb.model_copy(update={"alerts_table": table}),
+        "kinesis": config.kinesis.model_copy(update={"stream": stream}),
+    }
+    run.write_json("run.json", json.loads((run_dir / "run.json").read_text()) | {"run_id": run.run_id})
+    run.write_json("config.json", config.model_copy(update=names).model_dump(mode="json"))
+    (run.path / "prices.parquet").write_bytes((run_dir / "prices.parquet").read_bytes())
+    return run.path
+
+
+@pytest.mark.integration
+def test_the_command_serves_a_run(
+    api_settings: ApiSettings, aws_endpoint: str, config: Config, run_dir: Path, tmp_path: Path
+) -> None:
+    """``coattail dashboard --run latest --port 0`` prints its URL and serves the run's table and data."""
+    _run_with_table(tmp_path / "runs", run_dir, config, api_settings.alerts_table, api_settings.stream)
+    command = [str(Path(sys.executable).parent / "coattail"), "dashboard", "--port", "0", "--run", "latest",
+               "--runs", str(tmp_path / "runs"), "--endpoint", aws_endpoint]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "400"}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        while "dashboard on" not in line and line:  # a "not built" warning may come first
+            line = server.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert found, line + (server.stderr.read() if server.stderr else "")
+        status, health = _json(found.group(0) + "api/health")
+        assert status == 200 and health["table"]["name"] == api_settings.alerts_table
+        assert _json(found.group(0) + "harness/symbols") == (200, {"symbols": ["BTCUSDT"]})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_the_command_says_when_the_runs_table_is_gone(
+    aws_endpoint: str, config: Config, run_dir: Path, tmp_path: Path
+) -> None:
+    run = _run_with_table(tmp_path / "runs", run_dir, config, "ct-dash-removed-alerts", "ct-dash-removed")
+    args = ["dashboard", "--port", "0", "--run", str(run), "--endpoint", aws_endpoint]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 1
+    assert "ct-dash-removed-alerts does not exist" in result.output and "--keep-resources" in result.output
