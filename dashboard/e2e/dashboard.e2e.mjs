@@ -159,8 +159,10 @@ async function finished(page) {
   await page.getByTestId("latency").waitFor();
   await page.screenshot({ path: join(spec.out, "run.png") });
 
-  // keyboard reaches the views: Tab from the top lands on the first view link
+  // keyboard reaches the views: on a fresh load, Tab lands on the first view link
   await page.goto(`${spec.url}#/alerts`);
+  await page.reload();
+  await page.getByTestId("alerts-table").waitFor();
   await page.keyboard.press("Tab");
   const tabbed = await page.evaluate(() => document.activeElement?.textContent);
   check(tabbed === "Live alerts", `Tab first reaches ${tabbed}`);

@@ -1,13 +1,15 @@
 """The dashboard in a real browser (playwright-core driving Debian's Chromium, headless) against the
 dashboard server during a paced run (``coattail run --live``'s wiring) and over the finished run.
 
-One run serves every check. Screenshots and the browser's results are artefacts of the test run:
-``<pytest's base temp>/dashboard-artefacts/{live,finished}/``.
+One run serves every check. Screenshots and the browser's results are artefacts of the test run, kept
+after it (pytest's temporary directories rotate): ``$COATTAIL_TEST_ARTEFACTS/dashboard/{live,finished}/``,
+by default under the checkout's ``runs/test-artefacts/`` (replaced by each test run).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from coattail.dashboard.live import LiveRun
 from coattail.dashboard.server import Backend, make_dashboard_server, url
 from coattail.run.orchestrate import RunRequest, RunResult, execute, remove_own
 from coattail.run.progress import Steps
+from tests.conftest import REPO
 from tests.e2e.whale_tapes import whale_day
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.spark]
@@ -49,7 +52,9 @@ def _require_browser() -> None:
 @pytest.fixture(scope="module")
 def session(aws_endpoint: str, spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSession]:
     _require_browser()
-    artefacts = tmp_path_factory.getbasetemp() / "dashboard-artefacts"
+    artefacts = Path(os.environ.get("COATTAIL_TEST_ARTEFACTS", REPO / "runs" / "test-artefacts"))
+    artefacts /= "dashboard"
+    shutil.rmtree(artefacts, ignore_errors=True)
     tape = whale_day(tmp_path_factory.mktemp("tapes") / "whale-day", symbols=("BTCUSDT", "ETHUSDT"),
                      exchanges=("binance", "coinbase"), minutes=30, seed=7, scale=0.1)  # fmt: skip
     live = LiveRun()
