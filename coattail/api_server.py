@@ -89,3 +89,13 @@ def make_server(api: AlertApi, port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((LOOPBACK, port), Handler)
     server.daemon_threads = True
     return server
+
+
+def serve_until_interrupted(server: ThreadingHTTPServer) -> None:
+    """Serve on this thread until Ctrl-C, then close the socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from coattail.commands.api import with_run_resources
 from coattail.commands.stack import EndpointOption, SetOption, TierOption, cli_errors, load_config
 
 console = Console()
@@ -30,6 +31,7 @@ def dashboard(
     sets: SetOption = None,
 ) -> None:
     """Serve the dashboard (dashboard/dist) and the alert API under /api until Ctrl-C."""
+    from coattail.api_server import serve_until_interrupted
     from coattail.dashboard.server import DIST, Backend, make_dashboard_server, url
     from core.errors import CoattailError
     from infra.resolve import with_stack
@@ -38,14 +40,7 @@ def dashboard(
         config = load_config(tier, sets=sets)
         run_path = None
         if run is not None:
-            from coattail.run.rundir import RunDir
-            from pipeline.config import Config
-
-            opened = RunDir.open(run, runs_root)
-            recorded = Config.model_validate(opened.read_json("config.json"))
-            # a run writes its own stream and table (coattail.run.orchestrate.resolve_config)
-            config = config.model_copy(update={"kinesis": recorded.kinesis, "dynamodb": recorded.dynamodb})
-            run_path = opened.path
+            config, run_path = with_run_resources(config, run, runs_root)
         config = with_stack(config, endpoint=endpoint)
         backend = Backend(config=config, run_path=run_path)
         api = backend.api()
@@ -65,12 +60,7 @@ def dashboard(
             f"dashboard on {url(server)} (alerts table {config.dynamodb.alerts_table}); Ctrl-C stops it",
             highlight=False,
         )
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_until_interrupted(server)
 
 
 def register(app: typer.Typer) -> None:
