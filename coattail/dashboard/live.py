@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from coattail.run.progress import RunObserver
 from pipeline.config import Config
 
+RATE_WINDOW_S = 2.0
+"""The replay's events/s is measured over this much wall time (the rate as it changes, not the mean)."""
+
 
 class LiveRun(RunObserver):
     """What the run has told so far; read by the dashboard's threads while the run's threads write."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()
         self._status: dict[str, Any] = {
             "run_id": None,
             "state": "starting",
@@ -40,8 +48,16 @@ class LiveRun(RunObserver):
     def replayed(
         self, sent: int, total: int, position_us: int, start_us: int, end_us: int, rate: float
     ) -> None:
-        """The replay's progress in events and exchange time."""
+        """The replay's progress in events and exchange time; ``rate`` (the mean so far) stands for the
+        current rate until samples span a tenth of ``RATE_WINDOW_S``."""
+        now = self._clock()
         with self._lock:
+            self._samples.append((now, sent))
+            while now - self._samples[0][0] > RATE_WINDOW_S:
+                self._samples.popleft()
+            first_t, first_sent = self._samples[0]
+            if now - first_t >= RATE_WINDOW_S / 10:
+                rate = (sent - first_sent) / (now - first_t)
             self._status.update(
                 sent=sent, total=total, position_us=position_us, start_us=start_us, end_us=end_us,
                 events_per_s=round(rate, 1),

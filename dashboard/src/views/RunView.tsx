@@ -37,7 +37,7 @@ export function RunView({ client, harness }: { client: AlertApiClient; harness: 
           <dd>
             {formatNumber(r.sent, 0)} of {formatNumber(r.total, 0)}
           </dd>
-          <dt>events/s (replay)</dt>
+          <dt>events/s (replay, last 2 s)</dt>
           <dd data-testid="rate">{formatNumber(r.events_per_s, 0)}</dd>
           <dt>records processed</dt>
           <dd>

@@ -226,3 +226,15 @@ def test_the_command_says_when_the_runs_table_is_gone(
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 1
     assert "ct-dash-removed-alerts does not exist" in result.output and "--keep-resources" in result.output
+
+
+def test_live_rate_is_the_recent_one_not_the_mean() -> None:
+    now = [0.0]
+    live = LiveRun(clock=lambda: now[0])
+    for t, sent in [(0.0, 0), (1.0, 100), (2.0, 300), (3.0, 1_300)]:
+        now[0] = t
+        live.replayed(sent, 2_000, at(t), at(0), at(60), rate=sent / max(t, 1.0))
+    assert live.snapshot()["events_per_s"] == (1_300 - 100) / 2  # the last two seconds
+    now[0] = 10.0  # a lone sample after a pause: the mean stands in
+    live.replayed(1_400, 2_000, at(10), at(0), at(60), rate=140.0)
+    assert live.snapshot()["events_per_s"] == 140.0
