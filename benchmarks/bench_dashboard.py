@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.runs / "tapes" / f"whale-day-{args.duration}-x{args.scale:g}-s7", args.duration, args.scale, 7
     )
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as state:
-        moto = emulator.start("moto", Path(state))
-        os.environ.update(COATTAIL_AWS_ENDPOINT=moto.endpoint, COATTAIL_STATE_DIR=state)
+        moto_dir = Path(state) / "moto"  # the emulator's own directory, apart from the run's state
+        moto_dir.mkdir()
+        moto = emulator.start("moto", moto_dir)
+        os.environ.update(COATTAIL_AWS_ENDPOINT=moto.endpoint, COATTAIL_STATE_DIR=str(Path(state) / "state"))
         live = LiveRun()
         server = make_dashboard_server(Backend(live=live))
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             server.server_close()
             if live.config is not None:
                 remove_own(live.config, Steps())
-            emulator.server_process("moto", Path(state)).stop()
+            emulator.server_process("moto", moto_dir).stop()
     seen = watched["seen_ms"]
     delays = np.array([seen[a["alert_id"]] - a["ts_written"] / 1e3 for a in alerts if a["alert_id"] in seen])
     figures: dict[str, Any] = {

@@ -56,6 +56,7 @@ def start(
     timeout_s: float = 600.0,
 ) -> subprocess.Popen[str]:
     """Start the browser script against the dashboard at ``url``; ``finish`` waits for its result."""
+    out = out.resolve()  # the script runs in dashboard/
     out.mkdir(parents=True, exist_ok=True)
     spec = {"url": url, "mode": mode, "out": str(out), "chromium": CHROMIUM, "expected": expected,
             "timeout_ms": int(timeout_s * 1000)}  # fmt: skip
