@@ -253,7 +253,6 @@ def _stream(
             runner.start()
             timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
         with steps.step("replay into Kinesis", total=total) as task:
-
             observer.stage("replaying")
 
             def on_progress(p: ReplayProgress) -> None:
