@@ -46,13 +46,20 @@ def dashboard(
         api = backend.api()
         assert api is not None  # a Backend with a config always has one
         if api.store.table_state()["status"] != "ACTIVE":
-            hint = (
-                "a run removes its table when it ends: run it with `--keep-resources`, or watch it live "
-                "with `coattail run TAPE --live`"
-                if run is not None
-                else "`coattail up --tier TIER` provisions it"
+            if run_path is None:
+                raise CoattailError(
+                    f"the alerts table {config.dynamodb.alerts_table} does not exist; "
+                    "`coattail up --tier TIER` provisions it"
+                )
+            from coattail.dashboard.restore import restore_alerts
+
+            # the run removed its table when it ended (the default): put back what it captured
+            n = restore_alerts(config, run_path)
+            console.print(
+                f"restored {n} alerts of the run into {config.dynamodb.alerts_table} "
+                "(`coattail gc` removes it)",
+                highlight=False,
             )
-            raise CoattailError(f"the alerts table {config.dynamodb.alerts_table} does not exist; {hint}")
         if not (DIST / "index.html").is_file():
             console.print(f"[yellow]the dashboard is not built ({DIST}); `make install` builds it[/yellow]")
         server = make_dashboard_server(backend, port)

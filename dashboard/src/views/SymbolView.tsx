@@ -39,18 +39,29 @@ function span(market: Market): [number, number] | undefined {
   return ts.length ? [Math.min(...ts), Math.max(...ts)] : undefined;
 }
 
+/** `series` up to exchange time `until` (all of it when null). */
+export function upTo(series: Series, until: number | null): Series {
+  if (until === null) return series;
+  const n = series.t.findIndex((t) => t > until);
+  return n < 0 ? series : { t: series.t.slice(0, n), v: series.v.slice(0, n) };
+}
+
 /** One symbol: price with alert markers by detector, volume per minute, spread, over exchange time. */
 export function SymbolView({ client, harness, symbol, onSymbol }: { client: AlertApiClient; harness: HarnessClient; symbol: string | null; onSymbol: (s: string) => void }) {
   const symbols = usePolled(() => harness.symbols(), 0, [harness]);
   const choice = symbol ?? symbols.value?.[0] ?? null;
   const market = usePolled(() => (choice ? harness.market(choice) : Promise.resolve(null)), 0, [harness, choice]);
   const feed = useAlertFeed(client, choice ? { symbol: choice } : {});
+  // while a live run replays, the charts unfold up to the exchange time it reached
+  const run = usePolled(() => harness.run(), 1000, [harness]);
+  const r = run.value;
+  const until = r && r.state !== "finished" && r.state !== "failed" ? (r.position_us ?? r.start_us ?? 0) : null;
   const [selected, setSelected] = useState<string | null>(null);
   const m = market.value ?? null;
   const markers = useMemo(() => (m ? alertMarkers(feed.alerts, m) : []), [feed.alerts, m]);
   const detectors = [...new Set(feed.alerts.map((a) => a.detector))].sort();
   const series = (pick: (e: Market["exchanges"][number]) => Series): ChartSeries[] =>
-    (m?.exchanges ?? []).map((e, i) => ({ name: e.exchange, color: EXCHANGE_COLORS[i % EXCHANGE_COLORS.length] ?? "#000", data: pick(e) }));
+    (m?.exchanges ?? []).map((e, i) => ({ name: e.exchange, color: EXCHANGE_COLORS[i % EXCHANGE_COLORS.length] ?? "#000", data: upTo(pick(e), until) }));
   const domain = m ? span(m) : undefined;
   const open = feed.alerts.find((a) => a.alert_id === selected) ?? null;
 

@@ -9,7 +9,7 @@ import { AlertsTable } from "./AlertsTable";
 import { LiveAlerts } from "./LiveAlerts";
 import { moduleStats } from "./ModulesView";
 import { sendToWrite } from "./RunView";
-import { alertMarkers, valueAt } from "./SymbolView";
+import { alertMarkers, upTo, valueAt } from "./SymbolView";
 
 afterEach(cleanup);
 
@@ -88,6 +88,13 @@ describe("figures", () => {
     const s = { t: [10, 20, 30], v: [1, 2, 3] };
     expect([5, 10, 25, 99].map((t) => valueAt(s, t))).toEqual([1, 1, 2, 3]);
     expect(valueAt({ t: [], v: [] }, 1)).toBeNull();
+  });
+
+  it("cuts a series at the exchange time a live run reached", () => {
+    const s = { t: [10, 20, 30], v: [1, 2, 3] };
+    expect(upTo(s, 20)).toEqual({ t: [10, 20], v: [1, 2] });
+    expect(upTo(s, null)).toBe(s);
+    expect(upTo(s, 5)).toEqual({ t: [], v: [] });
   });
 
   it("puts a marker per alert on its exchange's price line, coloured by detector", () => {

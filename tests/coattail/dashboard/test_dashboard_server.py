@@ -192,40 +192,70 @@ def _run_with_table(root: Path, run_dir: Path, config: Config, table: str, strea
     return run.path
 
 
+def _serve_command(args: list[str]) -> tuple[subprocess.Popen[str], str, str]:
+    """``coattail dashboard ARGS --port 0`` in a subprocess -> (process, its URL, what it printed before)."""
+    command = [str(Path(sys.executable).parent / "coattail"), "dashboard", "--port", "0", *args]
+    env = {**os.environ, "COLUMNS": "400"}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert server.stdout is not None
+    printed = ""
+    line = server.stdout.readline()
+    while "dashboard on" not in line and line:  # a "restored" or "not built" line may come first
+        printed += line
+        line = server.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    if not found:
+        server.kill()
+        raise AssertionError(printed + line + (server.stderr.read() if server.stderr else ""))
+    return server, found.group(0), printed
+
+
 @pytest.mark.integration
 def test_the_command_serves_a_run(
     api_settings: ApiSettings, aws_endpoint: str, config: Config, run_dir: Path, tmp_path: Path
 ) -> None:
     """``coattail dashboard --run latest --port 0`` prints its URL and serves the run's table and data."""
     _run_with_table(tmp_path / "runs", run_dir, config, api_settings.alerts_table, api_settings.stream)
-    command = [str(Path(sys.executable).parent / "coattail"), "dashboard", "--port", "0", "--run", "latest",
-               "--runs", str(tmp_path / "runs"), "--endpoint", aws_endpoint]  # fmt: skip
-    env = {**os.environ, "COLUMNS": "400"}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = ["--run", "latest", "--runs", str(tmp_path / "runs"), "--endpoint", aws_endpoint]
+    server, base, printed = _serve_command(args)
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        while "dashboard on" not in line and line:  # a "not built" warning may come first
-            line = server.stdout.readline()
-        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert found, line + (server.stderr.read() if server.stderr else "")
-        status, health = _json(found.group(0) + "api/health")
+        assert "restored" not in printed  # the table is there
+        status, health = _json(base + "api/health")
         assert status == 200 and health["table"]["name"] == api_settings.alerts_table
-        assert _json(found.group(0) + "harness/symbols") == (200, {"symbols": ["BTCUSDT"]})
+        assert _json(base + "harness/symbols") == (200, {"symbols": ["BTCUSDT"]})
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 @pytest.mark.integration
-def test_the_command_says_when_the_runs_table_is_gone(
+def test_the_command_restores_a_run_whose_table_is_gone(
     aws_endpoint: str, config: Config, run_dir: Path, tmp_path: Path
 ) -> None:
-    run = _run_with_table(tmp_path / "runs", run_dir, config, "ct-dash-removed-alerts", "ct-dash-removed")
-    args = ["dashboard", "--port", "0", "--run", str(run), "--endpoint", aws_endpoint]
+    """A run removes its table when it ends: the command puts back the alerts the run captured, with
+    their own ``ts_written``, and the API serves them as the run wrote them."""
+    table = f"ct-dash-gone-{tmp_path.name[-6:]}-alerts"
+    run = _run_with_table(tmp_path / "runs", run_dir, config, table, "ct-dash-gone")
+    captured = pl.DataFrame(alert_rows(SPECS)).with_columns(ts_written=pl.col("ts_event") + 250_000)
+    captured.write_parquet(run / "pipeline" / "alerts.parquet", mkdir=True)
+    server, base, printed = _serve_command(["--run", str(run), "--endpoint", aws_endpoint])
+    try:
+        assert f"restored {len(SPECS)} alerts of the run into {table}" in printed
+        served = {a["alert_id"]: a for a in _json(base + "api/alerts?limit=1000")[1]["alerts"]}
+        assert set(served) == set(captured["alert_id"])
+        written = {a["alert_id"]: a["ts_written"] for a in served.values()}
+        assert written == dict(captured.select("alert_id", "ts_written").iter_rows())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_the_command_says_when_the_tiers_table_is_missing(aws_endpoint: str) -> None:
+    args = ["dashboard", "--port", "0", "--endpoint", aws_endpoint, "--set", "dynamodb.alerts_table=ct-nope"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 1
-    assert "ct-dash-removed-alerts does not exist" in result.output and "--keep-resources" in result.output
+    assert "ct-nope does not exist" in result.output and "coattail up" in result.output
 
 
 def test_live_rate_is_the_recent_one_not_the_mean() -> None:
