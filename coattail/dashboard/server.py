@@ -205,7 +205,11 @@ def make_dashboard_server(backend: Backend, port: int = 0, dist: Path = DIST) ->
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: a request log line per call would bury the command's own output."""
 
-    server = _Server((LOOPBACK, port), Handler)
+    try:
+        server = _Server((LOOPBACK, port), Handler)
+    except OSError as e:
+        message = f"cannot listen on {LOOPBACK}:{port} ({e.strerror}); pass --port 0 for a free port"
+        raise CoattailError(message) from e
     server.daemon_threads = True
     return server
 

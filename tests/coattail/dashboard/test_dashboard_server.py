@@ -268,3 +268,12 @@ def test_live_rate_is_the_recent_one_not_the_mean() -> None:
     now[0] = 10.0  # a lone sample after a pause: the mean stands in
     live.replayed(1_400, 2_000, at(10), at(0), at(60), rate=140.0)
     assert live.snapshot()["events_per_s"] == 140.0
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    from core.errors import CoattailError
+
+    for base in _serve(Backend()):
+        port = int(base.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(CoattailError, match="--port 0"):
+            make_dashboard_server(Backend(), port)
