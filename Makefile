@@ -9,8 +9,12 @@ LOCK := requirements.lock
 JARS_DIR := .cache/jars
 JARS_STAMP := $(JARS_DIR)/.verified
 PYTEST_ARGS ?=
+# The dashboard's build (scripts/build-dashboard.sh), redone when its sources or lock file change.
+DASHBOARD_STAMP := dashboard/dist/.built
+DASHBOARD_SOURCES := $(shell find dashboard/src dashboard/index.html dashboard/package-lock.json dashboard/*.ts \
+	dashboard/*.json -type f 2>/dev/null)
 
-.PHONY: demo test test-deps lint audit faults install jars lock kinesis-mock clean
+.PHONY: demo test test-deps lint audit faults install jars lock kinesis-mock clean dashboard
 
 # Every dependency installs at the version the lock file names (`make lock` refreshes it).
 $(STAMP): pyproject.toml $(LOCK)
@@ -29,7 +33,15 @@ $(JARS_STAMP): pipeline/spark-jars.json | $(STAMP)
 jars: $(STAMP)
 	$(BIN)/python -m infra.jars
 
-install: $(STAMP) $(JARS_STAMP)
+install: $(STAMP) $(JARS_STAMP) $(DASHBOARD_STAMP)
+
+# Without Node/npm the script says so and the stamp is not written: the next install tries again.
+$(DASHBOARD_STAMP): $(DASHBOARD_SOURCES)
+	bash scripts/build-dashboard.sh
+	if [ -f dashboard/dist/index.html ]; then touch $(DASHBOARD_STAMP); fi
+
+dashboard:
+	bash scripts/build-dashboard.sh
 
 # Re-resolve requirements.lock from pyproject.toml (add PIP_COMPILE_ARGS=--upgrade to move every pin).
 lock:
@@ -66,4 +78,4 @@ kinesis-mock:
 	bash scripts/install-kinesis-mock.sh
 
 clean:
-	rm -rf $(VENV) .coattail runs node_modules
+	rm -rf $(VENV) .coattail runs node_modules dashboard/node_modules dashboard/dist

@@ -6,6 +6,7 @@ deployed one does."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -49,6 +50,26 @@ def api_gateway_event(method: str, target: str, headers: dict[str, str], source_
     return event
 
 
+def send(handler: BaseHTTPRequestHandler, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    """Write one complete HTTP answer on ``handler``'s connection."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def answer(handler: BaseHTTPRequestHandler, api: AlertApi, target: str) -> None:
+    """Answer ``handler``'s request with ``api`` as if it were for ``target`` (a path with its query)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length:  # no route takes a body; read it so the connection stays usable
+        handler.rfile.read(length)
+    event = api_gateway_event(handler.command, target, dict(handler.headers), handler.client_address[0])
+    reply = api.handle(event)
+    send(handler, reply["statusCode"], reply["headers"], reply["body"].encode())
+
+
 def make_server(api: AlertApi, port: int = 0) -> ThreadingHTTPServer:
     """A server on 127.0.0.1:``port`` (0: a free one) answering every request with ``api``; call
     ``serve_forever`` on it (and ``shutdown`` to stop it)."""
@@ -57,18 +78,7 @@ def make_server(api: AlertApi, port: int = 0) -> ThreadingHTTPServer:
         protocol_version = "HTTP/1.1"
 
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:  # no route takes a body; read it so the connection stays usable
-                self.rfile.read(length)
-            event = api_gateway_event(self.command, self.path, dict(self.headers), self.client_address[0])
-            reply = api.handle(event)
-            body = reply["body"].encode()
-            self.send_response(reply["statusCode"])
-            for name, value in reply["headers"].items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, api, self.path)
 
         # http.server dispatches on these names; every method goes to the handlers, which answer 405
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer  # noqa: N815
@@ -79,3 +89,13 @@ def make_server(api: AlertApi, port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((LOOPBACK, port), Handler)
     server.daemon_threads = True
     return server
+
+
+def serve_until_interrupted(server: ThreadingHTTPServer) -> None:
+    """Serve on this thread until Ctrl-C, then close the socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "doctor",
     "connect",
     "api",
+    "dashboard",
     "size",
     "faults",
     "reliability",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from coattail.commands.stack import EndpointOption, SetOption, TierOption, cli_errors, load_config
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 console = Console()
 
@@ -25,7 +28,7 @@ def serve(
     sets: SetOption = None,
 ) -> None:
     """Serve the alert API (the Lambda handlers of pipeline.api) over HTTP until Ctrl-C."""
-    from coattail.api_server import LOOPBACK, make_server
+    from coattail.api_server import LOOPBACK, make_server, serve_until_interrupted
     from infra.resolve import with_stack
     from pipeline.api.app import AlertApi
     from pipeline.api.store import AlertStore, ApiSettings
@@ -33,12 +36,7 @@ def serve(
     with cli_errors():
         config = load_config(tier, sets=sets)
         if run is not None:
-            from coattail.run.rundir import RunDir
-            from pipeline.config import Config
-
-            # a run writes its own stream and table (coattail.run.orchestrate.resolve_config)
-            recorded = Config.model_validate(RunDir.open(run, runs_root).read_json("config.json"))
-            config = config.model_copy(update={"kinesis": recorded.kinesis, "dynamodb": recorded.dynamodb})
+            config, _ = with_run_resources(config, run, runs_root)
         config = with_stack(config, endpoint=endpoint)
         settings = ApiSettings(
             alerts_table=config.dynamodb.alerts_table, stream=config.kinesis.stream, runtime=config.runtime
@@ -51,12 +49,18 @@ def serve(
             f"try http://{host}:{bound}/health — Ctrl-C stops it",
             highlight=False,
         )
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_until_interrupted(server)
+
+
+def with_run_resources(config: Config, run: str, runs_root: Path) -> tuple[Config, Path]:
+    """``config`` naming the run's own stream and alerts table (a run writes its own:
+    ``coattail.run.orchestrate.resolve_config``), and the run's directory."""
+    from coattail.run.rundir import RunDir
+    from pipeline.config import Config
+
+    opened = RunDir.open(run, runs_root)
+    recorded = Config.model_validate(opened.read_json("config.json"))
+    return config.model_copy(update={"kinesis": recorded.kinesis, "dynamodb": recorded.dynamodb}), opened.path
 
 
 def register(app: typer.Typer) -> None:

@@ -80,9 +80,22 @@ def run(
     ] = None,
     keep_resources: Annotated[
         bool,
-        typer.Option("--keep-resources", help="Keep the run's stream, alerts table and namespace "
-                     "(`coattail gc` removes them)."),
+        typer.Option(
+            "--keep-resources",
+            help="Keep the run's stream, alerts table and namespace (`coattail gc` removes them).",
+        ),
     ] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Serve the dashboard beside the run (its URL is printed) and, while the "
+            "stack is up, after it until Ctrl-C.",
+        ),
+    ] = False,
+    dashboard_port: Annotated[
+        int, typer.Option("--dashboard-port", help="The --live dashboard's port on 127.0.0.1 (0: free).")
+    ] = 0,
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes
@@ -107,7 +120,10 @@ def run(
             kinesis=kinesis,
             keep_resources=keep_resources,
         )
-        _execute(request)
+        if live:
+            _execute_live(request, dashboard_port)
+        else:
+            _execute(request)
 
 
 def demo(
@@ -208,12 +224,12 @@ def _demo_tape(out: Path, duration: str, scale: float, seed: int, tier: TierName
     return out
 
 
-def _execute(request: Any) -> None:
+def _execute(request: Any, observer: Any = None) -> None:
     from coattail.run.orchestrate import execute
     from coattail.run.progress import RichSteps
 
     with RichSteps(Console(stderr=True)) as steps:
-        result = execute(request, steps)
+        result = execute(request, steps, observer=observer)
     print_summary(result.judgement.summary, result.run.path)
     unlisted = result.run.read_json("run.json").get("unlisted_instruments", [])
     if unlisted:
@@ -223,6 +239,49 @@ def _execute(request: Any) -> None:
         )
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _execute_live(request: Any, port: int) -> None:
+    """The run with the dashboard served beside it. The run keeps its resources while the dashboard
+    shows them, and removes them when Ctrl-C stops it (unless ``--keep-resources``)."""
+    import contextlib
+    import dataclasses
+    import threading
+
+    from coattail.dashboard.live import LiveRun
+    from coattail.dashboard.server import DIST, Backend, make_dashboard_server, url
+    from coattail.run.orchestrate import remove_own
+    from coattail.run.progress import Steps
+
+    live = LiveRun()
+    backend = Backend(live=live)
+    server = make_dashboard_server(backend, port)
+    threading.Thread(target=server.serve_forever, name="dashboard", daemon=True).start()
+    if not (DIST / "index.html").is_file():
+        console.print(f"[yellow]the dashboard is not built ({DIST}); `make install` builds it[/yellow]")
+    console.print(f"dashboard: {url(server)}", highlight=False)
+    failed: typer.Exit | None = None
+    try:
+        try:
+            _execute(dataclasses.replace(request, keep_resources=True), live)
+        except typer.Exit as e:  # a failed check: the dashboard still shows the run, then the exit code
+            failed = e
+        api, config = backend.api(), live.config
+        if api is None or config is None or api.store.table_state()["status"] != "ACTIVE":
+            console.print(
+                "the run stopped its own stack: the dashboard stops with it (`coattail up` first keeps it)"
+            )
+        else:
+            console.print(f"run finished; the dashboard stays on {url(server)} until Ctrl-C", highlight=False)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+            if not request.keep_resources:
+                remove_own(config, Steps())
+    finally:
+        server.shutdown()
+        server.server_close()
+    if failed is not None:
+        raise failed
 
 
 def _num(value: Any) -> str:

@@ -29,7 +29,7 @@ from coattail.report import latency_percentiles
 from coattail.run import Via
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
 from coattail.run.outputs import RunOutputs
-from coattail.run.progress import Steps
+from coattail.run.progress import RunObserver, Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
 from core.tape import Tape
@@ -109,19 +109,30 @@ def resolve_config(request: RunRequest, run_id: str, instruments: Sequence[tuple
     )
 
 
-def execute(request: RunRequest, steps: Steps | None = None, *, spark: Any = None) -> RunResult:
+def execute(
+    request: RunRequest, steps: Steps | None = None, *, spark: Any = None, observer: RunObserver | None = None
+) -> RunResult:
     """Run ``request`` end to end and return the judged run (its directory holds everything).
 
     ``spark``: a session to run the pipeline in (tests share one); by default the pipeline builds its own.
+    ``observer``: told the run's resources and progress as they change (the live dashboard).
     Against local emulators the run and every process it starts see no real AWS credential.
     """
-    if request.profile == "aws":
-        return _execute(request, steps, spark)
-    with local_process_environment():
-        return _execute(request, steps, spark)
+    observer = observer or RunObserver()
+    try:
+        if request.profile == "aws":
+            result = _execute(request, steps, spark, observer)
+        else:
+            with local_process_environment():
+                result = _execute(request, steps, spark, observer)
+    except BaseException as e:
+        observer.stage("failed", str(e) or type(e).__name__)
+        raise
+    observer.stage("finished", "all checks passed" if result.ok else "some checks failed")
+    return result
 
 
-def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
+def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: RunObserver) -> RunResult:
     steps = steps or Steps()
     tapes = [Tape.open(p) for p in request.tapes]
     faults = load_fault_spec(request.faults) if request.faults is not None else None
@@ -155,10 +166,11 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
     with steps.step("stack: up and provisioned") as task:
         handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
     config = config.model_copy(update={"runtime": handle.runtime})
+    observer.provisioned(run.run_id, run.path, config)
     timings = record["timings"]
     timings["stack_s"] = round(time.monotonic() - t0, 3)
     try:
-        summary_labels, counts = _stream(run, config, request, tapes, faults, steps, timings, spark)
+        summary_labels, counts = _stream(run, config, request, tapes, faults, steps, timings, spark, observer)
         record["counts"] = counts
         with steps.step("reference implementation (Polars)", total=_event_count(tapes)) as task:
             t = time.monotonic()
@@ -174,13 +186,13 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
     except BaseException as e:
         if not request.keep_resources:
             try:
-                _remove_own(config, steps)
+                remove_own(config, steps)
             except CoattailError as cleanup:  # the run's own error is the one to report
                 e.add_note(f"removing the run's resources failed too: {cleanup}; `coattail gc` retries")
         raise
     else:
         if not request.keep_resources:
-            _remove_own(config, steps)
+            remove_own(config, steps)
     finally:
         if handle.started:
             with steps.step("stack: down (this run started it)"):
@@ -188,7 +200,7 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any) -> RunResult:
     return RunResult(run, judgement)
 
 
-def _remove_own(config: Config, steps: Steps) -> None:
+def remove_own(config: Config, steps: Steps) -> None:
     """Remove the run's own stream, alerts table and namespace: the run directory holds what it read."""
     with steps.step("stack: removing the run's stream, alerts table and namespace"):
         remove(own_resources(config), config.runtime, config.storage.warehouse_bucket)
@@ -203,6 +215,7 @@ def _stream(
     steps: Steps,
     timings: dict[str, Any],
     spark: Any,
+    observer: RunObserver,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
     from pipeline.producer.settings import load_producer_settings
@@ -213,8 +226,13 @@ def _stream(
     batches: list[dict[str, Any]] = []
     lock = threading.Lock()
 
+    processed = 0
+
     def on_batch(result: BatchResult) -> None:
+        nonlocal processed
         with lock:
+            processed += result.records_in
+            observer.processed(processed, len(batches) + 1)
             batches.append(
                 {
                     "batch_id": result.batch_id,
@@ -237,9 +255,11 @@ def _stream(
             runner.start()
             timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
         with steps.step("replay into Kinesis", total=total) as task:
+            observer.stage("replaying")
 
             def on_progress(p: ReplayProgress) -> None:
                 sent_samples.append((time.time_ns() // 1_000, p.sent))
+                observer.replayed(p.sent, total, p.position_us, p.start_us, p.end_us, p.rate)
                 task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
 
             t_replay = time.monotonic()
@@ -266,6 +286,7 @@ def _stream(
             timings["replay_s"] = round(time.monotonic() - t_replay, 3)
         # through the producer, what reaches Kinesis is what it put (a malformed frame is skipped there)
         expected = summary.sent if producer is None else producer.stats.events_out
+        observer.stage("consuming")
         with steps.step("pipeline: consuming", total=expected) as task:
             deadline = time.monotonic() + request.timeout_s
             while runner.progress.records_in < expected:
@@ -338,35 +359,36 @@ def _event_count(tapes: Sequence[Tape]) -> int:
 
 def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
     """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace."""
-    from pyiceberg.exceptions import NoSuchTableError
-
     from pipeline.sinks.iceberg import load_catalog
 
     catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
-    namespace = config.storage.namespace
-
-    def scan(table: TableDef) -> pa.Table:
-        """The table's rows in its definition's schema; none when the run's modules never created it."""
-        try:
-            data: pa.Table = catalog.load_table(f"{namespace}.{table.name}").scan().to_arrow()
-        except NoSuchTableError:
-            return table.schema.empty_table()
-        except Exception as e:  # pyiceberg's catalogs raise many unrelated types
-            raise CoattailError(f"cannot read Iceberg table {namespace}.{table.name}: {e}") from e
-        return table.conform(data)
-
     return RunOutputs(
-        alerts=scan(ALERTS),
-        dq=pl.DataFrame(scan(DQ_METRICS)),
-        spread_metrics=pl.DataFrame(scan(SPREAD_METRICS_TABLE)),
+        alerts=read_table(catalog, config, ALERTS),
+        dq=pl.DataFrame(read_table(catalog, config, DQ_METRICS)),
+        spread_metrics=pl.DataFrame(read_table(catalog, config, SPREAD_METRICS_TABLE)),
         records_in=records_in,
         valid=valid,
-        basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
-        flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
-        whale_impact=pl.DataFrame(scan(WHALE_IMPACT_TABLE)),
-        alpha_scores=pl.DataFrame(scan(ALPHA_SCORES)),
-        signals=pl.DataFrame(scan(SIGNALS)),
+        basis_metrics=pl.DataFrame(read_table(catalog, config, BASIS_METRICS)),
+        flow_metrics=pl.DataFrame(read_table(catalog, config, FLOW_METRICS_TABLE)),
+        whale_impact=pl.DataFrame(read_table(catalog, config, WHALE_IMPACT_TABLE)),
+        alpha_scores=pl.DataFrame(read_table(catalog, config, ALPHA_SCORES)),
+        signals=pl.DataFrame(read_table(catalog, config, SIGNALS)),
     )
+
+
+def read_table(catalog: Any, config: Config, table: TableDef) -> pa.Table:
+    """``table``'s rows in the run's namespace of ``catalog``, in its definition's schema; none when the
+    run's modules never created it."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    ident = f"{config.storage.namespace}.{table.name}"
+    try:
+        data: pa.Table = catalog.load_table(ident).scan().to_arrow()
+    except NoSuchTableError:
+        return table.schema.empty_table()
+    except Exception as e:  # pyiceberg's catalogs raise many unrelated types
+        raise CoattailError(f"cannot read Iceberg table {ident}: {e}") from e
+    return table.conform(data)
 
 
 def count_dynamodb_alerts(config: Config) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +16,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 
 class Task(Protocol):
@@ -89,3 +93,22 @@ class RichSteps(Steps):
     def log(self, message: str) -> None:
         """Print above the bars."""
         self.progress.console.print(message)
+
+
+class RunObserver:
+    """What a run tells a live display besides its steps (``coattail run --live``); this base ignores it.
+    Called from the run's threads: an implementation guards its own state."""
+
+    def provisioned(self, run_id: str, run_path: Path, config: Config) -> None:
+        """The run's stack is up and its own stream, alerts table and namespace exist (``config``)."""
+
+    def replayed(
+        self, sent: int, total: int, position_us: int, start_us: int, end_us: int, rate: float
+    ) -> None:
+        """The replay sent ``sent`` of ``total`` events, up to exchange time ``position_us``."""
+
+    def processed(self, records_in: int, batches: int) -> None:
+        """The pipeline took ``records_in`` records in ``batches`` micro-batches so far."""
+
+    def stage(self, state: str, message: str | None = None) -> None:
+        """The run moved to ``state`` (``replaying``, ``consuming``, ``finished``, ``failed``)."""

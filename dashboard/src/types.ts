@@ -1,0 +1,75 @@
+/** The alert object of the alert API (docs/API.md, "The alert object"). Times are µs since the epoch, UTC. */
+export interface Alert {
+  alert_id: string;
+  detector: string;
+  kind: string;
+  exchange: string;
+  symbol: string;
+  severity: string;
+  ts_event: number;
+  window_start: number | null;
+  window_end: number | null;
+  value: number | null;
+  threshold: number | null;
+  evidence: Record<string, unknown>;
+  event_ids: string[];
+  ts_sent: number | null;
+  ts_ingest: number | null;
+  ts_written: number | null;
+  expires_at: number | null;
+}
+
+/** One page of `GET /alerts`. */
+export interface AlertPage {
+  alerts: Alert[];
+  count: number;
+  next_cursor: string | null;
+}
+
+/** The equality filters of `GET /alerts` the dashboard offers. */
+export interface AlertFilters {
+  symbol?: string;
+  detector?: string;
+  severity?: string;
+}
+
+/** `GET /health`. */
+export interface Health {
+  status: "ok" | "degraded";
+  checked_at: number;
+  stream: { name: string; status: string; open_shards?: number };
+  table: { name: string; status: string; item_count?: number };
+  last_alert: { alert_id: string; ts_event: number; ts_written: number | null; age_s: number | null } | null;
+}
+
+/** Harness route `GET /harness/run`: the progress of the run driving the dashboard (`coattail run --live`). */
+export interface RunStatus {
+  run_id: string;
+  state: "starting" | "replaying" | "consuming" | "finished" | "failed";
+  sent: number;
+  total: number;
+  events_per_s: number;
+  position_us: number | null;
+  start_us: number | null;
+  end_us: number | null;
+  records_in: number;
+  batches: number;
+  message: string | null;
+}
+
+/** A time series as two equal-length arrays (µs exchange time, value). */
+export interface Series {
+  t: number[];
+  v: number[];
+}
+
+/** Harness route `GET /harness/market?symbol=`: one symbol's market data per exchange. */
+export interface Market {
+  symbol: string;
+  exchanges: { exchange: string; price: Series; notional_per_minute: Series; spread_bps: Series }[];
+}
+
+/** Harness route `GET /harness/dq`: data-quality counts by reason (MOD-004's `dq_metrics`). */
+export interface DataQuality {
+  by_reason: Record<string, number>;
+}
