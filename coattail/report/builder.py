@@ -1,7 +1,8 @@
 """The run report: one self-contained HTML file (plotly's JavaScript inlined; no network needed).
 
-Sections: price per symbol with alert markers, the alert table, throughput over time, the latency
-histogram and percentiles (``ts_sent`` -> ``ts_written``), DQ counts, validation against labels, the
+Sections: price per symbol with alert markers, the alert table, throughput over time, every event's
+latency by stage (``coattail.run.latency``; at max speed shown as queueing),
+DQ counts, validation against labels, the
 reference comparison and the golden comparison.
 """
 
@@ -21,12 +22,13 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from coattail.run.latency import HEADLINE, STAGES
 from coattail.run.outputs import RunOutputs
+from core.histogram import RELATIVE_ERROR, LogHistogram
 from core.timefmt import format_us
 
 MAX_POINTS_PER_SYMBOL: Final = 4_000
 MAX_TABLE_ROWS: Final = 500
-PERCENTILES: Final = (50, 90, 99, 99.9)
 SEVERITY_COLOR: Final = {"low": "#2da44e", "medium": "#d4a72c", "high": "#e16f24", "critical": "#cf222e"}
 
 
@@ -44,42 +46,29 @@ class ReportInputs:
     validation: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     golden: dict[str, Any] | None = None
+    latency: dict[str, LogHistogram] = field(default_factory=dict)
+    """Every event's latency by stage (``coattail.run.latency.STAGES``); empty for a run measured before."""
+    queueing: bool = False
+    """The run replayed at max speed: latency from the schedule measures the queue behind the tape."""
     stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """Latency percentiles (ms) of stages before the pipeline, by name (the producer's, via WebSocket)."""
-
-
-def latency_ms(alerts: pl.DataFrame) -> np.ndarray:
-    """Per alert, ``ts_written - ts_sent`` in milliseconds (alerts lacking either stamp are left out)."""
-    if alerts.is_empty():
-        return np.empty(0)
-    stamped = alerts.filter(pl.col("ts_sent").is_not_null() & pl.col("ts_written").is_not_null())
-    values: np.ndarray = ((stamped["ts_written"] - stamped["ts_sent"]) / 1_000).to_numpy().astype(float)
-    return values
-
-
-def latency_percentiles(values: np.ndarray) -> dict[str, float | None]:
-    """p50, p90, p99, p99.9 and max in ms; None when there is nothing to measure."""
-    if values.size == 0:
-        return {**{f"p{p:g}": None for p in PERCENTILES}, "max": None, "count": 0}
-    out: dict[str, float | None] = {f"p{p:g}": float(np.percentile(values, p)) for p in PERCENTILES}
-    return {**out, "max": float(values.max()), "count": float(values.size)}
 
 
 def build_report(inputs: ReportInputs) -> str:
     """The HTML text of the report."""
     alerts = pl.DataFrame(inputs.outputs.alerts)
-    lat = latency_ms(alerts)
     template = Template(resources.files("coattail.report").joinpath("template.html").read_text())
     return template.substitute(
         title=html.escape(inputs.title),
         subtitle=html.escape(f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}"),
         plotlyjs=get_plotlyjs(),
-        cards=_cards(inputs, lat),
+        cards=_cards(inputs),
         price_chart=_figure(_price_figure(inputs.prices, alerts), "price"),
         alert_table=_alert_table(alerts),
         throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
-        latency_table=_kv_table(latency_percentiles(lat)),
-        latency_chart=_figure(_latency_figure(lat), "latency"),
+        latency_title=_latency_title(inputs.queueing),
+        latency_table=_latency_table(inputs.latency),
+        latency_chart=_figure(_latency_figure(inputs.latency), "latency") if inputs.latency else "",
         stage_table=_stage_table(inputs.stages),
         dq_chart=_figure(_dq_figure(inputs.outputs.dq), "dq"),
         dq_table=_dq_table(inputs.outputs.dq),
@@ -193,13 +182,14 @@ def _throughput_figure(throughput: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def _latency_figure(values: np.ndarray) -> go.Figure:
-    fig = go.Figure(go.Histogram(x=values.tolist(), nbinsx=50, name="alerts"))
-    for p in (50, 99):
-        if values.size:
-            v = float(np.percentile(values, p))
-            fig.add_vline(x=v, line_dash="dash", annotation_text=f"p{p} {v:.0f} ms")
-    fig.update_layout(xaxis_title="ms from ts_sent to ts_written", yaxis_title="alerts")
+def _latency_figure(latency: dict[str, LogHistogram]) -> go.Figure:
+    """The cumulative distribution of each stage's latency (log time axis)."""
+    fig = go.Figure()
+    for name, histogram in latency.items():
+        edges, shares = histogram.cdf_ms()
+        if edges:
+            fig.add_trace(go.Scatter(x=edges, y=shares, mode="lines", line_shape="hv", name=name))
+    fig.update_layout(xaxis_title="ms", xaxis_type="log", yaxis_title="share of events (alerts)")
     return fig
 
 
@@ -245,6 +235,21 @@ def _stage_table(stages: dict[str, dict[str, float | None]]) -> str:
         return ""
     rows = [{"stage": name, **pct} for name, pct in stages.items()]
     return "<h3>Stages before the pipeline (ms)</h3>" + _table(rows)
+
+
+def _latency_title(queueing: bool) -> str:
+    if queueing:
+        return ("Queueing at max speed (every event was due when the replay started: these figures measure "
+                "the queue behind the tape, not latency; replay paced to measure latency)")
+    return "Latency per event, from its scheduled send time"
+
+
+def _latency_table(latency: dict[str, LogHistogram]) -> str:
+    if not latency:
+        return "<p>not measured (a run directory written before per-event latency)</p>"
+    rows = [{"stage": name, "measures": STAGES[name], **h.summary_ms()} for name, h in latency.items()]
+    note = f"percentiles within {100 * RELATIVE_ERROR:g}% (a log-bucketed histogram of every event)"
+    return _table(rows) + f"<p>{note}</p>"
 
 
 def _kv_table(values: dict[str, Any]) -> str:
@@ -351,15 +356,22 @@ def _golden(g: dict[str, Any] | None) -> str:
     return "".join(parts)
 
 
-def _cards(inputs: ReportInputs, lat: np.ndarray) -> str:
+def _cards(inputs: ReportInputs) -> str:
     s = inputs.summary
-    pct = latency_percentiles(lat)
+    latency: dict[str, Any] = (
+        {"latency": "queueing (max speed)"}
+        if inputs.queueing
+        else {
+            f"{name} {pct} latency ms": inputs.latency[name].summary_ms()[pct]
+            for name, pct in HEADLINE
+            if name in inputs.latency
+        }
+    )
     cards = {
         "events": s.get("events"),
         "alerts": inputs.outputs.alerts.num_rows,
         "throughput ev/s": s.get("throughput_eps"),
-        "p50 latency ms": pct["p50"],
-        "p99 latency ms": pct["p99"],
+        **latency,
         # a tape without labels is not validated: that is neither a pass nor a failure
         "labels": "NOT RUN" if inputs.validation is None else ("PASS" if inputs.validation["ok"] else "FAIL"),
         "reference": "n/a"
