@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "size",
     "faults",
     "reliability",
+    "bench",
 )
 
 

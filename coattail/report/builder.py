@@ -63,14 +63,14 @@ def build_report(inputs: ReportInputs) -> str:
         subtitle=html.escape(f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}"),
         plotlyjs=get_plotlyjs(),
         cards=_cards(inputs),
-        price_chart=_figure(_price_figure(inputs.prices, alerts), "price"),
+        price_chart=figure_html(_price_figure(inputs.prices, alerts), "price"),
         alert_table=_alert_table(alerts),
-        throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
+        throughput_chart=figure_html(_throughput_figure(inputs.throughput), "throughput"),
         latency_title=_latency_title(inputs.queueing),
         latency_table=_latency_table(inputs.latency),
-        latency_chart=_figure(_latency_figure(inputs.latency), "latency") if inputs.latency else "",
+        latency_chart=figure_html(_latency_figure(inputs.latency), "latency") if inputs.latency else "",
         stage_table=_stage_table(inputs.stages),
-        dq_chart=_figure(_dq_figure(inputs.outputs.dq), "dq"),
+        dq_chart=figure_html(_dq_figure(inputs.outputs.dq), "dq"),
         dq_table=_dq_table(inputs.outputs.dq),
         validation=_validation(inputs.validation),
         reference=_reference(inputs.agreement),
@@ -82,7 +82,7 @@ def build_report(inputs: ReportInputs) -> str:
 # --- charts ------------------------------------------------------------------------------------------
 
 
-def _figure(fig: go.Figure, name: str) -> str:
+def figure_html(fig: go.Figure, name: str) -> str:
     fig.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 40}, template="plotly_white")
     if fig.layout.height is None:
         fig.update_layout(height=380)
@@ -218,7 +218,7 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape('' if value is None else str(value))}</td>"
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     if not rows:
         return "<p>none</p>"
     columns = columns or list(rows[0])
@@ -234,7 +234,7 @@ def _stage_table(stages: dict[str, dict[str, float | None]]) -> str:
     if not stages:
         return ""
     rows = [{"stage": name, **pct} for name, pct in stages.items()]
-    return "<h3>Stages before the pipeline (ms)</h3>" + _table(rows)
+    return "<h3>Stages before the pipeline (ms)</h3>" + table_html(rows)
 
 
 def _latency_title(queueing: bool) -> str:
@@ -249,11 +249,11 @@ def _latency_table(latency: dict[str, LogHistogram]) -> str:
         return "<p>not measured (a run directory written before per-event latency)</p>"
     rows = [{"stage": name, "measures": STAGES[name], **h.summary_ms()} for name, h in latency.items()]
     note = f"percentiles within {100 * RELATIVE_ERROR:g}% (a log-bucketed histogram of every event)"
-    return _table(rows) + f"<p>{note}</p>"
+    return table_html(rows) + f"<p>{note}</p>"
 
 
 def _kv_table(values: dict[str, Any]) -> str:
-    return _table([{"name": k, "value": v} for k, v in values.items()])
+    return table_html([{"name": k, "value": v} for k, v in values.items()])
 
 
 def _alert_table(alerts: pl.DataFrame) -> str:
@@ -272,7 +272,7 @@ def _alert_table(alerts: pl.DataFrame) -> str:
         }
         for a in alerts.sort("ts_event").iter_rows(named=True)
     ]
-    return _table(rows)
+    return table_html(rows)
 
 
 def _dq_table(dq: pl.DataFrame) -> str:
@@ -283,7 +283,7 @@ def _dq_table(dq: pl.DataFrame) -> str:
         .agg(pl.col("count").sum())
         .sort(["exchange", "symbol", "reason"])
     )
-    return _table(totals.to_dicts())
+    return table_html(totals.to_dicts())
 
 
 def _status(ok: bool) -> str:
@@ -296,19 +296,19 @@ def _validation(v: dict[str, Any] | None) -> str:
     misses = [r for r in v["results"] if not r["hit"]]
     parts = [
         f"<p>{_status(v['ok'])} {v['labels'] - v['misses']} of {v['labels']} labels hit</p>",
-        _table(v["scores"]),
+        table_html(v["scores"]),
     ]
     if misses:
         parts.append(
             "<h3>Missed labels</h3>"
-            + _table(
+            + table_html(
                 [{**m["label"], "detail": m["detail"]} for m in misses],
                 ["kind", "detector", "exchange", "symbol", "start_us", "end_us", "detail"],
             )
         )
     parts.append(
         f"<details><summary>{len(v['unexpected_alerts'])} alerts no label asked for</summary>"
-        f"{_table(v['unexpected_alerts'])}</details>"
+        f"{table_html(v['unexpected_alerts'])}</details>"
     )
     if v.get("tolerated_alerts"):
         parts.append(
@@ -318,7 +318,7 @@ def _validation(v: dict[str, Any] | None) -> str:
     if v.get("unexpected_dq"):
         parts.append(
             f"<details><summary>{len(v['unexpected_dq'])} DQ counts no label asked for</summary>"
-            f"{_table(v['unexpected_dq'])}</details>"
+            f"{table_html(v['unexpected_dq'])}</details>"
         )
     return "".join(parts)
 
@@ -341,7 +341,7 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:
-            parts.append(f"<h3>{title} ({len(a[key])})</h3>{_table(a[key])}")
+            parts.append(f"<h3>{title} ({len(a[key])})</h3>{table_html(a[key])}")
     return "".join(parts)
 
 
@@ -352,7 +352,7 @@ def _golden(g: dict[str, Any] | None) -> str:
     parts = [f"<p>{_status(g['ok'])} {where}: golden {g['expected']} alerts, run {g['actual']}</p>"]
     for key in ("missing", "unexpected", "changed"):
         if g[key]:
-            parts.append(f"<h3>{key} ({len(g[key])})</h3>{_table(g[key])}")
+            parts.append(f"<h3>{key} ({len(g[key])})</h3>{table_html(g[key])}")
     return "".join(parts)
 
 
