@@ -10,37 +10,13 @@ from coattail.bench.tapes import head
 from core.errors import CoattailError
 from core.labels import Label
 from core.tape import Tape
+from pipeline.testkit import quote, trade
 from replay.testkit import T0, write_tape
 
 
 def test_head_keeps_the_first_events_of_both_kinds_and_the_labels_within(tmp_path: Path) -> None:
-    trades = [
-        {
-            "exchange": "binance",
-            "symbol": "BTCUSDT",
-            "trade_id": i,
-            "price": 100.0,
-            "qty": 1.0,
-            "side": "buy",
-            "ts_event": T0 + 2 * i,
-            "ts_recv": None,
-        }
-        for i in range(10)
-    ]
-    quotes = [
-        {
-            "exchange": "binance",
-            "symbol": "BTCUSDT",
-            "bid_px": 99.0,
-            "bid_qty": 1.0,
-            "ask_px": 101.0,
-            "ask_qty": 1.0,
-            "update_id": i,
-            "ts_event": T0 + 2 * i + 1,
-            "ts_recv": None,
-        }
-        for i in range(10)
-    ]
+    trades = [trade(i, 100.0, 1.0, T0 + 2 * i)[1] for i in range(10)]
+    quotes = [quote(i, 99.0, 101.0, T0 + 2 * i + 1)[1] for i in range(10)]
     early = Label(
         kind="whale", detector="MOD-001", exchange="binance", symbol="BTCUSDT", start_us=T0, end_us=T0 + 3
     )
