@@ -19,12 +19,15 @@ def speed_misses(
 ) -> list[str]:
     """The speed budgets missed, as sentences (empty: the figures may be promoted).
 
-    ``latency``: a paced run's summary latency section (``coattail.run.latency.latency_summary``), None
-    when no paced run was measured."""
+    ``throughput_eps``: from a run at max speed, None when none was measured. ``latency``: a paced run's
+    summary latency section (``coattail.run.latency.latency_summary``), None when none was measured."""
     missed = []
-    eps = throughput_eps or 0.0
-    if eps < budgets["min_throughput_eps"]:
-        missed.append(f"throughput {eps:,.0f} events/s < budget {budgets['min_throughput_eps']:,.0f}")
+    if throughput_eps is None:
+        missed.append("throughput: no run at max speed measured it")
+    elif throughput_eps < budgets["min_throughput_eps"]:
+        missed.append(
+            f"throughput {throughput_eps:,.0f} events/s < budget {budgets['min_throughput_eps']:,.0f}"
+        )
     if latency is None or not latency.get("measured") or latency.get("queueing"):
         missed.append("latency: no paced run measured it (max speed measures queueing)")
         return missed

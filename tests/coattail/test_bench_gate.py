@@ -27,3 +27,7 @@ def test_queueing_is_never_compared_with_a_latency_budget() -> None:
     queueing = paced(5, 5) | {"queueing": True}
     assert "no paced run" in speed_misses(60_000, queueing, BUDGETS)[0]
     assert "no paced run" in speed_misses(60_000, None, BUDGETS)[0]
+
+
+def test_no_run_at_max_speed_is_a_miss_not_a_zero() -> None:
+    assert speed_misses(None, paced(900, 300), BUDGETS) == ["throughput: no run at max speed measured it"]
