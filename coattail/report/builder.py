@@ -389,7 +389,7 @@ def _scorecard(scores: pl.DataFrame) -> str:
     for key, part in scores.filter(pl.col("horizon_s") == horizon).group_by(source, maintain_order=True):
         fig.add_trace(go.Box(y=part["forward_bps"].to_list(), name=":".join(map(str, key)), boxmean=True))
     fig.update_layout(yaxis_title=f"forward return at {horizon} s (bps, the alert's way)", showlegend=False)
-    return _table(latest.to_dicts()) + figure_html(fig, "scorecard")
+    return table_html(latest.to_dicts()) + figure_html(fig, "scorecard")
 
 
 def _backtest(view: BacktestView | None) -> str:
@@ -398,7 +398,7 @@ def _backtest(view: BacktestView | None) -> str:
         return "<p>not backtested: <code>coattail backtest RUN</code> trades the run's signals</p>"
     names = list(view.summary)
     rows = sorted({k for s in view.summary.values() for k, v in s.items() if not isinstance(v, (dict, list))})
-    table = _table([{"figure": r, **{n: view.summary[n].get(r) for n in names}} for r in rows])
+    table = table_html([{"figure": r, **{n: view.summary[n].get(r) for n in names}} for r in rows])
     curves = make_subplots(rows=2, cols=1, shared_xaxes=True,
                            subplot_titles=("equity (USD)", "drawdown (USD)"))
     for name in names:
