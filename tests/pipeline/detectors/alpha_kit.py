@@ -29,7 +29,7 @@ def config(**overrides: Any) -> Config:
         "large",
         env={},
         overrides={
-            "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-011"],
+            "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-011"],
             "instruments": ["binance:BTCUSDT"],
             "settings.MOD-007.min_trades": 1000,
             **FAST,
