@@ -14,7 +14,7 @@ DASHBOARD_STAMP := dashboard/dist/.built
 DASHBOARD_SOURCES := $(shell find dashboard/src dashboard/index.html dashboard/package-lock.json dashboard/*.ts \
 	dashboard/*.json -type f 2>/dev/null)
 
-.PHONY: demo test test-deps lint audit faults install jars lock kinesis-mock clean dashboard
+.PHONY: demo test test-deps lint audit faults install jars lock kinesis-mock clean dashboard bench-micro
 
 # Every dependency installs at the version the lock file names (`make lock` refreshes it).
 $(STAMP): pyproject.toml $(LOCK)
@@ -68,6 +68,12 @@ lint: install
 # "NOT DONE", without failing, when no vulnerability service answers from this machine.
 audit: install
 	$(BIN)/python scripts/audit_deps.py
+
+# Micro benchmarks of the hot paths (benchmarks/micro; `make test` only runs them once, untimed). Each run
+# is saved under .benchmarks/; BENCH_ARGS=--benchmark-compare compares with the last saved one.
+BENCH_ARGS ?=
+bench-micro: install
+	$(BIN)/python -m pytest benchmarks/micro --benchmark-only --benchmark-autosave $(BENCH_ARGS)
 
 # The full emulator-fault suite (docs/RELIABILITY.md); `make test` runs a bounded one.
 faults: install

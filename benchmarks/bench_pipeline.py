@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.events import partition_key, to_wire
+from core.histogram import LogHistogram
 from infra import emulator
 from infra.processes import ServerProcess
 from infra.provision import StackSpec, provision
@@ -181,25 +184,19 @@ def latency(speed: float, seconds: float) -> dict[str, Any]:
             if "LastEvaluatedKey" not in resp:
                 break
             args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        lat = sorted((int(i["ts_written"]["N"]) - int(i["ts_sent"]["N"])) / 1_000 for i in items
-                     if "ts_sent" in i and int(i["ts_sent"]["N"]) > 10**15)
-        ingest = sorted((int(i["ts_written"]["N"]) - int(i["ts_ingest"]["N"])) / 1_000 for i in items
-                        if "ts_ingest" in i and int(i["ts_sent"]["N"]) > 10**15)
-
-        def pct(values: list[float], q: float) -> float:
-            return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else float("nan")
-
+        stamped = [i for i in items if "ts_sent" in i and int(i["ts_sent"]["N"]) > 10**15]
+        written = np.array([int(i["ts_written"]["N"]) for i in stamped], dtype=np.int64)
+        sent_at = np.array([int(i["ts_sent"]["N"]) for i in stamped], dtype=np.int64)
+        ingest = np.array([int(i["ts_ingest"]["N"]) if "ts_ingest" in i else -1 for i in stamped],
+                          dtype=np.int64)
         return {
             "benchmark": "latency", "speed": speed, "seconds": seconds, "events_sent": sent.value,
-            "alerts": len(lat),
-            "sent_to_written_ms": {
-                "p50": pct(lat, 0.5), "p90": pct(lat, 0.9), "p99": pct(lat, 0.99), "max": pct(lat, 1.0),
-                "mean": round(statistics.fmean(lat), 1) if lat else None,
-            },
-            "ingest_to_written_ms": {"p50": pct(ingest, 0.5), "p99": pct(ingest, 0.99)},
+            "alerts": len(stamped),
+            "sent_to_written_ms": LogHistogram.of(written - sent_at).summary_ms(),
+            "ingest_to_written_ms": LogHistogram.of((written - ingest)[ingest >= 0]).summary_ms(),
             "batches": progress.batches,
             "driver_stage_seconds": {k: round(v, 2) for k, v in progress.stage_seconds.items()},
-            "trigger_ms_recent": {"p50": pct(sorted(triggers), 0.5), "max": pct(sorted(triggers), 1.0)},
+            "trigger_ms_recent": LogHistogram.of(np.array(triggers, dtype=np.int64) * 1_000).summary_ms(),
             "spark_stage_ms_p50": spark_ms,
         }
     finally:

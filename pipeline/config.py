@@ -151,11 +151,19 @@ class SparkConfig(Frozen):
 
 
 class Budgets(Frozen):
-    """Promotion budgets: the end-to-end benchmark's gate fails when one is missed."""
+    """Promotion budgets: the end-to-end benchmark's gate fails when one is missed.
+
+    Speed: throughput at max speed; latency paced (alerts' p50 sent -> DynamoDB written, every event's
+    p99 scheduled -> results). Quality, against the baseline on the same tape (``coattail bench``):
+    labels the baseline hit and the candidate missed, alert differences the candidate's release notes
+    do not declare, and how far a module's recall may fall."""
 
     min_throughput_eps: float = Field(50_000.0, gt=0)
     max_latency_p50_ms: float = Field(400.0, gt=0)
     max_latency_p99_ms: float = Field(1_000.0, gt=0)
+    max_lost_labels: int = Field(0, ge=0)
+    max_undeclared_alert_changes: int = Field(0, ge=0)
+    max_recall_drop: float = Field(0.0, ge=0, le=1)
 
 
 class TierFile(Frozen):

@@ -62,6 +62,7 @@ from pipeline.detectors.base import (
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sequencer import KeyState, Sequencer
 from pipeline.tables import QUARANTINE, bronze_rows, detector_tables, schemas_of
+from pipeline.timing import BatchTiming
 from pipeline.versioned_json import DocumentFormat, is_json_data, no_cyclic_gc, non_json_at
 
 STATE_DOCUMENT: Final = DocumentFormat(
@@ -86,6 +87,8 @@ class BatchResult:
     quarantined: int
     tables: dict[str, pa.Table] = field(default_factory=dict)
     """``trades``, ``quotes``, ``quarantine``, ``alerts`` and every detector's metric tables."""
+    timing: BatchTiming | None = None
+    """When the batch reached each point of the pipeline (set by the runner once it is routed)."""
 
     @property
     def alerts(self) -> pa.Table:

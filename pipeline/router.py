@@ -23,6 +23,9 @@ commit stops the background commits (the failed batches and every later one stay
 and count as pending) and fails the next micro-batch, ``check`` and ``flush``; ``close`` reports it
 once and the next ``open`` commits what is spooled.
 
+``on_commit`` hears of every commit: the batch ids and the wall time (µs) their rows became visible
+(``pipeline.timing``: the freshness of a batch's rows).
+
 The thread reads time and waits through a ``Clock`` (``MonotonicClock`` by default), so tests move time
 by hand instead of sleeping.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NoReturn, Protocol
@@ -42,7 +45,7 @@ import pyarrow.ipc as ipc
 
 from core.errors import SinkError
 from pipeline.engine import BatchResult
-from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.sinks.base import AlertSink, TableSink, now_us
 from pipeline.tables import TableDef
 
 MAX_GROUP_ROWS: Final = 1_000_000
@@ -102,12 +105,14 @@ class AlertRouter:
         spool_dir: Path | None = None,
         commit_interval_s: float = 0.0,
         clock: Clock | None = None,
+        on_commit: Callable[[Sequence[int], int], None] | None = None,
     ) -> None:
         self.alert_sinks = list(alert_sinks)
         self.table_sinks = list(table_sinks)
         self.spool_dir = spool_dir
         self.commit_interval_s = commit_interval_s
         self.clock = clock or MonotonicClock()
+        self.on_commit = on_commit
         self._cond = threading.Condition()
         self._queue: list[_Spooled] = []
         self._inflight: list[_Spooled] = []
@@ -195,6 +200,7 @@ class AlertRouter:
         if self.spool_dir is None:
             for table_sink in self.table_sinks:
                 table_sink.write(result.batch_id, writer, result.tables)
+            self._committed_batches([result.batch_id])
         else:
             self._spool(self.spool_dir, result, writer)
         return result
@@ -239,8 +245,14 @@ class AlertRouter:
         batches = [(entry.batch_id, _read_spooled(entry.path)) for entry in group]
         for table_sink in self.table_sinks:
             table_sink.write_batches(group[0].writer, batches)
+        self._committed_batches([batch_id for batch_id, _ in batches])
         for entry in group:
             shutil.rmtree(entry.path)
+
+    def _committed_batches(self, batch_ids: Sequence[int]) -> None:
+        """Tell ``on_commit`` that ``batch_ids``' tables are committed (their rows visible) now."""
+        if self.on_commit is not None:
+            self.on_commit(batch_ids, now_us())
 
     def _wait_for_group(self) -> list[_Spooled] | None:
         """Under the lock: the next group once it is due (None: stop). Due means the interval since the

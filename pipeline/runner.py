@@ -52,8 +52,9 @@ from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.router import AlertRouter
-from pipeline.sinks.base import AlertSink, TableSink
+from pipeline.sinks.base import AlertSink, TableSink, now_us
 from pipeline.tables import BRONZE, TableDef, schemas_of, tables_for
+from pipeline.timing import BatchTiming
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -84,7 +85,9 @@ class PipelineRunner:
 
     ``source``: ``"kinesis"`` (``config.kinesis.stream`` at ``config.runtime``'s endpoint) or a tape
     directory. ``table_sinks`` / ``alert_sinks``: defaults are Iceberg and DynamoDB for the profile.
-    ``on_batch``: optional callback with every ``BatchResult`` (after the sinks committed it).
+    ``on_batch``: optional callback with every ``BatchResult`` (after the alert sinks wrote it; its
+    ``timing`` set). ``on_commit``: optional callback with the ids of batches whose tables were committed
+    to the table sinks and the wall time (µs) of that commit (called on the router's thread).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class PipelineRunner:
         registry: ModuleRegistry | None = None,
         max_records_per_batch: int | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
+        on_commit: Callable[[Sequence[int], int], None] | None = None,
     ) -> None:
         self.config = config
         self.checkpoint = Path(checkpoint).resolve()
@@ -121,7 +125,7 @@ class PipelineRunner:
             alert_sinks = [DynamoAlertSink(config)]
         self.router = AlertRouter(
             alert_sinks, table_sinks, spool_dir=self.checkpoint / "spool",
-            commit_interval_s=config.storage.commit_interval_ms / 1_000,
+            commit_interval_s=config.storage.commit_interval_ms / 1_000, on_commit=on_commit,
         )
         self.on_batch = on_batch
         self.query: StreamingQuery | None = None
@@ -251,10 +255,9 @@ class PipelineRunner:
         return self._writer
 
     def _on_batch(self, df: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
+        started = now_us()
         table = df.toArrow()
-        self._add_stage("collect", time.monotonic() - started)
-        self.process(table, batch_id, self._writer_id())
+        self._process(table, batch_id, self._writer_id(), started, now_us())
 
     def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings
@@ -262,17 +265,16 @@ class PipelineRunner:
         from pipeline.cross import INTERNAL_SCHEMAS
         from pipeline.keyed import assemble
 
-        started = time.monotonic()
+        started = now_us()
         output = df.toArrow()
-        collected = time.monotonic()
-        self._add_stage("collect", collected - started)
+        collected = now_us()
         result = self.engine.process_assembled(
             assemble(
                 output, batch_id, {**schemas_of(self.tables()), **INTERNAL_SCHEMAS}
             )
         )
-        self._add_stage("engine", time.monotonic() - collected)
-        self._deliver(result, self._writer_id(), self.engine.commit if self.engine.cross.active else None)
+        self._deliver(result, self._writer_id(), self.engine.commit if self.engine.cross.active else None,
+                      (started, collected, now_us()))
 
     def _add_stage(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -281,20 +283,34 @@ class PipelineRunner:
 
     def process(self, parsed: pa.Table, batch_id: int, writer: str) -> BatchResult:
         """Engine + router + state commit for one parsed batch (the body of every driver-mode batch)."""
-        started = time.monotonic()
+        started = now_us()
+        return self._process(parsed, batch_id, writer, started, started)
+
+    def _process(
+        self, parsed: pa.Table, batch_id: int, writer: str, started_us: int, collected_us: int
+    ) -> BatchResult:
         result = self.engine.process(parsed, batch_id)
-        self._add_stage("engine", time.monotonic() - started)
-        return self._deliver(result, writer, self.engine.commit)
+        return self._deliver(result, writer, self.engine.commit, (started_us, collected_us, now_us()))
 
     def _deliver(
-        self, result: BatchResult, writer: str, after_sinks: Callable[[int], None] | None = None
+        self,
+        result: BatchResult,
+        writer: str,
+        after_sinks: Callable[[int], None] | None,
+        stamps: tuple[int, int, int],
     ) -> BatchResult:
-        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, progress, callback."""
-        routed = time.monotonic()
+        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, progress, callback.
+
+        ``stamps``: when the batch started, was collected and had its results (wall µs)."""
+        started, collected, results = stamps
         self.router.route(result, writer)
         if after_sinks is not None:
             after_sinks(result.batch_id)
-        self._add_stage("sinks", time.monotonic() - routed)
+        routed = now_us()
+        result.timing = BatchTiming(result.batch_id, started, collected, results, routed)
+        for stage, seconds in (("collect", collected - started), ("engine", results - collected),
+                               ("sinks", routed - results)):
+            self._add_stage(stage, seconds / 1e6)
         with self._lock:
             p = self._progress
             p.records_in += result.records_in

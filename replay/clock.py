@@ -1,4 +1,4 @@
-"""Replay speed, the pacing clock and the lag-behind-schedule statistics.
+"""Replay speed, the pacing clock, the schedule it keeps and the lag-behind-schedule statistics.
 
 At speed ``S`` an event whose schedule time is ``t`` (its exchange time, plus any injected delay) is due
 when the wall time since the start reaches ``(t - t0) / S``. The wall clock only paces and stamps
@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import ReplayError
+from core.histogram import LogHistogram
 
 _SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x?\s*$", re.IGNORECASE)
 
@@ -64,45 +65,6 @@ class WallClock:
             time.sleep(us / 1e6)
 
 
-class LagStats:
-    """Lag of each event behind its due time, in a fixed-resolution histogram (exact maximum)."""
-
-    RESOLUTION_US = 50
-    BINS = 1_200_000  # 60 s at 50 µs; anything later lands in the last bin (the max stays exact)
-
-    def __init__(self) -> None:
-        self._hist = np.zeros(self.BINS, dtype=np.int64)
-        self.count = 0
-        self.max_us = 0
-
-    def add(self, lag_us: np.ndarray) -> None:
-        """Record the lags (µs, negative means early and counts as 0) of a group of events."""
-        if lag_us.size == 0:
-            return
-        lag = np.maximum(lag_us, 0)
-        self.max_us = max(self.max_us, int(lag.max()))
-        bins = np.minimum(lag // self.RESOLUTION_US, self.BINS - 1)
-        self._hist += np.bincount(bins, minlength=self.BINS)
-        self.count += int(lag.size)
-
-    def percentile_us(self, q: float) -> float:
-        """The ``q``-th percentile (0-100) lag, to the histogram's resolution."""
-        if self.count == 0:
-            return 0.0
-        rank = max(1, int(np.ceil(q / 100 * self.count)))
-        index = int(np.searchsorted(np.cumsum(self._hist), rank))
-        return float(min(index * self.RESOLUTION_US, self.max_us))
-
-    def summary(self) -> LagSummary:
-        """p50, p99 and max in milliseconds."""
-        return LagSummary(
-            p50_ms=self.percentile_us(50) / 1e3,
-            p99_ms=self.percentile_us(99) / 1e3,
-            max_ms=self.max_us / 1e3,
-            events=self.count,
-        )
-
-
 @dataclass(frozen=True)
 class LagSummary:
     """How far behind schedule the replay handed events to the target."""
@@ -111,6 +73,38 @@ class LagSummary:
     p99_ms: float
     max_ms: float
     events: int
+
+    @classmethod
+    def of(cls, lag: LogHistogram) -> LagSummary:
+        """p50, p99 and max of the lags in ``lag`` (zeros when nothing was sent)."""
+        summary = lag.summary_ms()
+        return cls(
+            p50_ms=summary["p50"] or 0.0,
+            p99_ms=summary["p99"] or 0.0,
+            max_ms=summary["max"] or 0.0,
+            events=lag.count,
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the replay meant to send each event: the anchor event time is due at the anchor wall time, and
+    later events ``(ts - event_us) / speed`` after it (at ``max`` speed everything is due at the anchor).
+
+    Latency measured from ``due_wall_us`` cannot be hidden by a replay that falls behind its schedule.
+    """
+
+    event_us: int
+    wall_us: int
+    """Wall-clock µs since the Unix epoch at which the replay sent its first events."""
+    speed: float | None
+
+    def due_wall_us(self, ts_us: np.ndarray) -> np.ndarray:
+        """The scheduled wall time (µs) of events at exchange times ``ts_us``."""
+        ts = np.asarray(ts_us, dtype=np.int64)
+        if self.speed is None:
+            return np.full(ts.shape, self.wall_us, dtype=np.int64)
+        return self.wall_us + ((ts - self.event_us) / self.speed).astype(np.int64)
 
 
 class Pacer:
@@ -124,22 +118,25 @@ class Pacer:
     def __init__(self, speed: float | None, clock: Clock | None = None) -> None:
         self.speed = speed
         self.clock = clock or WallClock()
-        self.lag = LagStats()
+        self.lag = LogHistogram()
         self._t0_event: int | None = None
         self._t0_wall = 0
+        self.schedule: Schedule | None = None
+        """The anchor, once the first events were due."""
 
     def start(self, first_event_us: int) -> None:
         """Anchor the schedule: the event at ``first_event_us`` is due now."""
         self._t0_event = first_event_us
         self._t0_wall = self.clock.monotonic_us()
+        self.schedule = Schedule(event_us=first_event_us, wall_us=self.clock.wall_us(), speed=self.speed)
 
     def due_count(self, sched_us: np.ndarray, offset: int) -> int:
         """How many of ``sched_us[offset:]`` (non-decreasing) are due now; sleeps when none is."""
-        if self.speed is None:
-            return len(sched_us) - offset
         if self._t0_event is None:
             self.start(int(sched_us[offset]))
         assert self._t0_event is not None
+        if self.speed is None:
+            return len(sched_us) - offset
         elapsed = self.clock.monotonic_us() - self._t0_wall
         horizon = self._t0_event + int(elapsed * self.speed)
         end = int(np.searchsorted(sched_us, horizon, side="right"))
@@ -155,4 +152,5 @@ class Pacer:
             return
         elapsed = self.clock.monotonic_us() - self._t0_wall
         due = (sched_us - self._t0_event) / self.speed
-        self.lag.add((elapsed - due).astype(np.int64))
+        # an event sent early is not late: its lag is 0
+        self.lag.add(np.maximum(elapsed - due, 0).astype(np.int64))

@@ -25,7 +25,7 @@ import pyarrow as pa
 from core.errors import ReplayError
 from core.labels import Label
 from core.tape import Tape
-from replay.clock import Clock, LagSummary, Pacer, WallClock
+from replay.clock import Clock, LagSummary, Pacer, Schedule, WallClock
 from replay.faults import (
     ARRIVAL_SCHEMA,
     FaultInjector,
@@ -55,6 +55,8 @@ class Progress:
     elapsed_s: float
     lag_ms: float | None
     """The worst lag behind schedule so far (None at ``max`` speed)."""
+    schedule: Schedule | None = None
+    """When the replay meant to send each event (None until the first events were due)."""
 
     @property
     def rate(self) -> float:
@@ -75,6 +77,8 @@ class ReplaySummary:
     last_ts_us: int | None
     lag: LagSummary | None
     """Lag behind schedule; None at ``max`` speed."""
+    schedule: Schedule | None = None
+    """When the replay meant to send each event (None when nothing was sent)."""
     labels: list[Label] = field(default_factory=list)
     """One label per fault injected for this run (``faults=``/``--faults``) and per detector effect it
     must have (docs/DETECTORS.md)."""
@@ -186,7 +190,8 @@ class Replay:
                                 start_us=start_us,
                                 end_us=end_us,
                                 elapsed_s=(now - t_start) / 1e6,
-                                lag_ms=pacer.lag.max_us / 1e3 if self.speed is not None else None,
+                                lag_ms=(pacer.lag.max_us or 0) / 1e3 if self.speed is not None else None,
+                                schedule=pacer.schedule,
                             )
                         )
         elapsed = (self.clock.monotonic_us() - t_start) / 1e6
@@ -203,7 +208,8 @@ class Replay:
             elapsed_s=elapsed,
             first_ts_us=first,
             last_ts_us=last,
-            lag=pacer.lag.summary() if self.speed is not None else None,
+            lag=LagSummary.of(pacer.lag) if self.speed is not None else None,
+            schedule=pacer.schedule,
             labels=labels["run"],
             tape_fault_labels=labels["tape"],
             fault_counts=counts,
@@ -218,6 +224,7 @@ class Replay:
                     end_us=end_us,
                     elapsed_s=elapsed,
                     lag_ms=summary.lag.max_ms if summary.lag else None,
+                    schedule=summary.schedule,
                 )
             )
         return summary

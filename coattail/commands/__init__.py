@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "faults",
     "reliability",
     "backtest",
+    "bench",
 )
 
 

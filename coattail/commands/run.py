@@ -170,7 +170,7 @@ def runs(
     """List the runs, oldest first."""
     from coattail.run.rundir import list_runs
 
-    table = Table(Column("run", no_wrap=True), "events", "alerts", "ev/s", "p99 ms", "result")
+    table = Table(Column("run", no_wrap=True), "events", "alerts", "ev/s", "event p99 ms", "result")
     for r in list_runs(runs_root):
         if not r.has("summary.json"):
             table.add_row(r.run_id, "", "", "", "", "[yellow]unfinished[/yellow]")
@@ -188,7 +188,7 @@ def runs(
             f"{s.get('events', 0):,}",
             str(s.get("alerts", 0)),
             _num(s.get("throughput_eps")),
-            _num(s.get("latency_ms", {}).get("p99")),
+            _headline_p99(s.get("latency_ms", {})),
             "[green]pass[/green]" if not problems else "[red]" + ", ".join(problems) + "[/red]",
         )
     console.print(table)
@@ -284,6 +284,13 @@ def _execute_live(request: Any, port: int) -> None:
         raise failed
 
 
+def _headline_p99(latency: dict[str, Any]) -> str:
+    """A run's per-event p99 to results; ``queue`` at max speed, where it measures the queue."""
+    if latency.get("queueing"):
+        return "queue"
+    return _num(latency.get("stages", {}).get("results", {}).get("p99"))
+
+
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -303,10 +310,16 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         "records in / valid / quarantined", f"{s['records_in']:,} / {s['valid']:,} / {s['quarantined']:,}"
     )
     table.add_row("throughput (end to end)", f"{_num(s.get('throughput_eps'))} events/s")
-    table.add_row(
-        "latency sent -> alert written",
-        f"p50 {_num(latency.get('p50'))} ms, p99 {_num(latency.get('p99'))} ms",
-    )
+    from coattail.run.latency import STAGES
+
+    if latency.get("queueing"):
+        table.add_row("latency", "not measured at max speed: the figures below are queueing behind the tape")
+    for stage, pct in latency.get("stages", {}).items():
+        table.add_row(
+            f"{'queueing' if latency.get('queueing') else 'latency'} {stage}: {STAGES[stage]}",
+            f"p50 {_num(pct.get('p50'))} ms, p99 {_num(pct.get('p99'))} ms, "
+            f"p99.9 {_num(pct.get('p99.9'))} ms, max {_num(pct.get('max'))} ms",
+        )
     for stage, pct in s.get("stage_latency_ms", {}).items():
         table.add_row(f"latency {stage}", f"p50 {_num(pct.get('p50'))} ms, p99 {_num(pct.get('p99'))} ms")
     by_detector = s.get("alerts_by_detector", {})

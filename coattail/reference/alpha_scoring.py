@@ -1,9 +1,9 @@
 """MOD-011 alpha-scoring, reference version (docs/DETECTORS.md, MOD-011), over a whole input.
 
 Written from the page: each consumed alert's decision event is found from the module's own rule (the
-whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run closed),
-the release rule at the end of the input keeps the items whose clock is below the lowest final clock of
-the asset's participants, prices are "as of" the reference instrument (the last counted trade whose
+whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run
+closed), the release rule at the end of the input keeps the items whose clock is below the lowest final
+clock of the asset's participants, prices are "as of" the reference instrument (the last counted trade whose
 clock at arrival is at most ``x``), and a forward return exists when the last published price step
 (the feed's thinning rule) ends after ``t + h``.
 """

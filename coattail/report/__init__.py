@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from coattail.report.builder import BacktestView, ReportInputs, build_report, latency_ms, latency_percentiles
+from coattail.report.builder import BacktestView, ReportInputs, build_report
 
-__all__ = ["BacktestView", "ReportInputs", "build_report", "latency_ms", "latency_percentiles"]
+__all__ = ["BacktestView", "ReportInputs", "build_report"]

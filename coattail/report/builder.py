@@ -2,8 +2,9 @@
 
 Sections: price per symbol with alert markers, the alert table, the scorecard (MOD-011's sources by
 score and their forward returns), the backtest (equity, drawdown, per-signal P&L, beside random
-entries), throughput over time, the latency histogram and percentiles (``ts_sent`` -> ``ts_written``), DQ
-counts, validation against labels, the reference comparison and the golden comparison.
+entries), throughput over time, every event's latency by stage (``coattail.run.latency``; at max
+speed shown as queueing), DQ counts, validation against labels, the reference comparison and the
+golden comparison.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from coattail.run.latency import HEADLINE, STAGES
 from coattail.run.outputs import RunOutputs
+from core.histogram import RELATIVE_ERROR, LogHistogram
 from core.timefmt import format_us
 
 MAX_POINTS_PER_SYMBOL: Final = 4_000
 MAX_TABLE_ROWS: Final = 500
-PERCENTILES: Final = (50, 90, 99, 99.9)
 SEVERITY_COLOR: Final = {"low": "#2da44e", "medium": "#d4a72c", "high": "#e16f24", "critical": "#cf222e"}
 MARKER_SYMBOL: Final = {"MOD-008": "star"}
 """Alert markers are diamonds, except the large tier's price modules: MOD-008's impact a star at the
@@ -55,6 +57,10 @@ class ReportInputs:
     validation: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     golden: dict[str, Any] | None = None
+    latency: dict[str, LogHistogram] = field(default_factory=dict)
+    """Every event's latency by stage (``coattail.run.latency.STAGES``); empty for a run measured before."""
+    queueing: bool = False
+    """The run replayed at max speed: latency from the schedule measures the queue behind the tape."""
     stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """Latency percentiles (ms) of stages before the pipeline, by name (the producer's, via WebSocket)."""
     backtest: BacktestView | None = None
@@ -71,42 +77,25 @@ class BacktestView:
     trades: dict[str, pl.DataFrame]
 
 
-def latency_ms(alerts: pl.DataFrame) -> np.ndarray:
-    """Per alert, ``ts_written - ts_sent`` in milliseconds (alerts lacking either stamp are left out)."""
-    if alerts.is_empty():
-        return np.empty(0)
-    stamped = alerts.filter(pl.col("ts_sent").is_not_null() & pl.col("ts_written").is_not_null())
-    values: np.ndarray = ((stamped["ts_written"] - stamped["ts_sent"]) / 1_000).to_numpy().astype(float)
-    return values
-
-
-def latency_percentiles(values: np.ndarray) -> dict[str, float | None]:
-    """p50, p90, p99, p99.9 and max in ms; None when there is nothing to measure."""
-    if values.size == 0:
-        return {**{f"p{p:g}": None for p in PERCENTILES}, "max": None, "count": 0}
-    out: dict[str, float | None] = {f"p{p:g}": float(np.percentile(values, p)) for p in PERCENTILES}
-    return {**out, "max": float(values.max()), "count": float(values.size)}
-
-
 def build_report(inputs: ReportInputs) -> str:
     """The HTML text of the report."""
     alerts = pl.DataFrame(inputs.outputs.alerts)
-    lat = latency_ms(alerts)
     template = Template(resources.files("coattail.report").joinpath("template.html").read_text())
     return template.substitute(
         title=html.escape(inputs.title),
         subtitle=html.escape(f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}"),
         plotlyjs=get_plotlyjs(),
-        cards=_cards(inputs, lat),
-        price_chart=_figure(_price_figure(inputs.prices, alerts), "price"),
+        cards=_cards(inputs),
+        price_chart=figure_html(_price_figure(inputs.prices, alerts), "price"),
         alert_table=_alert_table(alerts),
         scorecard=_scorecard(inputs.outputs.alpha_scores),
         backtest=_backtest(inputs.backtest),
-        throughput_chart=_figure(_throughput_figure(inputs.throughput), "throughput"),
-        latency_table=_kv_table(latency_percentiles(lat)),
-        latency_chart=_figure(_latency_figure(lat), "latency"),
+        throughput_chart=figure_html(_throughput_figure(inputs.throughput), "throughput"),
+        latency_title=_latency_title(inputs.queueing),
+        latency_table=_latency_table(inputs.latency),
+        latency_chart=figure_html(_latency_figure(inputs.latency), "latency") if inputs.latency else "",
         stage_table=_stage_table(inputs.stages),
-        dq_chart=_figure(_dq_figure(inputs.outputs.dq), "dq"),
+        dq_chart=figure_html(_dq_figure(inputs.outputs.dq), "dq"),
         dq_table=_dq_table(inputs.outputs.dq),
         validation=_validation(inputs.validation),
         reference=_reference(inputs.agreement),
@@ -118,7 +107,7 @@ def build_report(inputs: ReportInputs) -> str:
 # --- charts ------------------------------------------------------------------------------------------
 
 
-def _figure(fig: go.Figure, name: str) -> str:
+def figure_html(fig: go.Figure, name: str) -> str:
     fig.update_layout(margin={"l": 60, "r": 20, "t": 30, "b": 40}, template="plotly_white")
     if fig.layout.height is None:
         fig.update_layout(height=380)
@@ -218,13 +207,14 @@ def _throughput_figure(throughput: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def _latency_figure(values: np.ndarray) -> go.Figure:
-    fig = go.Figure(go.Histogram(x=values.tolist(), nbinsx=50, name="alerts"))
-    for p in (50, 99):
-        if values.size:
-            v = float(np.percentile(values, p))
-            fig.add_vline(x=v, line_dash="dash", annotation_text=f"p{p} {v:.0f} ms")
-    fig.update_layout(xaxis_title="ms from ts_sent to ts_written", yaxis_title="alerts")
+def _latency_figure(latency: dict[str, LogHistogram]) -> go.Figure:
+    """The cumulative distribution of each stage's latency (log time axis)."""
+    fig = go.Figure()
+    for name, histogram in latency.items():
+        edges, shares = histogram.cdf_ms()
+        if edges:
+            fig.add_trace(go.Scatter(x=edges, y=shares, mode="lines", line_shape="hv", name=name))
+    fig.update_layout(xaxis_title="ms", xaxis_type="log", yaxis_title="share of events (alerts)")
     return fig
 
 
@@ -253,7 +243,7 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape('' if value is None else str(value))}</td>"
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+def table_html(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     if not rows:
         return "<p>none</p>"
     columns = columns or list(rows[0])
@@ -269,11 +259,26 @@ def _stage_table(stages: dict[str, dict[str, float | None]]) -> str:
     if not stages:
         return ""
     rows = [{"stage": name, **pct} for name, pct in stages.items()]
-    return "<h3>Stages before the pipeline (ms)</h3>" + _table(rows)
+    return "<h3>Stages before the pipeline (ms)</h3>" + table_html(rows)
+
+
+def _latency_title(queueing: bool) -> str:
+    if queueing:
+        return ("Queueing at max speed (every event was due when the replay started: these figures measure "
+                "the queue behind the tape, not latency; replay paced to measure latency)")
+    return "Latency per event, from its scheduled send time"
+
+
+def _latency_table(latency: dict[str, LogHistogram]) -> str:
+    if not latency:
+        return "<p>not measured (a run directory written before per-event latency)</p>"
+    rows = [{"stage": name, "measures": STAGES[name], **h.summary_ms()} for name, h in latency.items()]
+    note = f"percentiles within {100 * RELATIVE_ERROR:g}% (a log-bucketed histogram of every event)"
+    return table_html(rows) + f"<p>{note}</p>"
 
 
 def _kv_table(values: dict[str, Any]) -> str:
-    return _table([{"name": k, "value": v} for k, v in values.items()])
+    return table_html([{"name": k, "value": v} for k, v in values.items()])
 
 
 def _alert_table(alerts: pl.DataFrame) -> str:
@@ -292,7 +297,7 @@ def _alert_table(alerts: pl.DataFrame) -> str:
         }
         for a in alerts.sort("ts_event").iter_rows(named=True)
     ]
-    return _table(rows)
+    return table_html(rows)
 
 
 def _dq_table(dq: pl.DataFrame) -> str:
@@ -303,7 +308,7 @@ def _dq_table(dq: pl.DataFrame) -> str:
         .agg(pl.col("count").sum())
         .sort(["exchange", "symbol", "reason"])
     )
-    return _table(totals.to_dicts())
+    return table_html(totals.to_dicts())
 
 
 def _status(ok: bool) -> str:
@@ -316,19 +321,19 @@ def _validation(v: dict[str, Any] | None) -> str:
     misses = [r for r in v["results"] if not r["hit"]]
     parts = [
         f"<p>{_status(v['ok'])} {v['labels'] - v['misses']} of {v['labels']} labels hit</p>",
-        _table(v["scores"]),
+        table_html(v["scores"]),
     ]
     if misses:
         parts.append(
             "<h3>Missed labels</h3>"
-            + _table(
+            + table_html(
                 [{**m["label"], "detail": m["detail"]} for m in misses],
                 ["kind", "detector", "exchange", "symbol", "start_us", "end_us", "detail"],
             )
         )
     parts.append(
         f"<details><summary>{len(v['unexpected_alerts'])} alerts no label asked for</summary>"
-        f"{_table(v['unexpected_alerts'])}</details>"
+        f"{table_html(v['unexpected_alerts'])}</details>"
     )
     if v.get("tolerated_alerts"):
         parts.append(
@@ -338,7 +343,7 @@ def _validation(v: dict[str, Any] | None) -> str:
     if v.get("unexpected_dq"):
         parts.append(
             f"<details><summary>{len(v['unexpected_dq'])} DQ counts no label asked for</summary>"
-            f"{_table(v['unexpected_dq'])}</details>"
+            f"{table_html(v['unexpected_dq'])}</details>"
         )
     return "".join(parts)
 
@@ -364,7 +369,7 @@ def _reference(a: dict[str, Any] | None) -> str:
         ("dq_differences", "DQ counts that differ"),
     ):
         if a[key]:
-            parts.append(f"<h3>{title} ({len(a[key])})</h3>{_table(a[key])}")
+            parts.append(f"<h3>{title} ({len(a[key])})</h3>{table_html(a[key])}")
     return "".join(parts)
 
 
@@ -384,7 +389,7 @@ def _scorecard(scores: pl.DataFrame) -> str:
     for key, part in scores.filter(pl.col("horizon_s") == horizon).group_by(source, maintain_order=True):
         fig.add_trace(go.Box(y=part["forward_bps"].to_list(), name=":".join(map(str, key)), boxmean=True))
     fig.update_layout(yaxis_title=f"forward return at {horizon} s (bps, the alert's way)", showlegend=False)
-    return _table(latest.to_dicts()) + _figure(fig, "scorecard")
+    return table_html(latest.to_dicts()) + figure_html(fig, "scorecard")
 
 
 def _backtest(view: BacktestView | None) -> str:
@@ -393,7 +398,7 @@ def _backtest(view: BacktestView | None) -> str:
         return "<p>not backtested: <code>coattail backtest RUN</code> trades the run's signals</p>"
     names = list(view.summary)
     rows = sorted({k for s in view.summary.values() for k, v in s.items() if not isinstance(v, (dict, list))})
-    table = _table([{"figure": r, **{n: view.summary[n].get(r) for n in names}} for r in rows])
+    table = table_html([{"figure": r, **{n: view.summary[n].get(r) for n in names}} for r in rows])
     curves = make_subplots(rows=2, cols=1, shared_xaxes=True,
                            subplot_titles=("equity (USD)", "drawdown (USD)"))
     for name in names:
@@ -410,7 +415,7 @@ def _backtest(view: BacktestView | None) -> str:
         per_signal.add_trace(go.Bar(x=_times(trades["decision_ts"]), y=pnl, name="follow trade P&L",
                                     marker_color=["#2da44e" if p > 0 else "#cf222e" for p in pnl]))
     per_signal.update_layout(yaxis_title="P&L per signal (USD, after fees)")
-    return table + _figure(curves, "equity") + _figure(per_signal, "per-signal")
+    return table + figure_html(curves, "equity") + figure_html(per_signal, "per-signal")
 
 
 def _golden(g: dict[str, Any] | None) -> str:
@@ -420,19 +425,26 @@ def _golden(g: dict[str, Any] | None) -> str:
     parts = [f"<p>{_status(g['ok'])} {where}: golden {g['expected']} alerts, run {g['actual']}</p>"]
     for key in ("missing", "unexpected", "changed"):
         if g[key]:
-            parts.append(f"<h3>{key} ({len(g[key])})</h3>{_table(g[key])}")
+            parts.append(f"<h3>{key} ({len(g[key])})</h3>{table_html(g[key])}")
     return "".join(parts)
 
 
-def _cards(inputs: ReportInputs, lat: np.ndarray) -> str:
+def _cards(inputs: ReportInputs) -> str:
     s = inputs.summary
-    pct = latency_percentiles(lat)
+    latency: dict[str, Any] = (
+        {"latency": "queueing (max speed)"}
+        if inputs.queueing
+        else {
+            f"{name} {pct} latency ms": inputs.latency[name].summary_ms()[pct]
+            for name, pct in HEADLINE
+            if name in inputs.latency
+        }
+    )
     cards = {
         "events": s.get("events"),
         "alerts": inputs.outputs.alerts.num_rows,
         "throughput ev/s": s.get("throughput_eps"),
-        "p50 latency ms": pct["p50"],
-        "p99 latency ms": pct["p99"],
+        **latency,
         # a tape without labels is not validated: that is neither a pass nor a failure
         "labels": "NOT RUN" if inputs.validation is None else ("PASS" if inputs.validation["ok"] else "FAIL"),
         "reference": "n/a"

@@ -15,11 +15,13 @@ from typing import Any
 import polars as pl
 
 from coattail.reference import from_arrival, run_reference
-from coattail.report import ReportInputs, build_report, latency_ms, latency_percentiles
+from coattail.report import ReportInputs, build_report
+from coattail.run.latency import STAGES, latency_summary
 from coattail.run.outputs import RunOutputs
 from coattail.run.progress import Task
 from coattail.run.rundir import RunDir
 from coattail.validate import compare_golden, compare_with_reference, validate_labels
+from core.histogram import LogHistogram
 from core.labels import Label
 from core.tape import Tape
 from pipeline.config import Config
@@ -124,8 +126,13 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         "golden": golden_result.to_dict() if golden_result is not None else None,
     }
     run.write_json("validation.json", validation)
-    alerts = pl.DataFrame(pipeline.alerts)
-    latency = latency_percentiles(latency_ms(alerts))
+    measured = run.read_json("metrics/latency.json") if run.has("metrics/latency.json") else None
+    latency = latency_summary(measured)
+    histograms = (
+        {n: LogHistogram.from_dict(measured["stages"][n]) for n in STAGES if n in measured["stages"]}
+        if measured is not None
+        else {}
+    )
     throughput = _read_parquet(run.path / "metrics" / "throughput.parquet")
     stages = (
         {"producer: exchange send -> Kinesis put": run.read_json("metrics/producer.json")["send_to_put_ms"]}
@@ -182,6 +189,8 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
             validation=validation["labels"] if labels else None,
             agreement=validation["reference"],
             golden=validation["golden"],
+            latency=histograms,
+            queueing=latency["queueing"],
             stages=stages,
         )
     )

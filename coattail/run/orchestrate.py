@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from coattail.report import latency_percentiles
 from coattail.run import Via
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
+from coattail.run.latency import LatencyRecorder
 from coattail.run.outputs import RunOutputs
 from coattail.run.progress import RunObserver, Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
+from core.histogram import LogHistogram
 from core.tape import Tape
 from infra.run_resources import own_resources, remove, run_resource_names
 from pipeline.aws import local_process_environment
@@ -225,18 +226,21 @@ def _stream(
 
     batches: list[dict[str, Any]] = []
     lock = threading.Lock()
+    latency = LatencyRecorder()
 
     processed = 0
 
     def on_batch(result: BatchResult) -> None:
         nonlocal processed
+        latency.on_batch(result)
+        assert result.timing is not None, "the runner stamps every routed batch"
         with lock:
             processed += result.records_in
             observer.processed(processed, len(batches) + 1)
             batches.append(
                 {
-                    "batch_id": result.batch_id,
-                    "t_us": time.time_ns() // 1_000,
+                    **result.timing.to_dict(),
+                    "t_us": result.timing.routed_us,
                     "records_in": result.records_in,
                     "valid": result.valid,
                     "quarantined": result.quarantined,
@@ -246,7 +250,8 @@ def _stream(
 
     total = _event_count(tapes)
     runner = PipelineRunner(
-        config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch
+        config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch,
+        on_commit=latency.on_commit,
     )
     sent_samples: list[tuple[int, int]] = []
     try:
@@ -258,6 +263,8 @@ def _stream(
             observer.stage("replaying")
 
             def on_progress(p: ReplayProgress) -> None:
+                if p.schedule is not None:
+                    latency.set_schedule(p.schedule)
                 sent_samples.append((time.time_ns() // 1_000, p.sent))
                 observer.replayed(p.sent, total, p.position_us, p.start_us, p.end_us, p.rate)
                 task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
@@ -285,6 +292,8 @@ def _stream(
                 )
             timings["replay_s"] = round(time.monotonic() - t_replay, 3)
         # through the producer, what reaches Kinesis is what it put (a malformed frame is skipped there)
+        if summary.schedule is not None:  # when no progress report carried it
+            latency.set_schedule(summary.schedule)
         expected = summary.sent if producer is None else producer.stats.events_out
         observer.stage("consuming")
         with steps.step("pipeline: consuming", total=expected) as task:
@@ -317,7 +326,10 @@ def _stream(
     with steps.step("capture: reading the Iceberg tables"):
         outputs = capture_outputs(config, records_in=progress.records_in, valid=progress.valid)
         outputs.save(run.path / "pipeline")
-        _write_metrics(run, batches, sent_samples)
+        committed = latency.committed_us
+        rows = [b | {"committed_us": committed.get(b["batch_id"])} for b in batches]
+        _write_metrics(run, rows, sent_samples)
+        run.write_json("metrics/latency.json", latency.to_dict())
     counts = {
         "sent": summary.sent,
         "records_in": progress.records_in,
@@ -345,7 +357,7 @@ def _stream(
 def producer_stage(report: ProducerReport) -> dict[str, Any]:
     """The producer's latency stage (replay send -> Kinesis put, ms) and the gaps it reported."""
     return {
-        "send_to_put_ms": latency_percentiles(report.send_to_put_us / 1e3),
+        "send_to_put_ms": LogHistogram.of(report.send_to_put_us).summary_ms(),
         "gaps": [
             {"exchange": ex, "symbol": sym, "last_id": last, "next_id": nxt, "after_reconnect": rc}
             for ex, sym, last, nxt, rc in report.gaps

@@ -144,6 +144,7 @@ def compare_with_reference(pipeline: RunOutputs, reference: RunOutputs) -> Agree
         ),
         impact_differences=_metric_differences(
             pipeline.whale_impact, reference.whale_impact, _IMPACT_KEY, _IMPACT_FIELDS
+        ),
         alpha_differences=_metric_differences(
             pipeline.alpha_scores, reference.alpha_scores, _ALPHA_KEY, _ALPHA_FIELDS
         ),

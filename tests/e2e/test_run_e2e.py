@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -87,9 +88,22 @@ def test_synthetic_run_hits_every_label_and_agrees_with_the_reference(synthetic_
         "pipeline/alerts.parquet",
         "reference/alerts.parquet",
         "metrics/throughput.parquet",
+        "metrics/latency.json",
     ):
         assert run.has(name), name
     assert synthetic_run.ok
+    # every event measured by stage (at max speed as queueing), every batch's rows committed
+    latency = s["latency_ms"]
+    assert latency["measured"] and latency["queueing"] and latency["headline"] == {}
+    stages = latency["stages"]
+    assert s["valid"] <= stages["results"]["count"] <= s["records_in"]
+    assert stages["freshness"]["count"] == stages["trigger"]["count"] == stages["results"]["count"]
+    assert stages["freshness"]["p50"] >= stages["results"]["p50"]
+    assert stages["alert"]["count"] == s["alerts"]
+    assert run.read_json("metrics/latency.json")["unmeasured_batches"] == 0
+    batches = pl.read_parquet(run.path / "metrics" / "batches.parquet")
+    assert batches["committed_us"].null_count() == 0
+    assert (batches["results_us"] >= batches["started_us"]).all()
 
 
 def test_a_run_on_a_shared_stack_removes_its_own_resources(

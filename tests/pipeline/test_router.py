@@ -204,3 +204,25 @@ def test_any_grouping_and_redelivery_of_batches_commits_each_batch_once(
     sink.write_batches("query:x", batches)  # whatever was never delivered
     rows = sorted(zip(*sink.read("t").to_pydict().values(), strict=True))
     assert rows == sorted((i, r) for i, n in enumerate(sizes) for r in range(n))
+
+
+@pytest.mark.parametrize("spooled", [True, False])
+def test_every_commit_is_reported_once_with_its_batches(tmp_path: Path, spooled: bool) -> None:
+    """``on_commit`` (the rows' freshness): each batch id once, after its rows are in the table sink."""
+    results = run_engine(CFG, [trade(i, 100.0, 1.0, T0 + i) for i in range(4)], cuts=[1, 2, 3])
+    tables = MemoryTableSink()
+    heard: list[tuple[list[int], int, int]] = []
+
+    def on_commit(batch_ids: Sequence[int], at_us: int) -> None:
+        heard.append((list(batch_ids), at_us, tables.read("trades").num_rows))
+
+    router = AlertRouter([MemoryAlertSink()], [tables], spool_dir=tmp_path / "spool" if spooled else None,
+                         on_commit=on_commit)
+    router.open(_tables(tmp_path))
+    for r in results:
+        router.route(r, "query:x")
+    router.flush()
+    router.close()
+    assert sorted(b for ids, _, _ in heard for b in ids) == [0, 1, 2, 3]
+    assert all(rows >= max(ids) + 1 for ids, _, rows in heard)  # committed before it is reported
+    assert [at for _, at, _ in heard] == sorted(at for _, at, _ in heard)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -107,6 +108,11 @@ def test_pacing_sends_each_event_on_the_first_microsecond_it_is_due(
     assert summary.lag is not None and summary.lag.events == 40
     assert summary.lag.max_ms == 0  # under a microsecond late: the first tick at or after the due time
     assert max(clock.slept) <= Pacer.MAX_SLEEP_US  # wakes up regularly (progress display, Ctrl-C)
+    # the schedule the run's latency starts from: each event's due wall time, to the microsecond
+    assert summary.schedule is not None and summary.schedule.wall_us == FakeClock.WALL_US
+    due_wall = summary.schedule.due_wall_us(sent.column("ts_event").to_numpy())
+    sent_at = sent.column("ts_sent").to_numpy()
+    assert ((sent_at - due_wall >= 0) & (sent_at - due_wall <= 1)).all()
 
 
 def test_the_wall_clock_never_wakes_early() -> None:
@@ -126,6 +132,11 @@ def test_max_speed_has_no_lag_and_cuts_by_window(tmp_path: Path) -> None:
     target = MemoryTarget()
     summary = Replay([tmp_path / "t"], target, window=TimeWindow(T0 + 2_000_000, T0 + 3_000_000)).run()
     assert summary.sent == 1 and summary.lag is None
+    # at max speed every event is due when the replay started: latency from it is queueing
+    assert summary.schedule is not None and summary.schedule.speed is None
+    assert set(summary.schedule.due_wall_us(np.array([T0, T0 + 9_000_000])).tolist()) == {
+        summary.schedule.wall_us
+    }
     assert summary.first_ts_us == summary.last_ts_us == T0 + 2_000_000
 
 

@@ -7,12 +7,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from coattail.reference import from_tape, run_reference
 from coattail.report import ReportInputs, build_report
 from coattail.validate import validate_labels
+from core.histogram import LogHistogram
 from pipeline.config import Config
 from tests.coattail.coattail_tapekit import at, make_tape
 
@@ -85,6 +87,8 @@ def test_report_charts_render_in_chromium(tmp_path: Path, config: Config) -> Non
             throughput=throughput,
             summary={"events": 240, "run_id": "test"},
             validation=validate_labels([], outputs, dq_window_seconds=60).to_dict(),
+            latency={"results": LogHistogram.of(np.array([120_000, 250_000, 900_000])),
+                     "alert": LogHistogram.of(np.array([250_000]))},
         )
     )
     assert "<script src=" not in html_text and "<link " not in html_text  # self-contained
