@@ -60,7 +60,8 @@ def walk_forward_signals(scores: pl.DataFrame, days: list[date], settings: Alpha
     parts = []
     for day in days:
         start = day_start_us(day)
-        chosen = latest_scores(at.filter(pl.col("ts_event") < start)).filter(qualifies(settings)).select(SOURCE)
+        latest = latest_scores(at.filter(pl.col("ts_event") < start))
+        chosen = latest.filter(qualifies(settings)).select(SOURCE)
         today = at.filter(pl.col("decision_ts").is_between(start, start + DAY_US, closed="left"))
         parts.append(today.join(chosen, on=SOURCE, how="semi").select(
             pl.col("alert_id"), pl.col("asset"), pl.col("decision_ts").alias("ts_event"), pl.col("direction"),

@@ -17,7 +17,14 @@ def scorecard(scores: pl.DataFrame, settings: AlphaSettings) -> dict[str, Any]:
     µs exchange time) and whether it passes the signal bounds (``follows``); best t-statistic first."""
     latest = latest_scores(scores.filter(pl.col("horizon_s") == settings.signal_horizon_s))
     sources = latest.select(
-        "asset", *SOURCE, "count", "mean_bps", "hit_rate", "t_stat", "ts_event", qualifies(settings).alias("follows")
+        "asset",
+        *SOURCE,
+        "count",
+        "mean_bps",
+        "hit_rate",
+        "t_stat",
+        "ts_event",
+        qualifies(settings).alias("follows"),
     ).sort(["t_stat", *SOURCE], descending=[True, False, False, False], nulls_last=True)
     bounds = {
         "min_samples": settings.min_samples,
