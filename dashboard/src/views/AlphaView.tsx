@@ -44,6 +44,27 @@ export function followSignals(alerts: Alert[]): FollowSignal[] {
     });
 }
 
+/** A table's header row; a column named `#name` holds numbers (right-aligned). */
+function Head({ columns }: { columns: string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) =>
+          c.startsWith("#") ? (
+            <th key={c} scope="col" className="num">
+              {c.slice(1)}
+            </th>
+          ) : (
+            <th key={c} scope="col">
+              {c}
+            </th>
+          ),
+        )}
+      </tr>
+    </thead>
+  );
+}
+
 /** MOD-011's scorecard: each source's newest score at the signal horizon, best t-statistic first. */
 export function AlphaScorecard({ scorecard }: { scorecard: Scorecard }) {
   const { horizon_s: horizon, bounds } = scorecard;
@@ -55,18 +76,7 @@ export function AlphaScorecard({ scorecard }: { scorecard: Scorecard }) {
         {bounds.min_hit_rate}.
       </p>
       <table className="scorecard" data-testid="scorecard-table">
-        <thead>
-          <tr>
-            <th scope="col">source</th>
-            <th scope="col">asset</th>
-            <th scope="col" className="num">count</th>
-            <th scope="col" className="num">mean bps</th>
-            <th scope="col" className="num">hit rate</th>
-            <th scope="col" className="num">t-stat</th>
-            <th scope="col">newest score (exchange time)</th>
-            <th scope="col">followed</th>
-          </tr>
-        </thead>
+        <Head columns={["source", "asset", "#count", "#mean bps", "#hit rate", "#t-stat", "newest score (exchange time)", "followed"]} />
         <tbody>
           {scorecard.sources.map((s) => (
             <tr key={`${s.detector} ${s.exchange} ${s.symbol}`} data-source={`${s.detector} ${s.exchange}:${s.symbol}`}>
@@ -105,18 +115,7 @@ export function SignalsList({ signals }: { signals: FollowSignal[] }) {
         </p>
       )}
       <table className="signals" data-testid="signals-table">
-        <thead>
-          <tr>
-            <th scope="col">time (exchange, UTC)</th>
-            <th scope="col">source</th>
-            <th scope="col">direction</th>
-            <th scope="col" className="num">count</th>
-            <th scope="col" className="num">mean bps</th>
-            <th scope="col" className="num">hit rate</th>
-            <th scope="col" className="num">t-stat</th>
-            <th scope="col">severity</th>
-          </tr>
-        </thead>
+        <Head columns={["time (exchange, UTC)", "source", "direction", "#count", "#mean bps", "#hit rate", "#t-stat", "severity"]} />
         <tbody>
           {shown.map((s) => (
             <tr key={s.alertId} data-alert-id={s.alertId}>
