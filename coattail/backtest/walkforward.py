@@ -39,6 +39,20 @@ def day_start_us(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
 
 
+def latest_scores(scores: pl.DataFrame) -> pl.DataFrame:
+    """Each source's newest ``alpha_scores`` row (by ``ts_event``, ties by ``alert_id``)."""
+    return scores.sort("ts_event", "alert_id").group_by(SOURCE).last()
+
+
+def qualifies(settings: AlphaSettings) -> pl.Expr:
+    """Whether a score row passes MOD-011's signal bounds (all inclusive)."""
+    return (
+        (pl.col("count") >= settings.min_samples)
+        & (pl.col("mean_bps") >= settings.min_edge_bps)
+        & (pl.col("hit_rate") >= settings.min_hit_rate)
+    )
+
+
 def walk_forward_signals(scores: pl.DataFrame, days: list[date], settings: AlphaSettings) -> pl.DataFrame:
     """The entries of each day (``alert_id, asset, ts_event, direction, horizon_s, day``): the day's
     observations of the sources the earlier days qualified."""
@@ -46,12 +60,8 @@ def walk_forward_signals(scores: pl.DataFrame, days: list[date], settings: Alpha
     parts = []
     for day in days:
         start = day_start_us(day)
-        latest = at.filter(pl.col("ts_event") < start).sort("ts_event").group_by(SOURCE).last()
-        chosen = latest.filter(
-            (pl.col("count") >= settings.min_samples)
-            & (pl.col("mean_bps") >= settings.min_edge_bps)
-            & (pl.col("hit_rate") >= settings.min_hit_rate)
-        ).select(SOURCE)
+        latest = latest_scores(at.filter(pl.col("ts_event") < start))
+        chosen = latest.filter(qualifies(settings)).select(SOURCE)
         today = at.filter(pl.col("decision_ts").is_between(start, start + DAY_US, closed="left"))
         parts.append(today.join(chosen, on=SOURCE, how="semi").select(
             pl.col("alert_id"), pl.col("asset"), pl.col("decision_ts").alias("ts_event"), pl.col("direction"),

@@ -23,6 +23,7 @@ from coattail.dashboard.market import market, tape_symbols
 from core.errors import CoattailError
 from pipeline.api.app import AlertApi
 from pipeline.config import Config
+from pipeline.tables import TableDef
 
 DIST: Final = Path(__file__).resolve().parents[2] / "dashboard" / "dist"
 """Where ``make install`` (``npm run build`` in ``dashboard/``) puts the built dashboard."""
@@ -100,28 +101,55 @@ class Backend:
                 self._markets[symbol] = cached
         return cached
 
-    def dq(self) -> dict[str, Any] | None:
-        """Data-quality counts by reason: the finished run's ``dq_metrics``, or the live run's Iceberg
-        table as it grows; None without a run."""
+    def _table(self, table: TableDef) -> pl.DataFrame | None:
+        """``table``'s rows: the finished run's captured copy, or the live run's Iceberg table as it
+        grows; None without a run."""
         config, run = self._current()
         if run is None:
             return None
-        from coattail.run.outputs import DQ_COLUMNS
-
-        captured = run / "pipeline" / "dq_metrics.parquet"
+        captured = run / "pipeline" / f"{table.name}.parquet"
         if captured.is_file():
-            dq = pl.read_parquet(captured)
-        elif config is not None:
-            from coattail.run.orchestrate import read_table
-            from pipeline.detectors.data_quality import DQ_METRICS
-            from pipeline.sinks.iceberg import load_catalog
+            return pl.read_parquet(captured)
+        if config is None:
+            from coattail.run.outputs import polars_columns
 
-            catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
-            dq = pl.DataFrame(read_table(catalog, config, DQ_METRICS))
-        else:
-            dq = pl.DataFrame(schema=DQ_COLUMNS)
+            return pl.DataFrame(schema=polars_columns(table))
+        from coattail.run.orchestrate import read_table
+        from pipeline.sinks.iceberg import load_catalog
+
+        catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
+        return pl.DataFrame(read_table(catalog, config, table))
+
+    def _run_config(self) -> Config | None:
+        """The config the run ran with (the live run's, or the run directory's ``config.json``)."""
+        if self.live is not None:
+            return self.live.config
+        recorded = None if self.run_path is None else self.run_path / "config.json"
+        if recorded is None or not recorded.is_file():
+            return None
+        return Config.model_validate(json.loads(recorded.read_text()))
+
+    def dq(self) -> dict[str, Any] | None:
+        """Data-quality counts by reason (MOD-004's ``dq_metrics``); None without a run."""
+        from pipeline.detectors.data_quality import DQ_METRICS
+
+        dq = self._table(DQ_METRICS)
+        if dq is None:
+            return None
         counts = dq.group_by("reason").agg(pl.col("count").sum()).sort("reason")
         return {"by_reason": dict(zip(counts["reason"].to_list(), counts["count"].to_list(), strict=True))}
+
+    def scorecard(self) -> dict[str, Any] | None:
+        """MOD-011's scorecard of the run (``coattail.dashboard.alpha``); None without a run or when the
+        run's tier has no MOD-011."""
+        from coattail.dashboard.alpha import scorecard
+        from pipeline.detectors.alpha_scoring import ALPHA_SCORES, AlphaScoring, AlphaSettings
+
+        config = self._run_config()
+        if config is None or not config.enabled(AlphaScoring.module_id):
+            return None
+        scores = self._table(ALPHA_SCORES)
+        return None if scores is None else scorecard(scores, config.settings_of(AlphaSettings))
 
 
 def _json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
@@ -141,6 +169,7 @@ def make_dashboard_server(backend: Backend, port: int = 0, dist: Path = DIST) ->
         "/symbols": lambda q: None if (s := backend.symbols()) is None else {"symbols": s},
         "/market": lambda q: backend.market(q.get("symbol", [""])[0]),
         "/dq": lambda q: backend.dq(),
+        "/scorecard": lambda q: backend.scorecard(),
     }
 
     class Handler(BaseHTTPRequestHandler):

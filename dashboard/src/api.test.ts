@@ -60,6 +60,17 @@ describe("HarnessClient", () => {
     expect(await new HarnessClient("http://h", fetch).symbols()).toEqual([]);
   });
 
+  it("asks for the scorecard and passes a tier without MOD-011 on as null", async () => {
+    const card = { horizon_s: 300, bounds: { min_samples: 10, min_edge_bps: 5, min_hit_rate: 0.55 }, sources: [] };
+    const { fetch, urls } = fakeFetch((url) => (url.endsWith("/scorecard") ? [200, card] : [200, null]));
+    expect(await new HarnessClient("http://h/", fetch).scorecard()).toEqual(card);
+    expect(urls).toEqual(["http://h/scorecard"]);
+    const none = fakeFetch(() => [200, null]);
+    expect(await new HarnessClient("http://h", none.fetch).scorecard()).toBeNull();
+    expect(await new HarnessClient(null, none.fetch).scorecard()).toBeNull();
+    expect(none.urls).toEqual(["http://h/scorecard"]);
+  });
+
   it("raises other failures", async () => {
     const { fetch } = fakeFetch(() => [500, { error: { code: "harness_error", message: "broken" } }]);
     await expect(new HarnessClient("http://h", fetch).dq()).rejects.toMatchObject({ status: 500 });

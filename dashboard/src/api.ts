@@ -1,4 +1,4 @@
-import type { Alert, AlertFilters, AlertPage, DataQuality, Health, Market, RunStatus } from "./types";
+import type { Alert, AlertFilters, AlertPage, DataQuality, Health, Market, RunStatus, Scorecard } from "./types";
 
 /** An error answer of the API (`{"error": {"code", "message", "parameter"?}}`) or a failed request. */
 export class ApiError extends Error {
@@ -132,5 +132,10 @@ export class HarnessClient {
   /** Data-quality counts by reason. */
   dq(): Promise<DataQuality | null> {
     return this.optional<DataQuality>("/dq");
+  }
+
+  /** MOD-011's scorecard; null also when the run's tier has no MOD-011. */
+  scorecard(): Promise<Scorecard | null> {
+    return this.optional<Scorecard>("/scorecard");
   }
 }

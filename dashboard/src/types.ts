@@ -73,3 +73,26 @@ export interface Market {
 export interface DataQuality {
   by_reason: Record<string, number>;
 }
+
+/** One source's newest MOD-011 score at the signal horizon (a row of `GET /harness/scorecard`). */
+export interface SourceScore {
+  asset: string;
+  detector: string;
+  exchange: string;
+  symbol: string;
+  count: number;
+  mean_bps: number;
+  hit_rate: number;
+  t_stat: number | null;
+  /** When the score matured (µs exchange time). */
+  ts_event: number;
+  /** Whether the score passes MOD-011's signal bounds (its next observation is followed). */
+  follows: boolean;
+}
+
+/** Harness route `GET /harness/scorecard`: MOD-011's scorecard of the run (its `alpha_scores`). */
+export interface Scorecard {
+  horizon_s: number;
+  bounds: { min_samples: number; min_edge_bps: number; min_hit_rate: number };
+  sources: SourceScore[];
+}

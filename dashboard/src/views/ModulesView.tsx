@@ -2,6 +2,7 @@ import type { AlertApiClient, HarnessClient } from "../api";
 import { useAlertFeed, useNow, usePolled } from "../feed";
 import { detectorColor, formatAge, formatNumber } from "../format";
 import type { Alert } from "../types";
+import { AlphaScorecard, followSignals, SignalsList } from "./AlphaView";
 
 const HOUR_US = 3_600_000_000;
 
@@ -36,13 +37,18 @@ export function moduleStats(alerts: Alert[]): ModuleStats[] {
     });
 }
 
-/** Modules: alerts per hour and the last alert's age per detector; data-quality counts by reason. */
+/**
+ * Modules: alerts per hour and the last alert's age per detector; data-quality counts by reason; and, for a
+ * run with MOD-011, its alpha scorecard (harness route) and follow signals (the alert API's alerts).
+ */
 export function ModulesView({ client, harness }: { client: AlertApiClient; harness: HarnessClient }) {
   const feed = useAlertFeed(client, {});
   const dq = usePolled(() => harness.dq(), 2000, [harness]);
   const stats = moduleStats(feed.alerts);
   const nowUs = useNow(1000, () => Date.now() * 1000);
   const reasons = Object.entries(dq.value?.by_reason ?? {}).sort(([, a], [, b]) => b - a);
+  const scorecard = usePolled(() => harness.scorecard(), 2000, [harness]);
+  const signals = followSignals(feed.alerts);
 
   return (
     <div className="main">
@@ -95,6 +101,18 @@ export function ModulesView({ client, harness }: { client: AlertApiClient; harne
             )}
           </tbody>
         </table>
+      )}
+      {(scorecard.value || signals.length > 0) && (
+        <section aria-label="MOD-011 alpha scoring" data-testid="alpha">
+          <h2>Alpha scorecard</h2>
+          {scorecard.value ? (
+            <AlphaScorecard scorecard={scorecard.value} />
+          ) : (
+            <p className="muted">This API serves no scorecard (a harness route of `coattail dashboard`).</p>
+          )}
+          <h2>Signals</h2>
+          <SignalsList signals={signals} />
+        </section>
       )}
     </div>
   );
