@@ -299,7 +299,7 @@ class PipelineRunner:
         after_sinks: Callable[[int], None] | None,
         stamps: tuple[int, int, int],
     ) -> BatchResult:
-        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, progress, callback.
+        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, callback, progress.
 
         ``stamps``: when the batch started, was collected and had its results (wall µs)."""
         started, collected, results = stamps
@@ -311,6 +311,10 @@ class PipelineRunner:
         for stage, seconds in (("collect", collected - started), ("engine", results - collected),
                                ("sinks", routed - results)):
             self._add_stage(stage, seconds / 1e6)
+        if self.on_batch is not None:
+            # before the counters: a failing callback fails the batch, and whoever waits for the count
+            # finds the failed query instead of a finished run
+            self.on_batch(result)
         with self._lock:
             p = self._progress
             p.records_in += result.records_in
@@ -319,8 +323,6 @@ class PipelineRunner:
             p.alerts += result.alerts.num_rows
             p.batches += 1
             p.last_batch_id = result.batch_id
-        if self.on_batch is not None:
-            self.on_batch(result)
         return result
 
     @property
@@ -415,12 +417,20 @@ class PipelineRunner:
 
 def _cause(error: Any) -> str:
     """The line of a query failure a user should read: our own error (the last one raised, after any
-    botocore or Py4J text it wraps), else the first line that looks like one."""
+    botocore or Py4J text it wraps), else the first line that looks like one, else the Python error a
+    traceback ends with."""
     text = str(error.desc if hasattr(error, "desc") else error)
     ours = [line.split("core.errors.", 1)[1] for line in text.splitlines() if "core.errors." in line]
     if ours:
         return ours[-1].strip()
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for line in lines:
         if "Error" in line and ("pipeline" in line or "Coattail" in line or "Sink" in line):
             return line.strip()
-    return text.splitlines()[0] if text else repr(error)
+    for i, line in enumerate(lines):
+        if line.endswith("Traceback (most recent call last):"):
+            # a Python error inside the batch function: its own line ends the traceback's frames
+            raised = next((t for t in lines[i + 1:] if t and not t[0].isspace()), None)
+            if raised is not None:
+                return raised.strip()
+    return lines[0] if lines else repr(error)
