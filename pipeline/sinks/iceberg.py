@@ -25,17 +25,26 @@ from pipeline.tables import TableDef
 _PART_SUFFIX: Final = "_part"
 
 
+CATALOG_NAME: Final = "coattail"
+"""The catalog's name, which the SQL catalog stores in every row: pyiceberg's SQL catalog and Spark's
+JDBC catalog (``pipeline.sinks.spark_catalog``) share one SQLite file only under the same name."""
+
+
+def lite_catalog_paths(runtime: RuntimeSettings) -> tuple[Path, Path]:
+    """The ``lite`` profile's SQLite catalog file and warehouse directory (created if missing)."""
+    root = Path(runtime.state_dir).resolve() / "iceberg"
+    (root / "warehouse").mkdir(parents=True, exist_ok=True)
+    return root / "catalog.db", root / "warehouse"
+
+
 def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
     """The catalog of ``runtime.profile``: SQLite + local files, or Glue + S3 (``warehouse_bucket``)."""
     try:
         if runtime.profile == "lite":
             from pyiceberg.catalog.sql import SqlCatalog
 
-            root = Path(runtime.state_dir).resolve() / "iceberg"
-            (root / "warehouse").mkdir(parents=True, exist_ok=True)
-            return SqlCatalog(
-                "coattail", uri=f"sqlite:///{root / 'catalog.db'}", warehouse=(root / "warehouse").as_uri()
-            )
+            database, warehouse = lite_catalog_paths(runtime)
+            return SqlCatalog(CATALOG_NAME, uri=f"sqlite:///{database}", warehouse=warehouse.as_uri())
         from pyiceberg.catalog.glue import GlueCatalog
 
         props: dict[str, str] = {
@@ -53,7 +62,7 @@ def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
                 props.update({f"{service}.access-key-id": key, f"{service}.secret-access-key": secret})
                 if service == "s3":
                     props["s3.force-virtual-addressing"] = "false"
-        return GlueCatalog("coattail", **props)  # type: ignore[arg-type]
+        return GlueCatalog(CATALOG_NAME, **props)  # type: ignore[arg-type]
     except ImportError as e:
         raise SinkError(
             f"the Iceberg catalog for profile {runtime.profile!r} needs pyiceberg extras: {e}"

@@ -1,0 +1,28 @@
+"""What the Spark-written sinks share: Arrow tables as DataFrames, identifiers, Java error messages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def arrow_frame(spark: SparkSession, data: pa.Table) -> DataFrame:
+    """``data`` as a Spark DataFrame with its Arrow types (the rows pass as Arrow, not as Python)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(data, schema=from_arrow_schema(data.schema))
+
+
+def quoted(*parts: str) -> str:
+    """A Spark SQL multi-part identifier, each part back-quoted."""
+    return ".".join("`" + p.replace("`", "``") + "`" for p in parts)
+
+
+def java_message(error: BaseException) -> str:
+    """A Spark or Java exception's first line, without its stack trace."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
