@@ -44,7 +44,7 @@ class DeltaSink(TableSink):
     name: ClassVar[str] = "delta"
 
     def __init__(self, config: Config, spark: SparkSession) -> None:
-        super().__init__()
+        super().__init__(config.storage.maintenance_every_commits)
         self.config = config
         # Delta's commands want its catalog as the session catalog: set on a session of its own, so
         # the pipeline's session keeps Spark's
@@ -97,6 +97,19 @@ class DeltaSink(TableSink):
                 f"Delta append to {self.where(table)} (batch {properties[BATCH_PROPERTY]}) failed: "
                 f"{java_message(e)}"
             ) from e
+
+    def maintain(self, table: str) -> dict[str, int]:
+        """Compact small files (OPTIMIZE). The transaction identifiers stay in the log (Delta keeps them
+        through OPTIMIZE and checkpoints); VACUUM, which deletes the replaced files, is left to Delta's
+        retention period (7 days by default) so a reader of an older version is never cut short."""
+        try:
+            metrics = self.spark.sql(f"OPTIMIZE delta.`{self.path(table)}`").first()
+        except Exception as e:
+            raise SinkError(f"compacting {self.where(table)} failed: {java_message(e)}") from e
+        if metrics is None:
+            return {"files_rewritten": 0, "files_added": 0}
+        stats = metrics["metrics"]
+        return {"files_rewritten": int(stats["numFilesRemoved"]), "files_added": int(stats["numFilesAdded"])}
 
     def read(self, table: str) -> pa.Table:
         """The whole table (for tests, validation and small runs)."""

@@ -10,15 +10,14 @@ that carried them (``pipeline.jobs.maintenance``), count as commits too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.config import Config
-from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
-from pipeline.sinks.iceberg import CATALOG_NAME
+from pipeline.sinks.base import BATCH_PROPERTY, TableSink
+from pipeline.sinks.iceberg import CATALOG_NAME, MARKER_PREFIX, PART_SUFFIX, markers
 from pipeline.sinks.spark_catalog import catalog_session
 from pipeline.sinks.spark_io import arrow_frame, java_message, quoted
 from pipeline.tables import TableDef
@@ -26,33 +25,13 @@ from pipeline.tables import TableDef
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-MARKER_PREFIX: Final = "coattail.last-batch."
-"""Table property ``<prefix><writer>``: the last batch ``writer`` committed, kept by maintenance when the
-snapshots that recorded it are expired."""
-_PART_SUFFIX: Final = "_part"
-
-
-def markers(summaries: Iterable[dict[str, str]], properties: dict[str, str]) -> dict[str, int]:
-    """Writer -> last committed batch, from snapshot summaries and maintenance's table properties."""
-    last: dict[str, int] = {}
-    for summary in summaries:
-        if WRITER_PROPERTY in summary and BATCH_PROPERTY in summary:
-            writer, batch = summary[WRITER_PROPERTY], int(summary[BATCH_PROPERTY])
-            last[writer] = max(batch, last.get(writer, batch))
-    for key, value in properties.items():
-        if key.startswith(MARKER_PREFIX):
-            writer = key[len(MARKER_PREFIX):]
-            last[writer] = max(int(value), last.get(writer, int(value)))
-    return last
-
-
 class SparkIcebergSink(TableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``, committed by Spark."""
 
     name: ClassVar[str] = "iceberg-spark"
 
     def __init__(self, config: Config, spark: SparkSession) -> None:
-        super().__init__()
+        super().__init__(config.storage.maintenance_every_commits)
         self.config = config
         self.namespace = config.storage.namespace
         self.spark = catalog_session(spark, config.runtime, config.storage.warehouse_bucket)
@@ -89,7 +68,7 @@ class SparkIcebergSink(TableSink):
         if table.partition_by and "partition" not in fields.columns:
             for column in table.partition_by:
                 self._sql(f"ALTER TABLE {ident} ADD PARTITION FIELD {quoted(column)} AS "
-                          f"{quoted(column + _PART_SUFFIX)}", f"partitioning {self.where(table.name)}")
+                          f"{quoted(column + PART_SUFFIX)}", f"partitioning {self.where(table.name)}")
 
     def _markers(self, table: str) -> dict[str, int]:
         ident = self.ident(table)
@@ -116,6 +95,30 @@ class SparkIcebergSink(TableSink):
                 f"Spark's append to {self.where(table)} (batch {properties[BATCH_PROPERTY]}) failed: "
                 f"{java_message(e)}"
             ) from e
+
+    def maintain(self, table: str) -> dict[str, int]:
+        """Keep every writer's last batch as a table property, compact small files, then expire all but
+        the newest ``storage.retain_snapshots`` snapshots (and the files only they referenced)."""
+        # the procedures parse the name themselves: fully qualified, since the namespace may share the
+        # catalog's name
+        ident, name = self.ident(table), f"{CATALOG_NAME}.{self.namespace}.{table}"
+        last = self._markers(table)
+        if last:
+            props = ", ".join(f"'{MARKER_PREFIX}{w}' = '{b}'" for w, b in sorted(last.items()))
+            self._sql(f"ALTER TABLE {ident} SET TBLPROPERTIES ({props})", f"marking {self.where(table)}")
+        procedures = f"{quoted(CATALOG_NAME)}.system"
+        rewritten = self._sql(
+            f"CALL {procedures}.rewrite_data_files(table => '{name}', "
+            "options => map('min-input-files', '2'))", f"compacting {self.where(table)}").first()
+        expired = self._sql(
+            f"CALL {procedures}.expire_snapshots(table => '{name}', older_than => current_timestamp(), "
+            f"retain_last => {self.config.storage.retain_snapshots})",
+            f"expiring {self.where(table)}").first()
+        return {
+            "files_rewritten": int(rewritten["rewritten_data_files_count"]) if rewritten else 0,
+            "files_added": int(rewritten["added_data_files_count"]) if rewritten else 0,
+            "data_files_deleted": int(expired["deleted_data_files_count"]) if expired else 0,
+        }
 
     def read(self, table: str) -> pa.Table:
         """The whole table (for tests, validation and small runs)."""

@@ -24,5 +24,8 @@ def quoted(*parts: str) -> str:
 
 def java_message(error: BaseException) -> str:
     """A Spark or Java exception's first line, without its stack trace."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    # py4j's first line only names the call ("An error occurred while calling o219.sql."): the Java
+    # exception's own message follows it
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("An error occurred while calling")]
+    return lines[0].lstrip(": ") if lines else type(error).__name__
