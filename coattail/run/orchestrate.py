@@ -292,7 +292,9 @@ def _stream(
     finally:
         runner.stop()
     with steps.step("capture: reading the Iceberg tables"):
-        outputs = capture_outputs(config, records_in=progress.records_in, valid=progress.valid)
+        outputs = capture_outputs(
+            config, records_in=progress.records_in, valid=progress.valid, spark=runner.spark
+        )
         outputs.save(run.path / "pipeline")
         _write_metrics(run, batches, sent_samples)
     counts = {
@@ -334,17 +336,26 @@ def _event_count(tapes: Sequence[Tape]) -> int:
     return sum(sum(t.manifest.rows.values()) for t in tapes)
 
 
-def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
-    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace."""
+def capture_outputs(config: Config, *, records_in: int, valid: int, spark: Any = None) -> RunOutputs:
+    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace (or, with
+    ``storage.format: delta``, its Delta tables, through ``spark``)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     from pipeline.sinks.iceberg import load_catalog
 
     catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
     namespace = config.storage.namespace
+    delta = None
+    if config.storage.format == "delta":
+        from pipeline.sinks.delta import DeltaSink
+
+        delta = DeltaSink(config, spark)
 
     def scan(table: TableDef) -> pa.Table:
         """The table's rows in its definition's schema; none when the run's modules never created it."""
+        if delta is not None:
+            exists = Path(delta.path(table.name), "_delta_log").is_dir()
+            return table.conform(delta.read(table.name)) if exists else table.schema.empty_table()
         try:
             data: pa.Table = catalog.load_table(f"{namespace}.{table.name}").scan().to_arrow()
         except NoSuchTableError:
