@@ -148,6 +148,20 @@ class TableSink(ABC):
         self.close()
 
 
+class MarkedTableSink(TableSink):
+    """A table sink whose backend reads every writer's last batch of a table in one go (``_markers``)."""
+
+    @abstractmethod
+    def _markers(self, table: str) -> dict[str, int]:
+        """Writer -> the highest batch id it committed to ``table``."""
+
+    def _last_committed(self, table: str, writer: str) -> int | None:
+        return self._markers(table).get(writer)
+
+    def _writers(self, table: str) -> set[str]:
+        return set(self._markers(table))
+
+
 class AlertSink(ABC):
     """Delivers alerts, each ``alert_id`` at most once; stamps ``ts_written``."""
 

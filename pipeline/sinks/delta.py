@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from core.errors import ConfigError, SinkError
 from pipeline.config import Config
-from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
+from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
 from pipeline.sinks.spark_io import arrow_frame, java_message
 from pipeline.tables import TableDef
 
@@ -38,7 +38,7 @@ def delta_root(config: Config) -> str:
     return str(Path(config.runtime.state_dir).resolve() / "delta")
 
 
-class DeltaSink(TableSink):
+class DeltaSink(MarkedTableSink):
     """One Delta table per pipeline table, committed by Spark with idempotent writes."""
 
     name: ClassVar[str] = "delta"
@@ -70,7 +70,7 @@ class DeltaSink(TableSink):
         except Exception as e:
             raise SinkError(f"cannot create {self.where(table.name)}: {java_message(e)}") from e
 
-    def transactions(self, table: str) -> dict[str, int]:
+    def _markers(self, table: str) -> dict[str, int]:
         """``txnAppId -> txnVersion`` recorded in ``table``'s log (its latest snapshot)."""
         jvm: Any = self.spark.sparkContext._jvm
         log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path(table))
@@ -78,12 +78,6 @@ class DeltaSink(TableSink):
         snapshot = log.update(False, none, none)
         txns = jvm.scala.jdk.javaapi.CollectionConverters.asJava(snapshot.transactions())
         return {str(k): int(v) for k, v in dict(txns).items()}
-
-    def _last_committed(self, table: str, writer: str) -> int | None:
-        return self.transactions(table).get(writer)
-
-    def _writers(self, table: str) -> set[str]:
-        return set(self.transactions(table))
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         stored = self.definitions[table].with_partition_columns(data)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from core.errors import SinkError
 from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, endpoint_for, is_local_endpoint
 from pipeline.config import Config, RuntimeSettings
-from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
+from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
 from pipeline.tables import TableDef
 
 PART_SUFFIX: Final = "_part"
@@ -118,7 +118,7 @@ def partition_columns(handle: Any) -> tuple[str, ...]:
     return tuple(schema.find_column_name(f.source_id) for f in handle.spec().fields)
 
 
-class IcebergSink(TableSink):
+class IcebergSink(MarkedTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``."""
 
     name: ClassVar[str] = "iceberg"
@@ -148,12 +148,6 @@ class IcebergSink(TableSink):
         handle.refresh()
         summaries = [s.summary.additional_properties if s.summary else {} for s in handle.snapshots()]
         return markers(summaries, handle.properties)
-
-    def _last_committed(self, table: str, writer: str) -> int | None:
-        return self._markers(table).get(writer)
-
-    def _writers(self, table: str) -> set[str]:
-        return set(self._markers(table))
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         handle, stored = self._tables[table], self.definitions[table].with_partition_columns(data)

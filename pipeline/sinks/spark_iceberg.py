@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.config import Config
-from pipeline.sinks.base import BATCH_PROPERTY, TableSink
+from pipeline.sinks.base import BATCH_PROPERTY, MarkedTableSink
 from pipeline.sinks.iceberg import CATALOG_NAME, MARKER_PREFIX, PART_SUFFIX, markers
 from pipeline.sinks.spark_catalog import catalog_session
 from pipeline.sinks.spark_io import arrow_frame, java_message, quoted
@@ -25,7 +25,7 @@ from pipeline.tables import TableDef
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-class SparkIcebergSink(TableSink):
+class SparkIcebergSink(MarkedTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``, committed by Spark."""
 
     name: ClassVar[str] = "iceberg-spark"
@@ -76,12 +76,6 @@ class SparkIcebergSink(TableSink):
         props = self._sql(f"SHOW TBLPROPERTIES {ident}", f"reading {self.where(table)}'s properties")
         return markers((dict(r["summary"] or {}) for r in rows.collect()),
                        {r["key"]: r["value"] for r in props.collect()})
-
-    def _last_committed(self, table: str, writer: str) -> int | None:
-        return self._markers(table).get(writer)
-
-    def _writers(self, table: str) -> set[str]:
-        return set(self._markers(table))
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         stored = self.definitions[table].with_partition_columns(data)
