@@ -18,7 +18,7 @@ import pyarrow as pa
 from core.errors import ConfigError, SinkError
 from pipeline.config import Config
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
-from pipeline.sinks.spark_io import arrow_frame, java_message
+from pipeline.sinks.spark_io import append_error, arrow_frame, java_message
 from pipeline.tables import TableDef
 
 DELTA_CATALOG: Final = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -87,10 +87,7 @@ class DeltaSink(MarkedTableSink):
              .option("txnVersion", properties[BATCH_PROPERTY])
              .save(self.path(table)))
         except Exception as e:
-            raise SinkError(
-                f"Delta append to {self.where(table)} (batch {properties[BATCH_PROPERTY]}) failed: "
-                f"{java_message(e)}"
-            ) from e
+            raise append_error(self.where(table), properties[BATCH_PROPERTY], e) from e
 
     def maintain(self, table: str) -> dict[str, int]:
         """Compact small files (OPTIMIZE). The transaction identifiers stay in the log (Delta keeps them

@@ -19,7 +19,7 @@ from pipeline.config import Config
 from pipeline.sinks.base import BATCH_PROPERTY, MarkedTableSink
 from pipeline.sinks.iceberg import CATALOG_NAME, MARKER_PREFIX, PART_SUFFIX, markers
 from pipeline.sinks.spark_catalog import catalog_session
-from pipeline.sinks.spark_io import arrow_frame, java_message, quoted
+from pipeline.sinks.spark_io import append_error, arrow_frame, java_message, quoted
 from pipeline.tables import TableDef
 
 if TYPE_CHECKING:
@@ -85,10 +85,7 @@ class SparkIcebergSink(MarkedTableSink):
         try:
             writer.append()
         except Exception as e:
-            raise SinkError(
-                f"Spark's append to {self.where(table)} (batch {properties[BATCH_PROPERTY]}) failed: "
-                f"{java_message(e)}"
-            ) from e
+            raise append_error(self.where(table), properties[BATCH_PROPERTY], e) from e
 
     def maintain(self, table: str) -> dict[str, int]:
         """Keep every writer's last batch as a table property, compact small files, then expire all but

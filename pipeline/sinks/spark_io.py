@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from core.errors import SinkError
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -29,3 +31,8 @@ def java_message(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("An error occurred while calling")]
     return lines[0].lstrip(": ") if lines else type(error).__name__
+
+
+def append_error(where: str, batch: str, error: BaseException) -> SinkError:
+    """The error for a failed Spark append of ``batch`` to ``where``, with Java's message."""
+    return SinkError(f"appending batch {batch} to {where} failed in Spark: {java_message(error)}")
