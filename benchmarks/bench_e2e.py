@@ -15,6 +15,7 @@ failed validation.
 
     .venv/bin/python benchmarks/bench_e2e.py                      # generated whale-day tape
     .venv/bin/python benchmarks/bench_e2e.py --tape T --latency-speed 10x --out bench.json
+    .venv/bin/python benchmarks/bench_e2e.py --set storage.writer=spark      # or storage.format=delta
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from coattail.bench.gate import speed_misses
+from coattail.commands.stack import parse_sets
 from coattail.run.orchestrate import RunRequest, execute
 from coattail.run.progress import RichSteps
 from pipeline.config import ConfigLoader
@@ -46,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-speed", default="60x", help="latency run's speed (default 60x)")
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default: <run>/bench_e2e.json)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, as coattail's --set (e.g. storage.writer=spark)")
     args = parser.parse_args(argv)
+    overrides = parse_sets(args.set)
 
     tapes = args.tape
     if not tapes:
@@ -60,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
                 7,
             )
         ]
-    config = ConfigLoader().load(args.tier)
+    config = ConfigLoader().load(args.tier, overrides=overrides)
 
     def run_at(speed: str, name: str) -> Any:
         request = RunRequest(
-            tapes=tuple(tapes), tier=args.tier, speed=parse_speed(speed), runs_root=args.runs, name=name
+            tapes=tuple(tapes), tier=args.tier, speed=parse_speed(speed), runs_root=args.runs, name=name,
+            overrides=overrides,
         )
         with RichSteps() as steps:
             return execute(request, steps)
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {"throughput": throughput_run.run.run_id, "latency": latency_run.run.run_id},
         "tapes": [str(t) for t in tapes],
         "tier": args.tier,
+        "overrides": args.set,
         "speed": {"throughput": args.speed, "latency": args.latency_speed},
         "events": summary["events"],
         "throughput_eps": summary["throughput_eps"],

@@ -60,6 +60,18 @@ class StorageConfig(Frozen):
     warehouse_bucket: str = Field("coattail-warehouse", min_length=3)
     checkpoint_bucket: str = Field("coattail-checkpoints", min_length=3)
     glue_database: str = "coattail"
+    format: Literal["iceberg", "delta"] = "iceberg"
+    """The table format: Iceberg (pyiceberg's or Spark's writer, ``writer``) or Delta (delta-spark, whose
+    tables live under ``<state_dir>/delta`` in ``lite``; see ``pipeline.sinks.delta``)."""
+    writer: Literal["pyiceberg", "spark"] = "pyiceberg"
+    """Who commits Iceberg tables: pyiceberg on the driver, or Spark's Iceberg runtime with EMR's catalog
+    properties (``pipeline.sinks.spark_catalog``). Delta is always written by Spark."""
+    maintenance_every_commits: int = Field(100, ge=0)
+    """The Spark-written tables' maintenance (``TableSink.maintain``: compact small files, expire old
+    snapshots, keep the exactly-once batch markers) runs after this many commits to a table, on the
+    thread that commits, so it never races the table's writer; 0: never."""
+    retain_snapshots: int = Field(5, ge=1)
+    """Iceberg snapshots maintenance keeps (the newest ones); older ones are expired."""
     commit_interval_ms: int = Field(2_000, ge=0)
     """While the stream is busy, table commits (Iceberg) run at most this often, each taking every
     micro-batch spooled since the last (see ``pipeline.router``); an idle stream commits within

@@ -116,9 +116,9 @@ class PipelineRunner:
         self.engine = Engine(config, self.detectors,
                              state_dir=self.checkpoint / ("cross-state" if self.keyed else "state"))
         if table_sinks is None:
-            from pipeline.sinks.iceberg import IcebergSink
+            from pipeline.sinks.choice import table_sink_for
 
-            table_sinks = [IcebergSink(config)]
+            table_sinks = [table_sink_for(config, lambda: self.spark)]
         if alert_sinks is None:
             from pipeline.sinks.dynamodb import DynamoAlertSink
 

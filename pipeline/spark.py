@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pipeline.config import Config
 from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
+from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,7 +69,7 @@ def build_session(
             classpath = os.pathsep.join(str(jar) for jar in jars)
             builder = builder.config("spark.driver.extraClassPath", classpath).config(
                 "spark.executor.extraClassPath", classpath
-            )
+            ).config("spark.sql.extensions", ",".join(SESSION_EXTENSIONS))
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()

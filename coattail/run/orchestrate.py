@@ -324,7 +324,9 @@ def _stream(
     finally:
         runner.stop()
     with steps.step("capture: reading the Iceberg tables"):
-        outputs = capture_outputs(config, records_in=progress.records_in, valid=progress.valid)
+        outputs = capture_outputs(
+            config, records_in=progress.records_in, valid=progress.valid, spark=runner.spark
+        )
         outputs.save(run.path / "pipeline")
         committed = latency.committed_us
         rows = [b | {"committed_us": committed.get(b["batch_id"])} for b in batches]
@@ -369,22 +371,37 @@ def _event_count(tapes: Sequence[Tape]) -> int:
     return sum(sum(t.manifest.rows.values()) for t in tapes)
 
 
-def capture_outputs(config: Config, *, records_in: int, valid: int) -> RunOutputs:
-    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace."""
+def capture_outputs(config: Config, *, records_in: int, valid: int, spark: Any = None) -> RunOutputs:
+    """The run's alerts, DQ metrics and metric tables, read back from its Iceberg namespace (or, with
+    ``storage.format: delta``, its Delta tables, through ``spark``)."""
     from pipeline.sinks.iceberg import load_catalog
 
-    catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
+    if config.storage.format == "delta":
+        from pipeline.sinks.delta import DeltaSink
+
+        delta = DeltaSink(config, spark)
+
+        def scan(table: TableDef) -> pa.Table:
+            """The Delta table's rows in its definition's schema; none when the run never created it."""
+            exists = Path(delta.path(table.name), "_delta_log").is_dir()
+            return table.conform(delta.read(table.name)) if exists else table.schema.empty_table()
+    else:
+        catalog = load_catalog(config.runtime, config.storage.warehouse_bucket)
+
+        def scan(table: TableDef) -> pa.Table:
+            return read_table(catalog, config, table)
+
     return RunOutputs(
-        alerts=read_table(catalog, config, ALERTS),
-        dq=pl.DataFrame(read_table(catalog, config, DQ_METRICS)),
-        spread_metrics=pl.DataFrame(read_table(catalog, config, SPREAD_METRICS_TABLE)),
+        alerts=scan(ALERTS),
+        dq=pl.DataFrame(scan(DQ_METRICS)),
+        spread_metrics=pl.DataFrame(scan(SPREAD_METRICS_TABLE)),
         records_in=records_in,
         valid=valid,
-        basis_metrics=pl.DataFrame(read_table(catalog, config, BASIS_METRICS)),
-        flow_metrics=pl.DataFrame(read_table(catalog, config, FLOW_METRICS_TABLE)),
-        whale_impact=pl.DataFrame(read_table(catalog, config, WHALE_IMPACT_TABLE)),
-        alpha_scores=pl.DataFrame(read_table(catalog, config, ALPHA_SCORES)),
-        signals=pl.DataFrame(read_table(catalog, config, SIGNALS)),
+        basis_metrics=pl.DataFrame(scan(BASIS_METRICS)),
+        flow_metrics=pl.DataFrame(scan(FLOW_METRICS_TABLE)),
+        whale_impact=pl.DataFrame(scan(WHALE_IMPACT_TABLE)),
+        alpha_scores=pl.DataFrame(scan(ALPHA_SCORES)),
+        signals=pl.DataFrame(scan(SIGNALS)),
     )
 
 

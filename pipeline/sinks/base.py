@@ -39,9 +39,12 @@ class TableSink(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self) -> None:
+    def __init__(self, maintain_every: int = 0) -> None:
         self._last: dict[tuple[str, str], int | None] = {}
         self.definitions: dict[str, TableDef] = {}
+        self.maintain_every = maintain_every
+        """Commits to a table between two runs of ``maintain`` on it (0: never)."""
+        self._since_maintenance: dict[str, int] = {}
 
     def open(self, tables: Iterable[TableDef]) -> None:
         """Prepare (create if missing) every table the pipeline will write, from its definition."""
@@ -95,7 +98,22 @@ class TableSink(ABC):
                 raise
             self._last[key] = top
             written[table] = True
+            self._count_commit(table)
         return written
+
+    def _count_commit(self, table: str) -> None:
+        """Run ``maintain`` on ``table`` once ``maintain_every`` commits have gone to it."""
+        count = self._since_maintenance.get(table, 0) + 1
+        if self.maintain_every and count >= self.maintain_every:
+            self.maintain(table)
+            count = 0
+        self._since_maintenance[table] = count
+
+    def maintain(self, table: str) -> dict[str, int]:
+        """Compact ``table``'s small files and drop what old versions keep alive, keeping every batch
+        marker ``_last_committed`` reads; returns what it did (counts by name). The default: nothing to
+        do (a backend whose tables need no upkeep, or that leaves it to a Spark-written twin)."""
+        return {}
 
     def writers(self, table: str) -> set[str]:
         """Every writer that committed rows to ``table`` (an opened one)."""
@@ -128,6 +146,20 @@ class TableSink(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class MarkedTableSink(TableSink):
+    """A table sink whose backend reads every writer's last batch of a table in one go (``_markers``)."""
+
+    @abstractmethod
+    def _markers(self, table: str) -> dict[str, int]:
+        """Writer -> the highest batch id it committed to ``table``."""
+
+    def _last_committed(self, table: str, writer: str) -> int | None:
+        return self._markers(table).get(writer)
+
+    def _writers(self, table: str) -> set[str]:
+        return set(self._markers(table))
 
 
 class AlertSink(ABC):

@@ -11,6 +11,7 @@ recognised and skipped (the append and its summary are one atomic catalog commit
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -19,10 +20,22 @@ import pyarrow as pa
 from core.errors import SinkError
 from pipeline.aws import DUMMY_CREDENTIALS, check_endpoint, endpoint_for, is_local_endpoint
 from pipeline.config import Config, RuntimeSettings
-from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, TableSink
+from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
 from pipeline.tables import TableDef
 
-_PART_SUFFIX: Final = "_part"
+PART_SUFFIX: Final = "_part"
+
+
+CATALOG_NAME: Final = "coattail"
+"""The catalog's name, which the SQL catalog stores in every row: pyiceberg's SQL catalog and Spark's
+JDBC catalog (``pipeline.sinks.spark_catalog``) share one SQLite file only under the same name."""
+
+
+def lite_catalog_paths(runtime: RuntimeSettings) -> tuple[Path, Path]:
+    """The ``lite`` profile's SQLite catalog file and warehouse directory (created if missing)."""
+    root = Path(runtime.state_dir).resolve() / "iceberg"
+    (root / "warehouse").mkdir(parents=True, exist_ok=True)
+    return root / "catalog.db", root / "warehouse"
 
 
 def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
@@ -31,11 +44,8 @@ def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
         if runtime.profile == "lite":
             from pyiceberg.catalog.sql import SqlCatalog
 
-            root = Path(runtime.state_dir).resolve() / "iceberg"
-            (root / "warehouse").mkdir(parents=True, exist_ok=True)
-            return SqlCatalog(
-                "coattail", uri=f"sqlite:///{root / 'catalog.db'}", warehouse=(root / "warehouse").as_uri()
-            )
+            database, warehouse = lite_catalog_paths(runtime)
+            return SqlCatalog(CATALOG_NAME, uri=f"sqlite:///{database}", warehouse=warehouse.as_uri())
         from pyiceberg.catalog.glue import GlueCatalog
 
         props: dict[str, str] = {
@@ -53,7 +63,7 @@ def load_catalog(runtime: RuntimeSettings, warehouse_bucket: str) -> Any:
                 props.update({f"{service}.access-key-id": key, f"{service}.secret-access-key": secret})
                 if service == "s3":
                     props["s3.force-virtual-addressing"] = "false"
-        return GlueCatalog("coattail", **props)  # type: ignore[arg-type]
+        return GlueCatalog(CATALOG_NAME, **props)  # type: ignore[arg-type]
     except ImportError as e:
         raise SinkError(
             f"the Iceberg catalog for profile {runtime.profile!r} needs pyiceberg extras: {e}"
@@ -79,11 +89,27 @@ def create_table(catalog: Any, namespace: str, table: TableDef) -> tuple[Any, bo
         if table.partition_by and handle.spec().is_unpartitioned():
             with handle.update_spec() as update:
                 for column in table.partition_by:
-                    update.add_field(column, IdentityTransform(), f"{column}{_PART_SUFFIX}")
+                    update.add_field(column, IdentityTransform(), f"{column}{PART_SUFFIX}")
             handle = catalog.load_table(ident)
     except Exception as e:  # pyiceberg and its catalogs raise many unrelated types
         raise SinkError(f"cannot create Iceberg table {ident}: {e}") from e
     return handle, True
+
+
+MARKER_PREFIX: Final = "coattail.last-batch."
+"""Table property ``<prefix><writer>``: the last batch ``writer`` committed, set by maintenance before it
+expires the snapshots whose summaries recorded it (``SparkIcebergSink.maintain``)."""
+
+
+def markers(summaries: Iterable[Mapping[str, str]], properties: Mapping[str, str]) -> dict[str, int]:
+    """Writer -> last committed batch, from snapshot summaries and maintenance's table properties."""
+    last: dict[str, int] = {}
+    found = [(s[WRITER_PROPERTY], int(s[BATCH_PROPERTY]))
+             for s in summaries if WRITER_PROPERTY in s and BATCH_PROPERTY in s]
+    found += [(k[len(MARKER_PREFIX):], int(v)) for k, v in properties.items() if k.startswith(MARKER_PREFIX)]
+    for writer, batch in found:
+        last[writer] = max(batch, last.get(writer, batch))
+    return last
 
 
 def partition_columns(handle: Any) -> tuple[str, ...]:
@@ -92,7 +118,7 @@ def partition_columns(handle: Any) -> tuple[str, ...]:
     return tuple(schema.find_column_name(f.source_id) for f in handle.spec().fields)
 
 
-class IcebergSink(TableSink):
+class IcebergSink(MarkedTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``."""
 
     name: ClassVar[str] = "iceberg"
@@ -116,18 +142,12 @@ class IcebergSink(TableSink):
         """``Iceberg table <namespace>.<table>``."""
         return f"Iceberg table {self._ident(table)}"
 
-    def _commits(self, table: str) -> list[dict[str, str]]:
-        """The summary properties of every snapshot of ``table``, re-read from the catalog."""
+    def _markers(self, table: str) -> dict[str, int]:
+        """Writer -> last batch in ``table``, re-read from the catalog (snapshots and properties)."""
         handle = self._tables[table]
         handle.refresh()
-        return [s.summary.additional_properties if s.summary else {} for s in handle.snapshots()]
-
-    def _last_committed(self, table: str, writer: str) -> int | None:
-        batches = [int(p[BATCH_PROPERTY]) for p in self._commits(table) if p.get(WRITER_PROPERTY) == writer]
-        return max(batches) if batches else None
-
-    def _writers(self, table: str) -> set[str]:
-        return {p[WRITER_PROPERTY] for p in self._commits(table) if WRITER_PROPERTY in p}
+        summaries = [s.summary.additional_properties if s.summary else {} for s in handle.snapshots()]
+        return markers(summaries, handle.properties)
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         handle, stored = self._tables[table], self.definitions[table].with_partition_columns(data)

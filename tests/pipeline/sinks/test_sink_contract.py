@@ -14,9 +14,11 @@ from pipeline.aws import DUMMY_CREDENTIALS, MAX_ATTEMPTS, client
 from pipeline.config import Config, RuntimeSettings
 from pipeline.detectors.data_quality import DQ_METRICS
 from pipeline.sinks.base import BATCH_PROPERTY, AlertSink, TableSink
+from pipeline.sinks.delta import DeltaSink
 from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.sinks.iceberg import IcebergSink, load_catalog
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
+from pipeline.sinks.spark_iceberg import SparkIcebergSink
 from pipeline.tables import ALERTS, QUARANTINE, TRADES
 from pipeline.testkit import T0, run_engine, small_config, trade
 
@@ -37,18 +39,26 @@ def mirror_config(endpoint: str, tmp: Path) -> Config:
     return cfg
 
 
-@pytest.fixture(params=["memory", "iceberg-lite", "iceberg-mirror"])
+@pytest.fixture(params=["memory", "iceberg-lite", "iceberg-mirror", "iceberg-spark-lite",
+                        "iceberg-spark-mirror", "delta-lite"])
 def table_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TableSink]]:
     kind = request.param
     if kind == "memory":
         shared = MemoryTableSink()
         yield lambda: shared
-    elif kind == "iceberg-lite":
-        cfg = with_runtime(small_config(), profile="lite", state_dir=tmp_path)
-        yield lambda: IcebergSink(cfg)
-    else:
+        return
+    if kind.endswith("-mirror"):
         request.applymarker(pytest.mark.integration)
         cfg = mirror_config(request.getfixturevalue("aws_endpoint"), tmp_path)
+    else:
+        cfg = with_runtime(small_config(), profile="lite", state_dir=tmp_path)
+    if kind.startswith("iceberg-spark"):
+        spark = request.getfixturevalue("spark")
+        yield lambda: SparkIcebergSink(cfg, spark)
+    elif kind.startswith("delta"):
+        spark = request.getfixturevalue("spark")
+        yield lambda: DeltaSink(cfg, spark)
+    else:
         yield lambda: IcebergSink(cfg)
 
 
