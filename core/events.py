@@ -50,6 +50,33 @@ QUOTE_SCHEMA: Final = pa.schema(
 SCHEMAS: Final[dict[EventKind, pa.Schema]] = {"trade": TRADE_SCHEMA, "quote": QUOTE_SCHEMA}
 TRADE_SIDES: Final = ("buy", "sell")
 
+TRANSFER_SCHEMA: Final = pa.schema(
+    [
+        pa.field("chain", pa.string(), nullable=False),
+        pa.field("tx_hash", pa.string(), nullable=False),
+        pa.field("log_index", pa.int64(), nullable=False),
+        pa.field("block", pa.int64(), nullable=False),
+        pa.field("ts_event", pa.int64(), nullable=False),
+        pa.field("ts_recv", pa.int64(), nullable=True),
+        pa.field("asset", pa.string(), nullable=False),
+        pa.field("amount", pa.float64(), nullable=False),
+        pa.field("from_addr", pa.string(), nullable=False),
+        pa.field("to_addr", pa.string(), nullable=False),
+    ]
+)
+"""An on-chain token transfer (version 1): ``ts_event`` is the block time, ``ts_recv`` when our indexer
+saw it, ``amount`` in token units (the exact integer value over ``10**decimals``, rounded to float once),
+``asset`` after the wrapped-token mapping (WBTC is ``BTC``). Identity: ``(chain, tx_hash, log_index)``;
+sources without a log index number the transfers of one transaction in file order (0, 1, ...)."""
+
+TapeKind = Literal["trade", "quote", "transfer"]
+"""What a tape holds rows of: the market events and on-chain transfers."""
+TAPE_KINDS: Final[tuple[TapeKind, ...]] = ("trade", "quote", "transfer")
+TAPE_SCHEMAS: Final[dict[TapeKind, pa.Schema]] = {
+    "trade": TRADE_SCHEMA, "quote": QUOTE_SCHEMA, "transfer": TRANSFER_SCHEMA,
+}
+CHAINS: Final = ("ethereum", "solana")
+
 _ID_FIELD: Final[dict[EventKind, str]] = {"trade": "trade_id", "quote": "update_id"}
 
 
@@ -59,6 +86,11 @@ def event_id(kind: EventKind, exchange: str, symbol: str, native_id: int) -> str
     ``trade:binance:BTCUSDT:123`` for a trade, ``quote:binance:BTCUSDT:456`` for a quote (its update id).
     """
     return f"{kind}:{exchange}:{symbol}:{native_id}"
+
+
+def transfer_id(chain: str, tx_hash: str, log_index: int) -> str:
+    """The id by which labels and alerts name one transfer: ``transfer:ethereum:0xabc...:7``."""
+    return f"transfer:{chain}:{tx_hash}:{log_index}"
 
 
 def partition_key(exchange: str, symbol: str) -> str:
