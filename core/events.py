@@ -94,16 +94,23 @@ def transfer_id(chain: str, tx_hash: str, log_index: int) -> str:
 
 
 def partition_key(exchange: str, symbol: str) -> str:
-    """The Kinesis partition key: all events of one instrument on one exchange stay in order."""
+    """The Kinesis partition key: all events of one instrument on one exchange stay in order. A transfer's
+    is ``chain:asset`` (``transfer_partition_key``): the transfers of one asset stay in order."""
     return f"{exchange}:{symbol}"
 
 
-def to_wire(kind: EventKind, row: dict[str, Any], ts_sent: int | None = None) -> bytes:
-    """Encode one event (a dict with the schema's fields) as a wire record (compact JSON, UTF-8)."""
-    if kind not in SCHEMAS:
-        raise SchemaError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+def transfer_partition_key(chain: str, asset: str) -> str:
+    """The Kinesis partition key of a transfer: the same stream as the market events, keyed by asset."""
+    return partition_key(chain, asset)
+
+
+def to_wire(kind: TapeKind, row: dict[str, Any], ts_sent: int | None = None) -> bytes:
+    """Encode one event or transfer (a dict with the schema's fields) as a wire record (compact JSON,
+    UTF-8)."""
+    if kind not in TAPE_SCHEMAS:
+        raise SchemaError(f"unknown event kind {kind!r}; expected one of {TAPE_KINDS}")
     payload: dict[str, Any] = {"v": SCHEMA_VERSION, "type": kind}
-    for name in SCHEMAS[kind].names:
+    for name in TAPE_SCHEMAS[kind].names:
         payload[name] = row.get(name)
     if ts_sent is not None:
         payload["ts_sent"] = ts_sent

@@ -35,6 +35,7 @@ saved by the driver under the checkpoint's ``cross-state/``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
@@ -46,6 +47,7 @@ from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.base import AnyDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
+from pipeline.onchain import route_transfers
 from pipeline.parse import PARSED_SCHEMA
 
 if TYPE_CHECKING:
@@ -67,22 +69,25 @@ def keyed_plan(parsed: DataFrame, config: Config, detectors: Sequence[AnyDetecto
     """``parsed`` (``PARSED_SCHEMA`` rows, streaming) -> the per-key results (``OUTPUT_DDL`` rows)."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    packed = parsed.mapInArrow(pack_by_key, PACKED_DDL)
+    packed = parsed.mapInArrow(partial(pack_by_key, config=config), PACKED_DDL)
     return packed.groupBy("exchange", "symbol").applyInPandasWithState(
         KeyedStep(config, detectors), OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.NoTimeout
     )
 
 
-def pack_by_key(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def pack_by_key(batches: Iterable[pa.RecordBatch], config: Config | None = None) -> Iterator[pa.RecordBatch]:
     """Each ``PARSED_SCHEMA`` batch -> one ``PACKED_DDL`` row per key present in it.
 
     The key of a record whose exchange or symbol is unreadable (null) is ``""`` in its place, as
-    MOD-004 names it in ``dq_metrics``.
+    MOD-004 names it in ``dq_metrics``. With ``config``, valid transfers are keyed first
+    (``pipeline.onchain.route_transfers``), so they meet their asset's reference instrument.
     """
     for batch in batches:
         if not batch.num_rows:
             continue
         table = pa.Table.from_batches([batch]).select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
+        if config is not None:
+            table = route_transfers(table, config.tokens, config.instruments)
         keys = pa.table({
             "exchange": pc.fill_null(table.column("exchange"), ""),
             "symbol": pc.fill_null(table.column("symbol"), ""),

@@ -19,11 +19,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from core.events import CHAINS
 from core.frozen import Frozen
-from pipeline.config import parse_model, read_yaml
+from pipeline.instruments import InstrumentsConfig
 
 Chain = Literal["ethereum", "solana"]
 _ETH_ADDRESS: Final = re.compile(r"^0x[0-9a-f]{40}$")
@@ -129,12 +131,43 @@ DEFAULT_WALLETS: Final = Path(__file__).resolve().parent.parent / "config" / "wa
 
 def load_tokens(path: Path = DEFAULT_TOKENS) -> TokensConfig:
     """The token table from a YAML file; ``ConfigError`` naming the file and the bad key."""
+    from pipeline.config import parse_model, read_yaml  # the config loader reads this module's models
+
     return parse_model(TokensConfig, read_yaml(path), path)
 
 
 def load_wallets(path: Path = DEFAULT_WALLETS) -> WalletsConfig:
     """The wallet labels from a YAML file; ``ConfigError`` naming the file and the bad key."""
+    from pipeline.config import parse_model, read_yaml
+
     return parse_model(WalletsConfig, read_yaml(path), path)
+
+
+def transfer_key(
+    chain: str, asset: str, tokens: TokensConfig, instruments: InstrumentsConfig
+) -> tuple[str, str]:
+    """The key ``(exchange, symbol)`` a transfer is processed under (docs/DETECTORS.md, MOD-010): its
+    asset's reference instrument, whose trades price it; ``(chain, asset)`` for a stablecoin or an
+    asset without one."""
+    ref = None if asset in tokens.stablecoins else instruments.reference.get(asset)
+    return (ref[0], ref[1]) if ref is not None else (chain, asset)
+
+
+def route_transfers(parsed: pa.Table, tokens: TokensConfig, instruments: InstrumentsConfig) -> pa.Table:
+    """``PARSED_SCHEMA`` rows with each valid transfer's ``exchange`` and ``symbol`` set to its key
+    (``transfer_key``); every other row unchanged. Both keyed modes call it before grouping by key."""
+    kind = parsed.column("kind")
+    valid = pc.is_null(parsed.column("reason"))
+    is_transfer = pc.fill_null(pc.and_(pc.equal(kind, "transfer"), valid), False)
+    if not pc.any(is_transfer).as_py():
+        return parsed
+    chains, assets = parsed.column("chain").to_pylist(), parsed.column("asset").to_pylist()
+    exchanges, symbols = parsed.column("exchange").to_pylist(), parsed.column("symbol").to_pylist()
+    for i in pc.indices_nonzero(is_transfer).to_pylist():
+        exchanges[i], symbols[i] = transfer_key(chains[i], assets[i], tokens, instruments)
+    for name, values in (("exchange", exchanges), ("symbol", symbols)):
+        parsed = parsed.set_column(parsed.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    return parsed
 
 
 TRANSFER_REASONS: Final = ("MISSING_FIELD", "BAD_TYPE", "NON_POSITIVE_SIZE", "BAD_CHAIN", "BAD_ADDRESS",
@@ -150,11 +183,10 @@ def transfer_reason(row: dict[str, Any]) -> str | None:
     for name in (*_STRINGS, *_INTS, "amount"):
         if row.get(name) is None:
             return "MISSING_FIELD"
+    ints = [row[n] for n in _INTS] + ([] if row.get("ts_recv") is None else [row["ts_recv"]])
     if not all(isinstance(row[n], str) for n in _STRINGS) or not all(
-        type(row[n]) is int for n in _INTS
-    ) or type(row["amount"]) not in (int, float) or (
-        row.get("ts_recv") is not None and type(row["ts_recv"]) is not int
-    ):
+        type(v) is int and -(2**63) <= v < 2**63 for v in ints
+    ) or type(row["amount"]) not in (int, float):
         return "BAD_TYPE"
     if row["chain"] not in CHAINS:
         return "BAD_CHAIN"
