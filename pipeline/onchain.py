@@ -192,7 +192,10 @@ def transfer_reason(row: dict[str, Any]) -> str | None:
         return "BAD_CHAIN"
     if row["log_index"] < 0 or row["block"] < 0:
         return "BAD_TYPE"
-    amount = float(row["amount"])
+    try:
+        amount = float(row["amount"])
+    except OverflowError:  # an integer beyond float range: infinite, as for trades
+        amount = float("inf")
     if not (amount > 0 and amount != float("inf")):
         return "NON_POSITIVE_SIZE"
     chain = row["chain"]
