@@ -21,7 +21,7 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
-from core.events import CHAINS, EVENT_KINDS, SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS, TRADE_SIDES
+from core.events import CHAINS, SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS, TRADE_SIDES
 from core.tape import Tape
 
 _STRING_FIELDS: Final = ("exchange", "symbol", "side", "chain", "tx_hash", "asset", "from_addr", "to_addr")
@@ -89,14 +89,14 @@ def from_tape(tape: Tape) -> pl.DataFrame:
 def from_arrival(table: pa.Table) -> pl.DataFrame:
     """Rows as the replay hands them to a target (``replay.faults.ARRIVAL_SCHEMA``, arrival order).
 
-    ``kind`` is the replay's code (the index in ``EVENT_KINDS``); a row flagged ``corrupt`` reaches the
+    ``kind`` is the replay's code (the index in ``TAPE_KINDS``); a row flagged ``corrupt`` reaches the
     pipeline as unparseable bytes, so it is a ``PARSE_ERROR`` whose exchange and symbol are unknown.
     """
     if table.num_rows == 0:
         return pl.DataFrame(schema=ARRIVAL_SCHEMA)
     frame = pl.DataFrame(table)
     corrupt = pl.col("corrupt") if "corrupt" in frame.columns else pl.lit(False)
-    kinds = {i: k for i, k in enumerate(EVENT_KINDS)}
+    kinds = dict(enumerate(TAPE_KINDS))
     frame = frame.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
         pl.col("kind").cast(pl.Int64).replace_strict(kinds, return_dtype=pl.Utf8).alias("kind"),
