@@ -154,11 +154,13 @@ def _sequence_prefix(start_us: int) -> str:
 
 
 def _coverage(tape: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The tape's instruments and UTC days, read from its rows (not trusted from the manifest)."""
+    """The tape's instruments and UTC days, read from its market rows (not trusted from the manifest).
+
+    A tape's on-chain transfers have no bronze table yet: they are not loaded (nor reprocessed)."""
     instruments: set[tuple[str, str]] = set()
     days: set[str] = set()
-    for names in manifest["files"].values():
-        for name in names:
+    for kind in BRONZE:
+        for name in manifest["files"].get(kind, []):
             data = pq.read_table(tape / name, columns=["exchange", "symbol", "ts_event"])
             pairs = data.group_by(["exchange", "symbol"]).aggregate([])
             instruments.update(

@@ -205,3 +205,14 @@ def test_any_load_order_holds_each_loaded_row_once(
             load_tape(three_tapes[i][0], sink)
         expected = sorted(ts for i in set(order) for ts in three_tapes[i][1])
         assert sorted(sink.read("trades")["ts_event"].to_pylist()) == expected
+
+
+def test_a_tape_with_transfers_loads_its_market_rows(sink: IcebergSink, tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "onchain"
+    csv = sample / "export-address-token-0x003dc32fe920a4aaeed12dc87e145f030aa753f3.csv"
+    import_files([REAL_TAPES / "tardis" / "tardis_trades.csv", csv], tmp_path / "t")
+    tape = Tape.open(tmp_path / "t")
+    assert tape.manifest.rows["transfer"] > 0
+    result = load_tape(tmp_path / "t", sink)
+    assert result.rows == {"trades": tape.manifest.rows["trade"], "quotes": 0}
+    assert result.instruments == [("binance-futures", "BTCUSDT")]
