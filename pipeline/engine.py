@@ -88,7 +88,8 @@ class BatchResult:
     valid: int
     quarantined: int
     tables: dict[str, pa.Table] = field(default_factory=dict)
-    """``trades``, ``quotes``, ``quarantine``, ``alerts`` and every detector's metric tables."""
+    """``trades``, ``quotes``, ``transfers``, ``quarantine``, ``alerts`` and every detector's metric
+    tables."""
 
     @property
     def alerts(self) -> pa.Table:
@@ -354,6 +355,7 @@ class Engine:
         tables = {
             "trades": bronze_rows(valid_tbl, "trade"),
             "quotes": bronze_rows(valid_tbl, "quote"),
+            "transfers": bronze_rows(valid_tbl, "transfer"),
             "quarantine": QUARANTINE.conform(quarantine_tbl),
             "alerts": pa.Table.from_pandas(
                 output.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False

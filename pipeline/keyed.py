@@ -49,6 +49,7 @@ from pipeline.detectors.base import AnyDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.onchain import route_transfers
 from pipeline.parse import PARSED_SCHEMA
+from pipeline.tables import BRONZE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -62,8 +63,6 @@ STATE_DDL: Final = "engine binary"
 """The key's ``EngineState.to_bytes()``: a versioned JSON document, as UTF-8 bytes (data, never code)."""
 RECORDS: Final = "__records__"
 """Pseudo table of the row giving the number of records the key received (``rows``; no payload)."""
-TRANSFERS: Final = "__transfers__"
-"""Pseudo table of the row giving the number of valid transfers among them (no bronze table holds them)."""
 _PACKED_SCHEMA: Final = pa.schema([("exchange", pa.string()), ("symbol", pa.string()), ("rows", pa.binary())])
 
 
@@ -148,11 +147,6 @@ class KeyedStep:
         # Spark does not tell a grouped function its batch id; detectors use it for logging only
         result = self.engine.run(ordered, 0, engine_state)
         names, counts, payloads = [RECORDS], [result.records_in], [b""]
-        transfers = result.valid - result.tables["trades"].num_rows - result.tables["quotes"].num_rows
-        if transfers:
-            names.append(TRANSFERS)
-            counts.append(transfers)
-            payloads.append(b"")
         for name, table in result.tables.items():
             if table.num_rows:
                 names.append(name)
@@ -179,15 +173,13 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
     """
     ordered = output.take(pc.sort_indices(output, [("exchange", "ascending"), ("symbol", "ascending")]))
     parts: dict[str, list[pa.Table]] = {name: [] for name in schemas}
-    records_in = transfers = 0
+    records_in = 0
     for name, count, payload in zip(
         ordered.column("table").to_pylist(), ordered.column("rows").to_pylist(),
         ordered.column("payload").to_pylist(), strict=True,
     ):
         if name == RECORDS:
             records_in += int(count)
-        elif name == TRANSFERS:
-            transfers += int(count)
         elif name in parts:
             parts[name].append(from_ipc(payload))
         else:
@@ -195,7 +187,7 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
     tables = {
         name: pa.concat_tables(tbls) if tbls else schemas[name].empty_table() for name, tbls in parts.items()
     }
-    valid = tables["trades"].num_rows + tables["quotes"].num_rows + transfers
+    valid = sum(tables[t.name].num_rows for t in BRONZE.values())
     quarantined = tables["quarantine"].num_rows
     if records_in != valid + quarantined:
         raise PipelineError(

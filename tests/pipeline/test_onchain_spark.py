@@ -1,5 +1,6 @@
 """The real on-chain sample (tests/data/onchain, an Etherscan export) imported, replayed through the tape
-source and Spark in both keyed modes, and MOD-010's alerts and counts compared with the reference.
+source and Spark in both keyed modes, and loaded into bronze and reprocessed (by partition and by
+shuffle); MOD-010's alerts and counts compared with the reference each time.
 
 Beside the real transfers the tape holds two synthetic binance:BTCUSDT trades (the sample has no market
 data): one before its first WBTC transfer, which prices them, and one after its last, which takes the
@@ -18,8 +19,11 @@ from coattail.reference import from_tape, run_reference
 from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs
 from coattail.validate.agreement import compare_with_reference
 from core.tape import Tape, TapeWriter, tape_schema
-from pipeline.config import Config
+from pipeline.config import Config, RuntimeSettings
+from pipeline.jobs.loader import load_tape
+from pipeline.jobs.reprocessor import reprocess
 from pipeline.runner import PipelineRunner
+from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import small_config, trade
 from replay.readers import import_files
@@ -78,3 +82,25 @@ def test_the_real_sample_replays_and_agrees_with_the_reference(
     agreement = compare_with_reference(_outputs(tables, reference.records_in, reference.valid), reference)
     assert agreement.ok, agreement.to_dict()
     assert agreement.pipeline_alerts == len(reference.alert_rows()) > 0
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_reprocessor_over_loaded_transfers_agrees_with_the_reference(
+    spark: object, tape: Path, tmp_path: Path, shuffle: bool
+) -> None:
+    config = _config("driver").model_copy(update={"runtime": RuntimeSettings(state_dir=tmp_path / "state")})
+    sink = IcebergSink(config)
+    load_tape(tape, sink)
+    manifest = Tape.open(tape).manifest
+    result = reprocess(
+        spark, config, modules=["MOD-004", "MOD-010"], start_us=manifest.start_us,  # type: ignore[arg-type]
+        end_us=manifest.end_us + 1, name="onchain", sink=sink, write=False, shuffle=shuffle,
+    )
+    reference = run_reference(from_tape(Tape.open(tape)), config)
+    outputs = RunOutputs(
+        alerts=result.tables["alerts"], dq=pl.DataFrame(result.tables["dq_metrics"]).select(list(DQ_COLUMNS)),
+        spread_metrics=pl.DataFrame(schema=SPREAD_COLUMNS), records_in=reference.records_in,
+        valid=reference.valid,
+    )
+    agreement = compare_with_reference(outputs, reference)
+    assert agreement.ok and agreement.pipeline_alerts > 0, agreement.to_dict()
