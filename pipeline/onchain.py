@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -58,6 +59,15 @@ def token_amount(value: int | Fraction, decimals: int) -> float:
     return float(Fraction(value) / 10**decimals)
 
 
+def _check_addresses(chains: Mapping[Chain, Mapping[str, Any]], what: str) -> None:
+    """Refuse a config address that is malformed or not in its lookup form (``normalize_address``)."""
+    for chain, entries in chains.items():
+        for address in entries:
+            if address != normalize_address(chain, address) or not valid_address(chain, address):
+                raise ValueError(f"{chain} {what} address {address!r} is not a well-formed address in "
+                                 "lookup form (Ethereum: 0x and 40 lower-case hex digits)")
+
+
 class Token(Frozen):
     """One token contract of one chain."""
 
@@ -78,11 +88,7 @@ class TokensConfig(Frozen):
 
     @model_validator(mode="after")
     def _normalized(self) -> TokensConfig:
-        for chain, tokens in self.chains.items():
-            for address in tokens:
-                if address != normalize_address(chain, address) or not valid_address(chain, address):
-                    raise ValueError(f"{chain} token address {address!r} is not a well-formed address "
-                                     "(Ethereum: 0x and 40 lower-case hex digits)")
+        _check_addresses(self.chains, "token")
         return self
 
     def token(self, chain: str, address: str) -> Token | None:
@@ -112,11 +118,7 @@ class WalletsConfig(Frozen):
 
     @model_validator(mode="after")
     def _normalized(self) -> WalletsConfig:
-        for chain, wallets in self.chains.items():
-            for address in wallets:
-                if address != normalize_address(chain, address) or not valid_address(chain, address):
-                    raise ValueError(f"{chain} wallet address {address!r} is not a well-formed, "
-                                     "lower-case address")
+        _check_addresses(self.chains, "wallet")
         return self
 
     def wallet(self, chain: str, address: str) -> Wallet | None:
