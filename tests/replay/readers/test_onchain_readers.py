@@ -236,3 +236,16 @@ def test_replay_sends_transfers_on_the_stream_beside_trades(tmp_path: Path) -> N
     by_arrival = run_reference(from_arrival(target.table()), config)
     by_tape = run_reference(from_tape(tape), config)
     assert alerts(by_arrival.alert_rows()) == alerts(by_tape.alert_rows()) != []
+
+
+def test_tape_import_and_info_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from coattail.cli import app
+
+    runner = CliRunner()
+    imported = runner.invoke(app, ["tape", "import", str(CSV_SAMPLE), "--out", str(tmp_path / "t")])
+    assert imported.exit_code == 0, imported.output
+    shown = runner.invoke(app, ["tape", "info", str(tmp_path / "t")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "transfer" in shown.output and "ethereum" in shown.output and "BTC" in shown.output
