@@ -57,7 +57,9 @@ class _AssetProbe(CrossDetector[WhaleSettings]):
 
 def test_every_builtin_module_is_discovered_with_its_declaration() -> None:
     found = discover()
-    assert sorted(found) == ["MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005", "MOD-006", "MOD-007"]
+    assert sorted(found) == [
+        "MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005", "MOD-006", "MOD-007", "MOD-010",
+    ]
     assert found["MOD-001"] is WhaleDetector
     for module_id, cls in found.items():
         assert cls.module_id == module_id and cls.name and cls.description
