@@ -50,6 +50,33 @@ QUOTE_SCHEMA: Final = pa.schema(
 SCHEMAS: Final[dict[EventKind, pa.Schema]] = {"trade": TRADE_SCHEMA, "quote": QUOTE_SCHEMA}
 TRADE_SIDES: Final = ("buy", "sell")
 
+TRANSFER_SCHEMA: Final = pa.schema(
+    [
+        pa.field("chain", pa.string(), nullable=False),
+        pa.field("tx_hash", pa.string(), nullable=False),
+        pa.field("log_index", pa.int64(), nullable=False),
+        pa.field("block", pa.int64(), nullable=False),
+        pa.field("ts_event", pa.int64(), nullable=False),
+        pa.field("ts_recv", pa.int64(), nullable=True),
+        pa.field("asset", pa.string(), nullable=False),
+        pa.field("amount", pa.float64(), nullable=False),
+        pa.field("from_addr", pa.string(), nullable=False),
+        pa.field("to_addr", pa.string(), nullable=False),
+    ]
+)
+"""An on-chain token transfer (version 1): ``ts_event`` is the block time, ``ts_recv`` when our indexer
+saw it, ``amount`` in token units (the exact integer value over ``10**decimals``, rounded to float once),
+``asset`` after the wrapped-token mapping (WBTC is ``BTC``). Identity: ``(chain, tx_hash, log_index)``;
+sources without a log index number the transfers of one transaction in file order (0, 1, ...)."""
+
+TapeKind = Literal["trade", "quote", "transfer"]
+"""What a tape holds rows of: the market events and on-chain transfers."""
+TAPE_KINDS: Final[tuple[TapeKind, ...]] = ("trade", "quote", "transfer")
+TAPE_SCHEMAS: Final[dict[TapeKind, pa.Schema]] = {
+    "trade": TRADE_SCHEMA, "quote": QUOTE_SCHEMA, "transfer": TRANSFER_SCHEMA,
+}
+CHAINS: Final = ("ethereum", "solana")
+
 _ID_FIELD: Final[dict[EventKind, str]] = {"trade": "trade_id", "quote": "update_id"}
 
 
@@ -61,17 +88,29 @@ def event_id(kind: EventKind, exchange: str, symbol: str, native_id: int) -> str
     return f"{kind}:{exchange}:{symbol}:{native_id}"
 
 
+def transfer_id(chain: str, tx_hash: str, log_index: int) -> str:
+    """The id by which labels and alerts name one transfer: ``transfer:ethereum:0xabc...:7``."""
+    return f"transfer:{chain}:{tx_hash}:{log_index}"
+
+
 def partition_key(exchange: str, symbol: str) -> str:
-    """The Kinesis partition key: all events of one instrument on one exchange stay in order."""
+    """The Kinesis partition key: all events of one instrument on one exchange stay in order. A transfer's
+    is ``chain:asset`` (``transfer_partition_key``): the transfers of one asset stay in order."""
     return f"{exchange}:{symbol}"
 
 
-def to_wire(kind: EventKind, row: dict[str, Any], ts_sent: int | None = None) -> bytes:
-    """Encode one event (a dict with the schema's fields) as a wire record (compact JSON, UTF-8)."""
-    if kind not in SCHEMAS:
-        raise SchemaError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+def transfer_partition_key(chain: str, asset: str) -> str:
+    """The Kinesis partition key of a transfer: the same stream as the market events, keyed by asset."""
+    return partition_key(chain, asset)
+
+
+def to_wire(kind: TapeKind, row: dict[str, Any], ts_sent: int | None = None) -> bytes:
+    """Encode one event or transfer (a dict with the schema's fields) as a wire record (compact JSON,
+    UTF-8)."""
+    if kind not in TAPE_SCHEMAS:
+        raise SchemaError(f"unknown event kind {kind!r}; expected one of {TAPE_KINDS}")
     payload: dict[str, Any] = {"v": SCHEMA_VERSION, "type": kind}
-    for name in SCHEMAS[kind].names:
+    for name in TAPE_SCHEMAS[kind].names:
         payload[name] = row.get(name)
     if ts_sent is not None:
         payload["ts_sent"] = ts_sent

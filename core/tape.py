@@ -5,8 +5,9 @@ Layout::
     TAPE/manifest.json
     TAPE/trade/part-00000.parquet ...   TRADE_SCHEMA + ``seq``
     TAPE/quote/part-00000.parquet ...   QUOTE_SCHEMA + ``seq``
+    TAPE/transfer/part-00000.parquet ... TRANSFER_SCHEMA + ``seq`` (on-chain transfers, when any)
 
-``seq`` is one int64 sequence over the whole tape (both kinds), so that ``(ts_event, seq)`` orders every
+``seq`` is one int64 sequence over the whole tape (every kind), so that ``(ts_event, seq)`` orders every
 event of the tape totally; each kind's parts, concatenated, are sorted by ``(ts_event, seq)``. Files are
 written and read one row group at a time: nothing here needs a whole day in memory.
 
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, ValidationError
 
 from core.errors import TapeError
-from core.events import EVENT_KINDS, SCHEMAS, EventKind
+from core.events import EVENT_KINDS, TAPE_KINDS, TAPE_SCHEMAS, TapeKind
 from core.frozen import Frozen
 from core.labels import Label
 
@@ -38,9 +39,9 @@ ROW_GROUP_ROWS = 256_000
 PART_ROWS = 4_000_000
 
 
-def tape_schema(kind: EventKind) -> pa.Schema:
+def tape_schema(kind: TapeKind) -> pa.Schema:
     """The Parquet schema of one kind's files: the event schema plus ``seq``."""
-    return SCHEMAS[kind].append(pa.field("seq", pa.int64(), nullable=False))
+    return TAPE_SCHEMAS[kind].append(pa.field("seq", pa.int64(), nullable=False))
 
 
 class Manifest(Frozen):
@@ -53,13 +54,13 @@ class Manifest(Frozen):
     """Input files or the generator command, for provenance."""
     exchanges: list[str]
     symbols: list[str]
-    kinds: list[EventKind]
+    kinds: list[TapeKind]
     start_us: int
     end_us: int
     rows: dict[str, int]
     files: dict[str, list[str]]
     checksum: str
-    """sha256 over the Parquet files' bytes in ``files`` order (trade first, then quote)."""
+    """sha256 over the Parquet files' bytes in ``files`` order (trade, quote, then transfer)."""
     scenario: str | None = None
     seed: int | None = None
     labels: list[Label] = Field(default_factory=list)
@@ -79,18 +80,18 @@ class TapeWriter:
         if (self.path / MANIFEST).exists() and not overwrite:
             raise TapeError(f"{self.path} already holds a tape; choose another --out or remove it")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._writers: dict[EventKind, pq.ParquetWriter] = {}
-        self._part_rows: dict[EventKind, int] = {}
-        self._files: dict[EventKind, list[str]] = {k: [] for k in EVENT_KINDS}
-        self._rows: dict[EventKind, int] = {k: 0 for k in EVENT_KINDS}
-        self._last: dict[EventKind, tuple[int, int]] = {}
+        self._writers: dict[TapeKind, pq.ParquetWriter] = {}
+        self._part_rows: dict[TapeKind, int] = {}
+        self._files: dict[TapeKind, list[str]] = {k: [] for k in TAPE_KINDS}
+        self._rows: dict[TapeKind, int] = {k: 0 for k in TAPE_KINDS}
+        self._last: dict[TapeKind, tuple[int, int]] = {}
         self._span: list[int] = []
         self._exchanges: set[str] = set()
         self._symbols: set[str] = set()
 
-    def write(self, kind: EventKind, batch: pa.RecordBatch | pa.Table) -> None:
+    def write(self, kind: TapeKind, batch: pa.RecordBatch | pa.Table) -> None:
         """Append rows of one kind; the schema must be ``tape_schema(kind)`` (columns by name)."""
-        if kind not in SCHEMAS:
+        if kind not in TAPE_SCHEMAS:
             raise TapeError(f"unknown event kind {kind!r}")
         if batch.num_rows == 0:
             return
@@ -110,8 +111,9 @@ class TapeWriter:
             raise TapeError(f"{kind} batch is not sorted by (ts_event, seq)")
         self._last[kind] = (int(ts[-1]), int(seq[-1]))
         self._span += [int(ts.min()), int(ts.max())]
-        self._exchanges.update(table.column("exchange").unique().to_pylist())
-        self._symbols.update(table.column("symbol").unique().to_pylist())
+        if kind in EVENT_KINDS:  # the manifest's exchanges and symbols name market instruments only
+            self._exchanges.update(table.column("exchange").unique().to_pylist())
+            self._symbols.update(table.column("symbol").unique().to_pylist())
         writer = self._writers.get(kind)
         if writer is None or self._part_rows[kind] >= PART_ROWS:
             if writer is not None:
@@ -134,7 +136,7 @@ class TapeWriter:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-        kinds = [k for k in EVENT_KINDS if self._rows[k]]
+        kinds = [k for k in TAPE_KINDS if self._rows[k]]
         files: dict[str, list[str]] = {k: self._files[k] for k in kinds}
         try:
             manifest = Manifest(
@@ -193,18 +195,18 @@ class Tape:
                     raise TapeError(f"{path}: file {name} named in the manifest is missing")
         return cls(path, manifest)
 
-    def files(self, kind: EventKind) -> list[Path]:
+    def files(self, kind: TapeKind) -> list[Path]:
         """The Parquet files of one kind, in order (empty when the tape has none)."""
         return [self.path / name for name in self.manifest.files.get(kind, [])]
 
     def iter_batches(
-        self, kind: EventKind, *, batch_rows: int = 65_536, columns: list[str] | None = None
+        self, kind: TapeKind, *, batch_rows: int = 65_536, columns: list[str] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream one kind's rows in tape order, a bounded batch at a time."""
         for f in self.files(kind):
             yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
 
-    def read(self, kind: EventKind, columns: list[str] | None = None) -> pa.Table:
+    def read(self, kind: TapeKind, columns: list[str] | None = None) -> pa.Table:
         """All rows of one kind as one table (for small tapes and tests)."""
         files = self.files(kind)
         if not files:
@@ -231,7 +233,7 @@ class Tape:
 
 def _checksum(root: Path, files: dict[str, list[str]]) -> str:
     digest = hashlib.sha256()
-    for kind in EVENT_KINDS:
+    for kind in TAPE_KINDS:
         for name in files.get(kind, []):
             with open(root / name, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

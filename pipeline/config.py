@@ -33,6 +33,7 @@ from core.frozen import Frozen
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.emr import EMR_RELEASES, worker_size_problem
 from pipeline.instruments import InstrumentsConfig
+from pipeline.onchain import TokensConfig, WalletsConfig
 
 TierName = Literal["small", "medium", "large"]
 ProfileName = Literal["lite", "mirror", "aws"]
@@ -234,6 +235,10 @@ class Config(Frozen):
     spark: SparkConfig
     budgets: Budgets
     runtime: RuntimeSettings = RuntimeSettings()
+    tokens: TokensConfig = TokensConfig()
+    """The token table (``config/tokens.yaml``): stablecoins and the wrapped-token mapping."""
+    wallets: WalletsConfig = WalletsConfig()
+    """Wallet labels (``config/wallets.yaml``) for MOD-010."""
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -400,6 +405,7 @@ class ConfigLoader:
             spark=tier_file.spark,
             budgets=tier_file.budgets,
             runtime=parse_model(RuntimeSettings, runtime_raw, Path("environment")),
+            **_onchain(self.config_dir),
         )
 
 
@@ -416,6 +422,16 @@ def _active_instruments(
             )
         out.append((exchange, symbol))
     return tuple(out)
+
+
+def _onchain(config_dir: Path) -> dict[str, Any]:
+    """The token table and wallet labels of a config directory, where it has them."""
+    found: dict[str, Any] = {}
+    for name, model in (("tokens", TokensConfig), ("wallets", WalletsConfig)):
+        path = config_dir / f"{name}.yaml"
+        if path.is_file():
+            found[name] = parse_model(model, read_yaml(path), path)
+    return found
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

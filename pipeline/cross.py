@@ -83,9 +83,10 @@ GLOBAL: Final = "*"
 
 
 def feed_table(
-    alerts: pd.DataFrame, trades: pd.DataFrame, quotes: pd.DataFrame, consumed: Collection[str]
+    alerts: pd.DataFrame, events: Sequence[pd.DataFrame], consumed: Collection[str]
 ) -> pa.Table:
-    """Decision time and clock of each alert that names the event whose arrival produced it.
+    """Decision time and clock of each alert that names the event whose arrival produced it (``events``:
+    the batch's frames that carry ``arrival``, ``ts_event`` and ``clock``: trades, quotes, transfers).
 
     An alert of a ``consumed`` module without that event is a ``PipelineError`` naming the module: its
     consumers would never see it.
@@ -99,11 +100,11 @@ def feed_table(
         )
     if not has.any():
         return FEED_SCHEMA.empty_table()
-    events = pd.concat(
-        [f[["arrival", "ts_event", "clock"]] for f in (trades, quotes) if len(f)], ignore_index=True
+    by_arrival = pd.concat(
+        [f[["arrival", "ts_event", "clock"]] for f in events if len(f)], ignore_index=True
     ).set_index("arrival")
     hits = alerts[has]
-    at = events.loc[hits[ARRIVAL].astype("int64").to_numpy()]
+    at = by_arrival.loc[hits[ARRIVAL].astype("int64").to_numpy()]
     return pa.table({
         "alert_id": pa.array(hits["alert_id"].tolist(), pa.string()),
         "decision_ts": pa.array(at["ts_event"].to_numpy(dtype=np.int64)),

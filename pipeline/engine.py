@@ -43,12 +43,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import PipelineError
-from core.events import QUOTE_SCHEMA, TRADE_SCHEMA
+from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, ROWS, CrossStage, clocks_table, feed_table
@@ -59,7 +60,9 @@ from pipeline.detectors.base import (
     Key,
     KeyedDetector,
 )
-from pipeline.parse import PARSED_SCHEMA
+from pipeline.detectors.windows import NO_TIME
+from pipeline.onchain import route_transfers
+from pipeline.parse import PARSED_SCHEMA, TRANSFER_COLUMNS
 from pipeline.sequencer import KeyState, Sequencer
 from pipeline.tables import QUARANTINE, bronze_rows, detector_tables, schemas_of
 from pipeline.timing import BatchTiming
@@ -86,7 +89,8 @@ class BatchResult:
     valid: int
     quarantined: int
     tables: dict[str, pa.Table] = field(default_factory=dict)
-    """``trades``, ``quotes``, ``quarantine``, ``alerts`` and every detector's metric tables."""
+    """``trades``, ``quotes``, ``transfers``, ``quarantine``, ``alerts`` and every detector's metric
+    tables."""
     timing: BatchTiming | None = None
     """When the batch reached each point of the pipeline (set by the runner once it is routed)."""
 
@@ -326,16 +330,22 @@ class Engine:
                 det.states = state.detectors.setdefault(det.module_id, {})
         table = parsed if isinstance(parsed, pa.Table) else pa.Table.from_batches([parsed])
         table = table.select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
+        table = route_transfers(table, self.config.tokens, self.config.instruments)
         table = table.append_column("arrival", pa.array(range(table.num_rows), type=pa.int64()))
         bad = pc.is_valid(table.column("reason"))
         valid_tbl = table.filter(pc.invert(bad))
         quarantine_tbl = table.filter(bad)
         events = valid_tbl.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        is_transfer = (events["kind"] == "transfer").to_numpy(dtype=bool)
+        events, transfer_rows = events[~is_transfer], events[is_transfer]
+        before = {key: ks.max_ts for key, ks in state.sequencer.items()}
         trades, quotes = self.sequencer.annotate(events)
         trades = _typed(trades, TRADE_SCHEMA, "trade_id")
         quotes = _typed(quotes, QUOTE_SCHEMA, "update_id")
+        transfers = _transfers(transfer_rows, trades, quotes, before)
         frames = DetectorInput(
-            trades=trades, quotes=quotes, quarantine=quarantine_tbl.to_pandas(), batch_id=batch_id
+            trades=trades, quotes=quotes, quarantine=quarantine_tbl.to_pandas(), batch_id=batch_id,
+            transfers=transfers,
         )
         outputs: list[DetectorOutput] = []
         upstream: dict[str, pd.DataFrame] = {}
@@ -348,6 +358,7 @@ class Engine:
         tables = {
             "trades": bronze_rows(valid_tbl, "trade"),
             "quotes": bronze_rows(valid_tbl, "quote"),
+            "transfers": bronze_rows(valid_tbl, "transfer"),
             "quarantine": QUARANTINE.conform(quarantine_tbl),
             "alerts": pa.Table.from_pandas(
                 output.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
@@ -360,7 +371,7 @@ class Engine:
                 fed[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
             )
             published = pd.concat([output.alerts, fed], ignore_index=True) if len(fed) else output.alerts
-            tables[FEED] = feed_table(published, trades, quotes, self.cross.consumed)
+            tables[FEED] = feed_table(published, (trades, quotes, transfers), self.cross.consumed)
             keys = events[["exchange", "symbol"]].drop_duplicates().itertuples(index=False, name=None)
             tables[CLOCKS] = clocks_table({key: int(state.sequencer[key].max_ts) for key in keys})
         for name, schema in self.metric_schemas().items():
@@ -399,9 +410,44 @@ def arrival_order(table: pa.Table) -> pa.Array:
     return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
 
 
+def _transfers(
+    rows: pd.DataFrame, trades: pd.DataFrame, quotes: pd.DataFrame, before: dict[Key, float]
+) -> pd.DataFrame:
+    """The batch's valid transfers (keyed by ``route_transfers``), typed, each with its ``clock``: the
+    clock of its key (an instrument) once it arrived, i.e. of the key's last market event that arrived
+    before it, else the key's clock before the batch; its own ``ts_event`` on a key without market
+    events (a stablecoin's, or an asset's without a reference instrument)."""
+    frame = _typed(rows, TRANSFER_SCHEMA, "log_index")
+    frame["block"] = frame["block"].astype("int64")
+    clock = frame["ts_event"].to_numpy(dtype=np.int64).copy()
+    parts = [f[["exchange", "symbol", "arrival", "clock"]] for f in (trades, quotes) if len(f)]
+    groups: dict[Any, pd.DataFrame] = (
+        dict(iter(pd.concat(parts).groupby(["exchange", "symbol"], sort=False))) if parts else {}
+    )
+    for (exchange, symbol), index in frame.groupby(["exchange", "symbol"], sort=False).indices.items():
+        key = (str(exchange), str(symbol))
+        prior = before.get(key, np.nan)
+        events = groups.get(key)
+        if events is None and np.isnan(prior):
+            continue
+        arrivals = frame["arrival"].to_numpy(dtype=np.int64)[index]
+        known = np.full(len(index), prior)
+        if events is not None:
+            events = events.sort_values("arrival")
+            at = np.searchsorted(events["arrival"].to_numpy(dtype=np.int64), arrivals) - 1
+            clocks = events["clock"].to_numpy(dtype=np.float64)
+            known = np.where(at >= 0, clocks[np.maximum(at, 0)], known)
+        clock[index] = np.where(np.isnan(known), NO_TIME, known).astype(np.int64)
+    frame["clock"] = clock
+    return frame
+
+
 def _typed(frame: pd.DataFrame, schema: pa.Schema, id_column: str) -> pd.DataFrame:
-    """Drop the other kind's columns and give the id its non-null integer type."""
-    other = {"trade_id", "price", "qty", "side", "bid_px", "bid_qty", "ask_px", "ask_qty", "update_id"}
+    """Drop the other kinds' columns and give the id its non-null integer type."""
+    other = {
+        "trade_id", "price", "qty", "side", "bid_px", "bid_qty", "ask_px", "ask_qty", "update_id",
+        *TRANSFER_COLUMNS,
+    }
     drop = [c for c in other - set(schema.names) if c in frame.columns]
     frame = frame.drop(columns=[*drop, "kind", "reason", "raw"])
     frame[id_column] = frame[id_column].astype("int64")

@@ -35,6 +35,7 @@ saved by the driver under the checkpoint's ``cross-state/``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
@@ -46,7 +47,9 @@ from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.detectors.base import AnyDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
+from pipeline.onchain import route_transfers
 from pipeline.parse import PARSED_SCHEMA
+from pipeline.tables import BRONZE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -67,22 +70,25 @@ def keyed_plan(parsed: DataFrame, config: Config, detectors: Sequence[AnyDetecto
     """``parsed`` (``PARSED_SCHEMA`` rows, streaming) -> the per-key results (``OUTPUT_DDL`` rows)."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    packed = parsed.mapInArrow(pack_by_key, PACKED_DDL)
+    packed = parsed.mapInArrow(partial(pack_by_key, config=config), PACKED_DDL)
     return packed.groupBy("exchange", "symbol").applyInPandasWithState(
         KeyedStep(config, detectors), OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.NoTimeout
     )
 
 
-def pack_by_key(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def pack_by_key(batches: Iterable[pa.RecordBatch], config: Config | None = None) -> Iterator[pa.RecordBatch]:
     """Each ``PARSED_SCHEMA`` batch -> one ``PACKED_DDL`` row per key present in it.
 
     The key of a record whose exchange or symbol is unreadable (null) is ``""`` in its place, as
-    MOD-004 names it in ``dq_metrics``.
+    MOD-004 names it in ``dq_metrics``. With ``config``, valid transfers are keyed first
+    (``pipeline.onchain.route_transfers``), so they meet their asset's reference instrument.
     """
     for batch in batches:
         if not batch.num_rows:
             continue
         table = pa.Table.from_batches([batch]).select(PARSED_SCHEMA.names).cast(PARSED_SCHEMA)
+        if config is not None:
+            table = route_transfers(table, config.tokens, config.instruments)
         keys = pa.table({
             "exchange": pc.fill_null(table.column("exchange"), ""),
             "symbol": pc.fill_null(table.column("symbol"), ""),
@@ -163,7 +169,7 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
     """The per-key results of one batch (``OUTPUT_DDL`` rows) -> one ``BatchResult``, keys in order.
 
     ``schemas``: every table the pipeline writes (missing ones come back empty). Refuses a result whose
-    counts do not add up: records in = valid (trades + quotes) + quarantined.
+    counts do not add up: records in = valid (trades + quotes + transfers) + quarantined.
     """
     ordered = output.take(pc.sort_indices(output, [("exchange", "ascending"), ("symbol", "ascending")]))
     parts: dict[str, list[pa.Table]] = {name: [] for name in schemas}
@@ -181,7 +187,7 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
     tables = {
         name: pa.concat_tables(tbls) if tbls else schemas[name].empty_table() for name, tbls in parts.items()
     }
-    valid = tables["trades"].num_rows + tables["quotes"].num_rows
+    valid = sum(tables[t.name].num_rows for t in BRONZE.values())
     quarantined = tables["quarantine"].num_rows
     if records_in != valid + quarantined:
         raise PipelineError(

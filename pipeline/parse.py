@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from core.events import SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
+from core.events import SCHEMA_VERSION, SCHEMAS, TAPE_SCHEMAS, TRADE_SIDES
+from pipeline.onchain import transfer_reason
 
 RAW_SCHEMA: Final = pa.schema(
     [
@@ -39,16 +40,21 @@ RAW_SCHEMA: Final = pa.schema(
 """One user record as a source yields it: where it came from (shard, sequence number, index inside a KPL
 aggregate), its partition key, payload and Kinesis arrival time (µs; null from a tape)."""
 
-_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv")
-_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty")
+_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv", "log_index", "block")
+_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty", "amount")
+TRANSFER_COLUMNS: Final = (
+    "chain", "tx_hash", "log_index", "block", "asset", "amount", "from_addr", "to_addr",
+)
+"""The transfer fields beside ``ts_event`` and ``ts_recv`` (``core.events.TRANSFER_SCHEMA``)."""
 EVENT_COLUMNS: Final = (
     "exchange", "symbol", "trade_id", "price", "qty", "side",
-    "bid_px", "bid_qty", "ask_px", "ask_qty", "update_id", "ts_event", "ts_recv",
+    "bid_px", "bid_qty", "ask_px", "ask_qty", "update_id", "ts_event", "ts_recv", *TRANSFER_COLUMNS,
 )
 _TYPES: Final = {
     **{n: pa.int64() for n in _INT_FIELDS},
     **{n: pa.float64() for n in _FLOAT_FIELDS},
     "exchange": pa.string(), "symbol": pa.string(), "side": pa.string(),
+    **{n: pa.string() for n in ("chain", "tx_hash", "asset", "from_addr", "to_addr")},
 }
 
 PARSED_SCHEMA: Final = pa.schema(
@@ -64,9 +70,10 @@ PARSED_SCHEMA: Final = pa.schema(
         pa.field("raw", pa.string()),
     ]
 )
-"""Valid trades and quotes (the union of both schemas' fields, ``kind`` says which) and quarantined
-records (``reason`` set, ``raw`` the payload; ``kind``, ``exchange``, ``symbol``, ``ts_event`` kept when
-they could be read, so quarantine metrics can name the instrument)."""
+"""Valid trades, quotes and transfers (the union of the schemas' fields, ``kind`` says which; a valid
+transfer's ``exchange`` and ``symbol`` are null until ``pipeline.onchain.route_transfers`` keys it) and
+quarantined records (``reason`` set, ``raw`` the payload; ``kind``, ``exchange``, ``symbol``,
+``ts_event`` kept when they could be read, so quarantine metrics can name the instrument)."""
 
 _DDL_TYPES: Final = {
     pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.string(): "string",
@@ -83,10 +90,10 @@ PARSED_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in PARSED_S
 
 REASONS: Final = (
     "PARSE_ERROR", "SCHEMA_VERSION", "UNKNOWN_TYPE", "MISSING_FIELD", "BAD_TYPE",
-    "NON_POSITIVE_PRICE", "NON_POSITIVE_SIZE", "BAD_SIDE",
+    "NON_POSITIVE_PRICE", "NON_POSITIVE_SIZE", "BAD_SIDE", "BAD_CHAIN", "BAD_ADDRESS", "BAD_TX_HASH",
 )
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_FIELDS: Final = {kind: tuple(schema.names) for kind, schema in SCHEMAS.items()}
+_FIELDS: Final = {kind: tuple(schema.names) for kind, schema in TAPE_SCHEMAS.items()}
 _PRICES: Final = {"trade": ("price",), "quote": ("bid_px", "ask_px")}
 _SIZES: Final = {"trade": ("qty",), "quote": ("bid_qty", "ask_qty")}
 _NULLABLE: Final = frozenset({"ts_recv"})
@@ -117,6 +124,8 @@ def check_record(obj: Any) -> tuple[str | None, str | None]:
     kind = obj.get("type")
     if kind not in _FIELDS:
         return None, "UNKNOWN_TYPE"
+    if kind == "transfer":
+        return kind, transfer_reason(obj)
     fields = _FIELDS[kind]
     for name in fields:
         if obj.get(name) is None and name not in _NULLABLE:
@@ -154,7 +163,9 @@ _FAST_SCHEMA: Final = pa.schema(
     + [pa.field("ts_sent", pa.int64())]
 )
 _JSON_OPTIONS: Final = pa_json.ParseOptions(explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore")
-_KIND_FIELDS: Final = {kind: tuple(n for n in names if n not in _NULLABLE) for kind, names in _FIELDS.items()}
+_KIND_FIELDS: Final = {  # the vectorised path's kinds: a chunk holding a transfer takes the per-record one
+    kind: tuple(n for n in names if n not in _NULLABLE) for kind, names in _FIELDS.items() if kind in SCHEMAS
+}
 _IDENTITY: Final = ("exchange", "symbol", "ts_event")
 
 
@@ -163,7 +174,8 @@ def parse_batch(raw: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
 
     Chunks of records are decoded by Arrow's JSON reader with the strict schema and checked with
     vectorised rules; Arrow refuses every record the rules would call ``PARSE_ERROR`` or ``BAD_TYPE``
-    (and some they accept, such as duplicate keys), and a chunk it refuses goes through the
+    (and some they accept, such as duplicate keys), and a chunk it refuses, or one holding a transfer
+    (rare beside market events; their rules live in ``pipeline.onchain``), goes through the
     per-record reference path, ``check_record``. Both paths give the same rows (a property test
     checks it).
     """
@@ -199,7 +211,9 @@ def _decode_fast(datas: list[bytes | None]) -> pa.Table | None:
         )
     except (UnicodeDecodeError, pa.ArrowException):
         return None
-    return table if table.num_rows == len(datas) else None
+    if table.num_rows != len(datas) or pc.any(pc.equal(table.column("type"), "transfer")).as_py():
+        return None
+    return table
 
 
 def _from_decoded(table: pa.Table, datas: list[bytes | None]) -> pa.RecordBatch:
@@ -275,7 +289,7 @@ def _parse_slow(datas: list[bytes | None]) -> pa.RecordBatch:
         if reason is None:
             assert isinstance(obj, dict) and kind is not None
             raws.append(None)
-            own = SCHEMAS[kind].names  # type: ignore[index]
+            own = TAPE_SCHEMAS[kind].names  # type: ignore[index]
             for name, values in event_cols:
                 value = obj.get(name) if name in own else None
                 values.append(float(value) if value is not None and name in _FLOAT_FIELDS else value)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import ConfigError, PipelineError
-from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
+from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA, TapeKind
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.parse import PARSED_SCHEMA, TRANSPORT_COLUMNS
@@ -106,6 +106,17 @@ QUOTES: Final = TableDef(
     partition_by=(DATE_COLUMN, "symbol"),
     description="bronze: every valid top-of-book quote as received",
 )
+TRANSFERS: Final = TableDef(
+    name="transfers",
+    schema=pa.schema(
+        [PARSED_SCHEMA.field("exchange"), PARSED_SCHEMA.field("symbol"), *TRANSFER_SCHEMA]
+        + [PARSED_SCHEMA.field(n) for n in TRANSPORT_COLUMNS]
+    ),
+    key=("chain", "tx_hash", "log_index"),
+    partition_by=(DATE_COLUMN, "symbol"),
+    description="bronze: every valid on-chain transfer as received, with the key it is processed under "
+    "(exchange, symbol: its asset's reference instrument, else chain and asset; pipeline.onchain)",
+)
 QUARANTINE: Final = TableDef(
     name="quarantine",
     schema=pa.schema(
@@ -123,13 +134,13 @@ ALERTS: Final = TableDef(
     description="every detector's alerts (pipeline.alerts); alert_id is deterministic",
 )
 
-BRONZE: Final[Mapping[EventKind, TableDef]] = {"trade": TRADES, "quote": QUOTES}
+BRONZE: Final[Mapping[TapeKind, TableDef]] = {"trade": TRADES, "quote": QUOTES, "transfer": TRANSFERS}
 """The bronze table of each event kind."""
-CORE_TABLES: Final = (TRADES, QUOTES, QUARANTINE, ALERTS)
+CORE_TABLES: Final = (TRADES, QUOTES, TRANSFERS, QUARANTINE, ALERTS)
 """The tables every pipeline writes, whichever detectors are on."""
 
 
-def bronze_rows(valid: pa.Table, kind: EventKind) -> pa.Table:
+def bronze_rows(valid: pa.Table, kind: TapeKind) -> pa.Table:
     """The rows of one kind among valid parsed rows, as rows of its bronze table."""
     return BRONZE[kind].conform(valid.filter(pc.equal(valid.column("kind"), kind)))
 

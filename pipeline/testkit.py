@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from core.events import EventKind, to_wire
+from core.events import EventKind, TapeKind, to_wire
 from pipeline.config import Config, ConfigLoader
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
@@ -44,7 +44,16 @@ def quote(update_id: int, bid: float, ask: float, ts: int, *, symbol: str = "BTC
                      "ask_qty": 2.0, "update_id": update_id, "ts_event": ts, "ts_recv": None}
 
 
-Item = tuple[EventKind, dict[str, Any]] | bytes
+def transfer(tx: int, log_index: int, asset: str, amount: float, ts: int, *, chain: str = "ethereum",
+             from_addr: str = "0x" + "11" * 20, to_addr: str = "0x" + "22" * 20,
+             ts_recv: int | None = None) -> tuple[TapeKind, dict[str, Any]]:
+    """An on-chain transfer (``tx`` numbers its transaction; the hash is made from it)."""
+    return "transfer", {"chain": chain, "tx_hash": f"0x{tx:064x}", "log_index": log_index, "block": tx,
+                        "ts_event": ts, "ts_recv": ts_recv, "asset": asset, "amount": amount,
+                        "from_addr": from_addr, "to_addr": to_addr}
+
+
+Item = tuple[TapeKind, dict[str, Any]] | bytes
 
 
 def payloads(items: Sequence[Item], ts_sent: int | None = None) -> list[bytes]:

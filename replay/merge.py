@@ -7,8 +7,8 @@ before the smallest "last timestamp" among the sources that may still deliver ro
 source can sort before them), sorts that slice in C++, and refills only the source that bounded the cut.
 Memory stays at about one batch per source plus one output chunk.
 
-The merged rows use one schema, ``MERGED_SCHEMA``: both kinds' fields (null where the kind has none),
-``kind`` (0 trade, 1 quote, as in ``core.events.EVENT_KINDS``), ``tape`` (its index on the
+The merged rows use one schema, ``MERGED_SCHEMA``: every kind's fields (null where the kind has none),
+``kind`` (0 trade, 1 quote, 2 transfer, as in ``core.events.TAPE_KINDS``), ``tape`` (its index on the
 command line) and ``seq``.
 """
 
@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.events import EVENT_KINDS, QUOTE_SCHEMA, TRADE_SCHEMA, EventKind
+from core.events import TAPE_KINDS, TAPE_SCHEMAS, TapeKind
 from core.tape import Tape
 
-KIND_CODE: Final[dict[EventKind, int]] = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+KIND_CODE: Final[dict[TapeKind, int]] = {kind: i for i, kind in enumerate(TAPE_KINDS)}
 
 _FIELDS: dict[str, pa.Field] = {}
-for _schema in (TRADE_SCHEMA, QUOTE_SCHEMA):
+for _schema in TAPE_SCHEMAS.values():
     for _field in _schema:
         _FIELDS.setdefault(_field.name, _field.with_nullable(True))
 
@@ -63,7 +63,7 @@ class TimeWindow:
         return conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
 
 
-def to_merged(kind: EventKind, tape_index: int, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+def to_merged(kind: TapeKind, tape_index: int, batch: pa.RecordBatch | pa.Table) -> pa.Table:
     """One kind's tape rows in ``MERGED_SCHEMA`` (the other kind's fields null)."""
     n = batch.num_rows
     columns: list[pa.Array | pa.ChunkedArray] = [
@@ -103,7 +103,7 @@ class _Source:
 
 
 def _source_batches(
-    tape: Tape, tape_index: int, kind: EventKind, window: TimeWindow, batch_rows: int
+    tape: Tape, tape_index: int, kind: TapeKind, window: TimeWindow, batch_rows: int
 ) -> Iterator[pa.Table]:
     for batch in tape.iter_batches(kind, batch_rows=batch_rows):
         ts = batch.column("ts_event")
@@ -124,7 +124,7 @@ def merge_tapes(
     sources = [
         _Source(_source_batches(tape, i, kind, window, batch_rows))
         for i, tape in enumerate(tapes)
-        for kind in EVENT_KINDS
+        for kind in TAPE_KINDS
     ]
     for source in sources:
         source.fill()

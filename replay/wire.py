@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS
+from core.events import SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS
 from replay.merge import KIND_CODE
 
 CORRUPT_TAIL: Final = b"\xff\xfe<corrupt>"
@@ -28,9 +28,11 @@ def corrupt_payload(payload: bytes) -> bytes:
 
 
 def partition_keys(table: pa.Table) -> pa.Array:
-    """``exchange:symbol`` per row, as ``core.events.partition_key`` builds it."""
-    exchange = table.column("exchange").cast(pa.string())
-    symbol = table.column("symbol").cast(pa.string())
+    """``exchange:symbol`` per row, as ``core.events.partition_key`` builds it; ``chain:asset`` for a
+    transfer (``core.events.transfer_partition_key``)."""
+    transfer = pc.equal(table.column("kind"), KIND_CODE["transfer"])
+    exchange = pc.if_else(transfer, table.column("chain"), table.column("exchange")).cast(pa.string())
+    symbol = pc.if_else(transfer, table.column("asset"), table.column("symbol")).cast(pa.string())
     return pc.binary_join_element_wise(exchange, symbol, ":")
 
 
@@ -41,11 +43,11 @@ def encode_array(table: pa.Table, ts_sent: int | None) -> pa.Array:
     kinds = table.column("kind").to_numpy()
     parts: list[pa.Array] = []
     positions: list[np.ndarray] = []
-    for kind in EVENT_KINDS:
+    for kind in TAPE_KINDS:
         rows = np.flatnonzero(kinds == KIND_CODE[kind])
         if rows.size == 0:
             continue
-        part = table.select(SCHEMAS[kind].names)
+        part = table.select(TAPE_SCHEMAS[kind].names)
         if rows.size != n:
             part = part.take(pa.array(rows))
         frame = pl.from_arrow(part)

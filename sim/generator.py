@@ -33,7 +33,7 @@ from core.errors import ConfigError
 from core.tape import Manifest, TapeWriter
 from pipeline.config import Config
 from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
-from sim import inject
+from sim import inject, onchain
 from sim.inject import Plan, crash_multiplier, drift_log, quote_id, threshold_usd, trade_id
 from sim.market import DAY_US, SIZE_SIGMA, Asset, Instrument, instruments, intraday_factor
 from sim.process import cox_times, fill_gaps, hawkes_offspring, ou_log_factor
@@ -103,6 +103,10 @@ class _Path:
     spread_factor: F64
     vol_minute: F64
 
+    def mid_at(self, ts: I64) -> F64:
+        """The mid price at each time."""
+        return self.at(ts)[0]
+
     def at(self, ts: I64) -> tuple[F64, F64]:
         idx = np.clip((ts - self.t0) // GRID_US, 0, self.log_mid.size - 1)
         return np.exp(self.log_mid[idx]), self.spread_factor[idx]
@@ -120,9 +124,9 @@ def generate(
     """Generate the tape described by ``spec`` into ``out``; ``progress(done_us, total_us)`` per chunk."""
     spec.check()
     insts = instruments(list(spec.symbols), list(spec.exchanges))
-    plan = inject.build_plan(
-        spec.scenario, insts, spec.start_us, spec.duration_us, spec.seed, spec.scale, config
-    )
+    scenario = onchain.sell_offs(spec.scenario, spec.start_us, spec.duration_us, spec.seed)
+    plan = inject.build_plan(scenario, insts, spec.start_us, spec.duration_us, spec.seed, spec.scale, config)
+    transfers = onchain.plan_transfers(scenario, insts, spec.start_us, spec.duration_us, spec.seed, config)
     assets: dict[str, _AssetState] = {}
     for i, name in enumerate(dict.fromkeys(inst.asset.name for inst in insts)):
         asset = next(x.asset for x in insts if x.asset.name == name)
@@ -149,6 +153,9 @@ def generate(
             # chunks end on whole hours of the epoch, so detector windows never straddle two chunks
             t1 = min((t0 // CHUNK_US + 1) * CHUNK_US, end)
             paths = {name: _advance_path(st, t0, t1, plan, name) for name, st in assets.items()}
+            if transfers is not None:
+                for name, path in paths.items():
+                    transfers.take(name, t0, t1, path.mid_at)
             trades, quotes = [], []
             for inst, st in zip(insts, states, strict=True):
                 path = paths[inst.asset.name]
@@ -166,6 +173,9 @@ def generate(
         if pending is not None:
             pending.result()
         labels, faults = inject.labels_and_faults(plan, config)
+        if transfers is not None:
+            writer.write("transfer", transfers.table(seq))
+            labels += transfers.labels
         return writer.close(
             source="synthetic",
             origin=origin or [],

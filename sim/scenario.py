@@ -179,6 +179,43 @@ class SlicedWhale(_Event):
         return self
 
 
+class ExchangeFlow(_Event):
+    """A whale transfer on chain of ``multiple`` x the MOD-010 threshold of the instrument's asset (amount
+    from the asset's price at that time): ``exchange_inflow`` to an exchange wallet (config/wallets.yaml),
+    ``exchange_outflow`` from one, ``whale_transfer`` between two unlabelled wallets. ``wallet`` names the
+    whale's wallet in the scenario's ``onchain.wallets``: its ``sell_after_inflow`` tendency decides
+    whether selling on the asset's markets follows an inflow. Needs the asset's reference instrument
+    (config/instruments.yaml) among the tape's instruments, whose trades price it."""
+
+    kind: Literal["exchange_inflow", "exchange_outflow", "whale_transfer"]
+    multiple: float = Field(2.0, ge=1.5)
+    wallet: str | None = None
+
+
+class OnchainWallet(BaseModel):
+    """A whale's wallet: how often its exchange inflows precede selling (a flash crash of ``drop_pct``
+    on the asset, ``lag_minutes`` after the inflow), the edge the signals module can learn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    sell_after_inflow: float = Field(0.0, ge=0.0, le=1.0)
+    lag_minutes: int = Field(5, ge=1, le=120)
+    drop_pct: float = Field(2.0, gt=0, lt=18)
+
+
+class OnchainProcess(BaseModel):
+    """The on-chain process of a scenario: ordinary transfers of every asset of the tape (Poisson,
+    ``transfers_per_hour`` per asset, each worth less than 10 % of its MOD-010 threshold) and the
+    whales' wallets its exchange-flow events name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain: Literal["ethereum"] = "ethereum"
+    transfers_per_hour: float = Field(60.0, ge=0.0, le=100_000.0)
+    wallets: tuple[OnchainWallet, ...] = ()
+
+
 class OneSided(_Event):
     """A minute of extra taker flow on one ``side``: ``multiple`` x the expected notional (at least 1.5 x
     MOD-006's ``min_notional_usd``), each trade below 10 % of the threshold."""
@@ -239,7 +276,8 @@ ScenarioEvent = Annotated[
     | SlicedWhale
     | OneSided
     | WhaleImpact
-    | MomentumBurst,
+    | MomentumBurst
+    | ExchangeFlow,
     Field(discriminator="kind"),
 ]
 
@@ -252,6 +290,19 @@ class Scenario(BaseModel):
     name: str
     description: str = ""
     events: tuple[ScenarioEvent, ...] = ()
+    onchain: OnchainProcess | None = None
+    """Transfers on chain beside the market (none when absent); needed by exchange-flow events."""
+
+    @model_validator(mode="after")
+    def _flows_have_their_process(self) -> Self:
+        flows = [e for e in self.events if isinstance(e, ExchangeFlow)]
+        if flows and self.onchain is None:
+            raise ValueError("exchange-flow events need an `onchain:` section (the on-chain process)")
+        names = {w.name for w in self.onchain.wallets} if self.onchain else set()
+        unknown = sorted({e.wallet for e in flows if e.wallet is not None} - names)
+        if unknown:
+            raise ValueError(f"events name wallets {unknown} that `onchain.wallets` does not list")
+        return self
 
 
 def presets() -> list[str]:

@@ -266,7 +266,8 @@ def cache_rm(
 
 
 def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
-    """Print a tape's manifest and per-symbol statistics."""
+    """Print a tape's manifest and per-symbol statistics (transfers: per chain and asset, with the
+    smallest and largest amount in the price columns)."""
     import polars as pl
 
     from core.tape import Tape
@@ -284,14 +285,17 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
             "kind", "exchange", "symbol", "rows", "first", "last", "price min", "price max", "notional"
         )
         for kind in m.kinds:
-            cols = ["exchange", "symbol", "ts_event"] + (
-                ["price", "qty"] if kind == "trade" else ["bid_px", "ask_px"]
-            )
+            values = {"trade": ["price", "qty"], "quote": ["bid_px", "ask_px"], "transfer": ["amount"]}[kind]
+            where = ["chain", "asset"] if kind == "transfer" else ["exchange", "symbol"]
             stats: pl.DataFrame | None = None
-            for batch in t.iter_batches(kind, columns=cols, batch_rows=1_000_000):
+            for batch in t.iter_batches(kind, columns=[*where, "ts_event", *values], batch_rows=1_000_000):
                 df = pl.from_arrow(batch)
                 assert isinstance(df, pl.DataFrame)
-                px = pl.col("price") if kind == "trade" else (pl.col("bid_px") + pl.col("ask_px")) / 2
+                df = df.rename(dict(zip(where, ("exchange", "symbol"), strict=True)))
+                px = {
+                    "trade": pl.col("price"), "quote": (pl.col("bid_px") + pl.col("ask_px")) / 2,
+                    "transfer": pl.col("amount"),
+                }[kind]
                 notional = (pl.col("price") * pl.col("qty")).sum() if kind == "trade" else pl.lit(0.0)
                 part = df.group_by("exchange", "symbol").agg(
                     pl.len().alias("rows"),

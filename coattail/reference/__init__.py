@@ -25,6 +25,7 @@ from coattail.reference.data_quality import dq_counts, quarantine_counts
 from coattail.reference.flow_imbalance import flow_alerts, flow_metrics
 from coattail.reference.inputs import from_arrival, from_tape, from_wire
 from coattail.reference.momentum import momentum_alerts
+from coattail.reference.onchain_whale import onchain_outputs
 from coattail.reference.sliced_whale import sliced_alerts
 from coattail.reference.spread import spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from pipeline.detectors.data_quality import DataQualitySettings
     from pipeline.detectors.flow_imbalance import FlowImbalanceSettings
     from pipeline.detectors.momentum import MomentumSettings
+    from pipeline.detectors.onchain_whale import OnchainWhaleSettings
     from pipeline.detectors.sliced_whale import SlicedWhaleSettings
     from pipeline.detectors.spread import SpreadSettings
     from pipeline.detectors.volume_anomaly import VolumeAnomalySettings
@@ -53,7 +55,12 @@ __all__ = ["from_arrival", "from_tape", "from_wire", "run_reference"]
 def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     """Run the detectors the tier enables over an arrival frame (see ``inputs``)."""
     delay = config.spark.watermark_seconds
-    annotated = annotate(frame, watermark_seconds=delay, instruments=config.instruments)
+    is_transfer = pl.col("kind") == "transfer"
+    transfers = frame.filter(is_transfer & pl.col("reason").is_null())
+    annotated = annotate(
+        frame.filter(~is_transfer | pl.col("reason").is_not_null()),
+        watermark_seconds=delay, instruments=config.instruments,
+    )
     limits = closing_limits(annotated, delay)
     rows = []
     spread = cast("SpreadSettings", config.settings_for("MOD-003"))
@@ -84,6 +91,14 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     dq = pl.concat([dq_counts(annotated, dq_settings), quarantine_counts(frame, dq_settings)])
     if not config.enabled("MOD-004"):
         dq = dq.clear()
+    if config.enabled("MOD-010"):
+        onchain = cast("OnchainWhaleSettings", config.settings_for("MOD-010"))
+        found, transfer_dq = onchain_outputs(
+            annotated, transfers, config, onchain, dq_settings.window_seconds
+        )
+        rows += found
+        if config.enabled("MOD-004"):
+            dq = pl.concat([dq, transfer_dq])
     basis = pl.DataFrame(schema=BASIS_COLUMNS)
     if config.enabled("MOD-005"):
         basis_settings = cast("BasisSettings", config.settings_for("MOD-005"))
@@ -102,7 +117,7 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         dq=dq,
         spread_metrics=metrics if config.enabled("MOD-003") else metrics.clear(),
         records_in=frame.height,
-        valid=annotated.height,
+        valid=annotated.height + transfers.height,
         flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
         basis_metrics=basis,
         whale_impact=impact,

@@ -7,8 +7,9 @@ received them; those are parsed here, by the reference's own reading of the reco
 pipeline's parser.
 
 Columns of the frame (``ARRIVAL_COLUMNS``): ``arrival`` (0, 1, ... in arrival order), ``kind``, the union
-of both event schemas (null where a kind has no such field), ``ts_sent`` and ``reason`` (the quarantine
-reason code, null for a valid record). ``raw`` holds the payload text of quarantined wire records.
+of the event and transfer schemas (null where a kind has no such field), ``ts_sent`` and ``reason``
+(the quarantine reason code, null for a valid record). ``raw`` holds the payload text of quarantined
+wire records.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
-from core.events import EVENT_KINDS, SCHEMA_VERSION, SCHEMAS, TRADE_SIDES
+from core.events import CHAINS, SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS, TRADE_SIDES
 from core.tape import Tape
 
-_STRING_FIELDS: Final = ("exchange", "symbol", "side")
-_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv")
-_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty")
+_STRING_FIELDS: Final = ("exchange", "symbol", "side", "chain", "tx_hash", "asset", "from_addr", "to_addr")
+_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv", "log_index", "block")
+_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty", "amount")
+_ETH_ADDRESS: Final = r"^0x[0-9a-f]{40}$"
+_ETH_HASH: Final = r"^0x[0-9a-f]{64}$"
+_BASE58: Final = "[1-9A-HJ-NP-Za-km-z]"
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -50,14 +54,22 @@ ARRIVAL_SCHEMA: Final[dict[str, Any]] = {
     "ts_sent": pl.Int64,
     "reason": pl.Utf8,
     "raw": pl.Utf8,
+    "chain": pl.Utf8,
+    "tx_hash": pl.Utf8,
+    "log_index": pl.Int64,
+    "block": pl.Int64,
+    "asset": pl.Utf8,
+    "amount": pl.Float64,
+    "from_addr": pl.Utf8,
+    "to_addr": pl.Utf8,
 }
 ARRIVAL_COLUMNS: Final = tuple(ARRIVAL_SCHEMA)
 
 
 def from_tape(tape: Tape) -> pl.DataFrame:
-    """A tape as it arrives when replayed without faults: both kinds merged by ``(ts_event, seq)``."""
+    """A tape as it arrives when replayed without faults: every kind merged by ``(ts_event, seq)``."""
     parts = []
-    for kind in EVENT_KINDS:
+    for kind in TAPE_KINDS:
         table = tape.read(kind)
         if table.num_rows == 0:
             continue
@@ -77,14 +89,14 @@ def from_tape(tape: Tape) -> pl.DataFrame:
 def from_arrival(table: pa.Table) -> pl.DataFrame:
     """Rows as the replay hands them to a target (``replay.faults.ARRIVAL_SCHEMA``, arrival order).
 
-    ``kind`` is the replay's code (the index in ``EVENT_KINDS``); a row flagged ``corrupt`` reaches the
+    ``kind`` is the replay's code (the index in ``TAPE_KINDS``); a row flagged ``corrupt`` reaches the
     pipeline as unparseable bytes, so it is a ``PARSE_ERROR`` whose exchange and symbol are unknown.
     """
     if table.num_rows == 0:
         return pl.DataFrame(schema=ARRIVAL_SCHEMA)
     frame = pl.DataFrame(table)
     corrupt = pl.col("corrupt") if "corrupt" in frame.columns else pl.lit(False)
-    kinds = {i: k for i, k in enumerate(EVENT_KINDS)}
+    kinds = dict(enumerate(TAPE_KINDS))
     frame = frame.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
         pl.col("kind").cast(pl.Int64).replace_strict(kinds, return_dtype=pl.Utf8).alias("kind"),
@@ -114,6 +126,7 @@ def apply_value_rules(frame: pl.DataFrame) -> pl.DataFrame:
     The first failing rule wins, in the documented order: price, then size, then side.
     """
     trade = pl.col("kind") == "trade"
+    transfer = pl.col("kind") == "transfer"
 
     def bad(*cols: str, strict: bool) -> pl.Expr:
         tests = [(pl.col(c) <= 0) if strict else (pl.col(c) < 0) for c in cols] + [
@@ -124,9 +137,31 @@ def apply_value_rules(frame: pl.DataFrame) -> pl.DataFrame:
     price_bad = pl.when(trade).then(bad("price", strict=True)).otherwise(bad("bid_px", "ask_px", strict=True))
     size_bad = pl.when(trade).then(bad("qty", strict=True)).otherwise(bad("bid_qty", "ask_qty", strict=False))
     side_bad = trade & ~pl.col("side").is_in(list(TRADE_SIDES))
+    eth = pl.col("chain") == "ethereum"
+
+    def malformed(col: str, eth_pattern: str, sol_pattern: str) -> pl.Expr:
+        return ~pl.when(eth).then(pl.col(col).str.contains(eth_pattern)).otherwise(
+            pl.col(col).str.contains(sol_pattern)
+        )
+
+    address_bad = malformed("from_addr", _ETH_ADDRESS, f"^{_BASE58}{{32,44}}$") | malformed(
+        "to_addr", _ETH_ADDRESS, f"^{_BASE58}{{32,44}}$"
+    )
     reason = (
         pl.when(pl.col("reason").is_not_null())
         .then(pl.col("reason"))
+        .when(transfer & ((pl.col("log_index") < 0) | (pl.col("block") < 0)))
+        .then(pl.lit("BAD_TYPE"))
+        .when(transfer & ~pl.col("chain").is_in(list(CHAINS)))
+        .then(pl.lit("BAD_CHAIN"))
+        .when(transfer & bad("amount", strict=True))
+        .then(pl.lit("NON_POSITIVE_SIZE"))
+        .when(transfer & address_bad)
+        .then(pl.lit("BAD_ADDRESS"))
+        .when(transfer & malformed("tx_hash", _ETH_HASH, f"^{_BASE58}{{64,88}}$"))
+        .then(pl.lit("BAD_TX_HASH"))
+        .when(transfer)
+        .then(pl.lit(None, dtype=pl.Utf8))
         .when(price_bad)
         .then(pl.lit("NON_POSITIVE_PRICE"))
         .when(size_bad)
@@ -168,7 +203,7 @@ def _parse_record(arrival: int, payload: bytes | str) -> dict[str, Any]:
         }
     kind = obj["type"]
     row["kind"] = kind
-    for name in SCHEMAS[kind].names:
+    for name in TAPE_SCHEMAS[kind].names:
         row[name] = obj[name]
     sent = obj.get("ts_sent")
     row["ts_sent"] = sent if _is_int(sent) else None
@@ -180,9 +215,9 @@ def _structural_reason(obj: dict[str, Any]) -> str | None:
     if not _is_int(version) or version != SCHEMA_VERSION:
         return "SCHEMA_VERSION"
     kind = obj.get("type")
-    if not isinstance(kind, str) or kind not in SCHEMAS:
+    if not isinstance(kind, str) or kind not in TAPE_SCHEMAS:
         return "UNKNOWN_TYPE"
-    names = SCHEMAS[kind].names
+    names = TAPE_SCHEMAS[kind].names
     for name in names:
         if name not in obj or (obj[name] is None and name != "ts_recv"):
             return "MISSING_FIELD"

@@ -4,7 +4,8 @@
   the label's span ``[start_us, end_us]`` (its ``ts_event``, or its window, overlaps the span); when the
   label names a scenario that is also an alert kind (``whale`` -> ``whale_trade``, ``volume_spike``,
   ``spread_blowout``, ``crossed_book``, ``one_sided`` -> ``flow_imbalance``, ``sliced_whale``,
-  ``basis_dislocation`` -> ``basis_divergence``) the alert must be of that kind.
+  ``basis_dislocation`` -> ``basis_divergence``, ``exchange_inflow``, ``exchange_outflow``,
+  ``whale_transfer``) the alert must be of that kind.
 - ``expect: dq``: hit when the reason's count reaches the label's ``count``: stream rules summed over the
   windows overlapping the span for the label's key; record (quarantine) rules over the whole run for the
   label's key, or for unknown keys (a corrupt payload names no symbol).
@@ -40,6 +41,9 @@ LABEL_ALERT_KIND: Final = {
     "one_sided": "flow_imbalance",
     "sliced_whale": "sliced_whale",
     "basis_dislocation": "basis_divergence",
+    "exchange_inflow": "exchange_inflow",
+    "exchange_outflow": "exchange_outflow",
+    "whale_transfer": "whale_transfer",
 }
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.errors import PipelineError
-from core.events import EVENT_KINDS, EventKind
+from core.events import TAPE_KINDS, TapeKind
 from core.frozen import Frozen
 from pipeline.alerts import ALERT_SCHEMA, evidence_json
 from pipeline.parse import TRANSPORT_COLUMNS
@@ -143,10 +143,15 @@ class DetectorInput:
     upstream: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     """Alerts (``ALERT_SCHEMA``) the modules named in the detector's ``consumes`` raised from this
     same input, by module id; they ran first (``ModuleRegistry.run_order``)."""
+    transfers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The batch's valid on-chain transfers (``TRANSFER_SCHEMA`` columns, ``arrival``, the transport
+    columns, ``exchange``/``symbol`` = the key ``pipeline.onchain.route_transfers`` gave them, and
+    ``clock``: that key's clock once the transfer arrived), sorted by ``arrival``. The sequencer does
+    not see them: they move no instrument's clock."""
 
-    def frame(self, kind: EventKind) -> pd.DataFrame:
+    def frame(self, kind: TapeKind) -> pd.DataFrame:
         """The frame of one event kind."""
-        return self.trades if kind == "trade" else self.quotes
+        return {"trade": self.trades, "quote": self.quotes}.get(kind, self.transfers)
 
 
 @dataclass
@@ -196,7 +201,7 @@ class BaseDetector(ABC, Generic[S]):
     module_id: ClassVar[str]
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    inputs: ClassVar[tuple[EventKind, ...]]
+    inputs: ClassVar[tuple[TapeKind, ...]]
     scope: ClassVar[Scope] = "instrument"
     consumes: ClassVar[tuple[str, ...]] = ()
     settings_model: ClassVar[type[Frozen]] = NoSettings
@@ -221,9 +226,9 @@ class BaseDetector(ABC, Generic[S]):
                 raise PipelineError(f"detector {where} does not declare {attr!r}")
         if not cls.module_id.startswith("MOD-"):
             raise PipelineError(f"detector {where}: module_id {cls.module_id!r} must look like MOD-012")
-        bad = [k for k in cls.inputs if k not in EVENT_KINDS]
+        bad = [k for k in cls.inputs if k not in TAPE_KINDS]
         if bad or (cls.scope == "instrument" and not cls.inputs):
-            raise PipelineError(f"detector {where}: inputs {cls.inputs!r} must be a subset of {EVENT_KINDS}, "
+            raise PipelineError(f"detector {where}: inputs {cls.inputs!r} must be a subset of {TAPE_KINDS}, "
                                 "non-empty for an instrument-scoped module")
         if cls.scope not in SCOPES:
             raise PipelineError(f"detector {where}: scope {cls.scope!r} is not one of {SCOPES}")
@@ -291,7 +296,7 @@ class CrossDetector(BaseDetector[S]):
     JSON data."""
 
     scope: ClassVar[Scope] = "asset"
-    inputs: ClassVar[tuple[EventKind, ...]] = ()
+    inputs: ClassVar[tuple[TapeKind, ...]] = ()
     feed: ClassVar[type[KeyedDetector[Any]] | None] = None
     """The module's instrument half, when alerts are not what it needs: a ``KeyedDetector`` with the
     same ``module_id``, run per key in the instrument stage (on the executors in ``state_store`` mode),
@@ -321,10 +326,10 @@ AnyDetector = BaseDetector[Any]
 
 
 def _by_key(
-    frames: DetectorInput, kinds: tuple[EventKind, ...]
+    frames: DetectorInput, kinds: tuple[TapeKind, ...]
 ) -> Iterator[tuple[Key, pd.DataFrame, pd.DataFrame]]:
     empty = {k: frames.frame(k).iloc[0:0] for k in ("trade", "quote")}
-    groups: dict[EventKind, dict[Key, pd.DataFrame]] = {}
+    groups: dict[TapeKind, dict[Key, pd.DataFrame]] = {}
     keys: set[Key] = set()
     for kind in ("trade", "quote"):
         frame = frames.frame(kind)

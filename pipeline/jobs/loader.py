@@ -1,4 +1,5 @@
-"""Historical loader: tape directories -> the Iceberg bronze tables ``trades`` and ``quotes``, idempotently.
+"""Historical loader: tape directories -> the Iceberg bronze tables ``trades``, ``quotes`` and ``transfers``,
+idempotently.
 
 A tape (the layout ``core.tape`` writes: ``manifest.json`` plus ``trade/*.parquet`` and
 ``quote/*.parquet``, each sorted by ``(ts_event, seq)``) is read here with pyarrow directly, since
@@ -33,7 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import SinkError, TapeError
-from core.events import EventKind
+from core.events import TapeKind
+from pipeline.config import Config
+from pipeline.onchain import transfer_key
 from pipeline.parse import PARSED_SCHEMA
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.tables import BRONZE, event_date
@@ -72,8 +75,12 @@ def read_manifest(tape: Path) -> dict[str, Any]:
     return manifest
 
 
-def bronze_batches(tape: Path, kind: EventKind, manifest: dict[str, Any]) -> Iterator[pa.Table]:
-    """One kind of a tape as bronze-table batches (transport columns filled for a tape)."""
+def bronze_batches(
+    tape: Path, kind: TapeKind, manifest: dict[str, Any], config: Config | None = None
+) -> Iterator[pa.Table]:
+    """One kind of a tape as bronze-table batches (transport columns filled for a tape); transfers keyed
+    as the pipeline keys them (``pipeline.onchain.transfer_key``, with ``config``'s token table and
+    registry), so the reprocessor finds them beside their reference instrument's trades."""
     table = BRONZE[kind]
     start = int(manifest["start_us"])
     for name in manifest["files"].get(kind, []):
@@ -83,6 +90,8 @@ def bronze_batches(tape: Path, kind: EventKind, manifest: dict[str, Any]) -> Ite
             seq = pc.utf8_lpad(pc.cast(batch.column("seq"), pa.string()), width=12, padding="0")
             sequence = pc.binary_join_element_wise(pa.scalar(_sequence_prefix(start)), ts, seq, "")
             columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+            if kind == "transfer":
+                columns.update(_transfer_keys(batch, config))
             columns.update(
                 {
                     "ts_sent": pa.nulls(n, pa.int64()),
@@ -100,7 +109,7 @@ def parsed_events(tape: Path) -> pa.Table:
     ``Engine.process`` takes when a run feeds a tape to the engine in-process (no Kinesis, no Spark)."""
     manifest = read_manifest(tape)
     parts = []
-    for kind in ("trade", "quote"):
+    for kind in ("trade", "quote"):  # transfers: not in the backtest's market
         batches = list(bronze_batches(tape, kind, manifest))
         if batches:
             t = pa.concat_tables(batches)
@@ -115,6 +124,17 @@ def parsed_events(tape: Path) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=[("sequence_number", "ascending")]))
 
 
+def _transfer_keys(batch: pa.RecordBatch | pa.Table, config: Config | None) -> dict[str, pa.Array]:
+    if config is None:
+        raise TapeError("loading transfers needs the config (token table, instrument registry) to key them")
+    pairs = zip(batch.column("chain").to_pylist(), batch.column("asset").to_pylist(), strict=True)
+    keys = [transfer_key(chain, asset, config.tokens, config.instruments) for chain, asset in pairs]
+    return {
+        "exchange": pa.array([k[0] for k in keys], pa.string()),
+        "symbol": pa.array([k[1] for k in keys], pa.string()),
+    }
+
+
 def load_tape(
     tape: Path,
     sink: IcebergSink,
@@ -124,7 +144,7 @@ def load_tape(
     """Load one tape into ``sink``'s bronze tables, replacing what an earlier load of it wrote."""
     manifest = read_manifest(tape)
     sink.open(BRONZE.values())
-    instruments, days = _coverage(tape, manifest)
+    instruments, days = _coverage(tape, manifest, sink.config)
     if not instruments:
         return LoadResult(tape, {}, [], [])
     replace = replace_filter(int(manifest["start_us"]), instruments)
@@ -138,7 +158,7 @@ def load_tape(
                 warnings.filterwarnings("ignore", "Delete operation did not match any records")
                 txn.delete(replace, snapshot_properties=props)
                 count = 0
-                for batch in bronze_batches(tape, kind, manifest):
+                for batch in bronze_batches(tape, kind, manifest, sink.config):
                     txn.append(bronze.with_partition_columns(batch), snapshot_properties=props)
                     count += batch.num_rows
                     if progress is not None:
@@ -174,13 +194,19 @@ def _sequence_prefix(start_us: int) -> str:
     return f"{start_us:017d}"
 
 
-def _coverage(tape: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The tape's instruments and UTC days, read from its rows (not trusted from the manifest)."""
+def _coverage(
+    tape: Path, manifest: dict[str, Any], config: Config
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The tape's keys (instruments, and the keys of its transfers) and UTC days, read from its rows
+    (not trusted from the manifest)."""
     instruments: set[tuple[str, str]] = set()
     days: set[str] = set()
-    for names in manifest["files"].values():
-        for name in names:
-            data = pq.read_table(tape / name, columns=["exchange", "symbol", "ts_event"])
+    for kind in BRONZE:
+        for name in manifest["files"].get(kind, []):
+            named = ["chain", "asset"] if kind == "transfer" else ["exchange", "symbol"]
+            data = pq.read_table(tape / name, columns=["ts_event", *named])
+            if kind == "transfer":
+                data = pa.table({**_transfer_keys(data, config), "ts_event": data.column("ts_event")})
             pairs = data.group_by(["exchange", "symbol"]).aggregate([])
             instruments.update(
                 zip(pairs.column("exchange").to_pylist(), pairs.column("symbol").to_pylist(), strict=True)

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import CoattailError, ConfigError, PipelineError
-from core.events import EventKind
+from core.events import TapeKind
 from pipeline.arrow_ipc import from_ipc, to_ipc
 from pipeline.config import Config
 from pipeline.cross import INTERNAL_SCHEMAS, INTERNAL_TABLES
@@ -105,7 +105,7 @@ def check_request(modules: Sequence[str], start_us: int, end_us: int, name: str)
 
 
 def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table:
-    """The per-key batch step: one key's events (both kinds, ``PARSED_SCHEMA``, any order) -> its
+    """The per-key batch step: one key's events (every kind, ``PARSED_SCHEMA``, any order) -> its
     output tables as Arrow IPC payloads, plus one ``_STATS`` row."""
     cpu = time.process_time()
     events = table.take(arrival_order(table)).select(PARSED_SCHEMA.names)
@@ -128,7 +128,7 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
 
 
 def bronze_frame(
-    spark: SparkSession, sink: IcebergSink, kind: EventKind, start_us: int, end_us: int
+    spark: SparkSession, sink: IcebergSink, kind: TapeKind, start_us: int, end_us: int
 ) -> DataFrame:
     """One bronze table's rows in ``[start_us, end_us)`` as a Spark DataFrame of ``PARSED_SCHEMA``."""
     from pyspark.sql import functions as sf
@@ -238,7 +238,7 @@ def plan_symbol_groups(sink: IcebergSink, start_us: int, end_us: int) -> list[Sy
 
 
 def read_group(group: SymbolGroup, start_us: int, end_us: int) -> pa.Table:
-    """A group's bronze rows in ``[start_us, end_us)`` as one ``PARSED_SCHEMA`` table (both kinds)."""
+    """A group's bronze rows in ``[start_us, end_us)`` as one ``PARSED_SCHEMA`` table (every kind)."""
     parts = []
     for kind, paths in group.files.items():
         filters: list[tuple[str, str, Any]] = [("ts_event", ">=", start_us), ("ts_event", "<", end_us)]
@@ -300,10 +300,11 @@ def _run_by_shuffle(
     start_us: int,
     end_us: int,
 ) -> list[Any]:
-    """Spark SQL: read both tables, group by key (a shuffle), ``run_key`` per key in ``applyInArrow``."""
-    events = bronze_frame(spark, sink, "trade", start_us, end_us).unionByName(
-        bronze_frame(spark, sink, "quote", start_us, end_us)
-    )
+    """Spark SQL: read the bronze tables, group by key (a shuffle), ``run_key`` per key in
+    ``applyInArrow``."""
+    events = bronze_frame(spark, sink, "trade", start_us, end_us)
+    for kind in ("quote", "transfer"):
+        events = events.unionByName(bronze_frame(spark, sink, kind, start_us, end_us))
 
     def per_key(table: pa.Table) -> pa.Table:
         return run_key(table, config, modules)

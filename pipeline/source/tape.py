@@ -33,7 +33,7 @@ from pyspark.sql.datasource import (
 )
 
 from core.errors import PipelineError
-from core.events import EVENT_KINDS, SCHEMAS, EventKind, partition_key, to_wire
+from core.events import TAPE_KINDS, TAPE_SCHEMAS, TapeKind, partition_key, to_wire, transfer_partition_key
 from core.tape import MANIFEST, Tape
 from pipeline.parse import PARSED_DDL, RAW_DDL, RAW_SCHEMA, parse_batch
 from pipeline.source.offsets import last_checkpointed_offset, write_status
@@ -47,9 +47,9 @@ class TapeRows:
 
     def __init__(self, path: Path) -> None:
         tape = Tape.open(path)
-        self.tables: dict[EventKind, pa.Table] = {}
+        self.tables: dict[TapeKind, pa.Table] = {}
         order_ts, order_seq, order_kind, order_row = [], [], [], []
-        for k, kind in enumerate(EVENT_KINDS):
+        for k, kind in enumerate(TAPE_KINDS):
             if not tape.files(kind):
                 continue
             table = tape.read(kind)
@@ -74,10 +74,10 @@ class TapeRows:
         """Events ``[lo, hi)`` in tape order as ``RAW_SCHEMA`` rows."""
         kinds, rows = self.kind[lo:hi], self.row[lo:hi]
         pylists: dict[int, dict[str, list[Any]]] = {}
-        for k, kind in enumerate(EVENT_KINDS):
+        for k, kind in enumerate(TAPE_KINDS):
             if kind in self.tables and (kinds == k).any():
                 sel = self.tables[kind].take(pa.array(rows[kinds == k]))
-                pylists[k] = sel.select(SCHEMAS[kind].names).to_pydict()
+                pylists[k] = sel.select(TAPE_SCHEMAS[kind].names).to_pydict()
         cursor = dict.fromkeys(pylists, 0)
         seqs = [f"{position:020d}" for position in range(lo, lo + len(kinds))]
         keys: list[str] = []
@@ -85,9 +85,12 @@ class TapeRows:
         for k in kinds.tolist():
             cols, i = pylists[k], cursor[k]
             cursor[k] = i + 1
-            kind = EVENT_KINDS[k]
-            row = {name: cols[name][i] for name in SCHEMAS[kind].names}
-            keys.append(partition_key(row["exchange"], row["symbol"]))
+            kind = TAPE_KINDS[k]
+            row = {name: cols[name][i] for name in TAPE_SCHEMAS[kind].names}
+            keys.append(
+                transfer_partition_key(row["chain"], row["asset"]) if kind == "transfer"
+                else partition_key(row["exchange"], row["symbol"])
+            )
             datas.append(to_wire(kind, row))
         n = len(seqs)
         return pa.RecordBatch.from_arrays(

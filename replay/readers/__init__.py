@@ -1,7 +1,8 @@
 """Readers of recorded market-data formats; ``import_files`` turns them into tapes.
 
-One module per format (``binance_csv``, ``binance_ws``, ``coinbase_ws``, ``tardis``), the shared parts in
-``base``, ``lines`` and ``csvio``, format detection in ``detect``.
+One module per format (``binance_csv``, ``binance_ws``, ``coinbase_ws``, ``tardis``; on-chain transfers:
+``eth_logs``, ``etherscan_csv``), the shared parts in ``base``, ``lines``, ``csvio`` and ``transfers``,
+format detection in ``detect``.
 """
 
 from replay.readers.base import REGISTRY, Reader

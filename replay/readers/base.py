@@ -18,7 +18,7 @@ from typing import IO, Any, ClassVar
 import pyarrow as pa
 
 from core.errors import ReaderError
-from core.events import SCHEMAS, EventKind
+from core.events import SCHEMAS, EventKind, TapeKind
 
 CHUNK_ROWS = 500_000
 
@@ -27,7 +27,7 @@ CHUNK_ROWS = 500_000
 class Chunk:
     """Rows of one event kind (the kind's event schema), in the file's order."""
 
-    kind: EventKind
+    kind: TapeKind
     table: pa.Table
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import ReaderError
-from replay.readers import binance_csv, binance_ws, coinbase_ws, tardis
+from pipeline.onchain import TokensConfig
+from replay.readers import binance_csv, binance_ws, coinbase_ws, eth_logs, etherscan_csv, tardis
 from replay.readers.base import REGISTRY, Reader
 from replay.readers.lines import head_text
+from replay.readers.transfers import TransferReader
 
 # most specific first: a Tardis header also looks like a CSV, a zip is only Binance
 _ORDER = (
+    eth_logs.EthLogsReader,
+    etherscan_csv.EtherscanCsvReader,
     tardis.TardisReader,
     binance_ws.BinanceWsReader,
     coinbase_ws.CoinbaseWsReader,
@@ -33,9 +37,10 @@ def detect_format(path: Path) -> str:
     )
 
 
-def reader_for(name: str) -> Reader:
-    """An instance of the reader registered under ``name``."""
+def reader_for(name: str, tokens: TokensConfig | None = None) -> Reader:
+    """An instance of the reader registered under ``name``; on-chain readers use ``tokens`` (default
+    ``config/tokens.yaml``)."""
     cls = REGISTRY.get(name)
     if cls is None:
         raise ReaderError(name, None, f"unknown format {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
-    return cls()
+    return cls(tokens) if issubclass(cls, TransferReader) else cls()

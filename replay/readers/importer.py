@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import ReaderError
-from core.events import EVENT_KINDS, EventKind
+from core.events import TAPE_KINDS, TapeKind
 from core.tape import Manifest, TapeWriter
+from pipeline.onchain import TokensConfig
 from replay.readers.base import BadLines, Stats
 from replay.readers.detect import detect_format, reader_for
 
@@ -42,7 +43,7 @@ class ImportResult:
 class _Spool:
     """One kind's rows: in memory while small, sorted runs on disk beyond ``SPILL_ROWS``."""
 
-    def __init__(self, kind: EventKind, tmp: Path) -> None:
+    def __init__(self, kind: TapeKind, tmp: Path) -> None:
         self.kind = kind
         self.tmp = tmp
         self.tables: list[pa.Table] = []
@@ -137,22 +138,24 @@ def import_files(
     reject_path: Path | None = None,
     overwrite: bool = False,
     progress: Callable[[Path], None] | None = None,
+    tokens: TokensConfig | None = None,
 ) -> ImportResult:
     """Read ``paths`` (format detected per file unless ``fmt``) into one tape at ``out``.
 
     Bad lines raise ``ReaderError`` unless ``skip_bad``; then they are counted and written to
-    ``reject_path`` (default ``<out>.rejects.txt``).
+    ``reject_path`` (default ``<out>.rejects.txt``). On-chain transfers are read with the token table
+    ``tokens`` (default ``config/tokens.yaml``).
     """
     if not paths:
         raise ReaderError("-", None, "no input files given")
     formats = {str(p): fmt or detect_format(p) for p in paths}
-    readers = {name: reader_for(name) for name in set(formats.values())}
+    readers = {name: reader_for(name, tokens) for name in set(formats.values())}
     stats = Stats()
     if skip_bad and reject_path is None:
         reject_path = out.with_name(out.name + ".rejects.txt")
     seq = 0
     with tempfile.TemporaryDirectory(prefix="coattail-import-") as tmpdir:
-        spools = {k: _Spool(k, Path(tmpdir)) for k in EVENT_KINDS}
+        spools = {k: _Spool(k, Path(tmpdir)) for k in TAPE_KINDS}
         with ExitStack() as stack:
             reject = stack.enter_context(open(reject_path, "w")) if skip_bad and reject_path else None
             bad = BadLines(skip_bad, reject, stats)
@@ -171,7 +174,8 @@ def import_files(
                     progress(path)
         if seq == 0:
             raise ReaderError(
-                ", ".join(str(p) for p in paths), None, "no trade or quote in the input: nothing to import"
+                ", ".join(str(p) for p in paths), None,
+                "no trade, quote or transfer in the input: nothing to import",
             )
         with TapeWriter(out, overwrite=overwrite) as writer:
             for spool in spools.values():

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from core.events import EVENT_KINDS, SCHEMAS, partition_key
+from core.events import TAPE_KINDS, TAPE_SCHEMAS
 from replay import wire
 from replay.faults import Disturbance
 from replay.targets.base import Target
@@ -43,8 +43,8 @@ class MemoryTarget(Target):
         """``(kind, row)`` per event sent, the row holding the kind's schema fields and ``ts_sent``."""
         out: list[tuple[str, dict[str, Any]]] = []
         for row in self.table().to_pylist():
-            kind = EVENT_KINDS[row["kind"]]
-            out.append((kind, {n: row[n] for n in (*SCHEMAS[kind].names, "ts_sent")}))
+            kind = TAPE_KINDS[row["kind"]]
+            out.append((kind, {n: row[n] for n in (*TAPE_SCHEMAS[kind].names, "ts_sent")}))
         return out
 
     def records(self) -> list[tuple[str, bytes]]:
@@ -54,8 +54,6 @@ class MemoryTarget(Target):
             if table.num_rows == 0:
                 continue
             ts_sent = int(table.column("ts_sent")[0].as_py())  # one stamp per hand-over
-            exchanges = table.column("exchange").to_pylist()
-            symbols = table.column("symbol").to_pylist()
-            keys = [partition_key(e, s) for e, s in zip(exchanges, symbols, strict=True)]
+            keys = wire.partition_keys(table).to_pylist()
             out += list(zip(keys, wire.encode(table, ts_sent), strict=True))
         return out

@@ -52,6 +52,7 @@ from core.events import EVENT_KINDS
 from replay import exchange_messages as em
 from replay import wire
 from replay.faults import Disturbance
+from replay.merge import KIND_CODE
 from replay.targets.base import Target
 from replay.targets.ws_protocol import VENUES, Session, binance_reply, coinbase_request, route
 
@@ -234,6 +235,8 @@ class WebSocketTarget(Target):
         frames: list[_Frame] = []
         matches: dict[str, dict[str, Any]] = {}
         for i, row in enumerate(table.to_pylist()):
+            if row["kind"] == KIND_CODE["transfer"]:
+                continue  # an exchange's WebSocket carries no on-chain transfers (they come via Kinesis)
             kind = EVENT_KINDS[row["kind"]]
             exchange = row["exchange"]
             self._tick(row["ts_event"], frames)

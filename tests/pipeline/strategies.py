@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pipeline.testkit import T0, Item, quote, trade
+from pipeline.testkit import T0, Item, quote, trade, transfer
+
+EXCHANGE_WALLET = "0x3f5ce5fbfe3e9af3971dd833d26ba9b5c936f0be"
+"""A wallet config/wallets.yaml labels as an exchange's (Binance)."""
 
 
 @st.composite
@@ -91,3 +94,51 @@ def interleave(draw: st.DrawFn, per_key: list[list[Item]]) -> list[Item]:
         merged.append(per_key[k][cursors[k]])
         cursors[k] += 1
     return merged
+
+
+@st.composite
+def onchain_streams(
+    draw: st.DrawFn, max_market: int = 30, max_transfers: int = 12
+) -> tuple[list[Item], list[Item]]:
+    """The two streams MOD-010 joins, each in its own arrival order: BTC and ETH reference-instrument
+    trades and quotes (with backwards jitter, duplicates and late ones), and transfers of BTC, ETH, a
+    stablecoin and an asset without a reference instrument, around the same times, some repeated,
+    some to or from an exchange wallet, some after the market's last event (held to the end)."""
+    market: list[Item] = []
+    ts = T0
+    for i in range(draw(st.integers(min_value=0, max_value=max_market))):
+        symbol = draw(st.sampled_from(["BTCUSDT", "ETHUSDT"]))
+        ts += draw(st.sampled_from([0, 1, 500_000, 2_000_000, 15_000_000]))
+        jitter = draw(st.sampled_from([0, 0, -1_000_000, -20_000_000]))
+        if draw(st.integers(min_value=0, max_value=4)) == 0:
+            market.append(quote(i, 99.0, 100.0, ts + jitter, symbol=symbol))
+        else:
+            tid = draw(st.sampled_from([i, i, max(i - 1, 0)]))  # a repeated id is a duplicate
+            price = draw(st.sampled_from([100.0, 120.0, 90.0]))
+            market.append(trade(tid, price, 1.0, ts + jitter, symbol=symbol))
+    transfers: list[Item] = []
+    for tx in range(draw(st.integers(min_value=0, max_value=max_transfers))):
+        if transfers and draw(st.integers(min_value=0, max_value=5)) == 0:
+            transfers.append(draw(st.sampled_from(transfers)))
+            continue
+        asset = draw(st.sampled_from(["BTC", "BTC", "ETH", "USDT", "XYZ"]))
+        at = T0 + draw(st.integers(min_value=-5_000_000, max_value=ts - T0 + 5_000_000))
+        amount = draw(st.sampled_from([1.0, 20.0, 80.0, 5_000.0]))
+        plain, other = "0x" + "11" * 20, "0x" + "22" * 20
+        ends = [(plain, other), (plain, EXCHANGE_WALLET), (EXCHANGE_WALLET, other)]
+        sender, receiver = draw(st.sampled_from(ends))
+        log_index = draw(st.integers(0, 2))
+        transfers.append(transfer(tx, log_index, asset, amount, at, from_addr=sender, to_addr=receiver,
+                                  ts_recv=at + 3_000_000))
+    return market, transfers
+
+
+@st.composite
+def interleavings(draw: st.DrawFn, streams: tuple[list[Item], list[Item]]) -> list[Item]:
+    """One arrival order of two streams on different shards: each stream's own order kept."""
+    first, second = list(streams[0]), list(streams[1])
+    out: list[Item] = []
+    while first or second:
+        take_first = bool(first) and (not second or draw(st.booleans()))
+        out.append((first if take_first else second).pop(0))
+    return out

@@ -19,6 +19,7 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from core.errors import PipelineError
+from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, EngineState
 from pipeline.keyed import RECORDS, KeyedStep, assemble, pack_by_key, unpack
@@ -42,14 +43,16 @@ def batches(items: Sequence[Item], cuts: Sequence[int]) -> list[pa.Table]:
             for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
-def as_spark_gives_it(parsed: pa.Table, rng: random.Random) -> dict[tuple[str, str], list[pd.DataFrame]]:
+def as_spark_gives_it(
+    parsed: pa.Table, rng: random.Random, config: Config | None = None
+) -> dict[tuple[str, str], list[pd.DataFrame]]:
     """What ``applyInPandasWithState`` hands each key: ``pack_by_key`` over the batch cut into Arrow
     batches (rows in any order), the key's packed rows in any order, as pandas frames in chunks."""
     order = list(range(parsed.num_rows))
     rng.shuffle(order)
     shuffled = parsed.take(pa.array(order, type=pa.int64()))
     packed = pa.Table.from_batches(
-        pack_by_key(shuffled.to_batches(max_chunksize=rng.randint(1, max(1, parsed.num_rows))))
+        pack_by_key(shuffled.to_batches(max_chunksize=rng.randint(1, max(1, parsed.num_rows))), config)
     ).to_pylist()
     rng.shuffle(packed)
     by_key: dict[tuple[str, str], list[dict[str, object]]] = {}
@@ -63,14 +66,14 @@ def as_spark_gives_it(parsed: pa.Table, rng: random.Random) -> dict[tuple[str, s
 
 
 def keyed_run(step: KeyedStep, parsed: pa.Table, batch_id: int, states: dict[tuple[str, str], bytes | None],
-              rng: random.Random) -> BatchResult:
+              rng: random.Random, schemas: dict[str, pa.Schema] = SCHEMAS) -> BatchResult:
     """One micro-batch the state-store way: packed by key, one step per key, assembled on the driver."""
     outs = []
-    for key, frames in sorted(as_spark_gives_it(parsed, rng).items()):
+    for key, frames in sorted(as_spark_gives_it(parsed, rng, step.config).items()):
         rows = unpack([blob for frame in frames for blob in frame["rows"]])
         out, states[key] = step.step(key, rows, states.get(key))
         outs.append(out)
-    return assemble(pa.Table.from_pandas(pd.concat(outs), preserve_index=False), batch_id, SCHEMAS)
+    return assemble(pa.Table.from_pandas(pd.concat(outs), preserve_index=False), batch_id, schemas)
 
 
 def same_tables(a: BatchResult, b: BatchResult) -> None:

@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 
 from core.events import to_wire
 from pipeline.parse import PARSED_SCHEMA, REASONS, parse_batch
-from pipeline.testkit import T0, quote, raw_table, trade
+from pipeline.testkit import T0, quote, raw_table, trade, transfer
 
 
 def _wire(kind: str, **changes: object) -> bytes:
-    base = trade(7, 100.0, 1.0, T0)[1] if kind == "trade" else quote(9, 99.0, 100.0, T0)[1]
+    base = {
+        "trade": trade(7, 100.0, 1.0, T0)[1], "quote": quote(9, 99.0, 100.0, T0)[1],
+        "transfer": transfer(5, 0, "BTC", 2.0, T0)[1],
+    }[kind]
     payload = {"v": 1, "type": kind, **base, **changes}
     return json.dumps({k: v for k, v in payload.items() if v != "<drop>"}).encode()
 
@@ -45,6 +48,14 @@ CASES = [
     (_wire("trade", qty=0.0), "NON_POSITIVE_SIZE"),
     (_wire("quote", bid_qty=-1.0), "NON_POSITIVE_SIZE"),
     (_wire("trade", side="long"), "BAD_SIDE"),
+    (_wire("transfer", tx_hash="<drop>"), "MISSING_FIELD"),
+    (_wire("transfer", log_index="3"), "BAD_TYPE"),
+    (_wire("transfer", block=-1), "BAD_TYPE"),
+    (_wire("transfer", amount=0.0), "NON_POSITIVE_SIZE"),
+    (_wire("transfer", chain="bitcoin"), "BAD_CHAIN"),
+    (_wire("transfer", to_addr="0x" + "AB" * 20), "BAD_ADDRESS"),
+    (_wire("transfer", from_addr="0x1234"), "BAD_ADDRESS"),
+    (_wire("transfer", tx_hash="0x" + "ab" * 31), "BAD_TX_HASH"),
 ]
 
 
@@ -80,6 +91,15 @@ def test_valid_trade_keeps_fields_and_stamps() -> None:
     assert row["ts_sent"] == 99 and row["shard_id"] == "shardId-0"
 
 
+def test_valid_transfer_keeps_its_fields_and_no_key_yet() -> None:
+    kind, event = transfer(5, 3, "BTC", 2.5, T0, ts_recv=T0 + 7)
+    row = parse_batch(raw_table([to_wire(kind, event, ts_sent=99)])).to_pylist()[0]
+    assert row["kind"] == "transfer" and row["reason"] is None
+    assert {name: row[name] for name in event} == event
+    assert row["exchange"] is None and row["symbol"] is None and row["trade_id"] is None
+    assert row["ts_sent"] == 99
+
+
 def test_quarantine_keeps_readable_identity() -> None:
     row = parse_batch(raw_table([_wire("trade", side="long")])).to_pylist()[0]
     identity = (row["exchange"], row["symbol"], row["ts_event"], row["kind"])
@@ -103,8 +123,11 @@ wire_values = st.one_of(
 @st.composite
 def wire_records(draw: st.DrawFn) -> bytes:
     """Mostly valid records with random damage: wrong types, nulls, missing fields, odd versions."""
-    kind = draw(st.sampled_from(["trade", "quote", "order"]))
-    base = dict(trade(7, 100.0, 1.0, T0)[1] if kind != "quote" else quote(9, 99.0, 100.0, T0)[1])
+    kind = draw(st.sampled_from(["trade", "quote", "order", "transfer"]))
+    base = dict(
+        quote(9, 99.0, 100.0, T0)[1] if kind == "quote"
+        else transfer(5, 0, "BTC", 2.0, T0)[1] if kind == "transfer" else trade(7, 100.0, 1.0, T0)[1]
+    )
     payload: dict[str, object] = {"v": draw(st.sampled_from([1, 1, 1, 2, 1.0, True])), "type": kind, **base}
     for name in draw(st.lists(st.sampled_from(sorted(payload)), max_size=2)):
         if draw(st.booleans()):

@@ -59,7 +59,7 @@ def test_every_builtin_module_is_discovered_with_its_declaration() -> None:
     found = discover()
     assert sorted(found) == [
         "MOD-001", "MOD-002", "MOD-003", "MOD-004", "MOD-005", "MOD-006", "MOD-007", "MOD-008", "MOD-009",
-        "MOD-011",
+        "MOD-010", "MOD-011",
     ]
     assert found["MOD-001"] is WhaleDetector
     assert found["MOD-008"].consumes == ("MOD-001", "MOD-007")

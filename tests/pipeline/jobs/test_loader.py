@@ -74,7 +74,7 @@ def test_loading_the_same_day_twice_leaves_one_copy(sink: IcebergSink, tmp_path:
     day0 = write_tape(tmp_path / "day0", 0, 50)
     day1 = write_tape(tmp_path / "day1", 1, 30)
     first = load_tape(day0, sink)
-    assert first.rows == {"trades": 50, "quotes": 50} and len(first.days) == 1
+    assert first.rows == {"trades": 50, "quotes": 50, "transfers": 0} and len(first.days) == 1
     load_tape(day1, sink)
     load_tape(day0, sink)
     trades = sink.read("trades")
@@ -138,7 +138,7 @@ def test_reloading_a_tape_keeps_other_tapes_of_the_day_and_streamed_rows(
     )
     load_tape(afternoon, sink)
     again = load_tape(morning, sink)
-    assert again.days == ["2022-01-08"] and again.rows == {"trades": 40, "quotes": 40}
+    assert again.days == ["2022-01-08"] and again.rows == {"trades": 40, "quotes": 40, "transfers": 0}
     trades, quotes = sink.read("trades"), sink.read("quotes")
     expected = sorted(
         [T0 + 8 * HOUR + i * 1000 for i in range(40)] + [T0 + 14 * HOUR + i * 1000 for i in range(25)]
@@ -205,3 +205,19 @@ def test_any_load_order_holds_each_loaded_row_once(
             load_tape(three_tapes[i][0], sink)
         expected = sorted(ts for i in set(order) for ts in three_tapes[i][1])
         assert sorted(sink.read("trades")["ts_event"].to_pylist()) == expected
+
+
+def test_transfers_load_under_the_key_the_pipeline_gives_them(sink: IcebergSink, tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "onchain"
+    csv = sample / "export-address-token-0x003dc32fe920a4aaeed12dc87e145f030aa753f3.csv"
+    import_files([REAL_TAPES / "tardis" / "tardis_trades.csv", csv], tmp_path / "t")
+    tape = Tape.open(tmp_path / "t")
+    rows = tape.manifest.rows
+    result = load_tape(tmp_path / "t", sink)
+    assert result.rows == {"trades": rows["trade"], "quotes": 0, "transfers": rows["transfer"]}
+    loaded = sink.read("transfers").to_pylist()
+    keys = {r["asset"]: (r["exchange"], r["symbol"]) for r in loaded}
+    assert keys["BTC"] == ("binance", "BTCUSDT") and keys["USDC"] == ("ethereum", "USDC")
+    assert ("binance", "BTCUSDT") in result.instruments
+    again = load_tape(tmp_path / "t", sink)  # idempotent for transfers too
+    assert again.rows == result.rows and sink.read("transfers").num_rows == rows["transfer"]
