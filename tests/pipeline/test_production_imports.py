@@ -12,7 +12,7 @@ def test_discovery_and_the_engine_import_no_test_tooling() -> None:
         "import sys\n"
         "from pipeline.detectors.registry import discover\n"
         "import pipeline.engine, pipeline.runner, pipeline.testkit, pipeline.cross\n"
-        "assert sorted(discover()) == [f'MOD-{i:03d}' for i in range(1, 12)], sorted(discover())
+        "assert sorted(discover()) == [f'MOD-{i:03d}' for i in range(1, 12)], sorted(discover())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'hypothesis', 'pytest', 'tests'})\n"
         "assert not bad, bad\n"
     )
