@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "size",
     "faults",
     "reliability",
+    "package",
+    "cluster",
 )
 
 
