@@ -12,6 +12,8 @@ pyspark and Java come from the release, as Iceberg and Delta do (``EMR_JARS``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
@@ -115,7 +117,7 @@ def start_job_run_request(
     parameters = submit_arguments(
         emr_conf(config), archive=f"{base}/{ENV_ARCHIVE}", files=[f"{base}/{CONFIG_FILE}"]
     )
-    return {
+    request: dict[str, object] = {
         "applicationId": application_id,
         "executionRoleArn": execution_role_arn,
         "name": f"coattail-{config.tier}",
@@ -132,3 +134,6 @@ def start_job_run_request(
         },
         "tags": {"coattail:tier": config.tier, "coattail:release": config.spark.emr.release},
     }
+    # the same request sent twice (a retried CLI call) starts one job run, as boto3's own token would
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    return {**request, "clientToken": f"coattail-{config.tier}-{digest[:40]}"}

@@ -38,6 +38,7 @@ PROGRESS_FILE = "progress.json"
 BATCHES_FILE = "batches.jsonl"
 QUERY_PROGRESS_FILE = "query_progress.json"
 POLL_S = 0.2
+TRIGGER_END_WAIT_S = 30.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,8 +86,13 @@ def load_job_config(args: argparse.Namespace, keyed_state: str | None) -> Config
         raise ConfigError(f"{path} is not a resolved tier config: {e}") from e
     update: dict[str, Any] = {"runtime": _runtime(args)}
     if keyed_state:
-        spark = config.spark.model_validate({**config.spark.model_dump(), "keyed_state": keyed_state})
-        update["spark"] = spark
+        try:
+            spark = {**config.spark.model_dump(), "keyed_state": keyed_state}
+            update["spark"] = config.spark.model_validate(spark)
+        except ValueError as e:
+            raise ConfigError(
+                f"{KEYED_STATE_CONF}={keyed_state}: the keyed-state mode is driver or state_store"
+            ) from e
     return config.model_copy(update=update)
 
 
@@ -179,6 +185,11 @@ def run(args: argparse.Namespace) -> None:
             time.sleep(POLL_S)
         query = runner.query
         if query is not None:
+            # the submitter asks for a stop once a batch is committed, while its trigger still closes:
+            # let it finish, so its figures are among Spark's
+            deadline = time.monotonic() + TRIGGER_END_WAIT_S
+            while query.status["isTriggerActive"] and time.monotonic() < deadline:
+                time.sleep(POLL_S)
             reporter.write(QUERY_PROGRESS_FILE, [json.loads(p.json) for p in query.recentProgress])
         runner.stop()
     except CoattailError as e:
