@@ -115,12 +115,14 @@ def spark_environment() -> dict[str, str]:
     }
 
 
-def _master(directory: Path) -> ServerProcess:
-    return ServerProcess("spark-master", directory, MASTER_CLASS)
+def master_process(state_dir: Path) -> ServerProcess:
+    """The master's pid file and log."""
+    return ServerProcess("spark-master", cluster_dir(state_dir), MASTER_CLASS)
 
 
-def _worker(directory: Path, index: int) -> ServerProcess:
-    return ServerProcess(f"spark-worker-{index}", directory, WORKER_CLASS)
+def worker_process(state_dir: Path, index: int) -> ServerProcess:
+    """Worker ``index``'s (from 1) pid file and log."""
+    return ServerProcess(f"spark-worker-{index}", cluster_dir(state_dir), WORKER_CLASS)
 
 
 def read_state(state_dir: Path) -> ClusterState | None:
@@ -145,14 +147,14 @@ def alive_workers(state: ClusterState, timeout_s: float = 2.0) -> int:
 
 def status(state_dir: Path) -> ClusterStatus:
     """Ask the processes and the master (see the module docstring)."""
-    directory = cluster_dir(state_dir)
     state = read_state(state_dir)
     if state is None:
-        return ClusterStatus(None, _master(directory).state(None), (), 0)
-    master = _master(directory).state(state.master_port)
+        return ClusterStatus(None, master_process(state_dir).state(None), (), 0)
+    master = master_process(state_dir).state(state.master_port)
     if master == "running" and not port_accepts(state.master_ui_port):
         master = "unhealthy"
-    workers = tuple(_worker(directory, i).state(port) for i, port in enumerate(state.worker_ui_ports, 1))
+    ports = enumerate(state.worker_ui_ports, 1)
+    workers = tuple(worker_process(state_dir, i).state(port) for i, port in ports)
     alive = alive_workers(state) if master == "running" else 0
     return ClusterStatus(state, master, workers, alive)
 
@@ -170,7 +172,7 @@ def up(state_dir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1g")
     env = spark_environment()
     spark_class = str(spark_home() / "bin" / "spark-class")
     try:
-        master = _master(directory)
+        master = master_process(state_dir)
         pid = master.start(
             [spark_class, MASTER_CLASS, "--host", LOOPBACK, "--port", str(state.master_port),
              "--webui-port", str(state.master_ui_port)], env, cwd=directory,
@@ -179,7 +181,7 @@ def up(state_dir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1g")
         for index, ui_port in enumerate(state.worker_ui_ports, 1):
             work = directory / f"work-{index}"
             work.mkdir(exist_ok=True)
-            _worker(directory, index).start(
+            worker_process(state_dir, index).start(
                 [spark_class, WORKER_CLASS, "--host", LOOPBACK, "--port", str(free_port()),
                  "--webui-port", str(ui_port), "--cores", str(cores), "--memory", memory,
                  "--work-dir", str(work), state.master_url], env, cwd=directory,
@@ -201,7 +203,7 @@ def _wait_for_workers(state_dir: Path, state: ClusterState) -> None:
             return
         for index, worker in enumerate(current.workers, 1):
             if worker == "dead":
-                process = _worker(directory, index)
+                process = worker_process(state_dir, index)
                 raise ClusterError(f"spark worker {index} exited during start-up; log {process.log_file}: "
                                    f"{process.log_tail()}")
         time.sleep(0.2)
@@ -221,7 +223,7 @@ def down(state_dir: Path) -> bool:
     indexes = sorted({*range(1, count + 1), *found})
     stopped = False
     for index in indexes:
-        worker = _worker(directory, index)
+        worker = worker_process(state_dir, index)
         pid = worker.running_pid()
         children = _descendants(pid) if pid is not None else []
         stopped |= worker.stop()
@@ -229,7 +231,7 @@ def down(state_dir: Path) -> bool:
             with contextlib.suppress(psutil.NoSuchProcess):
                 if child.is_running():
                     terminate(child.pid)
-    stopped |= _master(directory).stop()
+    stopped |= master_process(state_dir).stop()
     (directory / STATE_FILE).unlink(missing_ok=True)
     return stopped
 

@@ -184,6 +184,9 @@ def build_package(
     request = emr_job.start_job_run_request(
         aws, base_uri=base, application_id=application_id, execution_role_arn=execution_role_arn
     )
+    problems = emr_job.start_job_run_problems(request)
+    if problems:
+        raise PackageError(f"the StartJobRun request does not fit EMR Serverless' API: {problems}")
     (out / START_JOB_RUN).write_text(json.dumps(request, indent=2) + "\n")
     submit = request["jobDriver"]["sparkSubmit"]  # type: ignore[index]
     (out / SUBMIT_PARAMETERS).write_text(submit["sparkSubmitParameters"] + "\n")

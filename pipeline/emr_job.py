@@ -17,6 +17,7 @@ import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pipeline.config import Config, EmrWorker
 from pipeline.spark import catalog_conf, session_conf
@@ -137,3 +138,15 @@ def start_job_run_request(
     # the same request sent twice (a retried CLI call) starts one job run, as boto3's own token would
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     return {**request, "clientToken": f"coattail-{config.tier}-{digest[:40]}"}
+
+
+def start_job_run_problems(request: Mapping[str, Any]) -> str | None:
+    """What botocore's EMR Serverless model finds wrong with a StartJobRun request, or None."""
+    from botocore.session import get_session
+    from botocore.validate import ParamValidator
+
+    shape = get_session().get_service_model("emr-serverless").operation_model("StartJobRun").input_shape
+    if shape is None:
+        return "botocore's emr-serverless model has no StartJobRun input"
+    report = ParamValidator().validate(request, shape)
+    return report.generate_report() if report.has_errors() else None

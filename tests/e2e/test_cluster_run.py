@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from coattail.run.judge import pipeline_outputs
 from coattail.run.orchestrate import RunRequest, RunResult, execute
-from coattail.run.outputs import RunOutputs
 from coattail.validate.agreement import compare_with_reference
 from infra.package import Package
 from tests.conftest import REPO
@@ -45,12 +45,6 @@ def local_run(stack_env: Path, medium_tape: Path, spark: Any) -> RunResult:
     return execute(request, spark=spark)
 
 
-def outputs(result: RunResult) -> RunOutputs:
-    counts = result.run.read_json("run.json")["counts"]
-    directory = result.run.path / "pipeline"
-    return RunOutputs.load(directory, records_in=counts["records_in"], valid=counts["valid"])
-
-
 @pytest.mark.parametrize("keyed_state", ["driver", "state_store"])
 def test_the_packaged_job_on_the_cluster_gives_local_mode_s_tables_and_alerts(
     keyed_state: str,
@@ -68,7 +62,7 @@ def test_the_packaged_job_on_the_cluster_gives_local_mode_s_tables_and_alerts(
     result = execute(request)
 
     assert local_run.ok and result.ok, (local_run.judgement, result.judgement)
-    ours, local = outputs(result), outputs(local_run)
+    ours, local = pipeline_outputs(result.run), pipeline_outputs(local_run.run)
     assert ours.alerts.num_rows > 0 and local.records_in == ours.records_in
     agreement = compare_with_reference(ours, local)
     assert agreement.ok, agreement.to_dict()

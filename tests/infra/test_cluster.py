@@ -25,10 +25,8 @@ def test_the_cluster_runs_a_master_and_two_one_core_workers(spark_cluster: tuple
     assert report.healthy and report.alive_workers == 2
     assert report.state is not None and report.state.master_url == master
     assert master.startswith(f"spark://{LOOPBACK}:") and port_accepts(report.state.master_port)
-    pids = [cluster.ServerProcess(f"spark-worker-{i}", cluster.cluster_dir(state_dir), cluster.WORKER_CLASS)
-            .running_pid() for i in (1, 2)]  # fmt: skip
-    master_pid = cluster.ServerProcess("spark-master", cluster.cluster_dir(state_dir), cluster.MASTER_CLASS)
-    assert None not in pids and master_pid.running_pid() not in pids
+    pids = [cluster.worker_process(state_dir, i).running_pid() for i in (1, 2)]
+    assert None not in pids and cluster.master_process(state_dir).running_pid() not in pids
     assert len(set(pids)) == 2  # separate JVMs
 
 
@@ -36,7 +34,7 @@ def test_status_tells_a_dead_worker_and_up_brings_the_cluster_back(
     spark_cluster: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state_dir, _ = spark_cluster
-    worker = cluster.ServerProcess("spark-worker-2", cluster.cluster_dir(state_dir), cluster.WORKER_CLASS)
+    worker = cluster.worker_process(state_dir, 2)
     pid = worker.running_pid()
     assert pid is not None
     psutil.Process(pid).send_signal(signal.SIGKILL)

@@ -8,12 +8,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from botocore.session import get_session
-from botocore.validate import ParamValidator
 
 from infra.package import JOB_DEPENDENCIES, Package, PackageError, job_requirements
 from pipeline import emr_job
 from pipeline.config import Config
+from pipeline.emr_job import start_job_run_problems
 from pipeline.jars import sha256_of
 
 
@@ -43,9 +42,7 @@ def test_the_package_holds_what_emr_serverless_runs(job_package: Package) -> Non
     assert manifest["release"] == "emr-spark-8.0.0" and manifest["tier"] == "medium"
     assert sha256_of(job_package.archive) == manifest["archive_sha256"]
     request = json.loads((directory / "start-job-run.json").read_text())
-    shape = get_session().get_service_model("emr-serverless").operation_model("StartJobRun").input_shape
-    report = ParamValidator().validate(request, shape)
-    assert not report.has_errors(), report.generate_report()
+    assert start_job_run_problems(request) is None
     parameters = (directory / "spark-submit-parameters.txt").read_text().strip()
     assert parameters == request["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
     assert (directory / emr_job.ENTRY_POINT).read_text() == emr_job.ENTRY_POINT_SOURCE
