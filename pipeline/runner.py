@@ -397,6 +397,19 @@ class PipelineRunner:
         return result
 
 
+def batch_record(result: BatchResult) -> dict[str, int]:
+    """One committed micro-batch's counts, stamped with the wall clock (``t_us``): a run's
+    ``metrics/batches``, and the packaged job's report of them (``pipeline.jobs.streaming``)."""
+    return {
+        "batch_id": result.batch_id,
+        "t_us": time.time_ns() // 1_000,
+        "records_in": result.records_in,
+        "valid": result.valid,
+        "quarantined": result.quarantined,
+        "alerts": result.alerts.num_rows,
+    }
+
+
 def _cause(error: Any) -> str:
     """The line of a query failure a user should read: our own error (the last one raised, after any
     botocore or Py4J text it wraps), else the first line that looks like one."""

@@ -9,6 +9,11 @@ import typer
 
 from coattail.commands.stack import SetOption, TierOption, cli_errors, console, load_config
 
+PackageOption = Annotated[
+    Path | None,
+    typer.Option("--package", help="The job package to submit (`coattail package --out DIR`)."),
+]
+
 
 def package(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the package into.")],

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from coattail.commands.package import PackageOption
 from coattail.commands.stack import (
     AllowRealAwsOption,
     EndpointOption,
@@ -54,9 +55,7 @@ def run(
         typer.Option("--master", help="Submit the packaged job to this Spark standalone master "
                      "(spark://HOST:PORT, see `coattail cluster status`) instead of running here."),
     ] = None,
-    package: Annotated[
-        Path | None, typer.Option("--package", help="The job package to submit (`coattail package`).")
-    ] = None,
+    package: PackageOption = None,
     sets: SetOption = None,
 ) -> None:
     """Run the streaming pipeline: source -> MOD-xxx detectors -> Iceberg tables and DynamoDB alerts."""

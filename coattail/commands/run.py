@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from coattail.commands.package import PackageOption
 from coattail.commands.stack import cli_errors, load_config, parse_sets
 from coattail.run import Via
 from core.errors import ConfigError
@@ -89,9 +90,7 @@ def run(
         typer.Option("--cluster", help="Submit the job package (--package) to the local Spark cluster "
                      "(`coattail cluster up`) instead of running the pipeline in this process."),
     ] = False,
-    package: Annotated[
-        Path | None, typer.Option("--package", help="The job package for --cluster (`coattail package`).")
-    ] = None,
+    package: PackageOption = None,
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes

@@ -211,7 +211,7 @@ def _stream(
     """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
     from infra.submit import ClusterJob
     from pipeline.producer.settings import load_producer_settings
-    from pipeline.runner import PipelineRunner
+    from pipeline.runner import PipelineRunner, batch_record
     from replay.child_process import replay_to_kinesis, replay_via_producer
     from replay.engine import Progress as ReplayProgress
 
@@ -220,16 +220,7 @@ def _stream(
 
     def on_batch(result: BatchResult) -> None:
         with lock:
-            batches.append(
-                {
-                    "batch_id": result.batch_id,
-                    "t_us": time.time_ns() // 1_000,
-                    "records_in": result.records_in,
-                    "valid": result.valid,
-                    "quarantined": result.quarantined,
-                    "alerts": result.alerts.num_rows,
-                }
-            )
+            batches.append(batch_record(result))
 
     total = _event_count(tapes)
     consumer: PipelineRunner | ClusterJob

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import CoattailError, ConfigError
 from pipeline.config import Config, RuntimeSettings
 from pipeline.engine import BatchResult
+from pipeline.runner import PipelineRunner, batch_record
 from pipeline.spark import KEYED_STATE_CONF, submitted_session
 
 if TYPE_CHECKING:
@@ -116,16 +117,8 @@ class Reporter:
         """One line per committed micro-batch."""
         if self.directory is None:
             return
-        line = {
-            "batch_id": result.batch_id,
-            "t_us": time.time_ns() // 1_000,
-            "records_in": result.records_in,
-            "valid": result.valid,
-            "quarantined": result.quarantined,
-            "alerts": result.alerts.num_rows,
-        }
         with (self.directory / BATCHES_FILE).open("a") as f:
-            f.write(json.dumps(line) + "\n")
+            f.write(json.dumps(batch_record(result)) + "\n")
 
     def stop_requested(self) -> bool:
         """Whether the submitter asked for a clean stop."""
@@ -152,8 +145,6 @@ def where_it_runs(spark: SparkSession) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> None:
     """Run the job until it is stopped, idle (``--until-idle``) or fails."""
-    from pipeline.runner import PipelineRunner
-
     reporter = Reporter(args.report_dir)
     spark = submitted_session("coattail-job")
     config = load_job_config(args, spark.conf.get(KEYED_STATE_CONF, None))

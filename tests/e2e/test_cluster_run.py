@@ -76,10 +76,15 @@ def test_the_packaged_job_on_the_cluster_gives_local_mode_s_tables_and_alerts(
     report = json.loads((result.run.path / "job" / "report" / "progress.json").read_text())
     assert report["state"] == "stopped" and report["keyed_state"] == keyed_state
     where = report["where"]
-    assert len(where["executors"]) == 2
+    assert where["executors"]  # those that ran the probe's tasks
     for process in [where["driver"], *where["executors"]]:
         assert process["python"].endswith("/environment/bin/python")
         assert "/environment/lib/python3.11/site-packages/pipeline/" in process["pipeline"]
         assert not process["pipeline"].startswith(str(REPO / "pipeline"))
     for executor in where["executors"]:
         assert executor["python"].startswith(str(cluster_dir))
+    # and every executor of the application, on both workers, unpacked the package's environment
+    app = Path(where["executors"][0]["python"]).parents[3].name
+    executor_dirs = list(cluster_dir.glob(f"cluster/work-*/{app}/*"))
+    assert {d.parent.parent.name for d in executor_dirs} == {"work-1", "work-2"}
+    assert all((d / "environment" / "bin" / "python").exists() for d in executor_dirs)
