@@ -148,18 +148,15 @@ def run(args: argparse.Namespace) -> None:
     reporter = Reporter(args.report_dir)
     spark = submitted_session("coattail-job")
     config = load_job_config(args, spark.conf.get(KEYED_STATE_CONF, None))
-    runner: PipelineRunner | None = None
-
     where = where_it_runs(spark) if reporter.directory is not None else None
 
     def progress(state: str, error: str | None = None) -> None:
-        totals = runner.progress if runner is not None else None
+        totals = runner.progress
         reporter.write(PROGRESS_FILE, {
             "state": state, "error": error, "pid": os.getpid(), "tier": config.tier,
-            "keyed_state": config.spark.keyed_state, "where": where,
-            "records_in": totals.records_in if totals else 0, "valid": totals.valid if totals else 0,
-            "quarantined": totals.quarantined if totals else 0, "alerts": totals.alerts if totals else 0,
-            "batches": totals.batches if totals else 0,
+            "keyed_state": config.spark.keyed_state, "where": where, "records_in": totals.records_in,
+            "valid": totals.valid, "quarantined": totals.quarantined, "alerts": totals.alerts,
+            "batches": totals.batches,
         })  # fmt: skip
 
     def on_batch(result: BatchResult) -> None:
