@@ -59,8 +59,8 @@ def catalog_conf(config: Config) -> dict[str, str]:
     """Spark's Iceberg catalog ``coattail`` and Delta's session catalog, for ``config``'s profile.
 
     ``lite``: Iceberg's JDBC catalog on the SQLite file pyiceberg's SQL catalog keeps in the state dir
-    (pyiceberg's SQL catalog follows the JDBC catalog's tables; on main no Spark code reads or writes
-    through it yet, the driver-side writer is pyiceberg); ``mirror`` and ``aws``: Glue and S3 (the
+    (pyiceberg's SQL catalog keeps the JDBC catalog's tables: Spark reads and writes what pyiceberg
+    does, tests/pipeline/test_spark_conf.py); ``mirror`` and ``aws``: Glue and S3 (the
     emulator's endpoints when they are local, with path-style S3 addressing as moto needs).
     """
     prefix = f"spark.sql.catalog.{CATALOG}"
