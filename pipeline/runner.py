@@ -415,6 +415,21 @@ class PipelineRunner:
         return result
 
 
+def batch_record(result: BatchResult) -> dict[str, int]:
+    """One routed micro-batch's counts and stamps (``BatchTiming``; ``t_us`` = when it was routed): a run's
+    ``metrics/batches``, and the packaged job's report of them (``pipeline.jobs.streaming``)."""
+    if result.timing is None:
+        raise PipelineError(f"batch {result.batch_id} has no timing: the runner stamps every routed batch")
+    return {
+        **result.timing.to_dict(),
+        "t_us": result.timing.routed_us,
+        "records_in": result.records_in,
+        "valid": result.valid,
+        "quarantined": result.quarantined,
+        "alerts": result.alerts.num_rows,
+    }
+
+
 def _cause(error: Any) -> str:
     """The line of a query failure a user should read: our own error (the last one raised, after any
     botocore or Py4J text it wraps), else the first line that looks like one, else the Python error a

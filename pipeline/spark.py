@@ -1,13 +1,24 @@
-"""Build the SparkSession the pipeline runs in (local mode here, a cluster in production)."""
+"""The SparkSession the pipeline runs in, and the Spark settings every placement of it shares.
+
+``session_conf`` is what every session of the pipeline runs with, wherever it runs: in this process
+(``build_session``, local mode), submitted to a Spark standalone cluster or submitted to EMR Serverless
+(``submitted_session``; ``pipeline.emr_job`` turns the same settings into ``sparkSubmitParameters``).
+``catalog_conf`` holds the Iceberg and Delta catalog properties of a profile, in one place for every
+submission.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
+from core.errors import PipelineError
+from pipeline.aws import endpoint_for, is_local_endpoint
 from pipeline.config import Config
 from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
@@ -15,6 +26,89 @@ from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+LOOPBACK = "127.0.0.1"
+STATE_STORE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+KEYED_STATE_CONF = "spark.coattail.keyedState"
+"""A submission may set the keyed-state mode here (``driver`` | ``state_store``); it wins over the job's
+config file, so one package runs in either mode (``pipeline.jobs.streaming``)."""
+CATALOG = "coattail"
+"""The Iceberg catalog's name, in Spark as in pyiceberg (``pipeline.sinks.iceberg.load_catalog``)."""
+LOCAL_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager"
+"""For checkpoints on a local POSIX file system (local mode, a cluster on this machine): the default
+FileContext-based manager spends about 25 ms per offset- and commit-log entry on a local disk, twice per
+trigger; this one writes a temporary file and renames it, which is atomic there: a tenth of the time."""
+SQL_EXTENSIONS = (
+    "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions,"
+    "io.delta.sql.DeltaSparkSessionExtension"
+)
+
+
+def session_conf(config: Config, *, shuffle_partitions: int) -> dict[str, str]:
+    """The Spark settings of every session of the pipeline, local, on a cluster or on EMR."""
+    return {
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDER,
+        KEYED_STATE_CONF: config.spark.keyed_state,
+    }
+
+
+def catalog_conf(config: Config) -> dict[str, str]:
+    """Spark's Iceberg catalog ``coattail`` and Delta's session catalog, for ``config``'s profile.
+
+    ``lite``: Iceberg's JDBC catalog on the SQLite file pyiceberg's SQL catalog keeps in the state dir
+    (pyiceberg's SQL catalog keeps the JDBC catalog's tables: Spark reads and writes what pyiceberg
+    does, tests/pipeline/test_spark_conf.py); ``mirror`` and ``aws``: Glue and S3 (the
+    emulator's endpoints when they are local, with path-style S3 addressing as moto needs).
+    """
+    prefix = f"spark.sql.catalog.{CATALOG}"
+    conf = {
+        "spark.sql.extensions": SQL_EXTENSIONS,
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        prefix: "org.apache.iceberg.spark.SparkCatalog",
+    }
+    runtime = config.runtime
+    if runtime.profile == "lite":
+        root = Path(runtime.state_dir).resolve() / "iceberg"
+        return conf | {
+            f"{prefix}.type": "jdbc",
+            f"{prefix}.uri": f"jdbc:sqlite:{root / 'catalog.db'}",
+            f"{prefix}.warehouse": (root / "warehouse").as_uri(),
+        }
+    conf |= {
+        f"{prefix}.type": "glue",
+        f"{prefix}.warehouse": f"s3://{config.storage.warehouse_bucket}/",
+        f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+        f"{prefix}.client.region": runtime.region,
+    }
+    for service in ("glue", "s3"):
+        endpoint = endpoint_for(service, runtime)
+        if endpoint:
+            conf[f"{prefix}.{service}.endpoint"] = endpoint
+        if service == "s3" and is_local_endpoint(endpoint):
+            conf[f"{prefix}.s3.path-style-access"] = "true"
+    return conf
+
+
+def driver_host(master: str) -> str:
+    """The address the driver binds and advertises: loopback for a local master; for ``spark://host:port``
+    the address of this machine on the route to the master, which its workers reach."""
+    if not master.startswith("spark://"):
+        return LOOPBACK
+    first = master.removeprefix("spark://").split(",")[0]
+    parsed = urlparse(f"spark://{first}")
+    if not parsed.hostname:
+        raise PipelineError(f"master {master!r} names no host; give it as spark://HOST:PORT")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((parsed.hostname, parsed.port or 7077))  # no packet is sent: routing only
+            address: str = probe.getsockname()[0]
+    except OSError as e:
+        raise PipelineError(f"no route from this machine to the master {master}: {e}") from e
+    return address
 
 
 def build_session(
@@ -24,11 +118,10 @@ def build_session(
     local_dir: Path | None = None,
     jars: Sequence[Path] | None = None,
 ) -> tuple[SparkSession, JavaRuntime | None]:
-    """Start (or reuse) the session for ``config``'s tier.
+    """Start (or reuse) the session for ``config``'s tier in this process, on ``spark.local.master``.
 
-    In local mode a Java runtime is located first (and returned, so callers can say which was
-    picked), and ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath; on a
-    cluster the launcher provides Java and the jars (EMR ships them), and ``None`` is returned.
+    In local mode a Java runtime is located first (and returned, so callers can say which was picked),
+    and ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath.
     """
     from pyspark.sql import SparkSession
 
@@ -37,31 +130,21 @@ def build_session(
     if master.startswith("local"):
         java = locate_java()
         os.environ["JAVA_HOME"] = str(spark_java_home(java))
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         # Python workers must run this interpreter (the venv), not whatever python3 is on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(master)
-        .config("spark.driver.memory", config.spark.local.driver_memory)
-        .config("spark.sql.shuffle.partitions", str(config.spark.local.shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.streaming.stateStore.providerClass",
-                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-    )
+    host = driver_host(master)
+    builder = SparkSession.builder.appName(app_name).master(master)
+    conf = session_conf(config, shuffle_partitions=config.spark.local.shuffle_partitions) | {
+        "spark.driver.memory": config.spark.local.driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.driver.bindAddress": host,
+        "spark.driver.host": host,
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
     if master.startswith("local"):
-        # The default FileContext-based manager spends about 25 ms per offset- and commit-log entry on
-        # a local disk, twice per trigger; the FileSystem-based one writes a temporary file and renames
-        # it, which is atomic on a local POSIX file system: same guarantee, a tenth of the time.
-        builder = builder.config(
-            "spark.sql.streaming.checkpointFileManagerClass",
-            "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager",
-        )
+        builder = builder.config("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_MANAGER)
         # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
         # nothing is resolved at run time. Without them the session starts as before.
         jars = installed_jars() if jars is None else jars
@@ -75,3 +158,13 @@ def build_session(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session, java
+
+
+def submitted_session(app_name: str) -> SparkSession:
+    """The session of a process ``spark-submit`` started (a cluster, EMR): its parameters
+    (``pipeline.emr_job``) carry the master, Java, jars and every setting, so it is taken as it is."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.appName(app_name).getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -15,6 +15,8 @@ from pipeline.config import Config, ConfigLoader
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from infra.package import Package
+
 REPO = Path(__file__).resolve().parent.parent
 REAL_TAPES = REPO.parent / "shared" / "real-tapes"
 
@@ -75,3 +77,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "kinesis_mock" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def job_package(tmp_path_factory: pytest.TempPathFactory) -> Package:
+    """The medium tier's job package (``coattail package``), built once per test run (about a minute)."""
+    from infra.package import build_package
+
+    return build_package(ConfigLoader().load("medium", env={}), tmp_path_factory.mktemp("package"))
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The one Spark standalone cluster of the test run (``coattail cluster``'s default size): its state
+    dir and master URL. Stopped at the end whatever happened."""
+    from infra import cluster
+
+    state_dir = tmp_path_factory.mktemp("cluster-state")
+    try:
+        report = cluster.up(state_dir)
+        assert report.state is not None
+        yield state_dir, report.state.master_url
+    finally:
+        cluster.down(state_dir)

@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "reliability",
     "backtest",
     "bench",
+    "package",
+    "cluster",
 )
 
 

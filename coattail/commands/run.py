@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from coattail.commands.stack import cli_errors, parse_sets
+from coattail.commands.package import PackageOption
+from coattail.commands.stack import cli_errors, load_config, parse_sets
 from coattail.run import Via
+from core.errors import ConfigError
 from infra.stack import KinesisEngine
 from pipeline.config import ProfileName, TierName
 
@@ -96,6 +98,12 @@ def run(
     dashboard_port: Annotated[
         int, typer.Option("--dashboard-port", help="The --live dashboard's port on 127.0.0.1 (0: free).")
     ] = 0,
+    cluster: Annotated[
+        bool,
+        typer.Option("--cluster", help="Submit the job package (--package) to the local Spark cluster "
+                     "(`coattail cluster up`) instead of running the pipeline in this process."),
+    ] = False,
+    package: PackageOption = None,
 ) -> None:
     """Replay tapes through the pipeline on the local stack, validate, and write a run directory + report."""
     from coattail.commands.tape import day_tapes
@@ -105,6 +113,7 @@ def run(
         every = [*(tapes or []), *day_tapes(days or [], runs_root / "tapes")]
         if not every:
             raise typer.BadParameter("give tape directories, or --day specs to fetch")
+        master = _local_cluster(package) if cluster else None
         request = RunRequest(
             tapes=tuple(every),
             tier=tier,
@@ -119,11 +128,26 @@ def run(
             via=via,
             kinesis=kinesis,
             keep_resources=keep_resources,
+            cluster=master,
+            package=package,
         )
         if live:
             _execute_live(request, dashboard_port)
         else:
             _execute(request)
+
+
+def _local_cluster(package: Path | None) -> str:
+    """The master of the healthy local cluster, for ``--cluster``; what to do when there is none."""
+    from infra import cluster
+
+    if package is None:
+        raise ConfigError("--cluster submits the job package: build it with `coattail package --tier T --out "
+                          "DIR` and pass --package DIR")
+    report = cluster.status(load_config().runtime.state_dir)
+    if not report.healthy or report.state is None:
+        raise ConfigError(f"--cluster needs the local Spark cluster: {report.summary()}")
+    return report.state.master_url
 
 
 def demo(

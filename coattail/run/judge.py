@@ -107,9 +107,7 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
     """Validate the run in ``run`` and write ``validation.json``, ``summary.json`` and ``report.html``."""
     request = run.read_json("run.json")
     counts = request.get("counts", {})
-    pipeline = RunOutputs.load(
-        run.path / "pipeline", records_in=counts.get("records_in", 0), valid=counts.get("valid", 0)
-    )
+    pipeline = pipeline_outputs(run)
     reference = RunOutputs.load(
         run.path / "reference",
         records_in=counts.get("reference_records_in", 0),
@@ -200,3 +198,11 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
 
 def _read_parquet(path: Path) -> pl.DataFrame:
     return pl.read_parquet(path) if path.is_file() else pl.DataFrame()
+
+
+def pipeline_outputs(run: RunDir) -> RunOutputs:
+    """The pipeline's tables and alerts that ``run`` captured, with its record counts."""
+    counts = run.read_json("run.json").get("counts", {})
+    return RunOutputs.load(
+        run.path / "pipeline", records_in=counts.get("records_in", 0), valid=counts.get("valid", 0)
+    )

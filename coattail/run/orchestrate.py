@@ -49,6 +49,7 @@ from replay.faults import FaultSpec, load_fault_spec
 
 if TYPE_CHECKING:
     from infra.stack import KinesisEngine
+    from infra.submit import ClusterJob
     from replay.via_ws import ProducerReport
 
 US = 1_000_000
@@ -80,6 +81,11 @@ class RunRequest:
     is and starts moto when none runs."""
     keep_resources: bool = False
     """Keep the run's own stream, alerts table and namespace on the stack (``coattail gc`` removes them)."""
+    cluster: str | None = None
+    """A Spark standalone master (``spark://...``): the job ``package`` is submitted there with
+    spark-submit (``infra.submit``) instead of the pipeline running in this process."""
+    package: Path | None = None
+    """The job package (``coattail package``) to submit to ``cluster``."""
 
 
 @dataclass(frozen=True)
@@ -219,8 +225,9 @@ def _stream(
     observer: RunObserver,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
+    from infra.submit import ClusterJob
     from pipeline.producer.settings import load_producer_settings
-    from pipeline.runner import PipelineRunner
+    from pipeline.runner import PipelineRunner, batch_record
     from replay.child_process import replay_to_kinesis, replay_via_producer
     from replay.engine import Progress as ReplayProgress
 
@@ -233,31 +240,25 @@ def _stream(
     def on_batch(result: BatchResult) -> None:
         nonlocal processed
         latency.on_batch(result)
-        assert result.timing is not None, "the runner stamps every routed batch"
         with lock:
             processed += result.records_in
             observer.processed(processed, len(batches) + 1)
-            batches.append(
-                {
-                    **result.timing.to_dict(),
-                    "t_us": result.timing.routed_us,
-                    "records_in": result.records_in,
-                    "valid": result.valid,
-                    "quarantined": result.quarantined,
-                    "alerts": result.alerts.num_rows,
-                }
-            )
+            batches.append(batch_record(result))
 
     total = _event_count(tapes)
-    runner = PipelineRunner(
-        config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch,
-        on_commit=latency.on_commit,
-    )
+    consumer: PipelineRunner | ClusterJob
+    if request.cluster is None:
+        consumer = runner = PipelineRunner(
+            config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch,
+            on_commit=latency.on_commit,
+        )
+    else:
+        consumer = _cluster_job(request, config, run)
     sent_samples: list[tuple[int, int]] = []
     try:
         with steps.step("pipeline: starting Spark and the streaming query"):
             t = time.monotonic()
-            runner.start()
+            consumer.start()
             timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
         with steps.step("replay into Kinesis", total=total) as task:
             observer.stage("replaying")
@@ -298,34 +299,42 @@ def _stream(
         observer.stage("consuming")
         with steps.step("pipeline: consuming", total=expected) as task:
             deadline = time.monotonic() + request.timeout_s
-            while runner.progress.records_in < expected:
+            while consumer.progress.records_in < expected:
                 if time.monotonic() > deadline:
                     raise PipelineError(
-                        f"the pipeline processed {runner.progress.records_in:,} of {expected:,} records "
+                        f"the pipeline processed {consumer.progress.records_in:,} of {expected:,} records "
                         f"within {request.timeout_s:.0f} s"
                     )
-                task.update(completed=runner.progress.records_in)
-                runner.check_alive()
+                task.update(completed=consumer.progress.records_in)
+                consumer.check_alive()
                 time.sleep(0.2)
             # ``records_in`` counts batches whose alerts are written but whose tables may still sit in
             # the router's spool: wait for those commits (a failed one raises here) before capturing.
+            # A cluster's job commits them as it stops.
             task.update(note="committing spooled tables")
-            runner.router.flush()
-            progress = runner.progress
+            if isinstance(consumer, ClusterJob):
+                progress = consumer.stop()
+            else:
+                runner.router.flush()
+                progress = runner.progress
             task.update(completed=progress.records_in)
         elapsed = time.monotonic() - t_replay
         timings["end_to_end_s"] = round(elapsed, 3)
         timings["throughput_eps"] = round(summary.sent / elapsed, 1) if elapsed > 0 else None
         # Spark's own per-trigger figures (durations by phase, rows): where the time went.
-        if runner.query is not None:
+        if isinstance(consumer, ClusterJob):
+            batches.extend(consumer.batches())
+            run.write_json("metrics/query_progress.json", consumer.query_progress())
+        elif runner.query is not None:
             run.write_json(
                 "metrics/query_progress.json", [json.loads(p.json) for p in runner.query.recentProgress]
             )
     finally:
-        runner.stop()
+        consumer.stop()
     with steps.step("capture: reading the Iceberg tables"):
         outputs = capture_outputs(
-            config, records_in=progress.records_in, valid=progress.valid, spark=runner.spark
+            config, records_in=progress.records_in, valid=progress.valid,
+            spark=None if isinstance(consumer, ClusterJob) else runner.spark,
         )
         outputs.save(run.path / "pipeline")
         committed = latency.committed_us
@@ -354,6 +363,21 @@ def _stream(
     # The replay's account of the faults it injected: from the run's spec, and those a tape asked for.
     labels = [lb.model_dump(mode="json") for lb in [*summary.labels, *summary.tape_fault_labels]]
     return labels, counts
+
+
+def _cluster_job(request: RunRequest, config: Config, run: RunDir) -> ClusterJob:
+    """The run's job on ``request.cluster``: the package submitted with the run's config."""
+    from infra.package import Package
+    from infra.submit import ClusterJob
+
+    if request.package is None:
+        raise PipelineError(
+            "a run on a cluster submits the job package: build it with `coattail package --tier T --out DIR`"
+        )
+    return ClusterJob(
+        Package.open(request.package), config, request.cluster or "", work_dir=run.path / "job",
+        checkpoint=run.path / "checkpoint",
+    )  # fmt: skip
 
 
 def producer_stage(report: ProducerReport) -> dict[str, Any]:

@@ -7,7 +7,6 @@ judged against the tape's labels, the replay's fault labels and the independent 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.spark]
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden"
 FAULTS = GOLDEN / "whale-day-30m.faults.yaml"
 RAISED_BTC = 2_000_000.0
-
-
-@pytest.fixture(scope="module")
-def stack_env(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Runs go to the session's moto server; local state (Iceberg catalog) to a temporary directory."""
-    state = tmp_path_factory.mktemp("state")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COATTAIL_AWS_ENDPOINT", aws_endpoint)
-        mp.setenv("COATTAIL_STATE_DIR", str(state))
-        yield tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="module")

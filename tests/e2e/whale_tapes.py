@@ -10,14 +10,21 @@ START_US = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
 
 
 def whale_day(
-    out: Path, *, symbols: tuple[str, ...], exchanges: tuple[str, ...], minutes: int, seed: int, scale: float
+    out: Path,
+    *,
+    symbols: tuple[str, ...],
+    exchanges: tuple[str, ...],
+    minutes: int,
+    seed: int,
+    scale: float,
+    scenario: str = "whale-day",
 ) -> Path:
-    """Generate the ``whale-day`` scenario into ``out`` and return it."""
+    """Generate the ``whale-day`` scenario (or another preset) into ``out`` and return it."""
     from sim.generator import GenerateSpec, generate
     from sim.scenario import load_scenario
 
     spec = GenerateSpec(
-        scenario=load_scenario("whale-day"),
+        scenario=load_scenario(scenario),
         symbols=symbols,
         exchanges=exchanges,
         start_us=START_US,
