@@ -233,6 +233,7 @@ def _stream(
     def on_batch(result: BatchResult) -> None:
         nonlocal processed
         latency.on_batch(result)
+        observer.latency(latency.live())
         assert result.timing is not None, "the runner stamps every routed batch"
         with lock:
             processed += result.records_in
@@ -311,6 +312,7 @@ def _stream(
             # the router's spool: wait for those commits (a failed one raises here) before capturing.
             task.update(note="committing spooled tables")
             runner.router.flush()
+            observer.latency(latency.live())  # with the last batches' commits (freshness)
             progress = runner.progress
             task.update(completed=progress.records_in)
         elapsed = time.monotonic() - t_replay
