@@ -35,6 +35,7 @@ class LiveRun(RunObserver):
             "records_in": 0,
             "batches": 0,
             "message": None,
+            "latency": None,
         }
         self._config: Config | None = None
         self._run_path: Path | None = None
@@ -67,6 +68,11 @@ class LiveRun(RunObserver):
         """The pipeline's progress."""
         with self._lock:
             self._status.update(records_in=records_in, batches=batches)
+
+    def latency(self, figures: dict[str, Any]) -> None:
+        """The pipeline's per-event latency so far (None until the first batch)."""
+        with self._lock:
+            self._status["latency"] = figures
 
     def stage(self, state: str, message: str | None = None) -> None:
         """The run's state."""

@@ -48,6 +48,8 @@ STAGES: Final = {
 """Every stage's name and what it measures, in display order."""
 HEADLINE: Final = (("results", "p99"), ("alert", "p50"))
 """The paced run's headline figures: per-event p99 to results, alerts' p50 to DynamoDB (issue 22's goals)."""
+LIVE_STAGES: Final = ("results", "freshness")
+"""The stages a live run's dashboard shows as they change."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,21 @@ class LatencyRecorder:
         sinks = np.array([committed_us - batch.results_us])
         self.histograms["sinks"].add(sinks, weight=int(batch.due_us.size))
         self.histograms["freshness"].add(committed_us - batch.due_us)
+
+    def live(self) -> dict[str, Any]:
+        """The figures so far for a live display: ``queueing`` (max speed: the stages measure the queue),
+        ``speed``, and per stage of ``LIVE_STAGES`` its label and ``summary_ms`` (percentiles from the
+        histogram's buckets, so the cost does not grow with the events counted)."""
+        with self._lock:
+            speed = None if self.schedule is None else self.schedule.speed
+            return {
+                "queueing": self.schedule is not None and speed is None,
+                "speed": speed,
+                "stages": {
+                    name: {"label": STAGES[name], **self.histograms[name].summary_ms()}
+                    for name in LIVE_STAGES
+                },
+            }
 
     def to_dict(self) -> dict[str, Any]:
         """``metrics/latency.json``: the schedule, whether the figures are queueing, every histogram."""

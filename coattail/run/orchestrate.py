@@ -240,6 +240,7 @@ def _stream(
     def on_batch(result: BatchResult) -> None:
         nonlocal processed
         latency.on_batch(result)
+        observer.latency(latency.live())
         with lock:
             processed += result.records_in
             observer.processed(processed, len(batches) + 1)
@@ -316,6 +317,7 @@ def _stream(
                 progress = consumer.stop()
             else:
                 runner.router.flush()
+                observer.latency(latency.live())  # with the last batches' commits (freshness)
                 progress = runner.progress
             task.update(completed=progress.records_in)
         elapsed = time.monotonic() - t_replay

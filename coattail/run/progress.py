@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -109,6 +109,9 @@ class RunObserver:
 
     def processed(self, records_in: int, batches: int) -> None:
         """The pipeline took ``records_in`` records in ``batches`` micro-batches so far."""
+
+    def latency(self, figures: dict[str, Any]) -> None:
+        """The per-event latency so far, as ``LatencyRecorder.live`` gives it (after each batch)."""
 
     def stage(self, state: str, message: str | None = None) -> None:
         """The run moved to ``state`` (``replaying``, ``consuming``, ``finished``, ``failed``)."""

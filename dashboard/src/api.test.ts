@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { AlertApiClient, ApiError, HarnessClient } from "./api";
-import { alert, fakeFetch } from "./test/fixtures";
+import { alert, fakeFetch, runStatus } from "./test/fixtures";
 
 describe("AlertApiClient", () => {
   it("passes the filters and options as the API's query parameters", async () => {
@@ -52,6 +52,15 @@ describe("HarnessClient", () => {
     expect(await new HarnessClient("http://h", fetch).run()).toBeNull();
     expect(await new HarnessClient(null, fetch).market("BTCUSDT")).toBeNull();
     expect(await new HarnessClient(null, fetch).symbols()).toEqual([]);
+  });
+
+  it("passes the live run's status on with its per-event latency", async () => {
+    const status = runStatus();
+    const { fetch, urls } = fakeFetch(() => [200, status]);
+    const run = await new HarnessClient("http://h/", fetch).run();
+    expect(urls).toEqual(["http://h/run"]);
+    expect(run?.latency?.stages.results).toEqual(status.latency?.stages.results);
+    expect(run?.latency?.queueing).toBe(false);
   });
 
   it("answers null when the harness has nothing to show (a JSON null)", async () => {

@@ -55,6 +55,26 @@ export interface RunStatus {
   records_in: number;
   batches: number;
   message: string | null;
+  /** The pipeline's per-event latency so far; null until the first micro-batch. */
+  latency: PipelineLatency | null;
+}
+
+/** One stage of the per-event latency (ms; null percentiles while nothing was counted). */
+export interface LatencyStage {
+  label: string;
+  p50: number | null;
+  p99: number | null;
+  count: number;
+}
+
+/**
+ * The run's per-event latency from each event's scheduled send time, by stage. `queueing`: a max-speed
+ * replay, where every event is due at the start, so the figures measure the queue behind the tape.
+ */
+export interface PipelineLatency {
+  queueing: boolean;
+  speed: number | null;
+  stages: { results: LatencyStage; freshness: LatencyStage };
 }
 
 /** A time series as two equal-length arrays (µs exchange time, value). */

@@ -8,9 +8,11 @@ by default under the checkout's ``runs/test-artefacts/`` (replaced by each test 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from coattail.dashboard import browser
 from coattail.dashboard.live import LiveRun
 from coattail.dashboard.server import Backend, make_dashboard_server, url
+from coattail.run.latency import LIVE_STAGES
 from coattail.run.orchestrate import RunRequest, RunResult, execute, remove_own
 from coattail.run.progress import Steps
 from tests.conftest import REPO
@@ -87,6 +90,15 @@ def test_new_alerts_appear_live_during_the_paced_run(session: LiveSession) -> No
     ids = set(browser.expected_alerts(session.result.run.path)["ids"])
     assert set(watched["seen_ms"]) == ids  # every alert of the run appeared while the page was open
     assert (session.artefacts / "live" / "live-first-alert.png").stat().st_size > 10_000
+
+
+def test_the_run_route_ends_with_the_runs_per_event_latency(session: LiveSession) -> None:
+    with urllib.request.urlopen(session.url + "harness/run", timeout=30) as reply:
+        reported = json.loads(reply.read())["latency"]
+    recorded = json.loads((session.result.run.path / "metrics" / "latency.json").read_text())
+    assert reported["queueing"] is False and reported["speed"] == SPEED
+    for name in LIVE_STAGES:  # the last report came after the last commit: it counts every event
+        assert reported["stages"][name]["count"] == recorded["stages"][name]["count"] > 0, name
 
 
 def test_finished_run_in_the_browser(session: LiveSession) -> None:

@@ -1,4 +1,4 @@
-import type { Alert } from "../types";
+import type { Alert, PipelineLatency, RunStatus } from "../types";
 
 /** An alert with every field; `over` replaces some. */
 export function alert(over: Partial<Alert> = {}): Alert {
@@ -34,4 +34,36 @@ export function fakeFetch(answer: (url: string) => [number, unknown]): { fetch: 
     return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
   }) as typeof fetch;
   return { fetch: fetchImpl, urls };
+}
+
+/** Per-event latency as the harness reports it: a paced run (1x) unless `over` says otherwise. */
+export function pipelineLatency(over: Partial<PipelineLatency> = {}): PipelineLatency {
+  return {
+    queueing: false,
+    speed: 1,
+    stages: {
+      results: { label: "scheduled -> results available", p50: 812.4, p99: 2_250.7, count: 1_200 },
+      freshness: { label: "scheduled -> rows committed", p50: 3_100, p99: 7_900.2, count: 1_150 },
+    },
+    ...over,
+  };
+}
+
+/** A live run's status from `GET /harness/run`; `over` replaces some fields. */
+export function runStatus(over: Partial<RunStatus> = {}): RunStatus {
+  return {
+    run_id: "run-1",
+    state: "consuming",
+    sent: 1_200,
+    total: 2_000,
+    events_per_s: 400,
+    position_us: 1_767_225_630_000_000,
+    start_us: 1_767_225_600_000_000,
+    end_us: 1_767_225_660_000_000,
+    records_in: 1_200,
+    batches: 7,
+    message: null,
+    latency: pipelineLatency(),
+    ...over,
+  };
 }

@@ -1,12 +1,58 @@
 import type { AlertApiClient, HarnessClient } from "../api";
 import { useAlertFeed, usePolled } from "../feed";
 import { formatNumber, formatTime, quantile } from "../format";
-import type { Alert } from "../types";
+import type { Alert, LatencyStage, PipelineLatency } from "../types";
 
 /** Latency from the replay's send to the alert's DynamoDB write (ms): p50 and p99 over `alerts`. */
 export function sendToWrite(alerts: Alert[]): { p50: number | null; p99: number | null; n: number } {
   const ms = alerts.flatMap((a) => (a.ts_written !== null && a.ts_sent !== null ? [(a.ts_written - a.ts_sent) / 1000] : []));
   return { p50: quantile(ms, 0.5), p99: quantile(ms, 0.99), n: ms.length };
+}
+
+function ms(value: number | null): string {
+  return value === null ? "–" : `${formatNumber(value, 0)} ms`;
+}
+
+function StageRow({ name, stage }: { name: string; stage: LatencyStage }) {
+  return (
+    <tr data-testid={`stage-${name}`}>
+      <th scope="row">{stage.label}</th>
+      <td>{ms(stage.p50)}</td>
+      <td>{ms(stage.p99)}</td>
+      <td>{formatNumber(stage.count, 0)}</td>
+    </tr>
+  );
+}
+
+/**
+ * The pipeline's per-event latency as the run measures it (every event, from its scheduled send time);
+ * at max speed every event is due at the start, so the figures are the queue's and are labelled so.
+ */
+export function PipelineLatencyTable({ latency }: { latency: PipelineLatency | null }) {
+  if (latency === null) return <p className="muted" data-testid="pipeline-latency">No micro-batch yet.</p>;
+  return (
+    <>
+      {latency.queueing && (
+        <p className="muted" data-testid="queueing">
+          Queueing: a max-speed replay makes every event due at the start, so these figures measure the queue behind the tape, not the pipeline&apos;s latency.
+        </p>
+      )}
+      <table className="latency" data-testid="pipeline-latency" data-queueing={latency.queueing}>
+        <thead>
+          <tr>
+            <th scope="col">{latency.queueing ? "queueing" : "stage"}</th>
+            <th scope="col">p50</th>
+            <th scope="col">p99</th>
+            <th scope="col">events</th>
+          </tr>
+        </thead>
+        <tbody>
+          <StageRow name="results" stage={latency.stages.results} />
+          <StageRow name="freshness" stage={latency.stages.freshness} />
+        </tbody>
+      </table>
+    </>
+  );
 }
 
 /** Run: the replay's progress and the pipeline's latency while `coattail run --live` runs. */
@@ -44,6 +90,12 @@ export function RunView({ client, harness }: { client: AlertApiClient; harness: 
             {formatNumber(r.records_in, 0)} in {formatNumber(r.batches, 0)} micro-batches
           </dd>
         </dl>
+      )}
+      {r && (
+        <>
+          <h2>Per-event latency, from the scheduled send time{r.latency?.queueing ? " (queueing)" : ""}</h2>
+          <PipelineLatencyTable latency={r.latency} />
+        </>
       )}
       <h2>Latency, replay send → alert written</h2>
       <dl className="run" data-testid="latency">

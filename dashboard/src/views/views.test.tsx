@@ -1,14 +1,14 @@
-import { act, cleanup, fireEvent, render, screen, within } from "@testing-library/react";
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { AlertApiClient } from "../api";
+import { AlertApiClient, HarnessClient } from "../api";
 import { parseHash } from "../App";
-import { alert, fakeFetch } from "../test/fixtures";
+import { alert, fakeFetch, pipelineLatency, runStatus } from "../test/fixtures";
 import { AlertDetail, flattenEvidence } from "./AlertDetail";
 import { AlertsTable } from "./AlertsTable";
 import { LiveAlerts } from "./LiveAlerts";
 import { moduleStats } from "./ModulesView";
-import { sendToWrite } from "./RunView";
+import { PipelineLatencyTable, RunView, sendToWrite } from "./RunView";
 import { alertMarkers, upTo, valueAt } from "./SymbolView";
 
 afterEach(cleanup);
@@ -80,6 +80,40 @@ describe("LiveAlerts", () => {
     expect(urls.some((u) => new URL(u).searchParams.get("symbol") === "ETHUSDT")).toBe(true);
     fireEvent.click(screen.getByText("binance:ETHUSDT"));
     expect(screen.getByTestId("alert-detail").textContent).toContain("b");
+  });
+});
+
+describe("RunView", () => {
+  const rows = () => [...screen.getByTestId("pipeline-latency").querySelectorAll("tbody tr")].map((tr) => [...tr.children].map((c) => c.textContent));
+
+  it("shows the pipeline's per-event latency from /harness/run beside the alerts' send -> write latency", async () => {
+    const harness = fakeFetch(() => [200, runStatus()]);
+    const api = fakeFetch(() => [200, { alerts: [alert({ ts_sent: 0, ts_written: 40_000 })], count: 1, next_cursor: null }]);
+    render(<RunView client={new AlertApiClient("http://api", api.fetch)} harness={new HarnessClient("http://h", harness.fetch)} />);
+    await screen.findByTestId("pipeline-latency");
+    expect(rows()).toEqual([
+      ["scheduled -> results available", "812 ms", "2,251 ms", "1,200"],
+      ["scheduled -> rows committed", "3,100 ms", "7,900 ms", "1,150"],
+    ]);
+    expect(screen.queryByTestId("queueing")).toBeNull();
+    expect(harness.urls).toContain("http://h/run");
+    await waitFor(() => expect(screen.getByTestId("latency").textContent).toContain("40 ms"));
+  });
+
+  it("labels a max-speed run's figures as queueing", () => {
+    render(<PipelineLatencyTable latency={pipelineLatency({ queueing: true, speed: null })} />);
+    expect(screen.getByTestId("queueing").textContent).toContain("queue");
+    expect(screen.getByTestId("pipeline-latency").getAttribute("data-queueing")).toBe("true");
+    expect(screen.getByRole("columnheader", { name: "queueing" })).toBeTruthy();
+  });
+
+  it("says so before the first micro-batch, and shows – for a stage with nothing counted yet", () => {
+    const { unmount } = render(<PipelineLatencyTable latency={null} />);
+    expect(screen.getByTestId("pipeline-latency").textContent).toContain("No micro-batch yet");
+    unmount();
+    const empty = { label: "scheduled -> rows committed", p50: null, p99: null, count: 0 };
+    render(<PipelineLatencyTable latency={pipelineLatency({ stages: { ...pipelineLatency().stages, freshness: empty } })} />);
+    expect(rows()[1]).toEqual(["scheduled -> rows committed", "–", "–", "0"]);
   });
 });
 

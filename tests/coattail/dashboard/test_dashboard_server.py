@@ -24,10 +24,15 @@ from coattail.cli import app
 from coattail.dashboard.live import LiveRun
 from coattail.dashboard.server import Backend, make_dashboard_server, url
 from coattail.run.judge import thinned_prices
+from coattail.run.latency import LIVE_STAGES, LatencyRecorder
 from coattail.run.outputs import DQ_COLUMNS
+from core.histogram import RELATIVE_ERROR
 from pipeline.api.store import ApiSettings
 from pipeline.config import Config, RuntimeSettings
+from pipeline.timing import BatchTiming
+from replay.clock import Schedule
 from tests.coattail.coattail_tapekit import at, make_tape
+from tests.coattail.test_latency import T0, batch
 from tests.pipeline.api.apikit import (
     SPECS,
     alert_rows,
@@ -155,6 +160,40 @@ def test_live_run_before_and_after_it_provisions(run_dir: Path, config: Config) 
         live.provisioned("run-1", run_dir, config)
         assert _json(base + "harness/symbols") == (200, {"symbols": ["BTCUSDT"]})
         assert _json(base + "harness/run")[1]["run_id"] == "run-1"
+
+
+def test_live_run_reports_the_recorders_per_event_latency() -> None:
+    live = LiveRun()
+    recorder = LatencyRecorder()
+    recorder.set_schedule(Schedule(event_us=0, wall_us=T0, speed=1.0))
+    timing = BatchTiming(0, started_us=T0 + 50_000, collected_us=T0 + 60_000, results_us=T0 + 80_000,
+                         routed_us=T0 + 90_000)  # fmt: skip
+    recorder.on_batch(batch(0, [10_000, 20_000], [T0 + 10_000, T0 + 20_000], [T0 + 30_000] * 2, timing))
+    live.latency(recorder.live())  # as the run's on_batch does, before the batch's commit
+    recorder.on_commit([0], T0 + 580_000)
+    for base in _serve(Backend(live=live)):
+        before = _json(base + "harness/run")[1]["latency"]
+        assert before["queueing"] is False and before["speed"] == 1.0
+        assert before["stages"]["freshness"]["count"] == 0 and before["stages"]["freshness"]["p50"] is None
+        live.latency(recorder.live())
+        stages = _json(base + "harness/run")[1]["latency"]["stages"]
+        for name in LIVE_STAGES:
+            want = recorder.histograms[name].summary_ms()
+            assert {k: stages[name][k] for k in want} == want
+        # scheduled at +10 ms and +20 ms; results at +80 ms; committed at +580 ms
+        assert stages["results"]["count"] == stages["freshness"]["count"] == 2
+        assert stages["results"]["p99"] == pytest.approx(70.0, rel=RELATIVE_ERROR)
+        assert stages["freshness"]["p50"] == pytest.approx(560.0, rel=RELATIVE_ERROR)
+        assert stages["freshness"]["label"] == "scheduled -> rows committed"
+
+
+def test_live_latency_at_max_speed_is_queueing() -> None:
+    live = LiveRun()
+    assert live.snapshot()["latency"] is None  # no batch yet
+    recorder = LatencyRecorder()
+    recorder.set_schedule(Schedule(event_us=0, wall_us=T0, speed=None))
+    live.latency(recorder.live())
+    assert live.snapshot()["latency"]["queueing"] is True
 
 
 def test_static_files(tmp_path: Path) -> None:
