@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from core.errors import PipelineError
-from pipeline.aws import endpoint_for, is_local_endpoint
 from pipeline.config import Config
 from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
-from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS
+from pipeline.sinks.delta import DELTA_CATALOG
+from pipeline.sinks.iceberg import CATALOG_NAME
+from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS, iceberg_catalog_properties
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -32,16 +33,11 @@ STATE_STORE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBSt
 KEYED_STATE_CONF = "spark.coattail.keyedState"
 """A submission may set the keyed-state mode here (``driver`` | ``state_store``); it wins over the job's
 config file, so one package runs in either mode (``pipeline.jobs.streaming``)."""
-CATALOG = "coattail"
-"""The Iceberg catalog's name, in Spark as in pyiceberg (``pipeline.sinks.iceberg.load_catalog``)."""
 LOCAL_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager"
 """For checkpoints on a local POSIX file system (local mode, a cluster on this machine): the default
 FileContext-based manager spends about 25 ms per offset- and commit-log entry on a local disk, twice per
 trigger; this one writes a temporary file and renames it, which is atomic there: a tenth of the time."""
-SQL_EXTENSIONS = (
-    "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions,"
-    "io.delta.sql.DeltaSparkSessionExtension"
-)
+SQL_EXTENSIONS = ",".join(SESSION_EXTENSIONS)
 
 
 def session_conf(config: Config, *, shuffle_partitions: int) -> dict[str, str]:
@@ -57,40 +53,18 @@ def session_conf(config: Config, *, shuffle_partitions: int) -> dict[str, str]:
 
 
 def catalog_conf(config: Config) -> dict[str, str]:
-    """Spark's Iceberg catalog ``coattail`` and Delta's session catalog, for ``config``'s profile.
+    """Spark's Iceberg catalog ``coattail`` and Delta's session catalog, for ``config``'s profile: the
+    catalog properties of ``pipeline.sinks.spark_catalog`` (one place for local mode, a cluster and EMR).
 
-    ``lite``: Iceberg's JDBC catalog on the SQLite file pyiceberg's SQL catalog keeps in the state dir
-    (pyiceberg's SQL catalog keeps the JDBC catalog's tables: Spark reads and writes what pyiceberg
-    does, tests/pipeline/test_spark_conf.py); ``mirror`` and ``aws``: Glue and S3 (the
-    emulator's endpoints when they are local, with path-style S3 addressing as moto needs).
+    In ``lite`` the SQLite catalog must be laid out first (``prepare_lite_catalog``): whoever opens it
+    through these settings calls that.
     """
-    prefix = f"spark.sql.catalog.{CATALOG}"
-    conf = {
+    prefix = f"spark.sql.catalog.{CATALOG_NAME}"
+    props = iceberg_catalog_properties(config.runtime, config.storage.warehouse_bucket)
+    return {
         "spark.sql.extensions": SQL_EXTENSIONS,
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        prefix: "org.apache.iceberg.spark.SparkCatalog",
-    }
-    runtime = config.runtime
-    if runtime.profile == "lite":
-        root = Path(runtime.state_dir).resolve() / "iceberg"
-        return conf | {
-            f"{prefix}.type": "jdbc",
-            f"{prefix}.uri": f"jdbc:sqlite:{root / 'catalog.db'}",
-            f"{prefix}.warehouse": (root / "warehouse").as_uri(),
-        }
-    conf |= {
-        f"{prefix}.type": "glue",
-        f"{prefix}.warehouse": f"s3://{config.storage.warehouse_bucket}/",
-        f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
-        f"{prefix}.client.region": runtime.region,
-    }
-    for service in ("glue", "s3"):
-        endpoint = endpoint_for(service, runtime)
-        if endpoint:
-            conf[f"{prefix}.{service}.endpoint"] = endpoint
-        if service == "s3" and is_local_endpoint(endpoint):
-            conf[f"{prefix}.s3.path-style-access"] = "true"
-    return conf
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+    } | {prefix + (f".{key}" if key else ""): value for key, value in props.items()}
 
 
 def driver_host(master: str) -> str:
@@ -152,7 +126,7 @@ def build_session(
             classpath = os.pathsep.join(str(jar) for jar in jars)
             builder = builder.config("spark.driver.extraClassPath", classpath).config(
                 "spark.executor.extraClassPath", classpath
-            ).config("spark.sql.extensions", ",".join(SESSION_EXTENSIONS))
+            ).config("spark.sql.extensions", SQL_EXTENSIONS)
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()

@@ -68,7 +68,6 @@ def iceberg_catalog_properties(runtime: RuntimeSettings, warehouse_bucket: str) 
         "client.region": runtime.region,
     })
     for service in ("glue", "s3"):
-        check_endpoint(runtime, service)
         endpoint = endpoint_for(service, runtime)
         if endpoint:
             props[f"{service}.endpoint"] = endpoint
@@ -97,6 +96,9 @@ def catalog_session(spark: SparkSession, runtime: RuntimeSettings, warehouse_buc
     """A session of ``spark``'s context whose catalog ``CATALOG_NAME`` is the profile's Iceberg catalog."""
     if runtime.profile == "lite":
         prepare_lite_catalog(runtime)
+    else:
+        for service in ("glue", "s3"):  # the properties are plain data; talking to AWS is what is guarded
+            check_endpoint(runtime, service)
     session = spark.newSession()
     for key, value in iceberg_catalog_properties(runtime, warehouse_bucket).items():
         session.conf.set(f"spark.sql.catalog.{CATALOG_NAME}" + (f".{key}" if key else ""), value)

@@ -60,6 +60,7 @@ def test_spark_reads_and_writes_the_lite_catalog_pyiceberg_keeps(spark: SparkSes
 
     from pipeline.jars import installed_jars
     from pipeline.sinks.iceberg import load_catalog
+    from pipeline.sinks.spark_catalog import prepare_lite_catalog
 
     if not installed_jars():
         pytest.skip("Spark's jars are not installed (`make jars`)")
@@ -69,6 +70,7 @@ def test_spark_reads_and_writes_the_lite_catalog_pyiceberg_keeps(spark: SparkSes
     catalog.create_namespace("conf_check")
     table = catalog.create_table("conf_check.t", schema=pa.schema([("a", pa.int64())]))
     table.append(pa.table({"a": [1, 2, 3]}))
+    prepare_lite_catalog(config.runtime)
     conf = {k: v for k, v in catalog_conf(config).items() if k.startswith("spark.sql.catalog.coattail")}
     for key, value in conf.items():  # catalogs load on first use: runtime settings are enough
         spark.conf.set(key, value)
