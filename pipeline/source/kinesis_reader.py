@@ -26,10 +26,11 @@ from pipeline.source.offsets import last_checkpointed_offset, write_status
 from pipeline.source.stream_identity import bind, describe_identity
 
 GET_LIMIT: Final = 10_000
-PAGE_BYTES: Final = 10 << 20
-"""Bytes one GetRecords answer is asked to hold at most (by its record count, from the bytes per record
-learnt): AWS's own cap on an answer, enforced here too because an emulator may not; it bounds what the
-driver holds while it plans a batch."""
+PAGE_BYTES: Final = 2 << 20
+"""Bytes one GetRecords answer is asked to hold, about (its record count, from the bytes per record
+learnt on the shard; the worst case, 1 MB records, until then): it bounds what the driver holds while it
+plans a batch, whatever the batch size. A shard serves 2 MB/s to all its readers, so bigger answers (AWS
+allows 10 MB) would only wait longer for the shard's read quota; an emulator has no cap of its own."""
 SHARD_LIST_SECONDS: Final = 10.0
 
 
@@ -238,7 +239,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             it = _iterator(self.kinesis, self.stream, shard_id, start)
         per_record = self._density.get(shard_id, 100.0)  # user records per Kinesis record, learnt
         while span.users < limit:
-            fits = PAGE_BYTES // self._record_bytes.get(shard_id, MAX_RECORD_BYTES // 20)
+            fits = PAGE_BYTES // self._record_bytes.get(shard_id, MAX_RECORD_BYTES)
             want = max(1, min(GET_LIMIT, fits, int((limit - span.users) / per_record) + 1))
             try:
                 resp = self.kinesis.get_records(ShardIterator=it, Limit=want)

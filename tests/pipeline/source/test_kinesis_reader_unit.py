@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import PipelineError
+from pipeline.aws import MAX_ATTEMPTS
 from pipeline.kpl import aggregate
 from pipeline.source import kinesis_reader
 from pipeline.source.kinesis_reader import KinesisStreamReader
@@ -169,20 +171,22 @@ def test_a_batch_above_the_handover_bound_goes_to_one_task_per_shard() -> None:
 
 def test_planning_a_big_batch_holds_one_page_and_ships_ranges_whatever_its_size() -> None:
     """The driver's bytes per trigger (what it keeps, what the partitions carry) do not grow with the
-    batch: two batches a hundred times apart in size ship partitions of the same size."""
+    batch: two batches a hundred times apart in size ship partitions of the same size, and the big one
+    (10 MB) is walked in GetRecords pages of at most ``PAGE_BYTES``."""
     shipped = []
     for n in (100, 10_000):
         records = [str(i) for i in range(1, n + 1)]
-        data = {s: b"x" * 200 for s in records}
+        data = {s: b"x" * 1_000 for s in records}
         reader = make_reader({"shardId-0": {"records": records, "data": data, "closed": False}},
                              max_records=n, driver_read_max=50)
-        reader._density["shardId-0"] = 1.0  # ask for what the batch needs in one page or a few
         start = reader.initialOffset()
         end = reader.latestOffset()
         (part,) = reader.partitions(start, end)
         assert isinstance(part, ShardPartition) and part.end == str(n)
         assert not reader._cache and not len(reader._handover)
         shipped.append(len(pickle.dumps(part)))
+        pages = reader._client.pages
+        assert max(pages) <= kinesis_reader.PAGE_BYTES and sum(pages) == n * 1_000
         assert len(data_of(reader.read(part))) == n
     assert shipped[0] + 8 >= shipped[1]  # a few digits more in the sequence number, nothing else
 
@@ -308,3 +312,26 @@ def test_an_empty_page_behind_the_tip_is_not_caught_up(tmp_path: Any) -> None:
     assert [s["shards"] for s in statuses] == [{"shardId-0": False}, {"shardId-0": True}]
     assert [s["caught_up"] for s in statuses] == [False, True]
     assert kinesis.calls == 2
+
+
+class ThrottledKinesis(ScriptedKinesis):
+    """GetRecords always throttled, as a call that outlived the retry policy sees it."""
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}
+        raise ClientError(error, "GetRecords")  # type: ignore[arg-type]
+
+
+def test_a_task_that_cannot_read_its_range_says_where_and_after_how_many_attempts() -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2"], "closed": False}}
+    reader = make_reader(shards, max_records=100)
+    start = reader.initialOffset()
+    (part,) = reader.partitions(start, reader.latestOffset())
+    SCRIPTED[tuple(sorted(reader.options.items()))] = ThrottledKinesis(shards)
+    with pytest.raises(PipelineError) as caught:
+        list(reader.read(part))
+    message = str(caught.value)
+    assert message.startswith("Kinesis at http://127.0.0.1:1 failed while reading shard shardId-0 of stream")
+    assert f"after up to {MAX_ATTEMPTS} attempts" in message and "ProvisionedThroughputExceeded" in message
