@@ -1,5 +1,6 @@
-"""The Kinesis stream reader: per-shard offsets, bounded fetches on the driver, partitions, and the
-re-read of a batch's ranges on an executor (how a trigger runs: ``pipeline.source.kinesis``)."""
+"""The Kinesis stream reader: per-shard offsets, a batch's ranges planned on the driver without keeping its
+records, partitions, and the read of each range where its task runs (how a trigger runs:
+``pipeline.source.kinesis``)."""
 
 from __future__ import annotations
 
