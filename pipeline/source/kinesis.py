@@ -9,18 +9,26 @@ last consumed sequence number or null, "done": shard closed and fully read}}}``.
 
 How a trigger runs:
 
-- ``latestOffset`` (driver) lists the shards, then fetches from each readable shard (open, or closed
-  with records left; a child only once every parent is done, so a key's order survives a split or a
-  merge) until ``max_records`` user records are gathered across shards. The fetched records are kept
-  and handed to ``partitions`` for that exact range, so the data is read from Kinesis once.
-- ``partitions`` makes one input partition per shard with records in the batch; ``read`` (executors)
-  turns them into Arrow record batches built from lists. A partition whose records are not in the
-  cache (a batch re-run after a restart) is re-read from Kinesis between its two sequence numbers.
-- A small batch (at most ``driver_read_max_records`` user records, all prefetched) skips the executors:
-  ``partitions`` de-aggregates and parses it right there and Spark takes the Arrow batches from
-  ``getCache`` into its block manager, as it does for a ``SimpleDataSourceStreamReader``. That saves
-  the Python worker round trip of every task (about 120 ms a trigger on 2 cores), which is most of
-  the latency of a paced stream; big batches still fan out to one task per shard for throughput.
+- ``latestOffset`` (driver) lists the shards, then walks each readable shard (open, or closed with
+  records left; a child only once every parent is done, so a key's order survives a split or a merge)
+  with GetRecords until ``max_records`` user records are planned across shards. It keeps the sequence
+  numbers where each shard's range ends, not the records: past the hand-over bound below, the driver
+  holds one GetRecords page at a time, so its memory and what it ships per trigger stay bounded
+  whatever the batch size (``benchmarks/bench_source.py`` measures it).
+- ``partitions`` makes one input partition per shard with records in the batch: the shard and its
+  range ``(start, end]``, a few dozen bytes. ``read`` (executors) reads that range from Kinesis
+  (GetShardIterator after ``start``, GetRecords up to ``end``) and turns it into Arrow record batches.
+  The same range gives the same records, so a retried task or a batch re-run after a restart reads
+  exactly what the first attempt read. AWS errors there go through the one retry policy of
+  ``pipeline.aws`` and come out as ``pipeline.aws.failure`` messages.
+- A small batch (at most ``driver_read_max_records`` user records) skips the executors: the driver
+  keeps its records while planning, ``partitions`` de-aggregates and parses them right there and Spark
+  takes the Arrow batches from ``getCache`` into its block manager, as it does for a
+  ``SimpleDataSourceStreamReader``. That saves the Python worker round trip of every task (about 120
+  ms a trigger on 2 cores) and a second read of the range, which is most of the latency of a paced
+  stream; big batches fan out to one task per shard. (Kinesis has no call that returns the sequence
+  number ``n`` records ahead, so planning a bounded batch means walking it: a big batch crosses the
+  network twice, once to the driver, which drops it page by page, and once to its task.)
   Spark only takes that path from a reader that is a ``_SimpleStreamReaderWrapper`` (a private class
   of pyspark 4.0, pinned in pyproject; tests/pipeline/source check both paths), hence the base class.
 - After a restart the reader continues from the last offset in the checkpoint's offset log (option
@@ -34,9 +42,10 @@ The reader writes a small JSON status file (option ``status_path``) after every 
 shard whether it is caught up (the last fetch returned nothing new). ``pipeline.runner`` uses it to
 know when every record has been consumed.
 
-Modules, one job each: ``kinesis_reader`` (the stream reader), ``kinesis_records`` (a shard's records
-and the input partitions), ``arrow_build`` (records to Arrow), ``handover`` (the batches waiting for
-``getCache``, bounded), ``offsets`` (the offset log and the status file, shared with the tape source).
+Modules, one job each: ``kinesis_reader`` (the stream reader), ``kinesis_records`` (a shard's
+records, a planned range and the input partitions), ``arrow_build`` (records to Arrow), ``handover``
+(the batches waiting for ``getCache``, bounded), ``offsets`` (the offset log and the status file,
+shared with the tape source).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The Kinesis stream reader: per-shard offsets, bounded fetches on the driver, partitions, and the
-re-read of a batch's ranges on an executor (how a trigger runs: ``pipeline.source.kinesis``)."""
+"""The Kinesis stream reader: per-shard offsets, a batch's ranges planned on the driver without keeping its
+records, partitions, and the read of each range where its task runs (how a trigger runs:
+``pipeline.source.kinesis``)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -17,13 +19,19 @@ from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 from core.errors import PipelineError
 from pipeline.aws import failure
 from pipeline.config import RuntimeSettings
+from pipeline.kpl import MAX_RECORD_BYTES
 from pipeline.parse import parse_batch
 from pipeline.source.handover import HandoverCache
-from pipeline.source.kinesis_records import HandoverPartition, ShardPartition, ShardRecords
+from pipeline.source.kinesis_records import HandoverPartition, PlannedRange, ShardPartition, ShardRecords
 from pipeline.source.offsets import last_checkpointed_offset, write_status
 from pipeline.source.stream_identity import bind, describe_identity
 
 GET_LIMIT: Final = 10_000
+PAGE_BYTES: Final = 2 << 20
+"""Bytes one GetRecords answer is asked to hold, about (its record count, from the bytes per record
+learnt on the shard; the worst case, 1 MB records, until then): it bounds what the driver holds while it
+plans a batch, whatever the batch size. A shard serves 2 MB/s to all its readers, so bigger answers (AWS
+allows 10 MB) would only wait longer for the shard's read quota; an emulator has no cap of its own."""
 SHARD_LIST_SECONDS: Final = 10.0
 
 
@@ -44,15 +52,22 @@ def _kinesis(options: dict[str, str]) -> Any:
     return client("kinesis", _runtime(options))
 
 
+@functools.cache
+def _task_kinesis(options: tuple[tuple[str, str], ...]) -> Any:
+    """One client per source options in a task's Python worker (Spark reuses the worker across tasks,
+    and creating a client costs more than a small range's reads)."""
+    return _kinesis(dict(options))
+
+
 @contextlib.contextmanager
 def _translated(options: dict[str, str], doing: str) -> Iterator[None]:
-    """Turn a transport failure (after the client's retries) into a ``PipelineError`` naming the
-    service, the endpoint and what to do."""
-    from botocore.exceptions import BotoCoreError
+    """Turn an AWS failure that outlived the client's retry policy (``pipeline.aws.MAX_ATTEMPTS``:
+    throttling, transport) into a ``PipelineError`` naming the service, the endpoint and what to do."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
-    except BotoCoreError as e:
+    except (BotoCoreError, ClientError) as e:
         raise PipelineError(failure("kinesis", _runtime(options), doing, e)) from e
 
 
@@ -106,6 +121,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         self._handover = HandoverCache()
         self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._density: dict[str, float] = {}
+        self._record_bytes: dict[str, int] = {}
         self._client: Any = None
         self._bound = False
 
@@ -167,18 +183,24 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             )
         ]
         budget = self.max_records
+        keep = self.driver_read_max  # user records the driver may still hold for a hand-over
+        kept: dict[tuple[str, str | None, str], ShardRecords] = {}
         status: dict[str, bool] = {sid: position[sid]["done"] for sid in position}
         for i, shard_id in enumerate(sorted(readable)):
             share = max(1, budget // (len(readable) - i))
             start = position[shard_id]["seq"]
             with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
-                records, caught_up, done = self._fetch(shard_id, start, share)
-            budget -= len(records)
+                span, caught_up, done = self._plan(shard_id, start, share, keep)
+            budget -= span.users
             status[shard_id] = caught_up or done
-            if len(records):
-                end = records.seqs[-1]
-                self._cache[(shard_id, start, end)] = records
-                position[shard_id]["seq"] = end
+            if span.end is not None:
+                position[shard_id]["seq"] = span.end
+                if span.records is None:
+                    keep = 0  # the batch is too big to hand over: hold none of it
+                    kept.clear()
+                else:
+                    kept[(shard_id, start, span.end)] = span.records
+                    keep -= span.users
             if done:
                 position[shard_id]["done"] = True
                 self._listed = None  # its children (a split or a merge) are readable now
@@ -188,6 +210,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         for shard_id in sorted(listed - set(readable)):
             if not position[shard_id]["done"]:
                 status[shard_id] = all(status.get(p, True) for p in parents[shard_id])
+        self._cache.update(kept)
         self._position = {"shards": position}
         self._write_status(status)
         return self._position
@@ -200,52 +223,56 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             bind(Path(ckpt), describe_identity(self.kinesis, self.stream))
             self._bound = True
 
-    def _fetch(self, shard_id: str, start: str | None, limit: int) -> tuple[ShardRecords, bool, bool]:
-        """Up to about ``limit`` user records after ``start`` -> (records, caught up, shard finished).
+    def _plan(
+        self, shard_id: str, start: str | None, limit: int, keep: int
+    ) -> tuple[PlannedRange, bool, bool]:
+        """Walk about ``limit`` user records after ``start`` -> (the range, caught up, shard finished);
+        the records are kept only while they are at most ``keep`` user records (``PlannedRange``).
 
         Caught up: the last GetRecords page was empty and at the shard's tip (``MillisBehindLatest`` 0).
         """
         from botocore.exceptions import ClientError
 
-        out = ShardRecords()
+        span = PlannedRange(keep)
         cached_it, cached_pos = self._iters.get(shard_id, (None, ""))
         it = cached_it if cached_it is not None and cached_pos == (start or "") else None
         if it is None:
             it = _iterator(self.kinesis, self.stream, shard_id, start)
         per_record = self._density.get(shard_id, 100.0)  # user records per Kinesis record, learnt
-        while len(out) < limit:
-            want = max(1, min(GET_LIMIT, int((limit - len(out)) / per_record) + 1))
+        while span.users < limit:
+            fits = PAGE_BYTES // self._record_bytes.get(shard_id, MAX_RECORD_BYTES)
+            want = max(1, min(GET_LIMIT, fits, int((limit - span.users) / per_record) + 1))
             try:
                 resp = self.kinesis.get_records(ShardIterator=it, Limit=want)
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
-                    doing = f"reading shard {shard_id} of stream {self.stream!r}"
-                    raise PipelineError(failure("kinesis", _runtime(self.options), doing, e)) from e
-                it = _iterator(self.kinesis, self.stream, shard_id, out.seqs[-1] if len(out) else start)
+                    raise
+                it = _iterator(self.kinesis, self.stream, shard_id, span.end or start)
                 continue
-            before = len(out)
-            for rec in resp["Records"]:
-                out.add_kinesis_record(rec)
-            if resp["Records"]:
-                per_record = max(1.0, (len(out) - before) / len(resp["Records"]))
+            page = resp["Records"]
+            before = span.users
+            taken = span.take(page, limit)
+            if taken:
+                per_record = max(1.0, (span.users - before) / taken)
                 self._density[shard_id] = per_record
+                self._record_bytes[shard_id] = max(1, sum(len(r["Data"]) for r in page) // len(page))
+            if taken < len(page):
+                self._iters.pop(shard_id, None)  # the iterator ran past the records taken
+                return span, False, False
             nxt = resp.get("NextShardIterator")
             if nxt is None:
                 self._iters.pop(shard_id, None)
-                return out, True, True
+                return span, True, True
             it = nxt
-            if not resp["Records"]:
+            if not page:
                 # An empty page is not the tip on real Kinesis: it also comes back while the iterator
                 # crosses an empty stretch of the shard, and then MillisBehindLatest is above 0 (the
                 # next trigger goes on from the saved iterator). An emulator may omit the field (moto
                 # sends 0 on an empty page): a missing one counts as 0, else such a stream never goes idle.
-                self._iters[shard_id] = (it, out.seqs[-1] if len(out) else (start or ""))
-                return out, resp.get("MillisBehindLatest", 0) == 0, False
-        if out.trim(limit):
-            self._iters.pop(shard_id, None)  # the iterator ran past the kept records
-        else:
-            self._iters[shard_id] = (it, out.seqs[-1])
-        return out, False, False
+                self._iters[shard_id] = (it, span.end or start or "")
+                return span, resp.get("MillisBehindLatest", 0) == 0, False
+        self._iters[shard_id] = (it, span.end or start or "")
+        return span, False, False
 
     def _write_status(self, shards: dict[str, bool]) -> None:
         write_status(self.status_path, shards)
@@ -255,21 +282,22 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``)."""
         self._bind_stream()  # a restart re-runs its last logged batch before asking for new offsets
         parts: list[ShardPartition] = []
+        prefetched: list[ShardRecords] = []
         before = start.get("shards", {})
         for shard_id, pos in sorted(end["shards"].items()):
             first = before.get(shard_id, {}).get("seq")
             last = pos.get("seq")
             if last is None or last == first:
                 continue
+            parts.append(ShardPartition(shard_id, first, last))
             records = self._cache.pop((shard_id, first, last), None)
-            parts.append(ShardPartition(shard_id, first, last, records))
-        prefetched = [p.records for p in parts if p.records is not None]
+            if records is not None:
+                prefetched.append(records)
         if not parts or len(prefetched) < len(parts) or sum(map(len, prefetched)) > self.driver_read_max:
             return parts
-        self._handover.put(start, end, [
-            b for p in parts if p.records is not None for b in self._batches(p.records, p.shard_id)
-        ])
-        return [HandoverPartition([ShardPartition(p.shard_id, p.start, p.end, None) for p in parts])]
+        pairs = zip(parts, prefetched, strict=True)
+        self._handover.put(start, end, [b for p, rec in pairs for b in self._batches(rec, p.shard_id)])
+        return [HandoverPartition(parts)]
 
     # Spark's name and signature for the rows of a prefetched batch; they are Arrow batches here
     def getCache(self, start: dict[str, Any], end: dict[str, Any]) -> Iterator[pa.RecordBatch] | None:  # type: ignore[override]  # noqa: N802
@@ -284,16 +312,16 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         return batches
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        """Arrow batches of one shard's records (prefetched, or re-read from Kinesis)."""
+        """Arrow batches of one shard's planned range, read from Kinesis where the task runs."""
         if isinstance(partition, HandoverPartition):
             return itertools.chain.from_iterable(self.read(p) for p in partition.shards)
         if not isinstance(partition, ShardPartition):
             raise PipelineError(f"the Kinesis reader got a {type(partition).__name__}, not a ShardPartition")
-        records = partition.records
-        if records is None:
-            with _translated(self.options, f"re-reading shard {partition.shard_id} of {self.stream!r}"):
-                records = read_range(_kinesis(self.options), self.stream, partition.shard_id,
-                                     partition.start, partition.end)
+        doing = (f"reading shard {partition.shard_id} of stream {self.stream!r} between sequence numbers "
+                 f"{partition.start} and {partition.end}")
+        with _translated(self.options, doing):
+            records = read_range(_task_kinesis(tuple(sorted(self.options.items()))), self.stream,
+                                 partition.shard_id, partition.start, partition.end)
         return self._batches(records, partition.shard_id)
 
     def commit(self, end: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""The Kinesis reader's record model: one shard's records of a batch, and the input partitions that
-carry a batch's ranges (and, when prefetched, its records) from the driver to where it is read."""
+"""The Kinesis reader's record model: one shard's records of a batch, what the driver learns of a shard
+while it plans a batch (``PlannedRange``), and the input partitions that carry a batch's ranges (never its
+records) from the driver to where it is read."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pipeline.source.arrow_build import raw_batches
 class ShardRecords:
     """Kinesis records of one shard, in order, with the number of user records each holds.
 
-    ``latestOffset`` only counts user records (for the batch budget); ``to_batches`` de-aggregates them
-    where the batch is read (an executor task, or ``partitions`` for a handed-over batch).
+    ``to_batches`` de-aggregates them where the batch is read (an executor task, or ``partitions`` for a
+    handed-over batch).
     """
 
     seqs: list[str] = field(default_factory=list)
@@ -28,48 +29,65 @@ class ShardRecords:
     ingests: list[int | None] = field(default_factory=list)
     users: list[int] = field(default_factory=list)
 
-    def add_kinesis_record(self, record: dict[str, Any]) -> None:
-        """Append one record of a GetRecords response."""
+    def add_kinesis_record(self, record: dict[str, Any], users: int | None = None) -> None:
+        """Append one record of a GetRecords response (``users``: its user records, when counted already)."""
         arrival = record.get("ApproximateArrivalTimestamp")
         data: bytes = record["Data"]
         self.seqs.append(record["SequenceNumber"])
         self.keys.append(record.get("PartitionKey", ""))
         self.datas.append(data)
         self.ingests.append(int(arrival.timestamp() * 1_000_000) if arrival is not None else None)
-        self.users.append(count_user_records(data))
+        self.users.append(count_user_records(data) if users is None else users)
 
     def __len__(self) -> int:
         """User records held."""
         return sum(self.users)
-
-    def trim(self, limit: int) -> bool:
-        """Keep the leading records that fit in ``limit`` user records (at least one); True if any dropped."""
-        total, cut = 0, 0
-        for n in self.users:
-            if cut and total + n > limit:
-                break
-            total += n
-            cut += 1
-        if cut == len(self.seqs):
-            return False
-        for column in (self.seqs, self.keys, self.datas, self.ingests, self.users):
-            del column[cut:]
-        return True
 
     def to_batches(self, shard_id: str) -> Iterator[pa.RecordBatch]:
         """De-aggregated user records as ``RAW_SCHEMA`` Arrow batches (``arrow_build.raw_batches``)."""
         return raw_batches(shard_id, self.seqs, self.keys, self.datas, self.ingests)
 
 
-class ShardPartition(InputPartition):
-    """One shard's slice of a batch: ``(start, end]`` sequence numbers, records when prefetched."""
+@dataclass
+class PlannedRange:
+    """What ``latestOffset`` learnt of one shard while planning a batch: the last sequence number taken,
+    the user records up to it, and the records themselves only while the batch may still be handed over
+    (``keep``): past that bound the driver holds one GetRecords page at a time, whatever the batch size."""
 
-    def __init__(self, shard_id: str, start: str | None, end: str, records: ShardRecords | None) -> None:
+    keep: int
+    end: str | None = None
+    users: int = 0
+    records: ShardRecords | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep > 0:
+            self.records = ShardRecords()
+
+    def take(self, page: list[dict[str, Any]], limit: int) -> int:
+        """Take the leading records of a GetRecords page that fit in ``limit`` user records (at least one
+        record in all); the number of records taken."""
+        for i, record in enumerate(page):
+            users = count_user_records(record["Data"])
+            if self.users and self.users + users > limit:
+                return i
+            self.end = record["SequenceNumber"]
+            self.users += users
+            if self.records is not None:
+                if self.users > self.keep:
+                    self.records = None  # too big to hand over: the executors read it
+                else:
+                    self.records.add_kinesis_record(record, users)
+        return len(page)
+
+
+class ShardPartition(InputPartition):
+    """One shard's slice of a batch: the sequence numbers ``(start, end]``, read where the task runs."""
+
+    def __init__(self, shard_id: str, start: str | None, end: str) -> None:
         super().__init__(shard_id)
         self.shard_id = shard_id
         self.start = start
         self.end = end
-        self.records = records
 
 
 class HandoverPartition(InputPartition):

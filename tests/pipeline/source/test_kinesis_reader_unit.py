@@ -1,15 +1,23 @@
-"""The Kinesis reader's shard lineage and batch bounds against a scripted Kinesis (unit test: moto's
-split keeps writing to the parent and never closes it, so closed parents are scripted here)."""
+"""The Kinesis reader's shard lineage, batch bounds, planning and both read paths (executor tasks, driver
+hand-over) against a scripted Kinesis (unit test: moto's split keeps writing to the parent and never
+closes it, so closed parents are scripted here)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import time
 from typing import Any
 
 import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from core.errors import PipelineError
+from pipeline.aws import MAX_ATTEMPTS
+from pipeline.kpl import aggregate
 from pipeline.source import kinesis_reader
 from pipeline.source.kinesis_reader import KinesisStreamReader
 from pipeline.source.kinesis_records import HandoverPartition, ShardPartition
@@ -18,10 +26,12 @@ ARRIVAL = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 class ScriptedKinesis:
-    """Shards with fixed records; a closed shard ends with NextShardIterator = None, like AWS."""
+    """Shards with fixed records; a closed shard ends with NextShardIterator = None, like AWS. A shard's
+    optional ``data`` maps a sequence number to its record's bytes (default ``b"<shard>:<seq>"``)."""
 
     def __init__(self, shards: dict[str, dict[str, Any]]) -> None:
         self.shards = shards
+        self.pages: list[int] = []  # bytes of every GetRecords answer, in call order
 
     def list_shards(self, **_: Any) -> dict[str, Any]:
         return {"Shards": [{"ShardId": sid, **{k: v for k, v in s.items() if k.endswith("ParentShardId")}}
@@ -37,40 +47,61 @@ class ScriptedKinesis:
         sid, pos = ShardIterator.split("|")
         shard, i = self.shards[sid], int(pos)
         chunk = shard["records"][i : i + Limit]
-        recs = [{"SequenceNumber": s, "PartitionKey": "k", "Data": f"{sid}:{s}".encode(),
+        data = shard.get("data", {})
+        recs = [{"SequenceNumber": s, "PartitionKey": "k", "Data": data.get(s, f"{sid}:{s}".encode()),
                  "ApproximateArrivalTimestamp": ARRIVAL} for s in chunk]
+        self.pages.append(sum(len(r["Data"]) for r in recs))
         end = i + len(chunk)
         closed_and_read = shard["closed"] and end >= len(shard["records"])
         return {"Records": recs, "MillisBehindLatest": 0,
                 "NextShardIterator": None if closed_and_read else f"{sid}|{end}"}
 
 
-def drain(reader: KinesisStreamReader) -> list[list[bytes]]:
+def data_of(batches: Any) -> list[bytes]:
+    return [d for b in batches for d in b.column("data").to_pylist()]
+
+
+def drain(reader: KinesisStreamReader, triggers: int = 50) -> list[list[bytes]]:
+    """Run triggers as Spark does: each batch's rows from ``getCache`` when handed over, else from its
+    partitions' ``read`` (every planned range is also read back and must give the same rows)."""
     batches = []
     start = reader.initialOffset()
-    for _ in range(50):
+    for _ in range(triggers):
         end = reader.latestOffset()
         parts = reader.partitions(start, end)
         if not parts:
             break
-        rows: list[bytes] = []
-        for part in parts:
-            assert isinstance(part, ShardPartition)
-            rows += pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist()
-        batches.append(rows)
+        handed = reader.getCache(start, end)
+        read_back = [d for part in parts for d in data_of(reader.read(part))]
+        if handed is None:
+            assert all(isinstance(p, ShardPartition) for p in parts)
+        else:
+            assert data_of(handed) == read_back  # the hand-over and the executors agree
+        batches.append(read_back)
         reader.commit(end)
         start = end
     return batches
 
 
+SCRIPTED: dict[tuple[tuple[str, str], ...], ScriptedKinesis] = {}
+
+
 def make_reader(
     shards: dict[str, dict[str, Any]], max_records: int, driver_read_max: int = 0
 ) -> KinesisStreamReader:
+    """A reader whose driver and tasks both talk to one ``ScriptedKinesis`` (``reader._client``)."""
     options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1",
                "driver_read_max_records": str(driver_read_max)}
     reader = KinesisStreamReader(options)
-    reader._client = ScriptedKinesis(shards)
+    reader._client = SCRIPTED[tuple(sorted(options.items()))] = ScriptedKinesis(shards)
     return reader
+
+
+@pytest.fixture(autouse=True)
+def tasks_read_the_scripted_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read`` (the executors' side) gets the scripted client of the reader with the same options."""
+    monkeypatch.setattr(kinesis_reader, "_task_kinesis", SCRIPTED.__getitem__)
+    SCRIPTED.clear()
 
 
 def test_split_children_start_after_the_parent_is_read_to_its_end() -> None:
@@ -104,9 +135,7 @@ def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_pat
     assert status["caught_up"] and set(status["shards"]) == set(shards)
 
 
-def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis(
-    monkeypatch: Any,
-) -> None:
+def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis() -> None:
     shards: dict[str, dict[str, Any]] = {
         "shardId-0": {"records": ["1", "2", "3"], "closed": False},
         "shardId-1": {"records": ["4", "5"], "closed": False},
@@ -122,7 +151,6 @@ def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis(
     assert rows == [f"{sid}:{s}".encode() for sid, sh in shards.items() for s in sh["records"]]
     assert reader.getCache(start, end) is None  # Spark takes it once; its block manager keeps it
     # were Spark's copy lost, an executor reads the partition again from Kinesis, to the same rows
-    monkeypatch.setattr(kinesis_reader, "_kinesis", lambda options: ScriptedKinesis(shards))
     assert pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist() == rows
 
 
@@ -137,6 +165,69 @@ def test_a_batch_above_the_handover_bound_goes_to_one_task_per_shard() -> None:
     parts = reader.partitions(start, end)
     assert [type(p) for p in parts] == [ShardPartition, ShardPartition]
     assert reader.getCache(start, end) is None
+    assert not reader._cache  # nothing of a batch read by the tasks stays on the driver
+    assert data_of(reader.read(parts[1])) == [b"shardId-1:4", b"shardId-1:5", b"shardId-1:6"]
+
+
+def test_planning_a_big_batch_holds_one_page_and_ships_ranges_whatever_its_size() -> None:
+    """The driver's bytes per trigger (what it keeps, what the partitions carry) do not grow with the
+    batch: two batches a hundred times apart in size ship partitions of the same size, and the big one
+    (10 MB) is walked in GetRecords pages of at most ``PAGE_BYTES``."""
+    shipped = []
+    for n in (100, 10_000):
+        records = [str(i) for i in range(1, n + 1)]
+        data = {s: b"x" * 1_000 for s in records}
+        reader = make_reader({"shardId-0": {"records": records, "data": data, "closed": False}},
+                             max_records=n, driver_read_max=50)
+        start = reader.initialOffset()
+        end = reader.latestOffset()
+        (part,) = reader.partitions(start, end)
+        assert isinstance(part, ShardPartition) and part.end == str(n)
+        assert not reader._cache and not len(reader._handover)
+        shipped.append(len(pickle.dumps(part)))
+        pages = reader._client.pages
+        assert max(pages) <= kinesis_reader.PAGE_BYTES and sum(pages) == n * 1_000
+        assert len(data_of(reader.read(part))) == n
+    assert shipped[0] + 8 >= shipped[1]  # a few digits more in the sequence number, nothing else
+
+
+@st.composite
+def kpl_shards(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+    """One to three shards of plain and KPL-aggregated records (1 to 6 user records each), sequence
+    numbers increasing across the stream, some shards closed with no children; ``users``: every user
+    record's payload in shard order."""
+    shards: dict[str, dict[str, Any]] = {}
+    seq = 0
+    for k in range(draw(st.integers(1, 3))):
+        sid = f"shardId-{k}"
+        records, data, users = [], {}, []
+        for _ in range(draw(st.integers(0, 12))):
+            seq += draw(st.integers(1, 3))
+            s = str(seq)
+            records.append(s)
+            payloads = [("k", f"{sid}:{s}:{u}".encode()) for u in range(draw(st.integers(1, 6)))]
+            data[s] = aggregate(payloads)[0].data if len(payloads) > 1 else payloads[0][1]
+            users += [p for _, p in payloads]
+        shards[sid] = {"records": records, "data": data, "closed": draw(st.booleans()), "users": users}
+    return shards
+
+
+@given(st.data())
+def test_both_read_paths_give_every_user_record_once_in_shard_order(data: st.DataObject) -> None:
+    shards = data.draw(kpl_shards())
+    max_records = data.draw(st.integers(1, 20), label="max_records")
+    results = []
+    for driver_read_max in (0, data.draw(st.integers(1, 30), label="driver_read_max"), 10**6):
+        batches = drain(make_reader(shards, max_records, driver_read_max), triggers=500)
+        for batch in batches:
+            assert len(batch) <= max_records + 6 * len(shards)  # a record a shard past the budget at most
+        results.append(batches)
+    assert results[0] == results[1] == results[2]  # same batches, whichever path read them
+    by_shard: dict[str, list[bytes]] = {}
+    for batch in results[0]:
+        for row in batch:
+            by_shard.setdefault(row.decode().split(":")[0], []).append(row)
+    assert by_shard == {sid: sh["users"] for sid, sh in shards.items() if sh["users"]}
 
 
 def test_the_shard_list_is_reused_until_a_shard_ends_or_it_is_old(monkeypatch: Any) -> None:
@@ -164,7 +255,7 @@ def test_the_shard_list_is_reused_until_a_shard_ends_or_it_is_old(monkeypatch: A
     assert len(calls) == 3  # listed again once the cached list is older than SHARD_LIST_SECONDS
 
 
-def test_the_handover_cache_stays_bounded_when_spark_never_takes_a_batch(monkeypatch: Any) -> None:
+def test_the_handover_cache_stays_bounded_when_spark_never_takes_a_batch() -> None:
     records = [str(i) for i in range(1, 41)]
     shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": records, "closed": False}}
     reader = make_reader(shards, max_records=2, driver_read_max=5)
@@ -179,7 +270,6 @@ def test_the_handover_cache_stays_bounded_when_spark_never_takes_a_batch(monkeyp
     assert len(reader._handover) <= 2
     first_start, first_end, first_part = planned[0]
     assert reader.getCache(first_start, first_end) is None  # dropped: its partition is read instead
-    monkeypatch.setattr(kinesis_reader, "_kinesis", lambda options: ScriptedKinesis(shards))
     assert pa.Table.from_batches(list(reader.read(first_part))).column("data").to_pylist() == [
         b"shardId-0:1", b"shardId-0:2"
     ]
@@ -222,3 +312,26 @@ def test_an_empty_page_behind_the_tip_is_not_caught_up(tmp_path: Any) -> None:
     assert [s["shards"] for s in statuses] == [{"shardId-0": False}, {"shardId-0": True}]
     assert [s["caught_up"] for s in statuses] == [False, True]
     assert kinesis.calls == 2
+
+
+class ThrottledKinesis(ScriptedKinesis):
+    """GetRecords always throttled, as a call that outlived the retry policy sees it."""
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}
+        raise ClientError(error, "GetRecords")  # type: ignore[arg-type]
+
+
+def test_a_task_that_cannot_read_its_range_says_where_and_after_how_many_attempts() -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2"], "closed": False}}
+    reader = make_reader(shards, max_records=100)
+    start = reader.initialOffset()
+    (part,) = reader.partitions(start, reader.latestOffset())
+    SCRIPTED[tuple(sorted(reader.options.items()))] = ThrottledKinesis(shards)
+    with pytest.raises(PipelineError) as caught:
+        list(reader.read(part))
+    message = str(caught.value)
+    assert message.startswith("Kinesis at http://127.0.0.1:1 failed while reading shard shardId-0 of stream")
+    assert f"after up to {MAX_ATTEMPTS} attempts" in message and "ProvisionedThroughputExceeded" in message
