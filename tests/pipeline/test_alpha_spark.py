@@ -21,7 +21,7 @@ from tests.pipeline.test_basis_spark import stream, write_tape
 
 pytestmark = pytest.mark.spark
 TABLES = ("alerts", "alpha_scores", "signals")
-MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-011"]
+MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010", "MOD-011"]
 
 
 def cfg(keyed_state: str, tmp: Path) -> Config:
