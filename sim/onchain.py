@@ -161,7 +161,7 @@ def plan_transfers(
             problem = f"event {k} ({ev.kind}) moves {asset}, priced by its reference instrument"
             raise ConfigError(f"{problem}; {need}")
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(40_000 + k,)))
-        whale = _address(f"wallet:{ev.wallet or k}")
+        whale = whale_address(ev.wallet or str(k))
         other = _address(f"{asset}:counterparty:{k}")
         exchange = exchanges[int(rng.integers(0, len(exchanges)))]
         src, dst = {
@@ -180,6 +180,11 @@ def plan_transfers(
 
 def _block_time(ts: int) -> int:
     return ts - ts % BLOCK_US
+
+
+def whale_address(wallet: str) -> str:
+    """The address of a whale's wallet named in ``onchain.wallets`` (an unnamed event's: its index)."""
+    return _address(f"wallet:{wallet}")
 
 
 def _address(name: str) -> str:
