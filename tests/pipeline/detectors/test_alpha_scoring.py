@@ -188,8 +188,8 @@ def test_mod010_wallets_are_scored_by_their_receive_time_and_the_reference_agree
 
     scores = pipeline.alpha_scores.filter(pl.col("detector") == "MOD-010")
     assert set(scores["symbol"]) == {"BTC"} and set(scores["exchange"]) == {INFORMED, UNINFORMED}
-    recv = {json.loads(e)["tx_hash"]: json.loads(e)["ts_recv"]
-            for e in pl.from_arrow(pipeline.alerts).filter(pl.col("detector") == "MOD-010")["evidence"]}
+    evidence = [json.loads(r["evidence"]) for r in pipeline.alerts.to_pylist() if r["detector"] == "MOD-010"]
+    recv = {e["tx_hash"]: e["ts_recv"] for e in evidence}
     assert len(recv) == 39  # the first inflow precedes every trade: no price, no alert
     assert set(scores["decision_ts"]) <= set(recv.values())
     final = scores.filter(pl.col("horizon_s") == 30).sort("decision_ts").group_by(
