@@ -142,6 +142,16 @@ def outputs(results: list[BatchResult]) -> RunOutputs:
                       signals=pl.from_pandas(table(results, "signals")))
 
 
+def assert_agrees(pipeline: RunOutputs, reference: RunOutputs) -> None:
+    """Alerts, alpha scores and signals equal the reference's."""
+    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
+                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
+    agreement = compare_with_reference(pipeline, ref)
+    assert agreement.alpha_differences == [] and agreement.signal_differences == []
+    assert agreement.only_pipeline == [] and agreement.only_reference == []
+    assert agreement.alert_differences == []
+
+
 @pytest.mark.parametrize("seed", [11, 12])
 def test_the_reference_agrees_with_sliced_runs_flow_windows_and_a_second_venue(seed: int) -> None:
     """Every consumed module fires (MOD-007 runs of two same-side trades, MOD-006 windows at 0.3), and
@@ -161,12 +171,7 @@ def test_the_reference_agrees_with_sliced_runs_flow_windows_and_a_second_venue(s
     reference = run_reference(from_wire(payloads(merged)), cfg)
     assert {"MOD-001", "MOD-006", "MOD-007", "MOD-011"} <= set(pipeline.alerts["detector"].to_pylist())
     assert pipeline.signals.height > 0
-    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
-                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
-    agreement = compare_with_reference(pipeline, ref)
-    assert agreement.alpha_differences == [] and agreement.signal_differences == []
-    assert agreement.only_pipeline == [] and agreement.only_reference == []
-    assert agreement.alert_differences == []
+    assert_agrees(pipeline, reference)
 
 
 @pytest.mark.parametrize("seed", [21, 22])
@@ -179,13 +184,7 @@ def test_mod010_wallets_are_scored_by_their_receive_time_and_the_reference_agree
     cfg = config()
     pipeline = outputs(run_engine(cfg, items, cuts=[300, 1100]))
     reference = run_reference(from_wire(payloads(items)), cfg)
-    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
-                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
-    agreement = compare_with_reference(pipeline, ref)
-    assert agreement.alpha_differences == [] and agreement.signal_differences == []
-    assert agreement.only_pipeline == [] and agreement.only_reference == []
-    assert agreement.alert_differences == []
-
+    assert_agrees(pipeline, reference)
     scores = pipeline.alpha_scores.filter(pl.col("detector") == "MOD-010")
     assert set(scores["symbol"]) == {"BTC"} and set(scores["exchange"]) == {INFORMED, UNINFORMED}
     evidence = [json.loads(r["evidence"]) for r in pipeline.alerts.to_pylist() if r["detector"] == "MOD-010"]
