@@ -72,8 +72,8 @@ def engine_throughput(
     from pipeline.engine import Engine
     from pipeline.jobs.loader import parsed_events
 
-    table = parsed_events(tape)
     config = ConfigLoader().load("small", env={}, overrides={**overrides, "modules": modules})
+    table = parsed_events(tape, config)
     engine = Engine(config, ModuleRegistry().build(config))
     spent, alerts = 0.0, 0
     for batch_id, offset in enumerate(range(0, table.num_rows, batch)):

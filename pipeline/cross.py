@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import ConfigError, PipelineError
+from core.events import CHAINS
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.detectors.base import (
     ARRIVAL,
@@ -49,6 +50,7 @@ from pipeline.detectors.base import (
     Key,
 )
 from pipeline.detectors.windows import NO_TIME
+from pipeline.onchain import transfer_key
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -160,10 +162,19 @@ class CrossStage:
         return bool(self.detectors)
 
     def group_of(self, det: CrossDetector[Any], exchange: str, symbol: str) -> str | None:
-        """The group an instrument's item belongs to for ``det``; ``None`` when it does not participate."""
-        if (exchange, symbol) not in self.asset_of:
+        """The group an item belongs to for ``det``; ``None`` when its key does not participate.
+
+        An on-chain item (MOD-010: ``exchange`` a chain, ``symbol`` the asset) belongs to the key it was
+        produced on (``transfer_key``: the asset's reference instrument), whose clock its ``clock`` is, so
+        the clock rule holds for it as for that instrument's own items. A stablecoin's or an asset's
+        without a reference (key ``(chain, asset)``) participates in no group.
+        """
+        key = (exchange, symbol)
+        if exchange in CHAINS:
+            key = transfer_key(exchange, symbol, self.config.tokens, self.config.instruments)
+        if key not in self.asset_of:
             return None
-        return GLOBAL if det.scope == "global" else self.asset_of[(exchange, symbol)]
+        return GLOBAL if det.scope == "global" else self.asset_of[key]
 
     def watermark(self, det: CrossDetector[Any], group: str, clocks: dict[str, dict[str, int]]) -> int:
         """The lowest clock among the group's participants (``NO_TIME`` while one has not started)."""

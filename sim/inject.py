@@ -384,8 +384,9 @@ def labels_and_faults(plan: Plan, config: Config) -> tuple[list[Label], dict[str
                 )
             else:
                 note = f"price -{ev.drop_pct} % over {ev.minutes} min, back over {ev.recover_minutes} min"
-                # heavy one-sided selling: the medium tier's flow modules may see it too
-                flow = _enabled(config, "MOD-006", "MOD-007")
+                # heavy one-sided selling: the medium tier's flow modules may see it too, and the large
+                # tier's MOD-009 a momentum burst (a crash is one)
+                flow = _enabled(config, "MOD-006", "MOD-007", "MOD-009")
                 labels.append(
                     Label(
                         kind="flash_crash",

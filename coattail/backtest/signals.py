@@ -46,7 +46,7 @@ def engine_tables(tapes: Sequence[Path], config: Config, steps: Steps) -> dict[s
     found: dict[str, list[pa.Table]] = {t.name: [t.schema.empty_table()] for t in AlphaScoring.metric_tables}
     batch_id = 0
     for path in tapes:
-        table = parsed_events(path)
+        table = parsed_events(path, config)
         with steps.step(f"signals: {path.name}", total=table.num_rows) as task:
             for offset in range(0, table.num_rows, ENGINE_BATCH):
                 result = engine.process(table.slice(offset, ENGINE_BATCH), batch_id)

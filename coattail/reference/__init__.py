@@ -108,7 +108,7 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     alpha: dict[str, pl.DataFrame] = {}
     if config.enabled("MOD-011"):
         found, alpha["alpha_scores"], alpha["signals"] = alpha_outputs(
-            annotated, rows, config, cast("AlphaSettings", config.settings_for("MOD-011")),
+            annotated, transfers, rows, config, cast("AlphaSettings", config.settings_for("MOD-011")),
             cast("SlicedWhaleSettings", config.settings_for("MOD-007")),
         )
         rows += found

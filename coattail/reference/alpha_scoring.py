@@ -2,10 +2,11 @@
 
 Written from the page: each consumed alert's decision event is found from the module's own rule (the
 whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run
-closed), the release rule at the end of the input keeps the items whose clock is below the lowest final
-clock of the asset's participants, prices are "as of" the reference instrument (the last counted trade whose
-clock at arrival is at most ``x``), and a forward return exists when the last published price step
-(the feed's thinning rule) ends after ``t + h``.
+closed; MOD-010's transfer when its reference instrument's clock was already past the block time, else
+the market event that took that clock past it), the release rule at the end of the input keeps the
+items whose clock is below the lowest final clock of the asset's participants, prices are "as of" the
+reference instrument (the last counted trade whose clock at arrival is at most ``x``), and a forward
+return exists when the last published price step (the feed's thinning rule) ends after ``t + h``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import polars as pl
 
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S
+from core.events import CHAINS
 from pipeline.config import Config
+from pipeline.onchain import transfer_key
 
 if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
@@ -27,7 +30,8 @@ if TYPE_CHECKING:
     from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 
 DETECTOR: Final = "MOD-011"
-CONSUMED: Final = ("MOD-001", "MOD-006", "MOD-007", "MOD-009")
+CONSUMED: Final = ("MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010")
+ONCHAIN_KINDS: Final = ("exchange_inflow", "exchange_outflow", "whale_transfer")
 _SIDES: Final = {"buy": 1, "sell": -1}
 SCORE_COLUMNS: Final = {
     "asset": pl.Utf8,
@@ -66,12 +70,14 @@ SIGNAL_COLUMNS: Final = {
 
 def alpha_outputs(
     annotated: pl.DataFrame,
+    transfers: pl.DataFrame,
     alerts: list[dict[str, Any]],
     config: Config,
     settings: AlphaSettings,
     sliced: SlicedWhaleSettings,
 ) -> tuple[list[dict[str, Any]], pl.DataFrame, pl.DataFrame]:
-    """Follow-signal alerts, ``alpha_scores`` rows and ``signals`` rows."""
+    """Follow-signal alerts, ``alpha_scores`` rows and ``signals`` rows (``transfers``: the valid
+    transfers with ``arrival``, to find each MOD-010 alert's decision event)."""
     events = annotated.sort("arrival").with_columns(
         pl.col("ts_event").cum_max().over(list(KEY)).alias("clock")
     )
@@ -92,8 +98,13 @@ def alpha_outputs(
         items = []
         for a in alerts:
             key = (a["exchange"], a["symbol"])
+            if a["exchange"] in CHAINS:  # MOD-010's: produced on its asset's reference instrument
+                key = transfer_key(a["exchange"], a["symbol"], config.tokens, config.instruments)
             if a["detector"] in CONSUMED and key in members:
-                t, clock = _decision(a, keys[key], delay, sliced)
+                if a["detector"] == "MOD-010":
+                    t, clock = _onchain_decision(a, keys[key], transfers)
+                else:
+                    t, clock = _decision(a, keys[key], delay, sliced)
                 if clock < floor:
                     items.append((clock, t, a["exchange"], a["symbol"], a["detector"], a["alert_id"], a))
         prices = keys.get((ref[0], ref[1]))
@@ -150,6 +161,27 @@ def _decision(
     return int(ts[i]), int(clock[i])
 
 
+def _onchain_decision(alert: dict[str, Any], key: pl.DataFrame, transfers: pl.DataFrame) -> tuple[int, int]:
+    """``(ts_event, clock)`` of a MOD-010 alert's decision event: the transfer itself when its reference
+    instrument's clock (``key``: its market events by arrival) had passed the block time at its arrival,
+    else the first market event past the block time (necessarily a later one). The first arrival of the
+    transfer is the one alerted (a later copy is a duplicate)."""
+    evidence = json.loads(alert["evidence"])
+    copies = transfers.filter(
+        (pl.col("chain") == evidence["chain"]) & (pl.col("tx_hash") == evidence["tx_hash"])
+        & (pl.col("log_index") == evidence["log_index"])
+    )
+    arrival = int(copies["arrival"].min())  # type: ignore[arg-type]
+    block = int(alert["ts_event"])
+    arrivals = key["arrival"].to_numpy()
+    clock = key["clock"].to_numpy()
+    prior = np.flatnonzero(arrivals < arrival)
+    if len(prior) and clock[prior[-1]] > block:
+        return block, int(clock[prior[-1]])
+    i = int(np.flatnonzero(key["ts_event"].to_numpy() > block)[0])
+    return int(key["ts_event"][i]), int(clock[i])
+
+
 def _prices(events: pl.DataFrame, floor: int, settings: AlphaSettings) -> tuple[int, Any]:
     """The end of the last released published step, and ``x -> price as of x`` (None before any)."""
     clock = events["clock"].to_numpy().astype(np.int64)
@@ -203,7 +235,12 @@ def _score(
     seq = 0
     for clock, t, exchange, symbol, detector, aid, alert in items:
         evidence = json.loads(alert["evidence"])
-        if detector == "MOD-009":
+        if detector == "MOD-010":
+            sign = _stance(alert["kind"], evidence["asset"], s) if alert["kind"] in ONCHAIN_KINDS else 0
+            t = int(evidence["ts_recv"])
+            # the source is the whale's wallet, the side of the transfer that is not the exchange
+            exchange = evidence["to_addr" if alert["kind"] == "exchange_outflow" else "from_addr"]
+        elif detector == "MOD-009":
             sign = int(math.copysign(1, alert["value"])) if alert["value"] else 0
         else:
             sign = _SIDES.get(evidence.get("direction" if detector == "MOD-006" else "side", ""), 0)
@@ -306,6 +343,16 @@ def _score(
             )
             signals.append({"alert_id": alert["alert_id"], **row})
             alerts.append(alert)
+
+
+def _stance(kind: str, asset: str, s: AlphaSettings) -> int:
+    """MOD-010's configured direction; unconfigured: a volatile asset's inflow -1 and outflow +1, a
+    stablecoin's the reverse, a whale transfer 0."""
+    configured = s.onchain_stance.get(asset, {})
+    if kind in configured:
+        return int(configured[kind])
+    flip = -1 if asset in s.stablecoins else 1
+    return {"exchange_inflow": -flip, "exchange_outflow": flip}.get(kind, 0)
 
 
 def _severity(mean: float, edge: float) -> str:

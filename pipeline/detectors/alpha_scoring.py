@@ -238,7 +238,7 @@ class AlphaScoring(CrossDetector[AlphaSettings]):
     module_id: ClassVar[str] = MODULE_ID
     name: ClassVar[str] = "alpha-scoring"
     description: ClassVar[str] = "a source whose past alerts the price followed emits follow signals"
-    consumes: ClassVar[tuple[str, ...]] = ("MOD-001", "MOD-006", "MOD-007", "MOD-009")
+    consumes: ClassVar[tuple[str, ...]] = ("MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010")
     settings_model: ClassVar[type[Frozen]] = AlphaSettings
     feed: ClassVar[type[KeyedDetector[Any]] | None] = PriceStepFeed
     metric_tables: ClassVar[tuple[TableDef, ...]] = (ALPHA_SCORES, SIGNALS)

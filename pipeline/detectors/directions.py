@@ -10,7 +10,8 @@ module id lives here and nowhere else:
 - MOD-009 momentum burst: ``kind = "momentum_burst"``, the sign of ``value`` (0: none).
 - MOD-010 on-chain whale: ``kind`` ``exchange_inflow`` / ``exchange_outflow`` / ``whale_transfer`` with
   the configured stance of the transfer's asset (evidence ``asset``), its decision time the transfer's
-  ``ts_recv`` (evidence) and its source the wallet (evidence ``wallet``).
+  ``ts_recv`` (evidence) and its source the wallet that is not the exchange's: ``to_addr`` for an
+  outflow, else ``from_addr`` (``wallet_of``).
 
 Anything else has no direction (0) and is not an observation.
 """
@@ -70,16 +71,21 @@ def _burst(alert: AlertRow, _stance: Stance) -> Direction:
     return Direction(1 if value > 0 else -1 if value < 0 else 0)
 
 
+def wallet_of(kind: str, evidence: Mapping[str, Any]) -> str:
+    """The whale's wallet of a MOD-010 alert: the receiver of an exchange outflow, else the sender (an
+    inflow's depositor, a whale transfer's payer)."""
+    return str(evidence["to_addr"] if kind == "exchange_outflow" else evidence["from_addr"])
+
+
 def _onchain(alert: AlertRow, stance: Stance) -> Direction:
     if alert.kind not in ONCHAIN_KINDS:
         return Direction(0)
     evidence = json.loads(alert.evidence)
-    recv = evidence.get("ts_recv")
-    wallet = evidence.get("wallet")
+    kind = str(alert.kind)
     return Direction(
-        stance.of(str(evidence.get("asset", "")), str(alert.kind)),
-        decision_ts=int(recv) if recv is not None else None,
-        source=str(wallet) if wallet is not None else None,
+        stance.of(str(evidence["asset"]), kind),
+        decision_ts=int(evidence["ts_recv"]),
+        source=wallet_of(kind, evidence),
     )
 
 

@@ -104,13 +104,14 @@ def bronze_batches(
             yield table.conform(pa.table(columns))
 
 
-def parsed_events(tape: Path) -> pa.Table:
+def parsed_events(tape: Path, config: Config) -> pa.Table:
     """The tape's events as parsed rows (``pipeline.parse.PARSED_SCHEMA``) in tape order: what
-    ``Engine.process`` takes when a run feeds a tape to the engine in-process (no Kinesis, no Spark)."""
+    ``Engine.process`` takes when a run feeds a tape to the engine in-process (no Kinesis, no Spark);
+    transfers keyed as the pipeline keys them (``config``: its token table and registry)."""
     manifest = read_manifest(tape)
     parts = []
-    for kind in ("trade", "quote"):  # transfers: not in the backtest's market
-        batches = list(bronze_batches(tape, kind, manifest))
+    for kind in ("trade", "quote", "transfer"):
+        batches = list(bronze_batches(tape, kind, manifest, config))
         if batches:
             t = pa.concat_tables(batches)
             parts.append(t.append_column("kind", pa.array([kind] * t.num_rows, pa.string())))

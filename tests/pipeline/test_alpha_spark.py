@@ -1,9 +1,10 @@
 """MOD-011 in Spark: streaming in both ``spark.keyed_state`` modes (small micro-batches, state across
 them) and the reprocessor give the batch engine's ``alpha_scores``, ``signals`` and follow signals on a
-tape of planted whales whose price drifts their way."""
+tape of planted whales whose price drifts their way, and (streaming) on one of MOD-010 exchange inflows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.pipeline.test_basis_spark import stream, write_tape
 
 pytestmark = pytest.mark.spark
 TABLES = ("alerts", "alpha_scores", "signals")
-MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-011"]
+MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010", "MOD-011"]
 
 
 def cfg(keyed_state: str, tmp: Path) -> Config:
@@ -29,8 +30,8 @@ def cfg(keyed_state: str, tmp: Path) -> Config:
     return base.model_copy(update={"runtime": RuntimeSettings(state_dir=tmp / "state")})
 
 
-def items() -> list[Any]:
-    return planted(3, edge_bps=20.0, whales=16)
+def items(inflows: bool = False) -> list[Any]:
+    return planted(3, edge_bps=20.0, whales=16, inflows=inflows)
 
 
 def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
@@ -38,19 +39,23 @@ def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
             "signals": rows(tables["signals"])}
 
 
-def expected(tmp: Path) -> dict[str, Any]:
-    results = run_engine(cfg("driver", tmp), items())
+def expected(tmp: Path, inflows: bool = False) -> dict[str, Any]:
+    results = run_engine(cfg("driver", tmp), items(inflows))
     want = comparable({n: pa.concat_tables([r.tables[n] for r in results]) for n in TABLES})
     assert want["signals"] and want["scores"]
     return want
 
 
+@pytest.mark.parametrize("inflows", [False, True])
 @pytest.mark.parametrize("keyed_state", ["driver", "state_store"])
 def test_streaming_in_both_keyed_modes_gives_the_batch_result(
-    spark: Any, tmp_path: Path, keyed_state: str
+    spark: Any, tmp_path: Path, keyed_state: str, inflows: bool
 ) -> None:
-    want = expected(tmp_path)
-    assert comparable(stream(spark, cfg(keyed_state, tmp_path), items(), tmp_path, TABLES, 200)) == want
+    want = expected(tmp_path, inflows)
+    if inflows:  # MOD-010's wallets are scored and followed
+        assert {json.loads(r)["detector"] for r in want["signals"]} == {"MOD-010"}
+    got = stream(spark, cfg(keyed_state, tmp_path), items(inflows), tmp_path, TABLES, 200)
+    assert comparable(got) == want
 
 
 def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> None:

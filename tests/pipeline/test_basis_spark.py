@@ -53,7 +53,7 @@ def write_tape(path: Path, events: list[Item]) -> Path:
     rows: dict[str, list[dict[str, Any]]] = {"trade": [], "quote": []}
     for seq, item in enumerate(events):
         assert not isinstance(item, bytes)
-        rows[item[0]].append({**item[1], "seq": seq})
+        rows.setdefault(item[0], []).append({**item[1], "seq": seq})  # transfers when there are any
     with TapeWriter(path) as w:
         for kind, kind_rows in rows.items():
             w.write(kind, pa.Table.from_pylist(kind_rows, schema=tape_schema(kind)))  # type: ignore[arg-type]

@@ -71,8 +71,9 @@ def _leaves(node: object, prefix: str = "") -> dict[str, object]:
 
 
 # what `config show` prints besides the layered files: the instruments registry (config/instruments.yaml),
-# the tier's instruments resolved from it, and the runtime (COATTAIL_* variables and command-line flags)
-NOT_LAYERED = ("instruments", "active_instruments", "runtime")
+# the tier's instruments resolved from it, the token table and wallet labels (config/tokens.yaml,
+# config/wallets.yaml), and the runtime (COATTAIL_* variables and command-line flags)
+NOT_LAYERED = ("instruments", "active_instruments", "runtime", "tokens", "wallets")
 
 
 @pytest.mark.parametrize("tier", ["small", "large"])

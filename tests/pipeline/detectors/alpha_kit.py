@@ -10,7 +10,8 @@ import pandas as pd
 
 from pipeline.config import Config, ConfigLoader
 from pipeline.engine import BatchResult
-from pipeline.testkit import Item, trade
+from pipeline.testkit import Item, trade, transfer
+from tests.pipeline.strategies import EXCHANGE_WALLET
 
 T0 = 1_767_225_600_000_000
 SEC = 1_000_000
@@ -29,7 +30,7 @@ def config(**overrides: Any) -> Config:
         "large",
         env={},
         overrides={
-            "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-011"],
+            "modules": ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010", "MOD-011"],
             "instruments": ["binance:BTCUSDT"],
             "settings.MOD-007.min_trades": 1000,
             **FAST,
@@ -38,21 +39,41 @@ def config(**overrides: Any) -> Config:
     )
 
 
+INFORMED = "0x" + "a1" * 20
+"""A whale wallet whose exchange inflows (``planted(inflows=True)``) precede a drop."""
+UNINFORMED = "0x" + "b2" * 20
+"""A whale wallet whose inflows precede nothing."""
+
+
 def planted(
-    seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20, start: int = T0
+    seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20, start: int = T0,
+    inflows: bool = False,
 ) -> list[Item]:
     """BTCUSDT trading every second (a random walk of +-1 bps, 0.5 BTC a trade); every ``gap_s`` seconds a
-    whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds."""
+    whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds.
+
+    ``inflows``: the whales are instead MOD-010 exchange inflows of 100 BTC, received (``ts_recv``) at
+    that second, from ``INFORMED`` (the price then drifts ``edge_bps`` down) or ``UNINFORMED`` (no
+    drift); every other one is mined 2 s before (decided at its own arrival), the rest in that second (held
+    until a later trade passes its block time)."""
     rng = random.Random(seed)
     price, tid, sign, drifting = 50_000.0, 0, 0, 0
     items: list[Item] = []
     for second in range(whales * gap_s + 60):
         ts = start + second * SEC
         if second % gap_s == 0 and second // gap_s < whales:
-            side = rng.choice(["buy", "sell"])
-            tid += 1
-            items.append(trade(tid, round(price, 2), 30.0, ts, side=side))
-            sign, drifting = (1 if side == "buy" else -1), drift_s
+            n = second // gap_s
+            if inflows:
+                wallet = rng.choice([INFORMED, UNINFORMED])
+                items.append(transfer(n + 1, 0, "BTC", 100.0, ts - 2 * SEC * (n % 2), from_addr=wallet,
+                                      to_addr=EXCHANGE_WALLET, ts_recv=ts))
+                sign = -1 if wallet == INFORMED else 0
+            else:
+                side = rng.choice(["buy", "sell"])
+                tid += 1
+                items.append(trade(tid, round(price, 2), 30.0, ts, side=side))
+                sign = 1 if side == "buy" else -1
+            drifting = drift_s
             ts += SEC // 2
         drift = sign * edge_bps / drift_s if drifting > 0 else 0.0
         drifting -= 1

@@ -24,7 +24,7 @@ from pipeline.detectors.alpha_scoring import AlphaSettings, score
 from pipeline.detectors.directions import Stance, direction_of
 from pipeline.engine import BatchResult
 from pipeline.testkit import Item, payloads, run_engine, trade
-from tests.pipeline.detectors.alpha_kit import SEC, T0, config, planted, table
+from tests.pipeline.detectors.alpha_kit import INFORMED, SEC, T0, UNINFORMED, config, planted, table
 
 
 def test_score_uses_the_sample_standard_deviation() -> None:
@@ -47,12 +47,16 @@ def test_each_module_alert_gives_its_direction() -> None:
     assert direction_of(alert("MOD-006", direction="sell"), stance).sign == -1
     assert direction_of(alert("MOD-009", "momentum_burst", -12.0), stance).sign == -1
     assert direction_of(alert("MOD-009", "other", 12.0), stance).sign == 0
-    inflow = direction_of(alert("MOD-010", "exchange_inflow", asset="BTC", ts_recv=7, wallet="w1"), stance)
-    assert (inflow.sign, inflow.decision_ts, inflow.source) == (-1, 7, "w1")
-    assert direction_of(alert("MOD-010", "exchange_outflow", asset="BTC"), stance).sign == 1
-    assert direction_of(alert("MOD-010", "exchange_inflow", asset="USDT"), stance).sign == 1
-    assert direction_of(alert("MOD-010", "exchange_inflow", asset="ETH"), stance).sign == 1  # configured
-    assert direction_of(alert("MOD-010", "whale_transfer", asset="BTC"), stance).sign == 0
+    def onchain(kind: str, asset: str = "BTC") -> SimpleNamespace:  # MOD-010's evidence keys
+        return alert("MOD-010", kind, asset=asset, ts_recv=7, from_addr="0xfrom", to_addr="0xto")
+
+    inflow = direction_of(onchain("exchange_inflow"), stance)
+    assert (inflow.sign, inflow.decision_ts, inflow.source) == (-1, 7, "0xfrom")
+    outflow = direction_of(onchain("exchange_outflow"), stance)
+    assert (outflow.sign, outflow.source) == (1, "0xto")  # the whale receives an outflow
+    assert direction_of(onchain("exchange_inflow", "USDT"), stance).sign == 1
+    assert direction_of(onchain("exchange_inflow", "ETH"), stance).sign == 1  # configured
+    assert direction_of(onchain("whale_transfer"), stance).sign == 0
     assert direction_of(alert("MOD-002"), stance).sign == 0
 
 
@@ -138,6 +142,16 @@ def outputs(results: list[BatchResult]) -> RunOutputs:
                       signals=pl.from_pandas(table(results, "signals")))
 
 
+def assert_agrees(pipeline: RunOutputs, reference: RunOutputs) -> None:
+    """Alerts, alpha scores and signals equal the reference's."""
+    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
+                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
+    agreement = compare_with_reference(pipeline, ref)
+    assert agreement.alpha_differences == [] and agreement.signal_differences == []
+    assert agreement.only_pipeline == [] and agreement.only_reference == []
+    assert agreement.alert_differences == []
+
+
 @pytest.mark.parametrize("seed", [11, 12])
 def test_the_reference_agrees_with_sliced_runs_flow_windows_and_a_second_venue(seed: int) -> None:
     """Every consumed module fires (MOD-007 runs of two same-side trades, MOD-006 windows at 0.3), and
@@ -157,9 +171,29 @@ def test_the_reference_agrees_with_sliced_runs_flow_windows_and_a_second_venue(s
     reference = run_reference(from_wire(payloads(merged)), cfg)
     assert {"MOD-001", "MOD-006", "MOD-007", "MOD-011"} <= set(pipeline.alerts["detector"].to_pylist())
     assert pipeline.signals.height > 0
-    ref = RunOutputs(alerts=reference.alerts, dq=pipeline.dq, spread_metrics=SPREAD.clear(), records_in=0,
-                     valid=0, alpha_scores=reference.alpha_scores, signals=reference.signals)
-    agreement = compare_with_reference(pipeline, ref)
-    assert agreement.alpha_differences == [] and agreement.signal_differences == []
-    assert agreement.only_pipeline == [] and agreement.only_reference == []
-    assert agreement.alert_differences == []
+    assert_agrees(pipeline, reference)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_mod010_wallets_are_scored_by_their_receive_time_and_the_reference_agrees(seed: int) -> None:
+    """Exchange inflows of two wallets (issue 17's wallet edge): MOD-010's alerts reach BTC's group
+    (their key is (ethereum, BTC), produced on binance:BTCUSDT), each observed at its transfer's
+    ``ts_recv`` under the source (MOD-010, wallet, BTC); the informed wallet scores its planted edge and
+    is followed, the other is not, and any micro-batch split gives the reference's rows."""
+    items = planted(seed, edge_bps=20.0, whales=40, inflows=True)
+    cfg = config()
+    pipeline = outputs(run_engine(cfg, items, cuts=[300, 1100]))
+    reference = run_reference(from_wire(payloads(items)), cfg)
+    assert_agrees(pipeline, reference)
+    scores = pipeline.alpha_scores.filter(pl.col("detector") == "MOD-010")
+    assert set(scores["symbol"]) == {"BTC"} and set(scores["exchange"]) == {INFORMED, UNINFORMED}
+    evidence = [json.loads(r["evidence"]) for r in pipeline.alerts.to_pylist() if r["detector"] == "MOD-010"]
+    recv = {e["tx_hash"]: e["ts_recv"] for e in evidence}
+    assert len(recv) == 39  # the first inflow precedes every trade: no price, no alert
+    assert set(scores["decision_ts"]) <= set(recv.values())
+    final = scores.filter(pl.col("horizon_s") == 30).sort("decision_ts").group_by(
+        "exchange", maintain_order=True).last()
+    mean = dict(zip(final["exchange"], final["mean_bps"], strict=True))
+    assert mean[INFORMED] > 10.0 and abs(mean[UNINFORMED]) < 5.0
+    followed = set(pipeline.signals.filter(pl.col("detector") == "MOD-010")["exchange"])
+    assert followed == {INFORMED}
