@@ -175,8 +175,15 @@ class DetectorOutput:
                 merged.setdefault(name, []).append(frame)
         return DetectorOutput(
             alerts=pd.concat(alerts, ignore_index=True) if alerts else empty_alerts(),
-            metrics={n: pd.concat(fs, ignore_index=True) for n, fs in merged.items()},
+            metrics={n: _appended(fs) for n, fs in merged.items()},
         )
+
+
+def _appended(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table's frames appended; empty ones left out (pandas would let their all-NA columns decide
+    dtypes, and warns that it will stop), the first kept when all are empty."""
+    filled = [f for f in frames if len(f)]
+    return pd.concat(filled, ignore_index=True) if filled else frames[0]
 
 
 class BaseDetector(ABC, Generic[S]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import struct
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -204,3 +205,14 @@ def test_a_pickled_state_in_sparks_state_store_is_refused_naming_the_key(tmp_pat
                                             r"state format 1 or 2 \(a pickle\)"):
         step.step(("binance", "BTCUSDT"), rows, pickle.dumps({"format": 2, "x": _Boom()}))
     assert not _Boom.marker.exists()
+
+
+def test_appending_outputs_keeps_the_filled_frames_types_without_pandas_warnings() -> None:
+    empty = DetectorOutput(metrics={"m": pd.DataFrame({"x": pd.Series([], dtype=object)})})
+    filled = DetectorOutput(metrics={"m": pd.DataFrame({"x": [1.5, 2.5]})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' FutureWarning on empty frames in a concat
+        out = DetectorOutput.concat([empty, filled, empty]).metrics["m"]
+        none = DetectorOutput.concat([empty, empty]).metrics["m"]
+    assert out["x"].tolist() == [1.5, 2.5] and out["x"].dtype == "float64"
+    assert none.empty and list(none.columns) == ["x"]
