@@ -12,7 +12,7 @@ from rich.table import Column, Table
 from coattail.commands.package import PackageOption
 from coattail.commands.stack import cli_errors, load_config, parse_sets
 from coattail.run import Via
-from core.errors import ConfigError
+from core.errors import CoattailError, ConfigError
 from infra.stack import KinesisEngine
 from pipeline.config import ProfileName, TierName
 
@@ -245,8 +245,12 @@ def _demo_tape(out: Path, duration: str, scale: float, seed: int, tier: TierName
     from sim.scenario import load_scenario
 
     inputs = f"generated from sim and config {_generator_digest()}"
-    if (out / MANIFEST).is_file() and inputs in Tape.open(out).manifest.origin:
-        return out
+    if (out / MANIFEST).is_file():
+        try:
+            if inputs in Tape.open(out).manifest.origin:
+                return out
+        except CoattailError:
+            pass  # a damaged cached tape is generated again like a stale one
 
     scenario = DEMO_SCENARIOS[tier]
     spec = GenerateSpec(

@@ -31,3 +31,11 @@ def test_a_tape_from_other_generator_inputs_is_generated_again(
 def test_the_digest_follows_the_generator_s_files() -> None:
     digest = run_command._generator_digest()
     assert len(digest) == 12 and digest == run_command._generator_digest()
+
+
+def test_a_damaged_cached_tape_is_generated_again(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / MANIFEST).write_text("{not a manifest")
+    run_command._demo_tape(out, "30m", 0.01, 7)
+    assert Tape.open(out).manifest.rows["trade"] > 0
