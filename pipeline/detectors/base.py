@@ -30,6 +30,7 @@ clock or on batch boundaries), so that a re-run batch or a different batch split
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -180,10 +181,15 @@ class DetectorOutput:
 
 
 def _appended(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One table's frames appended; empty ones left out (pandas would let their all-NA columns decide
-    dtypes, and warns that it will stop), the first kept when all are empty."""
+    """One table's frames appended; empty ones left out, the first kept when all are empty."""
     filled = [f for f in frames if len(f)]
-    return pd.concat(filled, ignore_index=True) if filled else frames[0]
+    if not filled:
+        return frames[0]
+    with warnings.catch_warnings():
+        # pandas warns that all-NA columns will take part in choosing a column's dtype; that choice never
+        # reaches a table: the engine converts every metric frame with its table's Arrow schema
+        warnings.filterwarnings("ignore", "The behavior of DataFrame concatenation", FutureWarning)
+        return pd.concat(filled, ignore_index=True)
 
 
 class BaseDetector(ABC, Generic[S]):

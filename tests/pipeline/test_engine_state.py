@@ -209,10 +209,12 @@ def test_a_pickled_state_in_sparks_state_store_is_refused_naming_the_key(tmp_pat
 
 def test_appending_outputs_keeps_the_filled_frames_types_without_pandas_warnings() -> None:
     empty = DetectorOutput(metrics={"m": pd.DataFrame({"x": pd.Series([], dtype=object)})})
-    filled = DetectorOutput(metrics={"m": pd.DataFrame({"x": [1.5, 2.5]})})
+    filled = DetectorOutput(metrics={"m": pd.DataFrame({"x": [1.5, 2.5], "y": [float("nan")] * 2})})
+    other = DetectorOutput(metrics={"m": pd.DataFrame({"x": [3.5], "y": pd.array([7], dtype="Int64")})})
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # pandas' FutureWarning on empty frames in a concat
-        out = DetectorOutput.concat([empty, filled, empty]).metrics["m"]
+        warnings.simplefilter("error")  # pandas' FutureWarning on empty or all-NA entries in a concat
+        out = DetectorOutput.concat([empty, filled, empty, other]).metrics["m"]
         none = DetectorOutput.concat([empty, empty]).metrics["m"]
-    assert out["x"].tolist() == [1.5, 2.5] and out["x"].dtype == "float64"
+    assert out["x"].tolist() == [1.5, 2.5, 3.5] and out["x"].dtype == "float64"
+    assert out["y"].isna().tolist() == [True, True, False] and out["y"].iloc[2] == 7
     assert none.empty and list(none.columns) == ["x"]
