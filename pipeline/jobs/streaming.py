@@ -161,15 +161,19 @@ def run(args: argparse.Namespace) -> None:
 
     def on_batch(result: BatchResult) -> None:
         reporter.append_batch(result)
-        progress("running")
 
     source: str | Path = "kinesis" if args.source == "kinesis" else Path(args.source)
     runner = PipelineRunner(config, checkpoint=args.checkpoint, source=source, spark=spark, on_batch=on_batch)
     try:
         runner.start()
         progress("running")
+        reported = 0
         while not reporter.stop_requested() and not (args.until_idle and runner.poll_idle()):
             runner.check_alive()
+            # the runner counts a batch once its callback returned: report the counts from here
+            if runner.progress.batches != reported:
+                reported = runner.progress.batches
+                progress("running")
             time.sleep(POLL_S)
         query = runner.query
         if query is not None:
