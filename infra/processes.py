@@ -26,6 +26,8 @@ from core.errors import StackError
 
 LOOPBACK = "127.0.0.1"
 ProcessState = Literal["running", "stopped", "dead", "unhealthy", "unchecked"]
+CMDLINE_READS = 10
+CMDLINE_RETRY_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,15 @@ class ServerProcess:
     def running_pid(self) -> int | None:
         """The pid when the pid file names a live process that is this server, else None."""
         pid = self.read_pid()
-        if pid is not None and is_alive(pid) and self.marker in _cmdline(pid):
-            return pid
+        if pid is None or not is_alive(pid):
+            return None
+        for _ in range(CMDLINE_READS):
+            cmdline = _cmdline(pid)
+            if cmdline:
+                return pid if self.marker in cmdline else None
+            # a process in the middle of an exec (spark-class becoming its JVM) reads an empty command
+            # line for a moment: that is not a dead server
+            time.sleep(CMDLINE_RETRY_S)
         return None
 
     def state(self, port: int | None) -> ProcessState:
