@@ -88,15 +88,23 @@ def job_package(tmp_path_factory: pytest.TempPathFactory) -> Package:
 
 
 @pytest.fixture(scope="session")
-def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The one Spark standalone cluster of the test run (``coattail cluster``'s default size): its state
-    dir and master URL. Stopped at the end whatever happened."""
+def _cluster_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The state dir of the test run's one Spark standalone cluster; stopped at the end whatever happened."""
     from infra import cluster
 
     state_dir = tmp_path_factory.mktemp("cluster-state")
     try:
-        report = cluster.up(state_dir)
-        assert report.state is not None
-        yield state_dir, report.state.master_url
+        yield state_dir
     finally:
         cluster.down(state_dir)
+
+
+@pytest.fixture
+def spark_cluster(_cluster_state_dir: Path) -> tuple[Path, str]:
+    """The test run's one cluster (``coattail cluster``'s default size), healthy: its state dir and its
+    master URL now (a test that replaces the cluster leaves a new master; ``up`` keeps a healthy one)."""
+    from infra import cluster
+
+    report = cluster.up(_cluster_state_dir)
+    assert report.state is not None
+    return _cluster_state_dir, report.state.master_url
