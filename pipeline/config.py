@@ -169,7 +169,8 @@ class Budgets(Frozen):
     Speed: throughput at max speed; latency paced (alerts' p50 sent -> DynamoDB written, every event's
     p99 scheduled -> results). Quality, against the baseline on the same tape (``coattail bench``):
     labels the baseline hit and the candidate missed, alert differences the candidate's release notes
-    do not declare, and how far a module's recall may fall."""
+    do not declare, how far a module's recall may fall, and how much less following the candidate's
+    signals (MOD-011) may make in the backtest."""
 
     min_throughput_eps: float = Field(50_000.0, gt=0)
     max_latency_p50_ms: float = Field(400.0, gt=0)
@@ -177,6 +178,7 @@ class Budgets(Frozen):
     max_lost_labels: int = Field(0, ge=0)
     max_undeclared_alert_changes: int = Field(0, ge=0)
     max_recall_drop: float = Field(0.0, ge=0, le=1)
+    max_pnl_drop_usd: float = Field(0.0, ge=0)
 
 
 class TierFile(Frozen):

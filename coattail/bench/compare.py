@@ -4,7 +4,8 @@ Ratios are candidate / baseline per repeat (the two runs of a repeat ran back to
 machine), summarised as median, min and max over the repeats: absolute figures on a shared machine vary
 from run to run, their ratio much less. Quality compares one pair of runs of the same tape: the alert
 diff (``coattail diff``) against the candidate's release notes, the labels the baseline hit that the
-candidate missed, and precision and recall per module.
+candidate missed, precision and recall per module, and, where both runs made follow signals (MOD-011),
+the P&L of trading them (``coattail backtest``'s defaults) against the same tape.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
+from coattail.backtest.engine import BacktestParams
+from coattail.backtest.signals import SIGNALS_FILE, signals_of_run
+from coattail.backtest.trade import trade
 from coattail.bench.measure import Measurement
 from coattail.bench.release_notes import ChangeKind, ReleaseNotes
 from coattail.diff import diff_outputs
 from coattail.run.outputs import RunOutputs
+from coattail.run.progress import Steps
+from coattail.run.rundir import RunDir
 
 KINDS: tuple[ChangeKind, ...] = ("appeared", "vanished", "changed")
 """The differences ``coattail diff`` reports (``GroupDiff``'s lists of the same names)."""
@@ -52,6 +60,15 @@ class Quality:
     """Labels the baseline's run hit and the candidate's missed."""
     scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Module -> ``baseline``/``candidate`` -> precision, recall, alerts, labels."""
+    pnl: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``baseline``/``candidate`` -> the follow backtest's figures; empty unless both made signals."""
+
+    def pnl_drop(self) -> float | None:
+        """How much less the candidate's signals made than the baseline's, USD after fees (None: not
+        both traded)."""
+        if not self.pnl:
+            return None
+        return float(self.pnl["baseline"]["pnl_usd"]) - float(self.pnl["candidate"]["pnl_usd"])
 
     def recall_drops(self) -> dict[str, float]:
         """Per module whose recall fell: by how much."""
@@ -79,6 +96,12 @@ class Quality:
         for module, drop in self.recall_drops().items():
             if drop > budgets["max_recall_drop"]:
                 missed.append(f"{module} recall fell by {drop:.3f} (budget {budgets['max_recall_drop']})")
+        pnl_drop = self.pnl_drop()
+        if pnl_drop is not None and pnl_drop > budgets["max_pnl_drop_usd"]:
+            missed.append(
+                f"following the signals made {pnl_drop:,.2f} USD less than the baseline's "
+                f"(budget {budgets['max_pnl_drop_usd']:,.2f})"
+            )
         return missed
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +112,8 @@ class Quality:
             "lost_labels": self.lost_labels,
             "scores": self.scores,
             "recall_drops": self.recall_drops(),
+            "pnl": self.pnl,
+            "pnl_drop_usd": self.pnl_drop(),
         }
 
 
@@ -114,7 +139,24 @@ def quality(baseline: Measurement, candidate: Measurement, notes: ReleaseNotes) 
         }
         for m in sorted(modules)
     }
-    return Quality(diff.totals(), undeclared, lost, scores)
+    return Quality(diff.totals(), undeclared, lost, scores, _pnl(baseline.run_dir, candidate.run_dir))
+
+
+def _pnl(baseline: Path, candidate: Path) -> dict[str, dict[str, Any]]:
+    """Both runs' follow signals traded on their own tapes with ``coattail backtest``'s defaults (one
+    seed, so the two are comparable); empty when a run has no signals table or neither made a signal
+    (a tier without MOD-011)."""
+    runs = {"baseline": RunDir(baseline), "candidate": RunDir(candidate)}
+    files = [run.path / "pipeline" / SIGNALS_FILE for run in runs.values()]
+    if not all(f.is_file() for f in files) or not any(
+        pl.scan_parquet(f).select(pl.len()).collect().item() for f in files
+    ):
+        return {}
+    out = {}
+    for side, run in runs.items():
+        signals, tapes = signals_of_run(run)
+        out[side] = trade(signals, tapes, BacktestParams(), Steps())["follow"].summary
+    return out
 
 
 def _outputs(run_dir: Path) -> RunOutputs:

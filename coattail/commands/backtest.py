@@ -37,15 +37,14 @@ def backtest(
 ) -> None:
     """Trade a run's follow signals (or the signals of tapes) as Hyperliquid orders; write fills,
     trades, the equity curve and the figures under the run's ``backtest/``."""
-    from coattail.backtest.engine import BacktestParams, Venue, random_directions, run_backtest
-    from coattail.backtest.market import load_markets
+    from coattail.backtest.engine import BacktestParams
     from coattail.backtest.report import outputs_of, write_report
     from coattail.backtest.signals import engine_tables, scores_of_run, signals_config, signals_of_run
+    from coattail.backtest.trade import trade
     from coattail.backtest.walkforward import parse_days, walk_forward_signals
     from coattail.run.progress import RichSteps
     from coattail.run.rundir import RunDir
     from core.errors import CoattailError
-    from pipeline.config import ConfigLoader
     from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS, AlphaScoring, AlphaSettings
 
     with cli_errors():
@@ -70,20 +69,7 @@ def backtest(
                 run.write_json("run.json", {"kind": "backtest", "tapes": [str(t) for t in tapes]})
             if days is not None and scores is not None:
                 signals = walk_forward_signals(scores, parse_days(days), settings)
-            registry = ConfigLoader().load("small", env={}).instruments
-            venues: dict[str, Venue] = {}
-            with steps.step("market: loading the tapes"):
-                assets = set(signals["asset"].to_list())
-                refs = {a: registry.reference[a] for a in assets if a in registry.reference}
-                markets = load_markets(tapes, list(refs.values()))
-            for asset, key in refs.items():
-                inst = registry.hyperliquid(asset)
-                if inst is not None and markets[key].events:
-                    venues[asset] = Venue(inst, markets[key])
-            results = {}
-            for name, trading in (("follow", signals), ("random", random_directions(signals, seed))):
-                with steps.step(f"backtest: {name}"):
-                    results[name] = run_backtest(trading, venues, params)
+            results = trade(signals, tapes, params, steps)
         out = run.path / "backtest"
         for name, result in results.items():
             (out / name).mkdir(parents=True, exist_ok=True)

@@ -5,18 +5,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from coattail.backtest.signals import SIGNALS_FILE
 from coattail.bench.compare import quality, ratios
 from coattail.bench.measure import Measurement
 from coattail.bench.release_notes import FILE, AlertChange, ReleaseNotes, load_release_notes
 from coattail.reference import from_tape, run_reference
 from core.errors import CoattailError
+from core.tape import Tape
 from pipeline.config import ConfigLoader
 from pipeline.detectors.whale import WhaleSettings
 from tests.coattail.coattail_tapekit import make_tape
+from tests.pipeline.detectors.alpha_kit import config as alpha_config
+from tests.pipeline.detectors.alpha_kit import planted
+from tests.pipeline.test_basis_spark import write_tape
 
-BUDGETS = {"max_lost_labels": 0, "max_undeclared_alert_changes": 0, "max_recall_drop": 0.0}
+BUDGETS = {
+    "max_lost_labels": 0,
+    "max_undeclared_alert_changes": 0,
+    "max_recall_drop": 0.0,
+    "max_pnl_drop_usd": 0.0,
+}
 
 
 def run_dir(path: Path, thresholds: dict[str, float], hit: list[bool], recall: float) -> Measurement:
@@ -89,3 +100,36 @@ def test_ratios_take_median_and_spread_over_the_pairs(tmp_path: Path) -> None:
     assert got["throughput_eps"] == {"median": 1.2, "min": 0.9, "max": 1.5, "n": 3.0}
     assert got["end_to_end_s"]["n"] == 2  # a side without the figure leaves the pair out
     assert "reference_s" not in got
+
+
+def signal_run(path: Path, tape: Path, flip: bool) -> Measurement:
+    """A run directory of the reference's outputs over a planted-edge tape (MOD-011's signals); ``flip``:
+    every signal's direction reversed, as a candidate that broke the signals would give."""
+    run_reference(from_tape(Tape.open(tape)), alpha_config()).save(path / "pipeline")
+    signals = path / "pipeline" / SIGNALS_FILE
+    frame = pl.read_parquet(signals)
+    if flip:
+        frame.with_columns(-pl.col("direction")).write_parquet(signals)
+    (path / "run.json").write_text(json.dumps({"tapes": [str(tape)]}))
+    return Measurement(path.name, "max", 1, path, {"scores": {}})
+
+
+def test_signals_that_make_less_miss_the_pnl_budget(tmp_path: Path) -> None:
+    tape = write_tape(tmp_path / "tape", planted(3, edge_bps=30.0, whales=80))
+    baseline = signal_run(tmp_path / "baseline", tape, flip=False)
+    same = quality(baseline, signal_run(tmp_path / "same", tape, flip=False), ReleaseNotes())
+    assert same.pnl_drop() == 0.0 and same.pnl["baseline"]["trades"] > 0
+    assert same.misses(BUDGETS) == []
+    worse = quality(baseline, signal_run(tmp_path / "worse", tape, flip=True), ReleaseNotes())
+    drop = worse.pnl_drop()
+    assert drop is not None and drop > 0
+    (missed,) = worse.misses(BUDGETS)
+    assert "USD less than the baseline's" in missed
+    assert worse.misses({**BUDGETS, "max_pnl_drop_usd": drop}) == []
+    assert worse.to_dict()["pnl_drop_usd"] == drop
+
+
+def test_runs_without_signals_have_no_pnl(tmp_path: Path) -> None:
+    baseline = run_dir(tmp_path / "baseline", {}, [True], 1.0)
+    verdict = quality(baseline, run_dir(tmp_path / "candidate", {}, [True], 1.0), ReleaseNotes())
+    assert verdict.pnl == {} and verdict.pnl_drop() is None and verdict.misses(BUDGETS) == []
