@@ -23,7 +23,11 @@ from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
 from pipeline.sinks.delta import DELTA_CATALOG
 from pipeline.sinks.iceberg import CATALOG_NAME
-from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS, delta_storage_properties, iceberg_catalog_properties
+from pipeline.sinks.spark_catalog import (
+    SESSION_EXTENSIONS,
+    delta_storage_properties,
+    iceberg_catalog_properties,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -200,9 +200,10 @@ def reprocess(
         if groups is not None:
             rows = _run_by_partition(spark, groups, config, tuple(modules), start_us, end_us)
         elif delta:
-            tables = DeltaSink(config, spark)
-            rows = _run_by_shuffle(tables.spark, lambda kind: delta_bronze_frame(tables, kind, start_us, end_us),
-                                   config, tuple(modules))
+            bronze = DeltaSink(config, spark)
+            rows = _run_by_shuffle(
+                bronze.spark, lambda kind: delta_bronze_frame(bronze, kind, start_us, end_us), config,
+                tuple(modules))
         else:
             rows = _run_by_shuffle(spark, lambda kind: bronze_frame(spark, sink, kind, start_us, end_us),
                                    config, tuple(modules))

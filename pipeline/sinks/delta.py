@@ -70,7 +70,8 @@ class DeltaSink(MarkedTableSink):
         """Whether ``table`` has been created (its directory holds a Delta log)."""
         jvm: Any = self.spark.sparkContext._jvm
         try:
-            return bool(jvm.io.delta.tables.DeltaTable.isDeltaTable(self.spark._jsparkSession, self.path(table)))
+            delta_table = jvm.io.delta.tables.DeltaTable
+            return bool(delta_table.isDeltaTable(self.spark._jsparkSession, self.path(table)))
         except Exception as e:
             raise SinkError(f"cannot read {self.where(table)}: {java_message(e)}") from e
 

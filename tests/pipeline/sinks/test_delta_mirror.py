@@ -41,7 +41,8 @@ def test_emr_gets_no_hadoop_options_and_the_emulator_gets_s3a_at_its_endpoint(tm
     assert (props["fs.s3a.endpoint"], props["fs.s3a.path.style.access"]) == (s3, "true")
     assert props["fs.s3a.access.key"] == DUMMY_CREDENTIALS["aws_access_key_id"]
     conf = catalog_conf(small_config().model_copy(update={"runtime": mirror}))
-    assert {k.removeprefix("spark.hadoop."): v for k, v in conf.items() if k.startswith("spark.hadoop.")} == props
+    hadoop = {k.removeprefix("spark.hadoop."): v for k, v in conf.items() if k.startswith("spark.hadoop.")}
+    assert hadoop == props
 
 
 def test_a_remote_s3_endpoint_is_refused(spark: SparkSession, tmp_path: Path) -> None:
