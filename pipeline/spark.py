@@ -23,7 +23,11 @@ from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
 from pipeline.sinks.delta import DELTA_CATALOG
 from pipeline.sinks.iceberg import CATALOG_NAME
-from pipeline.sinks.spark_catalog import SESSION_EXTENSIONS, iceberg_catalog_properties
+from pipeline.sinks.spark_catalog import (
+    SESSION_EXTENSIONS,
+    delta_storage_properties,
+    iceberg_catalog_properties,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,8 +57,9 @@ def session_conf(config: Config, *, shuffle_partitions: int) -> dict[str, str]:
 
 
 def catalog_conf(config: Config) -> dict[str, str]:
-    """Spark's Iceberg catalog ``coattail`` and Delta's session catalog, for ``config``'s profile: the
-    catalog properties of ``pipeline.sinks.spark_catalog`` (one place for local mode, a cluster and EMR).
+    """Spark's Iceberg catalog ``coattail``, Delta's session catalog and the Hadoop options for Delta's
+    S3 paths, for ``config``'s profile: the properties of ``pipeline.sinks.spark_catalog`` (one place
+    for local mode, a cluster and EMR, where the Hadoop options are none).
 
     In ``lite`` the SQLite catalog must be laid out first (``prepare_lite_catalog``): whoever opens it
     through these settings calls that.
@@ -64,7 +69,9 @@ def catalog_conf(config: Config) -> dict[str, str]:
     return {
         "spark.sql.extensions": SQL_EXTENSIONS,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
-    } | {prefix + (f".{key}" if key else ""): value for key, value in props.items()}
+    } | {prefix + (f".{key}" if key else ""): value for key, value in props.items()} | {
+        f"spark.hadoop.{key}": value for key, value in delta_storage_properties(config.runtime).items()
+    }
 
 
 def driver_host(master: str) -> str:

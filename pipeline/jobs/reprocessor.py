@@ -6,8 +6,9 @@ and ``Engine.process`` runs once over them with a fresh state, i.e. the sequence
 detectors, exactly the code of a streaming micro-batch, over the whole key at once (so the result is
 the streaming result for any micro-batch split). Keys are independent, so Spark runs them in parallel.
 
-There is no Iceberg Spark runtime here (no Maven), so the data files come from pyiceberg's scan plan
-(row filter on ``ts_event``). Two ways to get each key's rows to one task:
+Iceberg bronze: the data files come from pyiceberg's scan plan (row filter on ``ts_event``). Delta
+bronze (``storage.format: delta``): Delta's Spark reader, by shuffle. Two ways to get each key's rows to
+one task:
 
 - **by partition** (default, local warehouse): bronze tables are partitioned by
   ``(event_date, symbol)``, so the plan's files are grouped by their ``symbol`` partition; one Spark
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -46,6 +47,7 @@ from pipeline.cross import INTERNAL_SCHEMAS, INTERNAL_TABLES
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.parse import PARSED_SCHEMA
+from pipeline.sinks.delta import DeltaSink
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.tables import ALERTS, BRONZE, TableDef, detector_tables, registered_metric_tables
 
@@ -130,9 +132,7 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
 def bronze_frame(
     spark: SparkSession, sink: IcebergSink, kind: TapeKind, start_us: int, end_us: int
 ) -> DataFrame:
-    """One bronze table's rows in ``[start_us, end_us)`` as a Spark DataFrame of ``PARSED_SCHEMA``."""
-    from pyspark.sql import functions as sf
-
+    """One Iceberg bronze table's rows in ``[start_us, end_us)`` as a Spark DataFrame of ``PARSED_SCHEMA``."""
     handle = sink.catalog.load_table(f"{sink.namespace}.{BRONZE[kind].name}")
     scan = handle.scan(row_filter=f"ts_event >= {int(start_us)} AND ts_event < {int(end_us)}")
     tasks = list(scan.plan_files())
@@ -144,6 +144,23 @@ def bronze_frame(
         if arrow.num_rows == 0:
             return spark.createDataFrame([], _spark_schema())
         frame = spark.createDataFrame(arrow.to_pandas())
+    return _parsed(frame, kind, start_us, end_us)
+
+
+def delta_bronze_frame(delta: DeltaSink, kind: TapeKind, start_us: int, end_us: int) -> DataFrame:
+    """One Delta bronze table's rows in ``[start_us, end_us)`` as a DataFrame of ``PARSED_SCHEMA``, read
+    by Delta's Spark reader on ``delta.spark`` (the session that reaches the table's storage); a table
+    the run never created reads as empty."""
+    path = delta.path(BRONZE[kind].name)
+    if not delta.exists(BRONZE[kind].name):
+        return delta.spark.createDataFrame([], _spark_schema())
+    return _parsed(delta.spark.read.format("delta").load(path), kind, start_us, end_us)
+
+
+def _parsed(frame: DataFrame, kind: TapeKind, start_us: int, end_us: int) -> DataFrame:
+    """``frame``'s rows in ``[start_us, end_us)`` with ``PARSED_SCHEMA``'s columns (absent ones null)."""
+    from pyspark.sql import functions as sf
+
     frame = frame.where((sf.col("ts_event") >= start_us) & (sf.col("ts_event") < end_us))
     columns = []
     for f in PARSED_SCHEMA:
@@ -171,16 +188,25 @@ def reprocess(
     """Re-run ``modules`` over bronze rows in ``[start_us, end_us)``; write ``<table>_<name>`` tables.
 
     ``shuffle`` forces the Spark SQL path (read, shuffle by key, ``applyInArrow``) even when the
-    partition-aligned one applies; both give the same result.
+    partition-aligned one applies; both give the same result. With ``storage.format: delta`` the bronze
+    rows come from the Delta tables (Delta's Spark reader, then the Spark SQL path); the outputs are
+    Iceberg tables in either format.
     """
     check_request(modules, start_us, end_us, name)
     sink = sink if sink is not None else IcebergSink(config)
-    groups = None if shuffle else plan_symbol_groups(sink, start_us, end_us)
+    delta = config.storage.format == "delta"
+    groups = None if shuffle or delta else plan_symbol_groups(sink, start_us, end_us)
     try:
         if groups is not None:
             rows = _run_by_partition(spark, groups, config, tuple(modules), start_us, end_us)
+        elif delta:
+            bronze = DeltaSink(config, spark)
+            rows = _run_by_shuffle(
+                bronze.spark, lambda kind: delta_bronze_frame(bronze, kind, start_us, end_us), config,
+                tuple(modules))
         else:
-            rows = _run_by_shuffle(spark, sink, config, tuple(modules), start_us, end_us)
+            rows = _run_by_shuffle(spark, lambda kind: bronze_frame(spark, sink, kind, start_us, end_us),
+                                   config, tuple(modules))
     except CoattailError:
         raise
     except Exception as e:  # py4j and Python worker errors: translate at the boundary
@@ -294,17 +320,15 @@ def _run_by_partition(
 
 def _run_by_shuffle(
     spark: SparkSession,
-    sink: IcebergSink,
+    bronze: Callable[[TapeKind], DataFrame],
     config: Config,
     modules: tuple[str, ...],
-    start_us: int,
-    end_us: int,
 ) -> list[Any]:
-    """Spark SQL: read the bronze tables, group by key (a shuffle), ``run_key`` per key in
-    ``applyInArrow``."""
-    events = bronze_frame(spark, sink, "trade", start_us, end_us)
+    """Spark SQL on ``spark``: read the bronze tables (``bronze`` of each kind), group by key (a
+    shuffle), ``run_key`` per key in ``applyInArrow``."""
+    events = bronze("trade")
     for kind in ("quote", "transfer"):
-        events = events.unionByName(bronze_frame(spark, sink, kind, start_us, end_us))
+        events = events.unionByName(bronze(kind))
 
     def per_key(table: pa.Table) -> pa.Table:
         return run_key(table, config, modules)

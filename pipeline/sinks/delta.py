@@ -1,5 +1,6 @@
 """Delta tables written by delta-spark (``storage.format: delta``): one table per pipeline table under
-``delta_root(config)/<namespace>/<table>``, a local directory in ``lite``.
+``delta_root(config)/<namespace>/<table>``: a local directory in ``lite``, ``s3://<warehouse bucket>/delta``
+otherwise (EMRFS on EMR; S3A at the emulator in ``mirror``, ``spark_catalog.delta_storage_properties``).
 
 Exactly once with Delta's idempotent writes: every append carries ``txnAppId`` (the writer) and
 ``txnVersion`` (the highest batch id in it); Delta records the pair in its log, in the same commit as the
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import pyarrow as pa
 
-from core.errors import ConfigError, SinkError
+from core.errors import SinkError
+from pipeline.aws import check_endpoint
 from pipeline.config import Config
 from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
+from pipeline.sinks.spark_catalog import delta_storage_properties
 from pipeline.sinks.spark_io import append_error, arrow_frame, java_message
 from pipeline.tables import TableDef
 
@@ -28,14 +31,11 @@ if TYPE_CHECKING:
 
 
 def delta_root(config: Config) -> str:
-    """Where ``config``'s Delta tables live: ``<state_dir>/delta`` in ``lite``."""
-    if config.runtime.profile != "lite":
-        # S3 needs Hadoop's S3A connector, which EMR ships and this install does not (spark-jars.json)
-        raise ConfigError(
-            f"storage.format delta runs in the lite profile only here (profile {config.runtime.profile!r}); "
-            "use storage.format: iceberg"
-        )
-    return str(Path(config.runtime.state_dir).resolve() / "delta")
+    """Where ``config``'s Delta tables live: ``<state_dir>/delta`` in ``lite``, else the warehouse
+    bucket's ``delta/`` prefix."""
+    if config.runtime.profile == "lite":
+        return str(Path(config.runtime.state_dir).resolve() / "delta")
+    return f"s3://{config.storage.warehouse_bucket}/delta"
 
 
 class DeltaSink(MarkedTableSink):
@@ -50,6 +50,11 @@ class DeltaSink(MarkedTableSink):
         # the pipeline's session keeps Spark's
         self.spark = spark.newSession()
         self.spark.conf.set("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        if config.runtime.profile != "lite":
+            check_endpoint(config.runtime, "s3")  # the options are plain data; talking to S3 is guarded
+        # a session's options reach the Hadoop configuration its reads and writes open files with
+        for key, value in delta_storage_properties(config.runtime).items():
+            self.spark.conf.set(key, value)
         self.root = delta_root(config)
         self.namespace = config.storage.namespace
 
@@ -60,6 +65,15 @@ class DeltaSink(MarkedTableSink):
     def where(self, table: str) -> str:
         """``Delta table <path>``."""
         return f"Delta table {self.path(table)}"
+
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` has been created (its directory holds a Delta log)."""
+        jvm: Any = self.spark.sparkContext._jvm
+        try:
+            delta_table = jvm.io.delta.tables.DeltaTable
+            return bool(delta_table.isDeltaTable(self.spark._jsparkSession, self.path(table)))
+        except Exception as e:
+            raise SinkError(f"cannot read {self.where(table)}: {java_message(e)}") from e
 
     def _create(self, table: TableDef) -> None:
         empty = arrow_frame(self.spark, table.stored_schema.empty_table())

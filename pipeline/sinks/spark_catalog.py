@@ -16,6 +16,10 @@ emulator the Glue and S3 endpoints, path-style access and the dummy credentials 
 Catalog properties are runtime options of a session, but Spark keeps a catalog once loaded: each sink
 configures a session of its own (``SparkSession.newSession``: same context, own catalogs), so that two
 state directories in one process never share a stale catalog.
+
+Delta's tables on S3 are read and written through Hadoop's file systems: on EMR ``s3://`` is EMRFS and
+needs nothing from us; elsewhere (``mirror``) ``delta_storage_properties`` serves the same ``s3://`` paths
+with Hadoop's S3A connector (``hadoop-aws`` among the installed jars) at the profile's S3 endpoint.
 """
 
 from __future__ import annotations
@@ -76,6 +80,32 @@ def iceberg_catalog_properties(runtime: RuntimeSettings, warehouse_bucket: str) 
             "s3.path-style-access": "true",
             "s3.access-key-id": DUMMY_CREDENTIALS["aws_access_key_id"],
             "s3.secret-access-key": DUMMY_CREDENTIALS["aws_secret_access_key"],
+        })
+    return props
+
+
+S3A: Final = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+
+
+def delta_storage_properties(runtime: RuntimeSettings) -> dict[str, str]:
+    """Hadoop options (``fs.*``) under which Delta reaches its ``s3://`` tables for ``runtime``: none on
+    EMR (real AWS, no endpoint: EMRFS serves ``s3://``); with an S3 endpoint, S3A at that endpoint,
+    path-style, with the dummy credentials when the endpoint is this machine's emulator."""
+    endpoint = endpoint_for("s3", runtime)
+    if runtime.profile == "lite" or not endpoint:
+        return {}
+    props = {
+        "fs.s3.impl": S3A,
+        "fs.s3a.endpoint": endpoint,
+        "fs.s3a.endpoint.region": runtime.region,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https:")).lower(),
+    }
+    if is_local_endpoint(endpoint):
+        props.update({
+            "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "fs.s3a.access.key": DUMMY_CREDENTIALS["aws_access_key_id"],
+            "fs.s3a.secret.key": DUMMY_CREDENTIALS["aws_secret_access_key"],
         })
     return props
 

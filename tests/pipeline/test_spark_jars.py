@@ -1,5 +1,5 @@
 """The local session has Spark's installed jars (``make jars``) on its classpath: Iceberg's runtime writes and
-reads a table, and Delta's and SQLite's classes load. Nothing is resolved at run time."""
+reads a table, and Delta's, S3A's and SQLite's classes load. Nothing is resolved at run time."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ pytestmark = [
 
 @pytest.mark.parametrize(
     "class_name",
-    ["org.apache.iceberg.spark.SparkCatalog", "io.delta.sql.DeltaSparkSessionExtension", "org.sqlite.JDBC"],
+    ["org.apache.iceberg.spark.SparkCatalog", "io.delta.sql.DeltaSparkSessionExtension", "org.sqlite.JDBC",
+     # S3A and the SDK v2 classes it needs (iceberg-aws-bundle's, plus the transfer manager)
+     "org.apache.hadoop.fs.s3a.S3AFileSystem", "software.amazon.awssdk.transfer.s3.S3TransferManager"],
 )
 def test_jar_classes_load_in_the_driver(spark: SparkSession, class_name: str) -> None:
     jvm = spark.sparkContext._jvm

@@ -40,7 +40,7 @@ def mirror_config(endpoint: str, tmp: Path) -> Config:
 
 
 @pytest.fixture(params=["memory", "iceberg-lite", "iceberg-mirror", "iceberg-spark-lite",
-                        "iceberg-spark-mirror", "delta-lite"])
+                        "iceberg-spark-mirror", "delta-lite", "delta-mirror"])
 def table_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TableSink]]:
     kind = request.param
     if kind == "memory":
