@@ -36,9 +36,15 @@ def config() -> Config:
 @pytest.fixture(scope="session")
 def spark(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     """The one Spark session of the test run."""
+    from pipeline.aws import local_process_environment
     from pipeline.spark import build_session
 
-    session, _ = build_session(config, app_name="coattail-tests", local_dir=tmp_path_factory.mktemp("spark"))
+    # as a run starts it: the JVM inherits the dummy keys whichever fixture ran first (Iceberg's Glue
+    # client reads its credentials from the JVM's environment)
+    with local_process_environment():
+        session, _ = build_session(
+            config, app_name="coattail-tests", local_dir=tmp_path_factory.mktemp("spark")
+        )
     yield session
     session.stop()
 
