@@ -119,8 +119,8 @@ class AlphaSettings(Frozen):
     """Prices older than this behind the asset's clock are dropped; an observation older than that when
     released is not scored."""
     onchain_stance: dict[str, dict[str, int]] = Field(default_factory=dict)
-    """MOD-010: per asset, per kind (exchange_inflow, exchange_outflow, whale_transfer), +1, -1 or 0."""
-    stablecoins: tuple[str, ...] = ("USDT", "USDC")
+    """MOD-010: per asset, per kind (exchange_inflow, exchange_outflow, whale_transfer), +1, -1 or 0;
+    unconfigured, the defaults of a volatile asset, or of a stablecoin (``config/tokens.yaml``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> AlphaSettings:
@@ -250,7 +250,7 @@ class AlphaScoring(CrossDetector[AlphaSettings]):
         self.horizons = [h * US for h in s.horizons_s]
         self.signal_h = s.horizons_s.index(s.signal_horizon_s)
         self.retention = s.retention_s * US
-        self.stance = Stance(s.onchain_stance, frozenset(s.stablecoins))
+        self.stance = Stance(s.onchain_stance, frozenset(config.tokens.stablecoins))
 
     def new_state(self) -> dict[str, Any]:
         """An asset with no price and no observation."""
