@@ -3,10 +3,11 @@
 Written from the page: each consumed alert's decision event is found from the module's own rule (the
 whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run
 closed; MOD-010's transfer when it moves a stablecoin or its reference instrument's clock was already
-past the block time, else the market event that took that clock past it), the release rule at the end of the input keeps the
-items whose clock is below the lowest final clock of the asset's participants, prices are "as of" the
-reference instrument (the last counted trade whose clock at arrival is at most ``x``), and a forward
-return exists when the last published price step (the feed's thinning rule) ends after ``t + h``.
+past the block time, else the market event that took that clock past it), the release rule at the end
+of the input keeps the items whose clock is below the lowest final clock of the asset's participants,
+prices are "as of" the reference instrument (the last counted trade whose clock at arrival is at most
+``x``), and a forward return exists when the last published price step (the feed's thinning rule) ends
+after ``t + h``.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def alpha_outputs(
         if prices is None:
             continue
         known, price_at = _prices(prices, floor, settings)
-        _score(asset, sorted(items, key=lambda i: i[:6]), known, price_at, settings, config.tokens.stablecoins,
-               out_alerts, scores, signals)
+        ordered = sorted(items, key=lambda i: i[:6])
+        _score(asset, ordered, known, price_at, settings, config.tokens.stablecoins, out_alerts, scores,
+               signals)
     return (
         out_alerts,
         pl.DataFrame(scores, schema=SCORE_COLUMNS),
