@@ -22,6 +22,7 @@ import polars as pl
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S
 from core.events import CHAINS
+from core.stats import t_sf
 from pipeline.config import Config
 from pipeline.onchain import transfer_key
 
@@ -305,6 +306,10 @@ def _score(
                 stats["count"] < s.min_samples
                 or stats["mean_bps"] < s.min_edge_bps
                 or stats["hit_rate"] < s.min_hit_rate
+                or (s.false_positive_rate is not None and (
+                    stats["t_stat"] is None
+                    or t_sf(stats["t_stat"], stats["count"] - 1) > s.false_positive_rate
+                ))
             ):
                 continue
             row = {
