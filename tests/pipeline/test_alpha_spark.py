@@ -26,8 +26,8 @@ TABLES = ("alerts", "alpha_scores", "signals")
 MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010", "MOD-011"]
 
 
-def cfg(keyed_state: str, tmp: Path) -> Config:
-    base = config(**{"spark.keyed_state": keyed_state})
+def cfg(keyed_state: str, tmp: Path, **overrides: Any) -> Config:
+    base = config(**{"spark.keyed_state": keyed_state, **overrides})
     return base.model_copy(update={"runtime": RuntimeSettings(state_dir=tmp / "state")})
 
 
@@ -40,8 +40,8 @@ def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
             "signals": rows(tables["signals"])}
 
 
-def expected(tmp: Path, inflows: str = "") -> dict[str, Any]:
-    results = run_engine(cfg("driver", tmp), items(inflows))
+def expected(tmp: Path, inflows: str = "", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    results = run_engine(cfg("driver", tmp, **(overrides or {})), items(inflows))
     want = comparable({n: pa.concat_tables([r.tables[n] for r in results]) for n in TABLES})
     assert want["signals"] and want["scores"]
     return want
@@ -60,9 +60,11 @@ def test_streaming_in_both_keyed_modes_gives_the_batch_result(
 
 
 def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> None:
-    c = cfg("driver", tmp_path)
+    """With a false-positive bound, so its significance test is covered in Spark too."""
+    bound = {"settings.MOD-011.false_positive_rate": 0.05}
+    c = cfg("driver", tmp_path, **bound)
     sink = IcebergSink(c)
     load_tape(write_tape(tmp_path / "tape", items()), sink)
     result = reprocess(spark, c, modules=MODULES, start_us=T0, end_us=T0 + 3600 * SEC, name="alpha",
                        sink=sink)
-    assert comparable(result.tables) == expected(tmp_path)
+    assert comparable(result.tables) == expected(tmp_path, overrides=bound)
