@@ -11,7 +11,7 @@ import math
 
 def t_sf(t: float, df: int) -> float:
     """``P(T > t)`` for Student's t with ``df >= 1`` degrees of freedom (the one-sided p-value of a
-    t-statistic ``t``)."""
+    t-statistic ``t``), to about 1e-15 absolute (far tails below that are rounding)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, not {df}")
     theta = math.atan(abs(t) / math.sqrt(df))
