@@ -407,7 +407,7 @@ class ConfigLoader:
             spark=tier_file.spark,
             budgets=tier_file.budgets,
             runtime=parse_model(RuntimeSettings, runtime_raw, Path("environment")),
-            **_onchain(self.config_dir),
+            **_onchain(self.config_dir, instruments),
         )
 
 
@@ -426,13 +426,22 @@ def _active_instruments(
     return tuple(out)
 
 
-def _onchain(config_dir: Path) -> dict[str, Any]:
-    """The token table and wallet labels of a config directory, where it has them."""
+def _onchain(config_dir: Path, instruments: InstrumentsConfig) -> dict[str, Any]:
+    """The token table and wallet labels of a config directory, where it has them; a ``ConfigError``
+    when a stablecoin counts for a market without a reference instrument (its flows would reach none)."""
     found: dict[str, Any] = {}
     for name, model in (("tokens", TokensConfig), ("wallets", WalletsConfig)):
         path = config_dir / f"{name}.yaml"
         if path.is_file():
             found[name] = parse_model(model, read_yaml(path), path)
+    tokens: TokensConfig = found.get("tokens", TokensConfig())
+    for coin, market in sorted(tokens.stablecoin_markets.items()):
+        if market not in instruments.reference:
+            raise ConfigError(
+                f"{config_dir / 'tokens.yaml'}: stablecoin_markets.{coin}: {market!r} has no reference "
+                f"instrument; name one of {sorted(instruments.reference)} or add its `reference` to "
+                "config/instruments.yaml"
+            )
     return found
 
 

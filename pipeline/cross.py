@@ -165,9 +165,10 @@ class CrossStage:
         """The group an item belongs to for ``det``; ``None`` when its key does not participate.
 
         An on-chain item (MOD-010: ``exchange`` a chain, ``symbol`` the asset) belongs to the key it was
-        produced on (``transfer_key``: the asset's reference instrument), whose clock its ``clock`` is, so
-        the clock rule holds for it as for that instrument's own items. A stablecoin's or an asset's
-        without a reference (key ``(chain, asset)``) participates in no group.
+        produced on (``transfer_key``: the reference instrument of the asset, or of the market a
+        stablecoin's flows count for), whose clock its ``clock`` is, so the clock rule holds for it as for
+        that instrument's own items. One whose market has no reference (key ``(chain, asset)``)
+        participates in no group.
         """
         key = (exchange, symbol)
         if exchange in CHAINS:

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import PipelineError
-from core.events import QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA
+from core.events import CHAINS, QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, ROWS, CrossStage, clocks_table, feed_table
@@ -415,8 +415,8 @@ def _transfers(
 ) -> pd.DataFrame:
     """The batch's valid transfers (keyed by ``route_transfers``), typed, each with its ``clock``: the
     clock of its key (an instrument) once it arrived, i.e. of the key's last market event that arrived
-    before it, else the key's clock before the batch; its own ``ts_event`` on a key without market
-    events (a stablecoin's, or an asset's without a reference instrument)."""
+    before it, else the key's clock before the batch (``NO_TIME`` before its first); its own ``ts_event``
+    on a key that is no instrument (``(chain, asset)``: a transfer without a reference instrument)."""
     frame = _typed(rows, TRANSFER_SCHEMA, "log_index")
     frame["block"] = frame["block"].astype("int64")
     clock = frame["ts_event"].to_numpy(dtype=np.int64).copy()
@@ -426,12 +426,12 @@ def _transfers(
     )
     for (exchange, symbol), index in frame.groupby(["exchange", "symbol"], sort=False).indices.items():
         key = (str(exchange), str(symbol))
-        prior = before.get(key, np.nan)
-        events = groups.get(key)
-        if events is None and np.isnan(prior):
+        if key[0] in CHAINS:
             continue
+        prior = before.get(key, np.nan)
         arrivals = frame["arrival"].to_numpy(dtype=np.int64)[index]
         known = np.full(len(index), prior)
+        events = groups.get(key)
         if events is not None:
             events = events.sort_values("arrival")
             at = np.searchsorted(events["arrival"].to_numpy(dtype=np.int64), arrivals) - 1

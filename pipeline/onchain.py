@@ -1,8 +1,9 @@
 """On-chain facts every part shares: the token table, the wallet labels and the transfer record rules.
 
 - ``config/tokens.yaml`` (``TokensConfig``): per chain, each token contract's symbol and decimals; the
-  wrapped-token mapping (``WBTC`` is ``BTC``); the stablecoins, whose USD price is 1. Ethereum addresses
-  are lower-cased before any lookup (``normalize_address``).
+  wrapped-token mapping (``WBTC`` is ``BTC``); the stablecoins, whose USD price is 1, and the market each
+  one's flows count for (``market_of``). Ethereum addresses are lower-cased before any lookup
+  (``normalize_address``).
 - ``config/wallets.yaml`` (``WalletsConfig``): address -> entity and kind (``exchange``, ``fund``, ...),
   what MOD-010 labels a transfer's two ends with.
 - ``transfer_reason``: MOD-004's record rules for a transfer (docs/DETECTORS.md), one reason code or
@@ -81,6 +82,9 @@ class TokensConfig(Frozen):
 
     stablecoins: tuple[str, ...] = ()
     """Assets whose USD price is 1 (no reference instrument needed)."""
+    stablecoin_markets: dict[str, str] = Field(default_factory=dict)
+    """Stablecoin -> the asset whose market its flows count for (``USDT: BTC``): its transfers are keyed
+    under that asset's reference instrument (``transfer_key``). A stablecoin not named counts for none."""
     wrapped: dict[str, str] = Field(default_factory=dict)
     """Token symbol -> the asset it wraps (``WBTC: BTC``)."""
     chains: dict[Chain, dict[str, Token]] = Field(default_factory=dict)
@@ -89,7 +93,16 @@ class TokensConfig(Frozen):
     @model_validator(mode="after")
     def _normalized(self) -> TokensConfig:
         _check_addresses(self.chains, "token")
+        stray = sorted(set(self.stablecoin_markets) - set(self.stablecoins))
+        if stray:
+            raise ValueError(f"stablecoin_markets names {stray}, which are not in stablecoins "
+                             f"{list(self.stablecoins)}; add them there or remove them")
         return self
+
+    def market_of(self, asset: str) -> str | None:
+        """The asset whose market a transfer of ``asset`` counts for: the asset itself, a stablecoin's
+        configured market (``stablecoin_markets``), ``None`` for a stablecoin without one."""
+        return self.stablecoin_markets.get(asset) if asset in self.stablecoins else asset
 
     def token(self, chain: str, address: str) -> Token | None:
         """The token at a contract address (normalized here), ``None`` when the table lacks it."""
@@ -148,10 +161,11 @@ def load_wallets(path: Path = DEFAULT_WALLETS) -> WalletsConfig:
 def transfer_key(
     chain: str, asset: str, tokens: TokensConfig, instruments: InstrumentsConfig
 ) -> tuple[str, str]:
-    """The key ``(exchange, symbol)`` a transfer is processed under (docs/DETECTORS.md, MOD-010): its
-    asset's reference instrument, whose trades price it; ``(chain, asset)`` for a stablecoin or an
-    asset without one."""
-    ref = None if asset in tokens.stablecoins else instruments.reference.get(asset)
+    """The key ``(exchange, symbol)`` a transfer is processed under (docs/DETECTORS.md, MOD-010): the
+    reference instrument of its market (``TokensConfig.market_of``: the asset itself, whose trades price
+    it, or a stablecoin's configured market); ``(chain, asset)`` when that market has none."""
+    market = tokens.market_of(asset)
+    ref = None if market is None else instruments.reference.get(market)
     return (ref[0], ref[1]) if ref is not None else (chain, asset)
 
 

@@ -7,7 +7,8 @@ exchange wallets, and the sell-offs that some wallets' exchange inflows lead to.
 - Exchange-flow events (``sim.scenario.ExchangeFlow``): one transfer of ``multiple`` x the threshold at
   the asset's mid price at that time, from the whale's wallet to an exchange wallet of
   ``config/wallets.yaml`` (inflow), from one to the whale (outflow), or between the whale and another
-  unlabelled address; each is a MOD-010 label.
+  unlabelled address; each is a MOD-010 label. A stablecoin's flow is worth 1 USD a coin and draws no
+  sell-off.
 - Sell-offs (``sell_offs``): an inflow of a wallet whose ``sell_after_inflow`` draw (one seeded draw
   per inflow) comes out is followed, ``lag_minutes`` later, by a ``flash_crash`` of ``drop_pct`` on the
   asset: an ordinary scenario event appended to the scenario, so the market generator draws it and
@@ -53,7 +54,8 @@ def sell_offs(scenario: Scenario, start_us: int, duration_us: int, seed: int) ->
     wallets = {w.name: w for w in scenario.onchain.wallets}
     extra = []
     for k, ev in enumerate(scenario.events):
-        if not isinstance(ev, ExchangeFlow) or ev.kind != "exchange_inflow" or ev.wallet is None:
+        if (not isinstance(ev, ExchangeFlow) or ev.kind != "exchange_inflow" or ev.wallet is None
+                or ev.stablecoin is not None):
             continue
         wallet = wallets[ev.wallet]
         if np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(20_000 + k,))).random() >= (
@@ -153,12 +155,15 @@ def plan_transfers(
     for k, ev in enumerate(scenario.events):
         if not isinstance(ev, ExchangeFlow):
             continue
-        inst = insts[ev.instrument % len(insts)]
-        asset = inst.asset.name
-        ref = config.instruments.reference.get(asset)
+        asset = ev.stablecoin or insts[ev.instrument % len(insts)].asset.name
+        if ev.stablecoin is not None and ev.stablecoin not in config.tokens.stablecoins:
+            raise ConfigError(f"event {k} ({ev.kind}) moves {ev.stablecoin}, which is not among the "
+                              f"stablecoins of config/tokens.yaml ({', '.join(config.tokens.stablecoins)})")
+        market = config.tokens.market_of(asset)
+        ref = None if market is None else config.instruments.reference.get(market)
         if ref is None or (ref[0], ref[1]) not in listed:
             need = "none is configured" if ref is None else f"add {ref[0]}:{ref[1]} (--exchanges)"
-            problem = f"event {k} ({ev.kind}) moves {asset}, priced by its reference instrument"
+            problem = f"event {k} ({ev.kind}) moves {asset}, counted on {market}'s reference instrument"
             raise ConfigError(f"{problem}; {need}")
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(40_000 + k,)))
         whale = whale_address(ev.wallet or str(k))
@@ -175,6 +180,9 @@ def plan_transfers(
         }
         plan.pending.append(_Pending(asset, ts, ev.multiple * settings.threshold(asset), src, dst,
                                      "0x" + rng.bytes(32).hex(), label))
+    coins = {ev.stablecoin for ev in scenario.events if isinstance(ev, ExchangeFlow) and ev.stablecoin}
+    for coin in sorted(coins):
+        plan.take(coin, start_us, end, np.ones_like)  # a stablecoin's USD price is 1
     return plan
 
 

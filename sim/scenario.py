@@ -185,11 +185,17 @@ class ExchangeFlow(_Event):
     ``exchange_outflow`` from one, ``whale_transfer`` between two unlabelled wallets. ``wallet`` names the
     whale's wallet in the scenario's ``onchain.wallets``: its ``sell_after_inflow`` tendency decides
     whether selling on the asset's markets follows an inflow. Needs the asset's reference instrument
-    (config/instruments.yaml) among the tape's instruments, whose trades price it."""
+    (config/instruments.yaml) among the tape's instruments, whose trades price it.
+
+    ``stablecoin`` (a ``stablecoins`` token of config/tokens.yaml): the transfer moves that coin instead,
+    ``multiple`` x its threshold at 1 USD, and counts for the coin's configured market
+    (``stablecoin_markets``), whose reference instrument must be on the tape; ``instrument`` is not
+    used, and no sell-off follows it."""
 
     kind: Literal["exchange_inflow", "exchange_outflow", "whale_transfer"]
     multiple: float = Field(2.0, ge=1.5)
     wallet: str | None = None
+    stablecoin: str | None = None
 
 
 class OnchainWallet(BaseModel):

@@ -2,9 +2,9 @@
 
 For each day ``D`` of ``--days D1..Dn`` (UTC), the sources followed on ``D`` are those whose latest
 ``alpha_scores`` row at ``signal_horizon_s`` that matured before ``D`` began passes MOD-011's bounds
-(``min_samples``, ``min_edge_bps``, ``min_hit_rate``); every observation those sources make on ``D`` (its
-decision time on ``D``) is traded in its direction for ``signal_horizon_s``. The input's days before
-``D1`` only train.
+(``min_samples``, ``min_edge_bps``, ``min_hit_rate``, ``false_positive_rate``); every observation those
+sources make on ``D`` (its decision time on ``D``) is traded in its direction for ``signal_horizon_s``.
+The input's days before ``D1`` only train.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Final
 import polars as pl
 
 from core.errors import CoattailError
-from pipeline.detectors.alpha_scoring import AlphaSettings
+from pipeline.detectors.alpha_scoring import AlphaSettings, significant
 
 DAY_US: Final = 86_400_000_000
 SOURCE: Final = ["detector", "exchange", "symbol"]
@@ -45,12 +45,20 @@ def latest_scores(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def qualifies(settings: AlphaSettings) -> pl.Expr:
-    """Whether a score row passes MOD-011's signal bounds (all inclusive)."""
-    return (
+    """Whether a score row passes MOD-011's signal bounds (all inclusive), its significance test too when
+    ``false_positive_rate`` is set."""
+    bounds = (
         (pl.col("count") >= settings.min_samples)
         & (pl.col("mean_bps") >= settings.min_edge_bps)
         & (pl.col("hit_rate") >= settings.min_hit_rate)
     )
+    rate = settings.false_positive_rate
+    if rate is None:
+        return bounds
+    test = pl.struct("t_stat", "count").map_elements(
+        lambda row: significant(row, rate), return_dtype=pl.Boolean
+    )
+    return bounds & test
 
 
 def walk_forward_signals(scores: pl.DataFrame, days: list[date], settings: AlphaSettings) -> pl.DataFrame:

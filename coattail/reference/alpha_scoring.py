@@ -2,11 +2,12 @@
 
 Written from the page: each consumed alert's decision event is found from the module's own rule (the
 whale or burst trade; the event that closed the flow window; the event at whose arrival the sliced run
-closed; MOD-010's transfer when its reference instrument's clock was already past the block time, else
-the market event that took that clock past it), the release rule at the end of the input keeps the
-items whose clock is below the lowest final clock of the asset's participants, prices are "as of" the
-reference instrument (the last counted trade whose clock at arrival is at most ``x``), and a forward
-return exists when the last published price step (the feed's thinning rule) ends after ``t + h``.
+closed; MOD-010's transfer when it moves a stablecoin or its reference instrument's clock was already
+past the block time, else the market event that took that clock past it), the release rule at the end
+of the input keeps the items whose clock is below the lowest final clock of the asset's participants,
+prices are "as of" the reference instrument (the last counted trade whose clock at arrival is at most
+``x``), and a forward return exists when the last published price step (the feed's thinning rule) ends
+after ``t + h``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import KEY, US_PER_S
 from core.events import CHAINS
+from core.stats import t_sf
 from pipeline.config import Config
 from pipeline.onchain import transfer_key
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from pipeline.detectors.sliced_whale import SlicedWhaleSettings
 
 DETECTOR: Final = "MOD-011"
+_NO_TIME: Final = -(2**62)
+"""The clock of an instrument before its first event."""
 CONSUMED: Final = ("MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010")
 ONCHAIN_KINDS: Final = ("exchange_inflow", "exchange_outflow", "whale_transfer")
 _SIDES: Final = {"buy": 1, "sell": -1}
@@ -102,7 +106,8 @@ def alpha_outputs(
                 key = transfer_key(a["exchange"], a["symbol"], config.tokens, config.instruments)
             if a["detector"] in CONSUMED and key in members:
                 if a["detector"] == "MOD-010":
-                    t, clock = _onchain_decision(a, keys[key], transfers)
+                    stable = json.loads(a["evidence"])["asset"] in config.tokens.stablecoins
+                    t, clock = _onchain_decision(a, keys[key], transfers, stable)
                 else:
                     t, clock = _decision(a, keys[key], delay, sliced)
                 if clock < floor:
@@ -111,9 +116,9 @@ def alpha_outputs(
         if prices is None:
             continue
         known, price_at = _prices(prices, floor, settings)
-        _score(
-            asset, sorted(items, key=lambda i: i[:6]), known, price_at, settings, out_alerts, scores, signals
-        )
+        ordered = sorted(items, key=lambda i: i[:6])
+        _score(asset, ordered, known, price_at, settings, config.tokens.stablecoins, out_alerts, scores,
+               signals)
     return (
         out_alerts,
         pl.DataFrame(scores, schema=SCORE_COLUMNS),
@@ -161,11 +166,15 @@ def _decision(
     return int(ts[i]), int(clock[i])
 
 
-def _onchain_decision(alert: dict[str, Any], key: pl.DataFrame, transfers: pl.DataFrame) -> tuple[int, int]:
-    """``(ts_event, clock)`` of a MOD-010 alert's decision event: the transfer itself when its reference
-    instrument's clock (``key``: its market events by arrival) had passed the block time at its arrival,
-    else the first market event past the block time (necessarily a later one). The first arrival of the
-    transfer is the one alerted (a later copy is a duplicate)."""
+def _onchain_decision(
+    alert: dict[str, Any], key: pl.DataFrame, transfers: pl.DataFrame, stable: bool
+) -> tuple[int, int]:
+    """``(ts_event, clock)`` of a MOD-010 alert's decision event: the transfer itself when it moves a
+    ``stable`` coin (priced at 1, never held) or when its reference instrument's clock (``key``: its
+    market events by arrival) had passed the block time at its arrival, else the first market event
+    past the block time (necessarily a later one). The transfer's clock is the instrument's as it
+    arrived (none before its first event). The first arrival of the transfer is the one alerted (a later
+    copy is a duplicate)."""
     evidence = json.loads(alert["evidence"])
     copies = transfers.filter(
         (pl.col("chain") == evidence["chain"]) & (pl.col("tx_hash") == evidence["tx_hash"])
@@ -176,6 +185,8 @@ def _onchain_decision(alert: dict[str, Any], key: pl.DataFrame, transfers: pl.Da
     arrivals = key["arrival"].to_numpy()
     clock = key["clock"].to_numpy()
     prior = np.flatnonzero(arrivals < arrival)
+    if stable:
+        return block, int(clock[prior[-1]]) if len(prior) else _NO_TIME
     if len(prior) and clock[prior[-1]] > block:
         return block, int(clock[prior[-1]])
     i = int(np.flatnonzero(key["ts_event"].to_numpy() > block)[0])
@@ -225,6 +236,7 @@ def _score(
     known: int,
     price_at: Any,
     s: AlphaSettings,
+    stablecoins: tuple[str, ...],
     alerts: list[dict[str, Any]],
     scores: list[dict[str, Any]],
     signals: list[dict[str, Any]],
@@ -236,7 +248,8 @@ def _score(
     for clock, t, exchange, symbol, detector, aid, alert in items:
         evidence = json.loads(alert["evidence"])
         if detector == "MOD-010":
-            sign = _stance(alert["kind"], evidence["asset"], s) if alert["kind"] in ONCHAIN_KINDS else 0
+            kind = alert["kind"]
+            sign = _stance(kind, evidence["asset"], s, stablecoins) if kind in ONCHAIN_KINDS else 0
             t = int(evidence["ts_recv"])
             # the source is the whale's wallet, the side of the transfer that is not the exchange
             exchange = evidence["to_addr" if alert["kind"] == "exchange_outflow" else "from_addr"]
@@ -293,6 +306,10 @@ def _score(
                 stats["count"] < s.min_samples
                 or stats["mean_bps"] < s.min_edge_bps
                 or stats["hit_rate"] < s.min_hit_rate
+                or (s.false_positive_rate is not None and (
+                    stats["t_stat"] is None
+                    or t_sf(stats["t_stat"], stats["count"] - 1) > s.false_positive_rate
+                ))
             ):
                 continue
             row = {
@@ -345,13 +362,13 @@ def _score(
             alerts.append(alert)
 
 
-def _stance(kind: str, asset: str, s: AlphaSettings) -> int:
+def _stance(kind: str, asset: str, s: AlphaSettings, stablecoins: tuple[str, ...]) -> int:
     """MOD-010's configured direction; unconfigured: a volatile asset's inflow -1 and outflow +1, a
     stablecoin's the reverse, a whale transfer 0."""
     configured = s.onchain_stance.get(asset, {})
     if kind in configured:
         return int(configured[kind])
-    flip = -1 if asset in s.stablecoins else 1
+    flip = -1 if asset in stablecoins else 1
     return {"exchange_inflow": -flip, "exchange_outflow": flip}.get(kind, 0)
 
 

@@ -14,9 +14,10 @@ import polars as pl
 from coattail.reference.alerts import alert_row
 from coattail.reference.stream import US_PER_S
 from coattail.run.outputs import DQ_COLUMNS
-from core.events import transfer_id
+from core.events import CHAINS, transfer_id
 from pipeline.alerts import evidence_json
 from pipeline.config import Config
+from pipeline.onchain import transfer_key
 
 if TYPE_CHECKING:
     # the settings' types only: the reference never runs detector code
@@ -47,12 +48,14 @@ def onchain_outputs(
     counts: list[tuple[str, str, int, str]] = []
     for t in transfers.sort("arrival").iter_rows(named=True):
         x = t["ts_event"]
-        ref = None if t["asset"] in stable else config.instruments.reference.get(t["asset"])
-        if ref is None:
-            key = (t["chain"], t["asset"])
+        # keyed under its market's reference instrument (a stablecoin's configured market), whose clock
+        # judges lateness; else under (chain, asset) with its block times as the clock
+        key = transfer_key(t["chain"], t["asset"], config.tokens, config.instruments)
+        ref = None if t["asset"] in stable or key[0] in CHAINS else key
+        if key[0] in CHAINS:
             own_clock[key] = clock = max(own_clock.get(key, _NO_TIME), x)
         else:
-            events = market.get((ref[0], ref[1]))
+            events = market.get(key)
             before = None if events is None else events.filter(pl.col("arrival") < t["arrival"])
             clock = _NO_TIME if before is None or before.is_empty() else int(before["ts_event"].max())  # type: ignore[arg-type]
         ident = transfer_id(t["chain"], t["tx_hash"], t["log_index"])
@@ -68,7 +71,7 @@ def onchain_outputs(
         elif ref is None:
             price = None
         else:
-            events = market.get((ref[0], ref[1]))
+            events = market.get(key)
             past = None if events is None else events.filter(pl.col("ts_event") > x)
             if past is None or past.is_empty():
                 continue  # the clock never passes the block time: held to the end, not evaluated
@@ -82,7 +85,7 @@ def onchain_outputs(
         if price is None:
             counts.append((t["chain"], t["asset"], x, "NO_PRICE"))
             continue
-        alert = _alert(t, price, None if ref is None else f"{ref[0]}:{ref[1]}", config, settings)
+        alert = _alert(t, price, None if ref is None else f"{key[0]}:{key[1]}", config, settings)
         if alert is not None:
             alerts.append(alert)
     width = dq_window_seconds * US_PER_S

@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 
 from core.events import EventKind
 from core.frozen import Frozen
+from core.stats import t_sf
 from pipeline.alerts import ALERT_SCHEMA, alert_id
 from pipeline.detectors.base import (
     ARRIVAL,
@@ -114,13 +115,17 @@ class AlphaSettings(Frozen):
     min_samples: int = Field(10, ge=2)
     min_edge_bps: float = 5.0
     min_hit_rate: float = Field(0.55, ge=0.0, le=1.0)
+    false_positive_rate: float | None = Field(None, gt=0.0, lt=0.5)
+    """How often a source without edge may be followed, per observation: a signal also needs the score's
+    one-sided p-value (Student's t, ``count - 1`` degrees of freedom) at most this; ``None``: no such
+    test (docs/DETECTORS.md, MOD-011 "Signal")."""
     heartbeat_ms: int = Field(1000, gt=0)
     retention_s: int = Field(3600, gt=0)
     """Prices older than this behind the asset's clock are dropped; an observation older than that when
     released is not scored."""
     onchain_stance: dict[str, dict[str, int]] = Field(default_factory=dict)
-    """MOD-010: per asset, per kind (exchange_inflow, exchange_outflow, whale_transfer), +1, -1 or 0."""
-    stablecoins: tuple[str, ...] = ("USDT", "USDC")
+    """MOD-010: per asset, per kind (exchange_inflow, exchange_outflow, whale_transfer), +1, -1 or 0;
+    unconfigured, the defaults of a volatile asset, or of a stablecoin (``config/tokens.yaml``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> AlphaSettings:
@@ -155,6 +160,15 @@ def score(values: list[float]) -> dict[str, float | int | None]:
     t = mean / (std / math.sqrt(n)) if std else None
     return {"count": n, "mean_bps": mean, "std_bps": std, "hit_rate": float((arr > 0).mean()) if n else 0.0,
             "t_stat": t}
+
+
+def significant(stats: dict[str, float | int | None], false_positive_rate: float | None) -> bool:
+    """Whether a score passes the false-positive bound: its t-statistic's one-sided p-value is at most
+    the rate (always, without a bound; never with a null t-statistic)."""
+    if false_positive_rate is None:
+        return True
+    t = stats["t_stat"]
+    return t is not None and t_sf(float(t), int(stats["count"] or 0) - 1) <= false_positive_rate
 
 
 class PriceStepFeed(KeyedDetector[AlphaSettings]):
@@ -250,7 +264,7 @@ class AlphaScoring(CrossDetector[AlphaSettings]):
         self.horizons = [h * US for h in s.horizons_s]
         self.signal_h = s.horizons_s.index(s.signal_horizon_s)
         self.retention = s.retention_s * US
-        self.stance = Stance(s.onchain_stance, frozenset(s.stablecoins))
+        self.stance = Stance(s.onchain_stance, frozenset(config.tokens.stablecoins))
 
     def new_state(self) -> dict[str, Any]:
         """An asset with no price and no observation."""
@@ -360,7 +374,8 @@ class AlphaScoring(CrossDetector[AlphaSettings]):
                              lambda o: o["seq"] < obs["seq"] and o["t"] + h < obs["t"])
         if not (int(stats["count"] or 0) >= s.min_samples
                 and float(stats["mean_bps"] or 0.0) >= s.min_edge_bps
-                and float(stats["hit_rate"] or 0.0) >= s.min_hit_rate):
+                and float(stats["hit_rate"] or 0.0) >= s.min_hit_rate
+                and significant(stats, s.false_positive_rate)):
             return
         detector, exchange, symbol = source.split("|")
         sid = alert_id(MODULE_ID, exchange, symbol, f"follow:{obs['id']}")

@@ -43,7 +43,8 @@ class Direction:
 
 @dataclass(frozen=True)
 class Stance:
-    """MOD-010's stances: per asset, per transfer kind, the direction it implies (+1, -1 or 0)."""
+    """MOD-010's stances: per asset, per transfer kind, the direction it implies (+1, -1 or 0);
+    ``stablecoins`` (config/tokens.yaml's) take ``STABLE_STANCE`` where none is configured."""
 
     per_asset: Mapping[str, Mapping[str, int]]
     stablecoins: frozenset[str]

@@ -4,8 +4,9 @@ Semantics: docs/DETECTORS.md "MOD-010". Transfers reach this module keyed by the
 instrument (``pipeline.onchain.route_transfers``), so one key's state holds that instrument's price
 steps (``PriceAsOf``) and the transfers it still holds: a transfer is evaluated once the instrument's
 clock is strictly greater than its block time, at the price as of its block time, whatever the order
-in which transfers and trades arrived. A stablecoin's transfers (key ``(chain, asset)``) are worth their
-amount in USD at arrival; an asset with neither has no USD value (``NO_PRICE``).
+in which transfers and trades arrived. A stablecoin's transfers are worth their amount in USD at their
+own arrival, under the reference instrument of the market they count for (``stablecoin_markets``), else
+under ``(chain, asset)``; an asset with neither has no USD value (``NO_PRICE``).
 
 MOD-004's counts about transfers are written here, because only this module sees them: ``NO_PRICE``,
 ``DUPLICATE_ID`` (a repeated ``(chain, tx_hash, log_index)``) and ``LATE_EVENT`` (a block time more than
@@ -138,7 +139,7 @@ class OnchainWhaleDetector(KeyedDetector[OnchainWhaleSettings]):
             held = (rows == PENDING) & ~stable
             by_event = np.where(rows >= 0, arrival[np.maximum(rows, 0)] if len(arrival) else -1, -1)
             values = np.where(stable, values, found)
-            decided = np.maximum(decided, by_event)
+            decided = np.where(stable, decided, np.maximum(decided, by_event))  # a stablecoin: at arrival
         alerts: list[dict[str, Any]] = []
         for (item, _, _), value, when, wait in zip(todo, values, decided, held, strict=True):
             if wait:

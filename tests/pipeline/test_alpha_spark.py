@@ -1,6 +1,7 @@
 """MOD-011 in Spark: streaming in both ``spark.keyed_state`` modes (small micro-batches, state across
 them) and the reprocessor give the batch engine's ``alpha_scores``, ``signals`` and follow signals on a
-tape of planted whales whose price drifts their way, and (streaming) on one of MOD-010 exchange inflows."""
+tape of planted whales whose price drifts their way, and (streaming) on one of MOD-010 exchange inflows,
+of BTC or of USDT (a stablecoin counted for BTC's market)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ TABLES = ("alerts", "alpha_scores", "signals")
 MODULES = ["MOD-001", "MOD-006", "MOD-007", "MOD-009", "MOD-010", "MOD-011"]
 
 
-def cfg(keyed_state: str, tmp: Path) -> Config:
-    base = config(**{"spark.keyed_state": keyed_state})
+def cfg(keyed_state: str, tmp: Path, **overrides: Any) -> Config:
+    base = config(**{"spark.keyed_state": keyed_state, **overrides})
     return base.model_copy(update={"runtime": RuntimeSettings(state_dir=tmp / "state")})
 
 
-def items(inflows: bool = False) -> list[Any]:
-    return planted(3, edge_bps=20.0, whales=16, inflows=inflows)
+def items(inflows: str = "") -> list[Any]:
+    return planted(3, edge_bps=20.0, whales=16, inflows=bool(inflows), stable=inflows == "USDT")
 
 
 def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
@@ -39,17 +40,17 @@ def comparable(tables: dict[str, pa.Table]) -> dict[str, Any]:
             "signals": rows(tables["signals"])}
 
 
-def expected(tmp: Path, inflows: bool = False) -> dict[str, Any]:
-    results = run_engine(cfg("driver", tmp), items(inflows))
+def expected(tmp: Path, inflows: str = "", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    results = run_engine(cfg("driver", tmp, **(overrides or {})), items(inflows))
     want = comparable({n: pa.concat_tables([r.tables[n] for r in results]) for n in TABLES})
     assert want["signals"] and want["scores"]
     return want
 
 
-@pytest.mark.parametrize("inflows", [False, True])
+@pytest.mark.parametrize("inflows", ["", "BTC", "USDT"])
 @pytest.mark.parametrize("keyed_state", ["driver", "state_store"])
 def test_streaming_in_both_keyed_modes_gives_the_batch_result(
-    spark: Any, tmp_path: Path, keyed_state: str, inflows: bool
+    spark: Any, tmp_path: Path, keyed_state: str, inflows: str
 ) -> None:
     want = expected(tmp_path, inflows)
     if inflows:  # MOD-010's wallets are scored and followed
@@ -59,9 +60,11 @@ def test_streaming_in_both_keyed_modes_gives_the_batch_result(
 
 
 def test_the_reprocessor_gives_the_batch_result(spark: Any, tmp_path: Path) -> None:
-    c = cfg("driver", tmp_path)
+    """With a false-positive bound, so its significance test is covered in Spark too."""
+    bound = {"settings.MOD-011.false_positive_rate": 0.05}
+    c = cfg("driver", tmp_path, **bound)
     sink = IcebergSink(c)
     load_tape(write_tape(tmp_path / "tape", items()), sink)
     result = reprocess(spark, c, modules=MODULES, start_us=T0, end_us=T0 + 3600 * SEC, name="alpha",
                        sink=sink)
-    assert comparable(result.tables) == expected(tmp_path)
+    assert comparable(result.tables) == expected(tmp_path, overrides=bound)

@@ -271,3 +271,28 @@ def test_a_dotted_override_changes_one_entry_of_a_mapping() -> None:
     whole = {"settings.MOD-001.thresholds_usd": {"BTCUSDT": 1.0}}
     replaced = ConfigLoader().load("small", env={}, overrides=whole).settings_of(WhaleSettings)
     assert replaced.thresholds_usd == {"BTCUSDT": 1.0}
+
+
+@pytest.mark.parametrize(("markets", "message"), [
+    ({"USDT": "XRP"}, r"tokens.yaml: stablecoin_markets.USDT: 'XRP' has no reference instrument"),
+    ({"USDT": "DOGE", "USDC": "BTC"}, r"stablecoin_markets.USDT: 'DOGE' has no reference instrument"),
+    ({"WBTC": "BTC"}, r"stablecoin_markets names \['WBTC'\], which are not in stablecoins"),
+])
+def test_a_stablecoin_market_must_have_a_reference_instrument(
+    tmp_path: Path, markets: dict[str, str], message: str
+) -> None:
+    """A stablecoin's flows count for a market whose reference instrument keys them: a market without
+    one (or a coin that is no stablecoin) fails at load, naming the file and what to change."""
+    config_dir = _copy_config(tmp_path)
+    tokens = config_dir / "tokens.yaml"
+    data = yaml.safe_load(tokens.read_text())
+    tokens.write_text(yaml.safe_dump({**data, "stablecoin_markets": markets}))
+    with pytest.raises(ConfigError, match=message):
+        ConfigLoader(config_dir).load("large", env={})
+
+
+def test_the_shipped_stablecoins_count_for_btc() -> None:
+    tokens = ConfigLoader().load("large", env={}).tokens
+    markets = {coin: tokens.market_of(coin) for coin in tokens.stablecoins}
+    assert markets == dict.fromkeys(tokens.stablecoins, "BTC")
+    assert tokens.market_of("ETH") == "ETH"

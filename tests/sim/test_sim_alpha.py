@@ -28,7 +28,8 @@ START = 1_767_225_600_000_000
 SEEDS = (1, 2, 3, 4, 5, 6)
 EDGE_BPS = 20.0
 FALSE_POSITIVE = 0.2
-"""The share of an edgeless source's observations that may become follow signals (chance streaks)."""
+"""The share of an edgeless source's observations that may become follow signals (chance streaks) when
+MOD-011 has no ``false_positive_rate``."""
 
 
 def day(tmp: Path, seed: int) -> dict[str, pl.DataFrame]:
@@ -83,6 +84,40 @@ def test_the_uninformed_source_stays_within_the_false_positive_rate(
         informed = signals.filter(pl.col("symbol") == "BTCUSDT").height
         assert informed >= 10  # the edge is followed once it has 10 observations
     assert followed / observed <= FALSE_POSITIVE
+
+
+RATE = 0.05
+FP_SEEDS = range(101, 117)
+
+
+def reference_signals(tmp: Path, seed: int, rate: float | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """alpha-day (6 h) through the Polars reference with MOD-011's ``false_positive_rate`` at ``rate``:
+    its MOD-001 signals and its MOD-001 scores at the signal horizon (one row per observation)."""
+    out = tmp / f"fp{seed}"
+    if not out.exists():
+        spec = GenerateSpec(load_scenario("alpha-day"), ("BTCUSDT", "ETHUSDT"), ("binance",), START,
+                            parse_duration("6h"), seed, 0.02)
+        generate(spec, ConfigLoader().load("small", env={}), out)
+    config = signals_config([out], {"settings.MOD-011.false_positive_rate": rate})
+    outputs = run_reference(from_tape(Tape.open(out)), config)
+    return outputs.signals.filter(pl.col("detector") == "MOD-001"), whales(outputs.alpha_scores, "ETHUSDT")
+
+
+def test_no_edge_sources_stay_within_the_configured_false_positive_rate(tmp_path: Path) -> None:
+    """Over 16 seeds the uninformed ETH whales (no edge) are followed on at most ``false_positive_rate``
+    of their observations, while the informed BTC whales are followed on every seed; the bound only
+    ever removes signals, and here it removes some (it binds)."""
+    followed = observed = unbounded = 0
+    for seed in FP_SEEDS:
+        bounded, scored = reference_signals(tmp_path, seed, RATE)
+        free, _ = reference_signals(tmp_path, seed, None)
+        assert set(bounded["alert_id"]) <= set(free["alert_id"])
+        assert bounded.filter(pl.col("symbol") == "BTCUSDT").height >= 10
+        followed += bounded.filter(pl.col("symbol") == "ETHUSDT").height
+        unbounded += free.filter(pl.col("symbol") == "ETHUSDT").height
+        observed += scored.height
+    assert observed >= 25 * len(FP_SEEDS)
+    assert followed / observed <= RATE < unbounded / observed
 
 
 def test_the_edge_pays_after_fees_and_random_entries_do_not(days: list[dict[str, pl.DataFrame]]) -> None:

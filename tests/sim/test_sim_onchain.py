@@ -6,17 +6,21 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
+from coattail.backtest.signals import engine_tables, signals_config
 from coattail.reference import from_tape, run_reference
+from coattail.run.progress import Steps
 from coattail.validate.labels import validate_labels
 from core.errors import ConfigError
 from core.tape import Tape
 from core.timefmt import parse_duration, parse_time
 from pipeline.config import Config, ConfigLoader
 from sim.generator import GenerateSpec, generate
-from sim.onchain import BLOCK_US
+from sim.onchain import BLOCK_US, whale_address
 from sim.scenario import Scenario, load_scenario
 
 START = parse_time("2026-01-01T00:00Z", "--start")
@@ -87,3 +91,29 @@ def test_scenario_and_tape_checks_say_what_to_change(tmp_path: Path) -> None:
         Scenario.model_validate({"name": "x", "events": events, "onchain": {}})
     with pytest.raises(ConfigError, match="binance:BTCUSDT"):
         _tape(tmp_path / "t", _flows(0.0), exchanges=("coinbase",))
+
+
+def test_stablecoin_flows_are_labelled_and_scored_on_their_market(tmp_path: Path) -> None:
+    """USDT exchange inflows (config/tokens.yaml counts USDT for BTC) at 1 USD a coin: every label is
+    hit, MOD-011 scores them on BTC as (MOD-010, wallet, USDT) pointing up, and the engine agrees with
+    the reference; a coin that is no stablecoin is refused."""
+    events = [{"kind": "exchange_inflow", "at": at, "instrument": 1, "multiple": 2.0, "wallet": "w",
+               "stablecoin": "USDT"} for at in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    scenario = Scenario.model_validate({"name": "stable", "events": events,
+                                        "onchain": {"transfers_per_hour": 5, "wallets": [{"name": "w"}]}})
+    tape = _tape(tmp_path / "t", scenario)
+    usdt = [t for t in tape.read("transfer").to_pylist() if t["asset"] == "USDT"]
+    assert len(usdt) == 5 and {t["amount"] for t in usdt} == {1e7}  # 2 x MOD-010's 5M USD threshold
+    config = signals_config([tmp_path / "t"], {})
+    reference = run_reference(from_tape(tape), config)
+    result = validate_labels(tape.manifest.labels, reference, dq_window_seconds=60)
+    assert [r.label for r in result.results if not r.hit and r.label["detector"] == "MOD-010"] == []
+    scores = reference.alpha_scores.filter(pl.col("detector") == "MOD-010")
+    assert set(scores["asset"]) == {"BTC"} and set(scores["symbol"]) == {"USDT"}
+    assert set(scores["direction"]) == {1} and set(scores["exchange"]) == {whale_address("w")}
+    engine = engine_tables([tmp_path / "t"], config, Steps())
+    assert_frame_equal(reference.alpha_scores.sort("alert_id", "horizon_s"),
+                       engine["alpha_scores"].sort("alert_id", "horizon_s"), check_exact=False)
+    with pytest.raises(ConfigError, match="not among the stablecoins"):
+        _tape(tmp_path / "x", scenario.model_copy(update={"events": (
+            scenario.events[0].model_copy(update={"stablecoin": "BTC"}),)}))

@@ -22,10 +22,10 @@ DAY = 86_400 * SEC
 SETTINGS = AlphaSettings(min_samples=2)
 
 
-def score(symbol: str, t: int, mean: float, count: int = 3) -> dict[str, object]:
+def score(symbol: str, t: int, mean: float, count: int = 3, t_stat: float | None = 5.0) -> dict[str, object]:
     return {"asset": "BTC", "detector": "MOD-001", "exchange": "binance", "symbol": symbol, "horizon_s": 300,
             "alert_id": f"{symbol}{t}", "decision_ts": t, "ts_event": t + 300 * SEC, "direction": 1,
-            "count": count, "mean_bps": mean, "hit_rate": 0.9}
+            "count": count, "mean_bps": mean, "hit_rate": 0.9, "t_stat": t_stat}
 
 
 def test_a_day_trades_the_sources_the_days_before_qualified() -> None:
@@ -43,6 +43,21 @@ def test_a_day_trades_the_sources_the_days_before_qualified() -> None:
     ]
     with pytest.raises(CoattailError, match="YYYY-MM-DD"):
         parse_days("yesterday")
+
+
+def test_a_false_positive_bound_qualifies_only_significant_sources() -> None:
+    """With ``false_positive_rate`` the day's sources also pass MOD-011's t-test (one-sided, count - 1
+    degrees of freedom): t = 5 over 3 values (p = 0.019) passes 0.05, t = 2 (p = 0.092) and a null t
+    do not; without the bound all three qualify."""
+    scores = pl.DataFrame([
+        score("A", T0 - DAY // 2, 12.0, t_stat=5.0), score("B", T0 - DAY // 2, 12.0, t_stat=2.0),
+        score("C", T0 - DAY // 2, 12.0, t_stat=None),
+        *(score(s, T0 + 3600 * SEC, 12.0) for s in "ABC"),
+    ])
+    days = parse_days("2026-01-01")
+    bounded = walk_forward_signals(scores, days, AlphaSettings(min_samples=2, false_positive_rate=0.05))
+    assert bounded["alert_id"].to_list() == [f"A{T0 + 3600 * SEC}"]
+    assert walk_forward_signals(scores, days, SETTINGS).height == 3
 
 
 def test_the_command_walks_forward_over_midnight(tmp_path: Path) -> None:

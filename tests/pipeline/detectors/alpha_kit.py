@@ -47,7 +47,7 @@ UNINFORMED = "0x" + "b2" * 20
 
 def planted(
     seed: int, *, edge_bps: float, whales: int = 40, gap_s: int = 45, drift_s: int = 20, start: int = T0,
-    inflows: bool = False,
+    inflows: bool = False, stable: bool = False,
 ) -> list[Item]:
     """BTCUSDT trading every second (a random walk of +-1 bps, 0.5 BTC a trade); every ``gap_s`` seconds a
     whale of a random side, after which the price drifts ``edge_bps`` its way over ``drift_s`` seconds.
@@ -55,7 +55,8 @@ def planted(
     ``inflows``: the whales are instead MOD-010 exchange inflows of 100 BTC, received (``ts_recv``) at
     that second, from ``INFORMED`` (the price then drifts ``edge_bps`` down) or ``UNINFORMED`` (no
     drift); every other one is mined 2 s before (decided at its own arrival), the rest in that second (held
-    until a later trade passes its block time)."""
+    until a later trade passes its block time). ``stable``: the inflows move 10M USDT instead (counted for
+    BTC's market, decided at their own arrival), after which an informed wallet's price drifts up."""
     rng = random.Random(seed)
     price, tid, sign, drifting = 50_000.0, 0, 0, 0
     items: list[Item] = []
@@ -65,9 +66,10 @@ def planted(
             n = second // gap_s
             if inflows:
                 wallet = rng.choice([INFORMED, UNINFORMED])
-                items.append(transfer(n + 1, 0, "BTC", 100.0, ts - 2 * SEC * (n % 2), from_addr=wallet,
+                asset, amount = ("USDT", 1e7) if stable else ("BTC", 100.0)
+                items.append(transfer(n + 1, 0, asset, amount, ts - 2 * SEC * (n % 2), from_addr=wallet,
                                       to_addr=EXCHANGE_WALLET, ts_recv=ts))
-                sign = -1 if wallet == INFORMED else 0
+                sign = (1 if stable else -1) if wallet == INFORMED else 0
             else:
                 side = rng.choice(["buy", "sell"])
                 tid += 1

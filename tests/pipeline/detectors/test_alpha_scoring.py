@@ -197,3 +197,38 @@ def test_mod010_wallets_are_scored_by_their_receive_time_and_the_reference_agree
     assert mean[INFORMED] > 10.0 and abs(mean[UNINFORMED]) < 5.0
     followed = set(pipeline.signals.filter(pl.col("detector") == "MOD-010")["exchange"])
     assert followed == {INFORMED}
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_stablecoin_inflows_count_for_their_market_and_the_reference_agrees(seed: int) -> None:
+    """USDT exchange inflows (config/tokens.yaml counts USDT for BTC): MOD-010 alerts every one at 1 USD
+    at its own arrival, keyed under binance:BTCUSDT, so they join BTC's group with its clock; the source
+    is (MOD-010, wallet, USDT) and an inflow points up (+1). The informed wallet, after whose inflows the
+    price drifts up, scores its edge and is followed; any micro-batch split gives the reference's rows."""
+    items = planted(seed, edge_bps=20.0, whales=40, inflows=True, stable=True)
+    cfg = config()
+    pipeline = outputs(run_engine(cfg, items, cuts=[1, 300, 1100]))
+    reference = run_reference(from_wire(payloads(items)), cfg)
+    assert_agrees(pipeline, reference)
+    onchain = [r for r in pipeline.alerts.to_pylist() if r["detector"] == "MOD-010"]
+    assert len(onchain) == 40 and {json.loads(r["evidence"])["price"] for r in onchain} == {1.0}
+    scores = pipeline.alpha_scores.filter(pl.col("detector") == "MOD-010")
+    assert set(scores["asset"]) == {"BTC"} and set(scores["symbol"]) == {"USDT"}
+    assert set(scores["direction"]) == {1}
+    final = scores.filter(pl.col("horizon_s") == 30).sort("decision_ts").group_by(
+        "exchange", maintain_order=True).last()
+    mean = dict(zip(final["exchange"], final["mean_bps"], strict=True))
+    assert mean[INFORMED] > 10.0 and abs(mean[UNINFORMED]) < 5.0
+    assert set(pipeline.signals.filter(pl.col("detector") == "MOD-010")["exchange"]) == {INFORMED}
+
+
+def test_a_stablecoin_without_a_market_reaches_no_group() -> None:
+    """With no market configured for USDT its transfers stay under (ethereum, USDT): MOD-010 still
+    alerts them, MOD-011 scores none of them."""
+    cfg = config()
+    cfg = cfg.model_copy(update={"tokens": cfg.tokens.model_copy(update={"stablecoin_markets": {}})})
+    items = planted(31, edge_bps=20.0, whales=12, inflows=True, stable=True)
+    pipeline = outputs(run_engine(cfg, items))
+    assert "MOD-010" in pipeline.alerts["detector"].to_pylist()
+    assert pipeline.alpha_scores.filter(pl.col("detector") == "MOD-010").height == 0
+    assert_agrees(pipeline, run_reference(from_wire(payloads(items)), cfg))
