@@ -94,13 +94,15 @@ def transfer_id(chain: str, tx_hash: str, log_index: int) -> str:
 
 
 def partition_key(exchange: str, symbol: str) -> str:
-    """The Kinesis partition key: all events of one instrument on one exchange stay in order. A transfer's
-    is ``chain:asset`` (``transfer_partition_key``): the transfers of one asset stay in order."""
+    """The Kinesis partition key: all events of one instrument on one exchange stay in order. A transfer
+    travels under the key of the market it is processed under (``replay.wire.partition_keys``), so it
+    stays in order among that market's events."""
     return f"{exchange}:{symbol}"
 
 
 def transfer_partition_key(chain: str, asset: str) -> str:
-    """The Kinesis partition key of a transfer: the same stream as the market events, keyed by asset."""
+    """A transfer's own key, ``chain:asset``: its source, within which transfers stay in order (a tape's
+    records; on Kinesis it travels under its market's key, ``replay.wire.partition_keys``)."""
     return partition_key(chain, asset)
 
 

@@ -48,7 +48,7 @@ from core.errors import ConfigError
 from core.events import EVENT_KINDS, EventKind, event_id, native_id_field
 from core.labels import Label
 from replay.merge import KIND_CODE, MERGED_SCHEMA
-from replay.wire import partition_keys
+from replay.wire import event_keys
 
 FaultName = Literal["drop", "corrupt", "late", "reorder", "duplicate"]
 _ORDER: Final[tuple[FaultName, ...]] = ("drop", "corrupt", "late", "reorder", "duplicate")
@@ -383,7 +383,7 @@ class FaultInjector:
 
     def _observe(self, ready: pa.Table) -> pa.Table:
         """Update per-key watermarks and trade-id maxima in arrival order; label late events and gaps."""
-        keys = partition_keys(ready)
+        keys = event_keys(ready)
         encoded = pc.dictionary_encode(keys).combine_chunks()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         names = encoded.dictionary.to_pylist()

@@ -67,7 +67,7 @@ class _StampedTarget(WebSocketTarget):
 
     def _send(self, table: pa.Table, ts_sent: int) -> None:
         corrupt = set(wire.corrupt_rows(table).tolist())
-        keys = wire.partition_keys(table).to_pylist()
+        keys = wire.event_keys(table).to_pylist()
         with self.lock:  # stamped before any frame leaves, so a put can never precede its stamp
             for i, key in enumerate(keys):
                 if i not in corrupt:

@@ -9,6 +9,7 @@ JSON readers do not see.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import numpy as np
@@ -16,7 +17,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.events import SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS
+from core.events import SCHEMA_VERSION, TAPE_KINDS, TAPE_SCHEMAS, partition_key
+from pipeline.config import ConfigLoader
+from pipeline.instruments import InstrumentsConfig
+from pipeline.onchain import TokensConfig, transfer_key
 from replay.merge import KIND_CODE
 
 CORRUPT_TAIL: Final = b"\xff\xfe<corrupt>"
@@ -27,13 +31,44 @@ def corrupt_payload(payload: bytes) -> bytes:
     return payload[: len(payload) // 2] + CORRUPT_TAIL
 
 
-def partition_keys(table: pa.Table) -> pa.Array:
+def event_keys(table: pa.Table) -> pa.Array:
     """``exchange:symbol`` per row, as ``core.events.partition_key`` builds it; ``chain:asset`` for a
-    transfer (``core.events.transfer_partition_key``)."""
+    transfer (``core.events.transfer_partition_key``): the key within which a source's events stay in
+    order."""
     transfer = pc.equal(table.column("kind"), KIND_CODE["transfer"])
     exchange = pc.if_else(transfer, table.column("chain"), table.column("exchange")).cast(pa.string())
     symbol = pc.if_else(transfer, table.column("asset"), table.column("symbol")).cast(pa.string())
     return pc.binary_join_element_wise(exchange, symbol, ":")
+
+
+def partition_keys(table: pa.Table) -> pa.Array:
+    """The Kinesis partition key per row: its ``event_keys``, except that a transfer takes the key of the
+    market it is processed under (``pipeline.onchain.transfer_key``: its asset's reference instrument,
+    or a stablecoin's configured market's), per the registry in ``config/``.
+
+    A transfer then shares that market's shard and reaches the pipeline in the order it was sent among
+    the market's events. It must: MOD-011 decides an on-chain observation on the market's clock at its
+    arrival, which on another shard would depend on how the shards' records interleave in a batch."""
+    keys = event_keys(table)
+    transfer = pc.equal(table.column("kind"), KIND_CODE["transfer"])
+    if not pc.any(transfer).as_py():
+        return keys
+    sources = pc.unique(pc.filter(keys, transfer))
+    routed = pa.array([_market_key(key) for key in sources.to_pylist()], pa.string())
+    return pc.if_else(transfer, pc.take(routed, pc.index_in(keys, value_set=sources)), keys)
+
+
+def _market_key(key: str) -> str:
+    chain, asset = key.split(":", 1)
+    tokens, instruments = _registry()
+    return partition_key(*transfer_key(chain, asset, tokens, instruments))
+
+
+@functools.cache
+def _registry() -> tuple[TokensConfig, InstrumentsConfig]:
+    """The token table and instrument registry of ``config/`` (what a deployment's producers key by)."""
+    config = ConfigLoader().load("small", env={})
+    return config.tokens, config.instruments
 
 
 def encode_array(table: pa.Table, ts_sent: int | None) -> pa.Array:
