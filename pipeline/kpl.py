@@ -274,6 +274,32 @@ def locate_user_records(data: bytes) -> UserRecordSpans | None:
     end = len(data) - DIGEST_BYTES
     if hashlib.md5(memoryview(data)[len(MAGIC) : end]).digest() != data[end:]:
         return None
+    walked = _walk(data)
+    if walked is None:
+        return None
+    keys, entries, sizes = walked
+    buf = np.frombuffer(data, dtype=np.uint8)
+    at = np.array(entries, dtype=np.int64)
+    size = np.array(sizes, dtype=np.int64)
+    head = np.take(buf, at[:, None] + np.arange(6), mode="clip").astype(np.int64)
+    # 08 <index> 1a <length varint, 1-3 bytes> <data>: the data must fill the record exactly
+    low = head[:, 3:] & 0x7F
+    more = head[:, 3:] >= 0x80
+    width = np.where(~more[:, 0], 1, np.where(~more[:, 1], 2, np.where(~more[:, 2], 3, 0)))
+    data_len = low[:, 0] + (width > 1) * (low[:, 1] << 7) + (width > 2) * (low[:, 2] << 14)
+    ok = (
+        (size >= 4) & (head[:, 0] == 0x08) & (head[:, 1] < min(len(keys), 0x80)) & (head[:, 2] == 0x1A)
+        & (width > 0) & (3 + width + data_len == size)
+    )
+    if not ok.all():
+        return None
+    return UserRecordSpans(keys, head[:, 1], at + 3 + width, data_len)
+
+
+def _walk(data: bytes) -> tuple[list[str], list[int], list[int]] | None:
+    """An aggregate's key table, then where each of its records starts and how long it is; None unless
+    the protobuf is exactly a key table followed by records, all inside it (its MD5 is not checked)."""
+    end = len(data) - DIGEST_BYTES
     keys: list[str] = []
     entries: list[int] = []
     sizes: list[int] = []
@@ -300,22 +326,7 @@ def locate_user_records(data: bytes) -> UserRecordSpans | None:
         return None
     if pos != end or not entries:  # a field ran past the protobuf (into the MD5)
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    at = np.array(entries, dtype=np.int64)
-    size = np.array(sizes, dtype=np.int64)
-    head = np.take(buf, at[:, None] + np.arange(6), mode="clip").astype(np.int64)
-    # 08 <index> 1a <length varint, 1-3 bytes> <data>: the data must fill the record exactly
-    low = head[:, 3:] & 0x7F
-    more = head[:, 3:] >= 0x80
-    width = np.where(~more[:, 0], 1, np.where(~more[:, 1], 2, np.where(~more[:, 2], 3, 0)))
-    data_len = low[:, 0] + (width > 1) * (low[:, 1] << 7) + (width > 2) * (low[:, 2] << 14)
-    ok = (
-        (size >= 4) & (head[:, 0] == 0x08) & (head[:, 1] < min(len(keys), 0x80)) & (head[:, 2] == 0x1A)
-        & (width > 0) & (3 + width + data_len == size)
-    )
-    if not ok.all():
-        return None
-    return UserRecordSpans(keys, head[:, 1], at + 3 + width, data_len)
+    return keys, entries, sizes
 
 
 def count_user_records(data: bytes) -> int:
@@ -327,6 +338,9 @@ def count_user_records(data: bytes) -> int:
     """
     if not is_aggregated(data) or len(data) < len(MAGIC) + DIGEST_BYTES:
         return 1
+    walked = _walk(data)  # the usual layout, quickly
+    if walked is not None:
+        return len(walked[1])
     try:
         count = sum(
             field == _RECORDS_FIELD for field, _ in _fields(memoryview(data)[len(MAGIC) : -DIGEST_BYTES])

@@ -157,6 +157,7 @@ def test_located_records_never_differ_from_the_reference(
     located = _located(blob)
     if located is not None:
         assert located == deaggregate(blob)
+        assert count_user_records(blob) == len(located)
 
 
 def test_other_layouts_are_left_to_the_reference() -> None:
