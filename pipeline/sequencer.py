@@ -119,7 +119,8 @@ class Sequencer:
 
     def annotate(self, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Valid events of both kinds sorted by ``arrival`` -> (trades, quotes) annotated; updates state."""
-        events = events.reset_index(drop=True)
+        events = events.copy(deep=False)  # a new index, the data shared: no copy of the batch
+        events.index = pd.RangeIndex(len(events))
         keys = list(zip(events["exchange"], events["symbol"], strict=True))
         codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
         key_list: list[Key] = [(str(k[0]), str(k[1])) for k in uniques]
@@ -135,8 +136,9 @@ class Sequencer:
         late = ts < prev_max - self.delay_us  # NaN (no earlier event) compares False
 
         is_trade = (events["kind"] == "trade").to_numpy()
-        trades = events[is_trade].copy()
-        quotes = events[~is_trade].copy()
+        # take() gives new frames (not views of ``events``): one copy each, and columns can be added
+        trades = events.take(np.flatnonzero(is_trade))
+        quotes = events.take(np.flatnonzero(~is_trade))
         t_codes, q_codes = codes[is_trade], codes[~is_trade]
         trades["late"] = late[is_trade]
         quotes["late"] = late[~is_trade]
@@ -176,7 +178,9 @@ class Sequencer:
                     states[int(code)].last_ts_quote = float(non_late.iloc[-1])
         for key, st in zip(key_list, states, strict=True):
             self.states[key] = st
-        return trades.reset_index(drop=True), quotes.reset_index(drop=True)
+        trades.index = pd.RangeIndex(len(trades))
+        quotes.index = pd.RangeIndex(len(quotes))
+        return trades, quotes
 
     def _trades(
         self,
