@@ -1,6 +1,7 @@
 """The emulators the local stack runs as background processes on 127.0.0.1.
 
-- ``moto``: moto's server mode (``python -m moto.server``): Kinesis, DynamoDB, S3 and Glue; the default.
+- ``moto``: moto's server mode (``python -m infra.moto.server``: moto's own, with two costs of its GetRecords
+  answers removed): Kinesis, DynamoDB, S3 and Glue; the default.
 - ``kinesis-mock``: the ``kinesis-local`` npm package (the Kinesis engine inside LocalStack), opt-in, for
   Kinesis only; it needs Node and ``make kinesis-mock`` (a project-local ``node_modules``). It hard-codes
   0.0.0.0 as its listen address, so it is started with ``loopback.js`` preloaded, which forces every
@@ -61,7 +62,7 @@ def kinesis_local_main(roots: tuple[Path, ...] | None = None) -> Path:
 
 
 def _moto_command(port: int, _region: str) -> tuple[list[str], dict[str, str]]:
-    command = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    command = [sys.executable, "-m", "infra.moto.server", "-H", LOOPBACK, "-p", str(port)]
     return command, local_environment(os.environ)
 
 

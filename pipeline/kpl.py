@@ -247,6 +247,88 @@ def deaggregate(data: bytes, partition_key: str = "") -> list[tuple[str, bytes]]
     return out
 
 
+class UserRecordSpans(NamedTuple):
+    """Where the user records of one aggregate lie in its bytes (``locate_user_records``)."""
+
+    keys: list[str]
+    """The aggregate's partition key table."""
+    key_index: np.ndarray
+    """Per user record, its key's index in ``keys``."""
+    starts: np.ndarray
+    """Per user record, where its data starts in the Kinesis record's bytes."""
+    lengths: np.ndarray
+    """Per user record, its data's length."""
+
+
+def locate_user_records(data: bytes) -> UserRecordSpans | None:
+    """Where each user record of an aggregate lies, without copying any, for the layout producers write:
+    the key table first, then records holding only a key index and their data (this module's
+    ``aggregate`` and the AWS KPL without explicit hash keys or tags).
+
+    None for anything else (not aggregated, other fields or order, a wrong MD5, malformed): ``deaggregate``
+    is the reference and decides those. Only the walk from one record to the next is a Python loop; each
+    record's own fields are read with NumPy across the aggregate.
+    """
+    if not is_aggregated(data) or len(data) < len(MAGIC) + DIGEST_BYTES:
+        return None
+    end = len(data) - DIGEST_BYTES
+    if hashlib.md5(memoryview(data)[len(MAGIC) : end]).digest() != data[end:]:
+        return None
+    walked = _walk(data)
+    if walked is None:
+        return None
+    keys, entries, sizes = walked
+    buf = np.frombuffer(data, dtype=np.uint8)
+    at = np.array(entries, dtype=np.int64)
+    size = np.array(sizes, dtype=np.int64)
+    head = np.take(buf, at[:, None] + np.arange(6), mode="clip").astype(np.int64)
+    # 08 <index> 1a <length varint, 1-3 bytes> <data>: the data must fill the record exactly
+    low = head[:, 3:] & 0x7F
+    more = head[:, 3:] >= 0x80
+    width = np.where(~more[:, 0], 1, np.where(~more[:, 1], 2, np.where(~more[:, 2], 3, 0)))
+    data_len = low[:, 0] + (width > 1) * (low[:, 1] << 7) + (width > 2) * (low[:, 2] << 14)
+    ok = (
+        (size >= 4) & (head[:, 0] == 0x08) & (head[:, 1] < min(len(keys), 0x80)) & (head[:, 2] == 0x1A)
+        & (width > 0) & (3 + width + data_len == size)
+    )
+    if not ok.all():
+        return None
+    return UserRecordSpans(keys, head[:, 1], at + 3 + width, data_len)
+
+
+def _walk(data: bytes) -> tuple[list[str], list[int], list[int]] | None:
+    """An aggregate's key table, then where each of its records starts and how long it is; None unless
+    the protobuf is exactly a key table followed by records, all inside it (its MD5 is not checked)."""
+    end = len(data) - DIGEST_BYTES
+    keys: list[str] = []
+    entries: list[int] = []
+    sizes: list[int] = []
+    pos = len(MAGIC)
+    try:
+        while pos < end and data[pos] == 0x0A:  # partition_key_table
+            length, pos = _read_varint(data, pos + 1)
+            keys.append(data[pos : pos + length].decode())
+            pos += length
+        while pos < end:
+            if data[pos] != 0x1A:  # anything but a record: the reference reads it
+                return None
+            first, second = data[pos + 1], data[pos + 2]  # a record's length: two bytes, mostly
+            if first < 0x80:
+                length, pos = first, pos + 2
+            elif second < 0x80:
+                length, pos = (first & 0x7F) | second << 7, pos + 3
+            else:
+                length, pos = _read_varint(data, pos + 1)
+            entries.append(pos)
+            sizes.append(length)
+            pos += length
+    except (SchemaError, UnicodeDecodeError, IndexError):
+        return None
+    if pos != end or not entries:  # a field ran past the protobuf (into the MD5)
+        return None
+    return keys, entries, sizes
+
+
 def count_user_records(data: bytes) -> int:
     """How many user records a Kinesis record holds, from the protobuf's top-level fields only.
 
@@ -256,6 +338,9 @@ def count_user_records(data: bytes) -> int:
     """
     if not is_aggregated(data) or len(data) < len(MAGIC) + DIGEST_BYTES:
         return 1
+    walked = _walk(data)  # the usual layout, quickly
+    if walked is not None:
+        return len(walked[1])
     try:
         count = sum(
             field == _RECORDS_FIELD for field, _ in _fields(memoryview(data)[len(MAGIC) : -DIGEST_BYTES])

@@ -177,14 +177,16 @@ def parse_batch(raw: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
     (and some they accept, such as duplicate keys), and a chunk it refuses, or one holding a transfer
     (rare beside market events; their rules live in ``pipeline.onchain``), goes through the
     per-record reference path, ``check_record``. Both paths give the same rows (a property test
-    checks it).
+    checks it). The fast path never turns a record into a Python object: the chunk's newline-joined
+    text is cut from the Arrow column's buffers with NumPy.
     """
-    datas = raw.column("data").to_pylist()
+    data = raw.column("data")
+    datas = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
     parts: list[pa.RecordBatch] = []
     for lo in range(0, max(len(datas), 1), FAST_CHUNK):
-        chunk = datas[lo : lo + FAST_CHUNK]
+        chunk = datas.slice(lo, FAST_CHUNK)
         decoded = _decode_fast(chunk)
-        parts.append(_from_decoded(decoded, chunk) if decoded is not None else _parse_slow(chunk))
+        parts.append(_from_decoded(decoded, chunk) if decoded is not None else _parse_slow(chunk.to_pylist()))
     table = pa.Table.from_batches(parts, schema=_EVENTS_PART)
     for name in ("ts_ingest", "shard_id", "sequence_number", "sub_sequence"):
         table = table.append_column(PARSED_SCHEMA.field(name), raw.column(name))
@@ -195,13 +197,30 @@ def parse_batch(raw: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
 _EVENTS_PART: Final = pa.schema(
     [PARSED_SCHEMA.field(n) for n in ("kind", *EVENT_COLUMNS, "ts_sent", "reason", "raw")]
 )
+_REASON_NAMES: Final = pa.array([None, *REASONS], type=pa.string())
+"""Reason codes of the vectorised rules (0 valid, else 1 + index in ``REASONS``) to their names."""
+_NEWLINES: Final = (ord("\n"), ord("\r"))
 
 
-def _decode_fast(datas: list[bytes | None]) -> pa.Table | None:
-    """Arrow's strict decoding of a chunk, or None when any record needs the per-record path."""
-    if not datas or any(d is None or b"\n" in d or b"\r" in d for d in datas):
+def _ndjson(datas: pa.BinaryArray) -> bytes | None:
+    """The records of a chunk as newline-delimited text, or None when a record is null or holds a line
+    break (one record would read as several lines)."""
+    values = datas.buffers()[2]
+    if datas.null_count or values is None:  # no value buffer: every record is empty
         return None
-    blob = b"\n".join(d for d in datas if d is not None)
+    offsets = np.frombuffer(datas.buffers()[1], dtype=np.int32)[datas.offset : datas.offset + len(datas) + 1]
+    body = np.frombuffer(values, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if np.isin(body, _NEWLINES).any():
+        return None
+    blob: bytes = np.insert(body, offsets[1:-1] - offsets[0], _NEWLINES[0]).tobytes()
+    return blob
+
+
+def _decode_fast(datas: pa.BinaryArray) -> pa.Table | None:
+    """Arrow's strict decoding of a chunk, or None when any record needs the per-record path."""
+    blob = _ndjson(datas) if len(datas) else None
+    if blob is None:
+        return None
     try:
         blob.decode("utf-8")
         table = pa_json.read_json(
@@ -216,8 +235,9 @@ def _decode_fast(datas: list[bytes | None]) -> pa.Table | None:
     return table
 
 
-def _from_decoded(table: pa.Table, datas: list[bytes | None]) -> pa.RecordBatch:
-    """The record rules, vectorised over a chunk Arrow decoded (so no PARSE_ERROR or BAD_TYPE)."""
+def _from_decoded(table: pa.Table, datas: pa.BinaryArray) -> pa.RecordBatch:
+    """The record rules, vectorised over a chunk Arrow decoded (so no PARSE_ERROR or BAD_TYPE; every
+    payload is UTF-8 text)."""
     n = table.num_rows
     col = {name: table.column(name).combine_chunks() for name in _FAST_SCHEMA.names}
     code = np.zeros(n, dtype=np.int8)  # 0 valid, else 1 + index in REASONS
@@ -262,10 +282,9 @@ def _from_decoded(table: pa.Table, datas: list[bytes | None]) -> pa.RecordBatch:
         keep = (valid & kind_has) | (bad & (name in _IDENTITY))
         out[name] = pc.if_else(pa.array(keep), col[name], pa.scalar(None, col[name].type))
     out["ts_sent"] = pc.if_else(pa.array(valid), col["ts_sent"], pa.scalar(None, pa.int64()))
-    out["reason"] = pa.array([None if c == 0 else REASONS[c - 1] for c in code.tolist()], type=pa.string())
-    out["raw"] = pa.array(
-        [None if ok else _text(d) for ok, d in zip(valid.tolist(), datas, strict=True)], type=pa.string()
-    )
+    out["reason"] = _REASON_NAMES.take(pa.array(code))
+    text = pa.concat_arrays([datas.cast(pa.string())])  # at offset 0: if_else misreads a sliced string array
+    out["raw"] = pc.if_else(pa.array(valid), pa.scalar(None, pa.string()), text)
     return pa.RecordBatch.from_arrays([out[f.name] for f in _EVENTS_PART], schema=_EVENTS_PART)
 
 

@@ -119,7 +119,8 @@ class Sequencer:
 
     def annotate(self, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Valid events of both kinds sorted by ``arrival`` -> (trades, quotes) annotated; updates state."""
-        events = events.reset_index(drop=True)
+        events = events.copy(deep=False)  # a new index, the data shared: no copy of the batch
+        events.index = pd.RangeIndex(len(events))
         keys = list(zip(events["exchange"], events["symbol"], strict=True))
         codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
         key_list: list[Key] = [(str(k[0]), str(k[1])) for k in uniques]
@@ -135,8 +136,9 @@ class Sequencer:
         late = ts < prev_max - self.delay_us  # NaN (no earlier event) compares False
 
         is_trade = (events["kind"] == "trade").to_numpy()
-        trades = events[is_trade].copy()
-        quotes = events[~is_trade].copy()
+        # take() gives new frames (not views of ``events``): one copy each, and columns can be added
+        trades = events.take(np.flatnonzero(is_trade))
+        quotes = events.take(np.flatnonzero(~is_trade))
         t_codes, q_codes = codes[is_trade], codes[~is_trade]
         trades["late"] = late[is_trade]
         quotes["late"] = late[~is_trade]
@@ -158,25 +160,26 @@ class Sequencer:
             st = states[int(code)]
             st.max_ts = float(np.fmax(st.max_ts, value))
         if len(trades):
-            tg = trades.assign(code=t_codes).groupby("code")
-            for code, g in tg:
-                st = states[int(code)]
-                ids = g["trade_id"].to_numpy(dtype=np.int64)
-                top = int(ids.max())
+            ids = trades["trade_id"].to_numpy(dtype=np.int64)
+            prices = trades["price"].to_numpy(dtype=np.float64)
+            order = np.argsort(t_codes, kind="stable")  # each key's trades together, in arrival order
+            bounds = np.flatnonzero(np.diff(t_codes[order])) + 1
+            for rows in np.split(order, bounds):
+                st = states[int(t_codes[rows[0]])]
+                top = int(ids[rows].max())
                 st.max_trade_id = top if st.max_trade_id is None else max(st.max_trade_id, top)
-                st.last_price = float(g["price"].iloc[-1])
-                st.seen_ids = merge_intervals(st.seen_ids, ids)
-                non_late = g.loc[~g["late"], "ts_event"]
-                if len(non_late):
-                    st.last_ts_trade = float(non_late.iloc[-1])
+                st.last_price = float(prices[rows[-1]])
+                st.seen_ids = merge_intervals(st.seen_ids, ids[rows])
+            for code, at in _last_rows(t_codes, ~trades["late"].to_numpy(dtype=bool)):
+                states[code].last_ts_trade = float(trades["ts_event"].iat[at])
         if len(quotes):
-            for code, g in quotes.assign(code=q_codes).groupby("code"):
-                non_late = g.loc[~g["late"], "ts_event"]
-                if len(non_late):
-                    states[int(code)].last_ts_quote = float(non_late.iloc[-1])
+            for code, at in _last_rows(q_codes, ~quotes["late"].to_numpy(dtype=bool)):
+                states[code].last_ts_quote = float(quotes["ts_event"].iat[at])
         for key, st in zip(key_list, states, strict=True):
             self.states[key] = st
-        return trades.reset_index(drop=True), quotes.reset_index(drop=True)
+        trades.index = pd.RangeIndex(len(trades))
+        quotes.index = pd.RangeIndex(len(quotes))
+        return trades, quotes
 
     def _trades(
         self,
@@ -222,6 +225,15 @@ class Sequencer:
         stale[non_late] = ts - prev >= self.stale_us
         return stale
 
+
+def _last_rows(codes: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]:
+    """Per key code, the position of its last row where ``mask`` holds (keys with none are left out)."""
+    at = np.flatnonzero(mask)
+    if not len(at):
+        return []
+    uniq, first_from_end = np.unique(codes[at][::-1], return_index=True)
+    last = at[len(at) - 1 - first_from_end]
+    return list(zip(uniq.tolist(), last.tolist(), strict=True))
 
 def _prev_cummax(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.ndarray:
     """Per key, the maximum of the seed and every earlier value (NaN when there is none)."""

@@ -21,6 +21,7 @@ from pipeline.engine import BatchResult, Engine
 from pipeline.kpl import aggregate_arrays, deaggregate
 from pipeline.parse import parse_batch
 from pipeline.sinks.iceberg import IcebergSink
+from pipeline.source.arrow_build import raw_batches
 from pipeline.tables import tables_for
 from replay.merge import merge_tapes
 from replay.testkit import write_tape
@@ -68,6 +69,20 @@ def test_kpl_deaggregate(benchmark: Bench, wire: tuple[pa.Array, pa.Array]) -> N
 
     def run() -> int:
         return sum(len(deaggregate(a.data, a.partition_key)) for a in aggregates)
+
+    assert benchmark(run) == len(wire[1])
+
+
+def test_kpl_to_arrow(benchmark: Bench, wire: tuple[pa.Array, pa.Array]) -> None:
+    """Aggregated records -> ``RAW_SCHEMA`` Arrow batches, as the Kinesis source reads a shard's range."""
+    aggregates = aggregate_arrays(*wire)
+    seqs = [f"{i:056d}" for i in range(len(aggregates))]
+    keys = [a.partition_key for a in aggregates]
+    datas = [a.data for a in aggregates]
+    ingests: list[int | None] = [None] * len(aggregates)
+
+    def run() -> int:
+        return sum(b.num_rows for b in raw_batches("shard-1", seqs, keys, datas, ingests))
 
     assert benchmark(run) == len(wire[1])
 

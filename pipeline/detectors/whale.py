@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, field_validator
 
 from core.events import EventKind, event_id
@@ -52,11 +53,9 @@ class WhaleDetector(BaseDetector[WhaleSettings]):
         trades = frames.trades
         if trades.empty:
             return DetectorOutput()
-        threshold = (
-            trades["symbol"]
-            .map(settings.threshold)
-            .to_numpy(dtype=np.float64)
-        )
+        # one look-up per symbol, not per trade
+        codes, symbols = pd.factorize(trades["symbol"], use_na_sentinel=False)
+        threshold = np.array([settings.threshold(s) for s in symbols], dtype=np.float64)[codes]
         notional = trades["notional_usd"].to_numpy(dtype=np.float64)
         fire = ~trades["duplicate"].to_numpy(dtype=bool) & (notional >= threshold)  # NaN never fires
         if not fire.any():

@@ -121,7 +121,7 @@ def _moto_children() -> set[int]:
     found = set()
     for child in psutil.Process().children():
         with contextlib.suppress(psutil.NoSuchProcess):
-            if "moto.server" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+            if "moto.server" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
                 found.add(child.pid)
     return found
 

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import SchemaError
-from pipeline.kpl import MAGIC, aggregate, count_user_records, deaggregate, encode_aggregate, is_aggregated
+from pipeline.kpl import (
+    MAGIC,
+    aggregate,
+    count_user_records,
+    deaggregate,
+    encode_aggregate,
+    is_aggregated,
+    locate_user_records,
+)
 
 keys = st.sampled_from(["binance:BTCUSDT", "coinbase:BTC-USD", "k", "ünï:code"])
 records = st.lists(st.tuples(keys, st.binary(max_size=300)), min_size=1, max_size=60)
@@ -105,3 +113,58 @@ def test_large_records_use_multi_byte_varints() -> None:
     out = aggregate(recs, max_bytes=30_000)
     assert [deaggregate(a.data, a.partition_key) for a in out] == [recs[:2], recs[2:]]
     assert [a.partition_key for a in out] == ["k", "j"]
+
+
+def _located(blob: bytes) -> list[tuple[str, bytes]] | None:
+    spans = locate_user_records(blob)
+    if spans is None:
+        return None
+    return [
+        (spans.keys[int(i)], blob[int(a) : int(a) + int(n)])
+        for i, a, n in zip(spans.key_index, spans.starts, spans.lengths, strict=True)
+    ]
+
+
+@given(records, st.integers(min_value=400, max_value=5_000))
+def test_locating_user_records_finds_what_deaggregation_does(
+    recs: list[tuple[str, bytes]], max_bytes: int
+) -> None:
+    assert _located(encode_aggregate(recs)) == recs
+    for agg in aggregate(recs, max_bytes=max_bytes):
+        assert _located(agg.data) == deaggregate(agg.data, agg.partition_key)
+
+
+def _with_md5(body: bytes) -> bytes:
+    return MAGIC + body + hashlib.md5(body).digest()
+
+
+@given(records, st.data())
+def test_located_records_never_differ_from_the_reference(
+    recs: list[tuple[str, bytes]], data: st.DataObject
+) -> None:
+    """Damage inside a valid MD5 (any byte changed, cut or added): the locator declines or agrees."""
+    body = bytearray(encode_aggregate(recs)[len(MAGIC) : -16])
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        at = data.draw(st.integers(min_value=0, max_value=len(body)))
+        edit = data.draw(st.sampled_from(["set", "cut", "add"]))
+        if edit == "set" and at < len(body):
+            body[at] = data.draw(st.integers(min_value=0, max_value=255))
+        elif edit == "cut":
+            del body[at : at + data.draw(st.integers(min_value=1, max_value=4))]
+        else:
+            body[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    blob = _with_md5(bytes(body))
+    located = _located(blob)
+    if located is not None:
+        assert located == deaggregate(blob)
+        assert count_user_records(blob) == len(located)
+
+
+def test_other_layouts_are_left_to_the_reference() -> None:
+    # a user record with an explicit hash key index (field 2) and a tag (field 4): valid, not located
+    inner = b"\x08\x00\x10\x00\x1a\x02hi\x22\x00"
+    blob = _with_md5(b"\x0a\x01k" + b"\x1a" + bytes([len(inner)]) + inner)
+    assert locate_user_records(blob) is None
+    assert deaggregate(blob) == [("k", b"hi")]
+    assert locate_user_records(b'{"v":1}') is None
+    assert locate_user_records(encode_aggregate([("k", b"x")])[:-1] + b"\x00") is None  # wrong MD5

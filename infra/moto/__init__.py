@@ -1,0 +1,1 @@
+"""moto's server as the local stack runs it (``python -m infra.moto.server``)."""
