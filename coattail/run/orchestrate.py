@@ -291,6 +291,9 @@ def _stream(
             consumer = _cluster_job(request, config, run)
         try:
             consumer.start()
+            if isinstance(consumer, PipelineRunner):
+                # the first trigger is the slow one: it runs before the replay sends its first event
+                consumer.wait_first_trigger()
         except BaseException:
             consumer.stop()
             raise
