@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_cold_start.py           # 3 rounds, the demo tape's first 5k events
     .venv/bin/python benchmarks/bench_cold_start.py --tape T --events 2000 --rounds 5 --json out.json
+    .venv/bin/python benchmarks/bench_cold_start.py --imports --rounds 10   # one Python process's imports
 
 Each round runs ``coattail run`` twice in fresh processes, alternating: ``installed`` (as a user runs it:
 Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) and ``zipped``
@@ -9,8 +10,10 @@ Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) 
 ``cold_start_s`` (launch to the first batch with records routed, from the run's ``metrics/batches``), the
 run's own phases (``stack_s``, ``pipeline_start_s``, ``first_batch_s`` in ``run.json``), and the first
 trigger against the median of the later ones (``routed - started`` per batch). Prints medians and the
-ratio installed / zipped per figure. Uses the stack under the checkout's state dir (``coattail up`` first
-for a warm machine; otherwise every run starts and stops its own).
+ratio installed / zipped per figure. ``--imports`` times only what each of Spark's Python processes
+imports at its start (the worker, the data source planner, the streaming source's runner), with the
+``PYTHONPATH`` Spark gives it from either home, in fresh interpreters, alternating. Runs use the stack
+under the checkout's state dir (``coattail up`` first for a warm machine; else each starts its own).
 """
 
 from __future__ import annotations
@@ -35,6 +38,21 @@ from coattail.commands.run import DEMO_DURATION, DEMO_SCALE, DEMO_SEED, _demo_ta
 from pipeline.spark_home import installed_pyspark  # noqa: E402
 
 VARIANTS = ("zipped", "installed")
+WORKER_IMPORTS = (
+    "import pyspark.worker, pyspark.sql.worker.create_data_source, "
+    "pyspark.sql.streaming.python_streaming_source_runner"
+)
+
+
+def imports_s(variant: str) -> float:
+    """Seconds a fresh interpreter takes to import what Spark's Python processes import at start."""
+    lib = installed_pyspark() / "python" / "lib"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if variant == "zipped":
+        env["PYTHONPATH"] = os.pathsep.join(str(z) for z in sorted(lib.glob("*.zip")))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", WORKER_IMPORTS], env=env, check=True)
+    return time.perf_counter() - start
 
 
 def one_run(tape: Path, speed: str, runs: Path, variant: str) -> dict[str, Any]:
@@ -74,7 +92,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-cold-start")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--imports", action="store_true", help="time the Python processes' imports only")
     args = ap.parse_args()
+    if args.imports:
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for i in range(args.rounds):
+            for variant in VARIANTS if i % 2 == 0 else VARIANTS[::-1]:
+                times[variant].append(imports_s(variant))
+        typical = {v: round(statistics.median(t), 3) for v, t in times.items()}
+        report = {"rounds": args.rounds, "load_1_5_15": os.getloadavg(), "median_s": typical,
+                  "ratio_installed_over_zipped": round(typical["installed"] / typical["zipped"], 3),
+                  "all_s": {v: [round(t, 3) for t in ts] for v, ts in times.items()}}  # fmt: skip
+        print(json.dumps(report, indent=2))
+        return
     source = args.tape or _demo_tape(
         REPO / "runs" / "tapes" / f"whale-day-{DEMO_DURATION}-x{DEMO_SCALE:g}-s{DEMO_SEED}",
         DEMO_DURATION, DEMO_SCALE, DEMO_SEED,
