@@ -26,6 +26,7 @@ from core.errors import StackError
 from infra.processes import LOOPBACK, ServerProcess, free_port, port_accepts, terminate
 from pipeline.aws import local_environment
 from pipeline.java import locate_java, spark_java_home
+from pipeline.spark_home import installed_pyspark
 
 CLUSTER_DIR = "cluster"
 STATE_FILE = "cluster.json"
@@ -95,13 +96,6 @@ def cluster_dir(state_dir: Path) -> Path:
     return Path(state_dir).resolve() / CLUSTER_DIR
 
 
-def spark_home() -> Path:
-    """The pyspark installation (its ``bin/spark-class``, ``jars/`` and ``python/lib``)."""
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
-
-
 def spark_environment() -> dict[str, str]:
     """The environment of Spark's daemons and of ``spark-submit``: Java 17 (or 21) as local mode finds
     it, the pyspark installation as ``SPARK_HOME``, loopback, no real AWS credential, and nothing that
@@ -109,7 +103,7 @@ def spark_environment() -> dict[str, str]:
     env = {k: v for k, v in local_environment(os.environ).items() if k not in _DROPPED_ENV}
     return env | {
         "JAVA_HOME": str(spark_java_home(locate_java())),
-        "SPARK_HOME": str(spark_home()),
+        "SPARK_HOME": str(installed_pyspark()),
         "SPARK_LOCAL_IP": LOOPBACK,
         "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
     }
@@ -170,7 +164,7 @@ def up(state_dir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1g")
     directory.mkdir(parents=True, exist_ok=True)
     state = ClusterState(free_port(), free_port(), tuple(free_port() for _ in range(workers)), cores, memory)
     env = spark_environment()
-    spark_class = str(spark_home() / "bin" / "spark-class")
+    spark_class = str(installed_pyspark() / "bin" / "spark-class")
     try:
         master = master_process(state_dir)
         pid = master.start(

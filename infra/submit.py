@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import PipelineError
-from infra.cluster import spark_environment, spark_home
+from infra.cluster import spark_environment
 from infra.package import Package
 from infra.processes import terminate
 from pipeline import emr_job
@@ -30,6 +30,7 @@ from pipeline.jars import installed_jars
 from pipeline.jobs import streaming
 from pipeline.runner import Progress
 from pipeline.spark import LOCAL_CHECKPOINT_MANAGER, catalog_conf, driver_host, session_conf
+from pipeline.spark_home import installed_pyspark
 
 SUBMIT_LOG = "spark-submit.log"
 STOP_TIMEOUT_S = 180.0
@@ -125,7 +126,7 @@ class ClusterJob:
             "--source", str(self.source), "--report-dir", str(self.report_dir),
             *(["--until-idle"] if self.until_idle else []),
         ]  # fmt: skip
-        return [str(spark_home() / "bin" / "spark-submit"), "--master", self.master,
+        return [str(installed_pyspark() / "bin" / "spark-submit"), "--master", self.master,
                 "--deploy-mode", "client", "--name", f"coattail-{self.config.tier}", *options,
                 str(self.package.entry_point), *arguments]  # fmt: skip
 

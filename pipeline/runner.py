@@ -351,6 +351,16 @@ class PipelineRunner:
             raise PipelineError("the streaming query stopped")
         return query
 
+    def wait_first_trigger(self, timeout: float = 300.0, poll: float = 0.05) -> None:
+        """Block until the query finished its first trigger (Spark runs one at start, with or without
+        records): it pays for the first use of the source's planner, the batch function and the sinks'
+        clients, so a caller that holds its records back until then has them read by a warm pipeline."""
+        deadline = time.monotonic() + timeout
+        while self.check_alive().lastProgress is None:
+            if time.monotonic() > deadline:
+                raise PipelineError(f"the streaming query finished no trigger within {timeout:.0f} s")
+            time.sleep(poll)
+
     def poll_idle(self, expected: int | None = None) -> bool:
         """One non-blocking check: True once the source had nothing new, no trigger ran and no table
         write was pending for three consecutive polls with an unchanged count (and at least

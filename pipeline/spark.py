@@ -28,6 +28,7 @@ from pipeline.sinks.spark_catalog import (
     delta_storage_properties,
     iceberg_catalog_properties,
 )
+from pipeline.spark_home import worker_spark_home
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -114,6 +115,10 @@ def build_session(
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         # Python workers must run this interpreter (the venv), not whatever python3 is on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # ... and import its installed pyspark, not the zipped copy (pipeline.spark_home); a SPARK_HOME
+        # the user set is theirs
+        if "SPARK_HOME" not in os.environ and (home := worker_spark_home()) is not None:
+            os.environ["SPARK_HOME"] = str(home)
     host = driver_host(master)
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = session_conf(config, shuffle_partitions=config.spark.local.shuffle_partitions) | {

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from coattail.bench.checkout import Checkout
 from core.errors import CoattailError
@@ -31,6 +34,8 @@ class Measurement:
     repeat: int
     run_dir: Path
     summary: dict[str, Any]
+    cold_start_s: float | None = None
+    """From launching ``coattail run`` to its first micro-batch with records processed."""
 
     @property
     def throughput_eps(self) -> float | None:
@@ -45,6 +50,7 @@ class Measurement:
             "throughput_eps": self.throughput_eps,
             "end_to_end_s": timings.get("end_to_end_s"),
             "pipeline_start_s": timings.get("pipeline_start_s"),
+            "cold_start_s": self.cold_start_s,
             "reference_s": timings.get("reference_s"),
         }
         latency = self.summary.get("latency_ms", {})
@@ -87,6 +93,7 @@ def measure(
     # the child's own checkout decides its state directory; nothing of this process's environment that
     # names one (COATTAIL_STATE_DIR) may point it at the other side's
     env = {k: v for k, v in os.environ.items() if k != "COATTAIL_STATE_DIR"}
+    launched_us = time.time_ns() // 1_000
     done = subprocess.run(command, cwd=checkout.path, capture_output=True, text=True, env=env)
     runs = sorted(p for p in runs_dir.iterdir() if (p / "summary.json").is_file())
     if done.returncode not in (0, VALIDATION_FAILED) or not runs:
@@ -96,5 +103,16 @@ def measure(
 
     run_dir = runs[-1]
     return Measurement(
-        checkout.name, speed, repeat, run_dir, json.loads((run_dir / "summary.json").read_text())
-    )
+        checkout.name, speed, repeat, run_dir, json.loads((run_dir / "summary.json").read_text()),
+        _first_batch_us(run_dir, launched_us),
+    )  # fmt: skip
+
+
+def _first_batch_us(run_dir: Path, launched_us: int) -> float | None:
+    """Seconds from ``launched_us`` to when the run's first batch with records was routed (its
+    ``metrics/batches.parquet``, which every revision writes); None when it has none."""
+    batches = run_dir / "metrics" / "batches.parquet"
+    if not batches.is_file():
+        return None
+    routed = pl.read_parquet(batches).filter(pl.col("records_in") > 0).get_column("routed_us")
+    return None if routed.is_empty() else round((routed.to_numpy().min() - launched_us) / 1e6, 3)

@@ -29,6 +29,7 @@ from coattail.run import Via
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
 from coattail.run.latency import LatencyRecorder
 from coattail.run.outputs import RunOutputs
+from coattail.run.prestart import SessionStart
 from coattail.run.progress import RunObserver, Steps
 from coattail.run.rundir import DEFAULT_ROOT, RunDir, software_versions
 from core.errors import CoattailError, PipelineError
@@ -48,7 +49,7 @@ from pipeline.tables import ALERTS, TableDef
 from replay.faults import FaultSpec, load_fault_spec
 
 if TYPE_CHECKING:
-    from infra.stack import KinesisEngine
+    from infra.stack import KinesisEngine, StackHandle
     from infra.submit import ClusterJob
     from replay.via_ws import ProducerReport
 
@@ -140,44 +141,28 @@ def execute(
 
 
 def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: RunObserver) -> RunResult:
+    started = time.monotonic()
     steps = steps or Steps()
     tapes = [Tape.open(p) for p in request.tapes]
     faults = load_fault_spec(request.faults) if request.faults is not None else None
     run = RunDir.create(request.runs_root, request.name)
     instruments = sorted({pair for tape in tapes for pair in tape.instruments()})
     config = resolve_config(request, run.run_id, instruments)
-    record: dict[str, Any] = {
-        "run_id": run.run_id,
-        "tapes": [str(t.path) for t in tapes],
-        "tier": request.tier,
-        "profile": request.profile,
-        "speed": "max" if request.speed is None else request.speed,
-        "faults": str(request.faults) if request.faults else None,
-        "seed": request.seed,
-        "via": request.via,
-        "overrides": request.overrides,
-        "timings": {},
-        "counts": {},
-        # instruments config/instruments.yaml does not list: their trades carry no USD notional
-        "unlisted_instruments": [f"{e}:{s}" for e, s in config.instruments.unknown_instruments(instruments)],
-    }
-    run.write_json("run.json", record)
-    run.write_json("config.json", config.model_dump(mode="json"))
-    run.write_json("tapes.json", [t.manifest.model_dump(mode="json") for t in tapes])
-    run.write_json("versions.json", software_versions())
-    thinned_prices(request.tapes).write_parquet(run.path / "prices.parquet")
-
-    from infra.stack import ensure_up
-
-    t0 = time.monotonic()
-    with steps.step("stack: up and provisioned") as task:
-        handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
+    # the session needs nothing of the stack: it starts meanwhile (a cluster's job starts its own)
+    prestart = SessionStart(config) if spark is None and request.cluster is None else None
+    try:
+        record, handle = _prepare(request, steps, run, tapes, config, instruments)
+    except BaseException:
+        if prestart is not None:
+            prestart.discard()
+        raise
     config = config.model_copy(update={"runtime": handle.runtime})
     observer.provisioned(run.run_id, run.path, config)
     timings = record["timings"]
-    timings["stack_s"] = round(time.monotonic() - t0, 3)
     try:
-        summary_labels, counts = _stream(run, config, request, tapes, faults, steps, timings, spark, observer)
+        summary_labels, counts = _stream(
+            run, config, request, tapes, faults, steps, timings, spark or prestart, observer, started
+        )
         record["counts"] = counts
         with steps.step("reference implementation (Polars)", total=_event_count(tapes)) as task:
             t = time.monotonic()
@@ -207,6 +192,45 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: Run
     return RunResult(run, judgement)
 
 
+def _prepare(
+    request: RunRequest,
+    steps: Steps,
+    run: RunDir,
+    tapes: Sequence[Tape],
+    config: Config,
+    instruments: Sequence[tuple[str, str]],
+) -> tuple[dict[str, Any], StackHandle]:
+    """The run's record and files of what it replays, then the stack up and provisioned."""
+    record: dict[str, Any] = {
+        "run_id": run.run_id,
+        "tapes": [str(t.path) for t in tapes],
+        "tier": request.tier,
+        "profile": request.profile,
+        "speed": "max" if request.speed is None else request.speed,
+        "faults": str(request.faults) if request.faults else None,
+        "seed": request.seed,
+        "via": request.via,
+        "overrides": request.overrides,
+        "timings": {},
+        "counts": {},
+        # instruments config/instruments.yaml does not list: their trades carry no USD notional
+        "unlisted_instruments": [f"{e}:{s}" for e, s in config.instruments.unknown_instruments(instruments)],
+    }
+    run.write_json("run.json", record)
+    run.write_json("config.json", config.model_dump(mode="json"))
+    run.write_json("tapes.json", [t.manifest.model_dump(mode="json") for t in tapes])
+    run.write_json("versions.json", software_versions())
+    thinned_prices(request.tapes).write_parquet(run.path / "prices.parquet")
+
+    from infra.stack import ensure_up
+
+    t0 = time.monotonic()
+    with steps.step("stack: up and provisioned") as task:
+        handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
+    record["timings"]["stack_s"] = round(time.monotonic() - t0, 3)
+    return record, handle
+
+
 def remove_own(config: Config, steps: Steps) -> None:
     """Remove the run's own stream, alerts table and namespace: the run directory holds what it read."""
     with steps.step("stack: removing the run's stream, alerts table and namespace"):
@@ -223,8 +247,12 @@ def _stream(
     timings: dict[str, Any],
     spark: Any,
     observer: RunObserver,
+    started: float,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs."""
+    """Pipeline up, replay into Kinesis, wait until every record went through; capture the outputs.
+
+    ``spark``: the session to run in, or the ``SessionStart`` that is starting it (None: the runner
+    starts its own). ``started``: when the run started (``time.monotonic``)."""
     from infra.submit import ClusterJob
     from pipeline.producer.settings import load_producer_settings
     from pipeline.runner import PipelineRunner, batch_record
@@ -239,6 +267,9 @@ def _stream(
 
     def on_batch(result: BatchResult) -> None:
         nonlocal processed
+        if result.records_in and "first_batch_s" not in timings:
+            # cold start: from the run's start to its first micro-batch with records processed
+            timings["first_batch_s"] = round(time.monotonic() - started, 3)
         latency.on_batch(result)
         observer.latency(latency.live())
         with lock:
@@ -248,19 +279,27 @@ def _stream(
 
     total = _event_count(tapes)
     consumer: PipelineRunner | ClusterJob
-    if request.cluster is None:
-        consumer = runner = PipelineRunner(
-            config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch,
-            on_commit=latency.on_commit,
-        )
-    else:
-        consumer = _cluster_job(request, config, run)
+    with steps.step("pipeline: starting Spark and the streaming query"):
+        t = time.monotonic()
+        if request.cluster is None:
+            consumer = runner = PipelineRunner(
+                config, checkpoint=run.path / "checkpoint", source="kinesis",
+                spark=spark.session() if isinstance(spark, SessionStart) else spark, on_batch=on_batch,
+                on_commit=latency.on_commit,
+            )  # fmt: skip
+        else:
+            consumer = _cluster_job(request, config, run)
+        try:
+            consumer.start()
+            if isinstance(consumer, PipelineRunner):
+                # the first trigger is the slow one: it runs before the replay sends its first event
+                consumer.wait_first_trigger()
+        except BaseException:
+            consumer.stop()
+            raise
+        timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
     sent_samples: list[tuple[int, int]] = []
     try:
-        with steps.step("pipeline: starting Spark and the streaming query"):
-            t = time.monotonic()
-            consumer.start()
-            timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
         with steps.step("replay into Kinesis", total=total) as task:
             observer.stage("replaying")
 

@@ -1,0 +1,143 @@
+"""Cold start of ``coattail run``: from launching it to its first micro-batch with records, by phase.
+
+    .venv/bin/python benchmarks/bench_cold_start.py           # 3 rounds, the demo tape's first 5k events
+    .venv/bin/python benchmarks/bench_cold_start.py --tape T --events 2000 --rounds 5 --json out.json
+    .venv/bin/python benchmarks/bench_cold_start.py --imports --rounds 10   # one Python process's imports
+
+Each round runs ``coattail run`` twice in fresh processes, alternating: ``installed`` (as a user runs it:
+Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) and ``zipped``
+(``SPARK_HOME`` set to the pyspark installation, so they import its zipped copy, as before). Per run:
+``cold_start_s`` (launch to the first batch with records routed, from the run's ``metrics/batches``), the
+run's own phases (``stack_s``, ``pipeline_start_s``, ``first_batch_s`` in ``run.json``), and the first
+trigger against the median of the later ones (``routed - started`` per batch). Prints medians and the
+ratio installed / zipped per figure. ``--imports`` times only what each of Spark's Python processes
+imports at its start (the worker, the data source planner, the streaming source's runner), with the
+``PYTHONPATH`` Spark gives it from either home, in fresh interpreters, alternating. Runs use the stack
+under the checkout's state dir (``coattail up`` first for a warm machine; else each starts its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import polars as pl  # noqa: E402
+
+from coattail.bench.tapes import head  # noqa: E402
+from coattail.commands.run import DEMO_DURATION, DEMO_SCALE, DEMO_SEED, _demo_tape  # noqa: E402
+from pipeline.spark_home import installed_pyspark  # noqa: E402
+
+VARIANTS = ("zipped", "installed")
+WORKER_IMPORTS = (
+    "import pyspark.worker, pyspark.sql.worker.create_data_source, "
+    "pyspark.sql.streaming.python_streaming_source_runner"
+)
+
+
+def imports_s(variant: str) -> float:
+    """Seconds a fresh interpreter takes to import what Spark's Python processes import at start."""
+    lib = installed_pyspark() / "python" / "lib"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if variant == "zipped":
+        env["PYTHONPATH"] = os.pathsep.join(str(z) for z in sorted(lib.glob("*.zip")))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", WORKER_IMPORTS], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def one_run(tape: Path, speed: str, runs: Path, variant: str) -> dict[str, Any]:
+    """Launch one ``coattail run`` and read its phases back."""
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_HOME"}
+    if variant == "zipped":
+        env["SPARK_HOME"] = str(installed_pyspark())
+    runs.mkdir(parents=True, exist_ok=True)
+    launched_us = time.time_ns() // 1_000
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "coattail"), "run", str(tape), "--speed", speed, "--runs", str(runs)],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    run_dir = sorted(p for p in runs.iterdir() if (p / "run.json").is_file())[-1]
+    if done.returncode not in (0, 1):
+        sys.exit(f"coattail run failed ({variant}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    timings = json.loads((run_dir / "run.json").read_text())["timings"]
+    batches = pl.read_parquet(run_dir / "metrics" / "batches.parquet").filter(pl.col("records_in") > 0)
+    triggers_ms = ((batches["routed_us"] - batches["started_us"]) / 1_000).to_list()
+    return {
+        "run": str(run_dir),
+        "cold_start_s": (batches["routed_us"][0] - launched_us) / 1e6,
+        "stack_s": timings.get("stack_s"),
+        "pipeline_start_s": timings.get("pipeline_start_s"),
+        "first_batch_s": timings.get("first_batch_s"),
+        "first_trigger_ms": triggers_ms[0],
+        "later_trigger_ms_median": statistics.median(triggers_ms[1:]) if len(triggers_ms) > 1 else None,
+    }
+
+
+def main() -> None:
+    """Run the rounds and print the figures as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tape", type=Path, help="tape to cut (default: the demo's whale day)")
+    ap.add_argument("--events", type=int, default=5_000, help="replay the tape's first N events")
+    ap.add_argument("--speed", default="60x")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-cold-start")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--imports", action="store_true", help="time the Python processes' imports only")
+    args = ap.parse_args()
+    if args.imports:
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for i in range(args.rounds):
+            for variant in VARIANTS if i % 2 == 0 else VARIANTS[::-1]:
+                times[variant].append(imports_s(variant))
+        typical = {v: round(statistics.median(t), 3) for v, t in times.items()}
+        report = {"rounds": args.rounds, "load_1_5_15": os.getloadavg(), "median_s": typical,
+                  "ratio_installed_over_zipped": round(typical["installed"] / typical["zipped"], 3),
+                  "all_s": {v: [round(t, 3) for t in ts] for v, ts in times.items()}}  # fmt: skip
+        print(json.dumps(report, indent=2))
+        return
+    source = args.tape or _demo_tape(
+        REPO / "runs" / "tapes" / f"whale-day-{DEMO_DURATION}-x{DEMO_SCALE:g}-s{DEMO_SEED}",
+        DEMO_DURATION, DEMO_SCALE, DEMO_SEED,
+    )  # fmt: skip
+    tape = head(source, args.events, args.runs / "tapes" / f"{source.name}-first-{args.events}")
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    for i in range(args.rounds):
+        # the side that goes first alternates, so a machine slowing down favours neither
+        for variant in VARIANTS if i % 2 == 0 else VARIANTS[::-1]:
+            rows[variant].append(one_run(tape, args.speed, args.runs / variant, variant))
+            print(variant, json.dumps(rows[variant][-1]), file=sys.stderr)
+    figures = [k for k in rows["installed"][0] if k != "run"]
+    medians = {
+        v: {f: statistics.median(r[f] for r in rows[v] if r[f] is not None) for f in figures}
+        for v in VARIANTS
+    }
+    result = {
+        "tape": str(tape),
+        "speed": args.speed,
+        "rounds": args.rounds,
+        "load_1_5_15": os.getloadavg(),
+        "median": medians,
+        "ratio_installed_over_zipped": {
+            f: round(medians["installed"][f] / medians["zipped"][f], 3)
+            for f in figures
+            if medians["zipped"][f]
+        },
+        "runs": rows,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
