@@ -251,7 +251,7 @@ def _stream(
     if request.cluster is None:
         consumer = runner = PipelineRunner(
             config, checkpoint=run.path / "checkpoint", source="kinesis", spark=spark, on_batch=on_batch,
-            on_commit=latency.on_commit,
+            on_commit=latency.on_commit, event_stamps=True,
         )
     else:
         consumer = _cluster_job(request, config, run)
