@@ -11,7 +11,10 @@ The plan (``keyed_plan``; ``pipeline.runner`` appends the foreachBatch)::
                                                        key's EngineState restored, Engine.run, stored
       -> rows (exchange, symbol, table, rows, payload)  one per non-empty result table of the key
                                                        (Arrow IPC) plus a ``__records__`` row (its count)
-      -> foreachBatch (driver): ``assemble`` -> BatchResult -> AlertRouter, as in driver mode
+      -> foreachBatch (driver): ``assemble`` -> BatchResult -> AlertRouter, as in driver mode; with
+                                Spark's table writer the driver collects only the alerts, the cross
+                                stage's rows and the counts, and the executors append the bronze and
+                                per-instrument tables (``pipeline.keyed_writes``)
 
 Rows travel through the shuffle packed per key as Arrow IPC: the types stay exact (Spark hands pandas
 a nullable int64 column as float64, which would lose trade ids beyond 2**53) and the shuffle and the

@@ -5,7 +5,10 @@ The same tables and the same exactly-once bookkeeping as ``pipeline.sinks.iceber
 write options: one atomic commit with the data). Tables are created with the layout pyiceberg gives them
 (identity partition fields named ``<column>_part``), so whichever side creates a table, both read and
 write it alike. Markers a maintenance step moved into table properties, before expiring the snapshots
-that carried them (``pipeline.jobs.maintenance``), count as commits too.
+that carried them (``pipeline.jobs.maintenance``), count as commits too. Besides the driver's Arrow
+tables it appends a DataFrame's rows where they are (``write_frame``: the executors write the files, the
+driver commits), which state-store mode uses for the bronze and per-instrument tables
+(``pipeline.keyed_writes``).
 """
 
 from __future__ import annotations
