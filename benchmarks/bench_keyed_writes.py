@@ -1,6 +1,6 @@
 """Benchmark: state-store mode's driver bytes and Spark actions per trigger, per table writer, in one run.
 
-    .venv/bin/python benchmarks/bench_keyed_writes.py                         # medium, whale-day 15 min
+    .venv/bin/python benchmarks/bench_keyed_writes.py                         # medium, whale-day 30 min
     .venv/bin/python benchmarks/bench_keyed_writes.py --tape T --batch 20000 --out keyed.json
 
 The same tape goes through the streaming pipeline (tape source, ``spark.keyed_state: state_store``,
@@ -88,19 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tape", type=Path, default=None, help="tape (default: generate whale-day)")
-    parser.add_argument("--duration", default="15m", help="generated tape: market time (default 15m)")
     parser.add_argument("--tier", default="medium", help="a tier (run in state_store mode; default medium)")
     parser.add_argument("--batch", type=int, default=20_000, help="records per micro-batch (default 20000)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--tape", type=Path, default=None, help="tape (default: generate whale-day)")
+    parser.add_argument("--duration", default="30m", help="generated tape: market time (default 30m)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where generated tapes are kept")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default: stdout only)")
     args = parser.parse_args(argv)
+    from coattail.commands.run import _demo_tape
 
-    tape = args.tape
-    if tape is None:
-        from coattail.commands.run import _demo_tape
-
-        tape = _demo_tape(args.runs / "tapes" / f"whale-day-{args.duration}-x1-s7", args.duration, 1.0, 7)
+    name = f"whale-day-{args.duration}-x1-s7"  # the tape bench_table_formats and bench_e2e generate
+    tape = args.tape or _demo_tape(args.runs / "tapes" / name, args.duration, 1.0, 7)
     base = ConfigLoader().load(args.tier, env={})
     listed = base.instruments.listed_names(Tape.open(tape).instruments())
     config = ConfigLoader().load(args.tier, env={}, overrides={
@@ -129,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             out[name] = measure(name, lite(name, "spark" if "spark" in name else "pyiceberg"), sink, tape,
                                 work, args.batch, spark)
             progress.advance(task)
-    out["same_rows_everywhere"] = len({json.dumps(out[n]["rows"], sort_keys=True) for n in sinks}) == 1
     out["load_average_after"] = os.getloadavg()
-    text = json.dumps(out, indent=2)
-    print(text)
+    out["same_rows_everywhere"] = len({json.dumps(out[n]["rows"], sort_keys=True) for n in sinks}) == 1
+    report = json.dumps(out, indent=2) + "\n"
     if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+        args.out.write_text(report)
+    print(report, end="")
+    return 0 if out["same_rows_everywhere"] else 1
 
 
 if __name__ == "__main__":

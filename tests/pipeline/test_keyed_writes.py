@@ -24,7 +24,7 @@ from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.sinks.spark_iceberg import SparkIcebergSink
 from pipeline.tables import ALERTS, QUARANTINE, TRADES, schemas_of
 from pipeline.testkit import T0, run_engine, small_config, trade
-from tests.pipeline.keyed_kit import keyed_config, write_tape
+from tests.pipeline.keyed_kit import crash_after, keyed_config, write_tape
 
 KEYED = keyed_config("state_store")
 DRIVER = keyed_config("driver")
@@ -169,19 +169,7 @@ def test_a_restart_in_the_middle_writes_every_batch_once(spark: Any, tape: Path,
         return PipelineRunner(KEYED, checkpoint=ckpt, source=tape, spark=spark, table_sinks=[sink],
                               alert_sinks=[MemoryAlertSink()], max_records_per_batch=80)
 
-    first = runner()
-    first.start()
-    while first.progress.batches < 2:
-        first.check_alive()
-        assert first.query is not None
-        first.query.awaitTermination(1)
-    first.stop()
-    # as if the process died after the executors' appends, before Spark recorded the batch: Spark runs
-    # it again from the state store's previous version and every table skips it
-    commits = ckpt / "query" / "commits"
-    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
-    (commits / str(last)).unlink()
-    (commits / f".{last}.crc").unlink(missing_ok=True)
+    crash_after(runner(), 2)  # the executors appended the last batch; Spark runs it again
     again = runner()
     again.run(until_idle=True, timeout=300)
     restarted = SparkIcebergSink(lite(KEYED, tmp_path / "state", "restart"), spark)
