@@ -292,6 +292,7 @@ class PipelineRunner:
         after the alerts are routed one more action per non-empty table appends it from the executors."""
         from pipeline.cross import INTERNAL_SCHEMAS
         from pipeline.keyed import assemble
+        from pipeline.keyed_writes import STAMPS_SCHEMA
 
         started = now_us()
         schemas = {**schemas_of(self.tables()), **INTERNAL_SCHEMAS}
@@ -307,9 +308,10 @@ class PipelineRunner:
         try:
             output = writes.collect(df)
             collected = now_us()
-            result = self.engine.process_assembled(
-                assemble(output, batch_id, schemas, elsewhere=writes.executor_tables)
-            )
+            assembled = assemble(output, batch_id, schemas, elsewhere=writes.executor_tables)
+            if writes.stamped and assembled.stamps is None:  # a batch without events (Spark runs some)
+                assembled.stamps = STAMPS_SCHEMA.empty_table()
+            result = self.engine.process_assembled(assembled)
 
             def write_tables(batch: int) -> Mapping[str, int]:
                 spent = writes.write(df, output, batch, writer)

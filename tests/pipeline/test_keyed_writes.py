@@ -149,6 +149,7 @@ def test_executor_writes_give_the_same_rows_as_the_driver_path_and_pyiceberg(
     for name in names:
         assert rows(sink, name) == rows(memory, name) == rows(pyiceberg, name), name
     # nothing per event on the driver but the three stamps; every extra action is timed
+    assert all(r.stamps is not None for r in results)
     assert sum(r.stamps.num_rows for r in results if r.stamps is not None) == 240
     assert all(set(r.tables) <= {"alerts"} for r in results)
     for result, whole in zip(results, collected, strict=True):
