@@ -139,3 +139,4 @@ def test_an_arrow_table_with_empty_chunks_reaches_spark_whole(spark: SparkSessio
     empty = first.schema.empty_table()
     data = pa.concat_tables([pa.concat_tables([empty, first]), pa.concat_tables([empty, second])])
     assert arrow_frame(spark, data).toArrow().column("a").to_pylist() == [*range(5), *range(7)]
+    assert arrow_frame(spark, pa.concat_tables([empty, empty])).count() == 0
