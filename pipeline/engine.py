@@ -93,6 +93,9 @@ class BatchResult:
     tables."""
     timing: BatchTiming | None = None
     """When the batch reached each point of the pipeline (set by the runner once it is routed)."""
+    stamps: pa.Table | None = None
+    """The events' time stamps (``pipeline.keyed_writes.STAMPS_SCHEMA``) when the executors wrote the
+    bronze tables and the driver holds only these (else None: the bronze tables are in ``tables``)."""
 
     @property
     def alerts(self) -> pa.Table:

@@ -11,7 +11,10 @@ The plan (``keyed_plan``; ``pipeline.runner`` appends the foreachBatch)::
                                                        key's EngineState restored, Engine.run, stored
       -> rows (exchange, symbol, table, rows, payload)  one per non-empty result table of the key
                                                        (Arrow IPC) plus a ``__records__`` row (its count)
-      -> foreachBatch (driver): ``assemble`` -> BatchResult -> AlertRouter, as in driver mode
+      -> foreachBatch (driver): ``assemble`` -> BatchResult -> AlertRouter, as in driver mode; with
+                                Spark's table writer the driver collects only the alerts, the cross
+                                stage's rows and the counts, and the executors append the bronze and
+                                per-instrument tables (``pipeline.keyed_writes``)
 
 Rows travel through the shuffle packed per key as Arrow IPC: the types stay exact (Spark hands pandas
 a nullable int64 column as float64, which would lose trade ids beyond 2**53) and the shuffle and the
@@ -34,7 +37,7 @@ saved by the driver under the checkpoint's ``cross-state/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,7 +52,7 @@ from pipeline.detectors.base import AnyDetector
 from pipeline.engine import BatchResult, Engine, EngineState, arrival_order
 from pipeline.onchain import route_transfers
 from pipeline.parse import PARSED_SCHEMA
-from pipeline.tables import BRONZE
+from pipeline.tables import BRONZE, QUARANTINE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -165,14 +168,20 @@ def unpack(blobs: Sequence[bytes]) -> pa.Table:
     return pa.concat_tables([from_ipc(blob) for blob in blobs])
 
 
-def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) -> BatchResult:
+def assemble(
+    output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema], elsewhere: Collection[str] = ()
+) -> BatchResult:
     """The per-key results of one batch (``OUTPUT_DDL`` rows) -> one ``BatchResult``, keys in order.
 
-    ``schemas``: every table the pipeline writes (missing ones come back empty). Refuses a result whose
-    counts do not add up: records in = valid (trades + quotes + transfers) + quarantined.
+    ``schemas``: every table the pipeline writes (missing ones come back empty). ``elsewhere``: tables
+    the executors write (``pipeline.keyed_writes``): only counted, left out of the result's tables; a
+    payload they still carry is their rows' time stamps, which become the result's ``stamps``. Refuses a
+    result whose counts do not add up: records in = valid (trades + quotes + transfers) + quarantined.
     """
     ordered = output.take(pc.sort_indices(output, [("exchange", "ascending"), ("symbol", "ascending")]))
-    parts: dict[str, list[pa.Table]] = {name: [] for name in schemas}
+    parts: dict[str, list[pa.Table]] = {name: [] for name in schemas if name not in elsewhere}
+    counts: dict[str, int] = {}
+    stamps: list[pa.Table] = []
     records_in = 0
     for name, count, payload in zip(
         ordered.column("table").to_pylist(), ordered.column("rows").to_pylist(),
@@ -182,17 +191,20 @@ def assemble(output: pa.Table, batch_id: int, schemas: Mapping[str, pa.Schema]) 
             records_in += int(count)
         elif name in parts:
             parts[name].append(from_ipc(payload))
-        else:
+        elif name not in schemas:
             raise PipelineError(f"batch {batch_id}: a key returned rows for an unknown table {name!r}")
+        elif payload is not None:
+            stamps.append(from_ipc(payload))
+        counts[name] = counts.get(name, 0) + int(count)
     tables = {
         name: pa.concat_tables(tbls) if tbls else schemas[name].empty_table() for name, tbls in parts.items()
     }
-    valid = sum(tables[t.name].num_rows for t in BRONZE.values())
-    quarantined = tables["quarantine"].num_rows
+    valid = sum(counts.get(t.name, 0) for t in BRONZE.values())
+    quarantined = counts.get(QUARANTINE.name, 0)
     if records_in != valid + quarantined:
         raise PipelineError(
             f"batch {batch_id}: {records_in} records in but {valid} valid + {quarantined} quarantined "
             "came back from the keyed state step"
         )
     return BatchResult(batch_id=batch_id, records_in=records_in, valid=valid, quarantined=quarantined,
-                       tables=tables)
+                       tables=tables, stamps=pa.concat_tables(stamps) if stamps else None)

@@ -10,7 +10,10 @@ Topology (see ``pipeline.engine`` for the per-batch work), by ``spark.keyed_stat
                                                           engine per key on the executors
       .writeStream.foreachBatch(runner._on_batch          driver: one toArrow(), Engine, AlertRouter
                                 | runner._on_keyed_batch) driver: one toArrow() of the per-key
-                                                          results, one BatchResult, AlertRouter
+                                                          results, one BatchResult, AlertRouter;
+                                                          with Spark's writer only the driver's
+                                                          tables come, the executors append the
+                                                          rest (pipeline.keyed_writes)
       .option("checkpointLocation", checkpoint / "query")
 
 The small tier runs in driver mode: one Spark action per trigger, no shuffle and no state-store commit
@@ -40,7 +43,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,13 +55,15 @@ from pipeline.config import Config
 from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.router import AlertRouter
-from pipeline.sinks.base import AlertSink, TableSink, now_us
-from pipeline.tables import BRONZE, TableDef, schemas_of, tables_for
+from pipeline.sinks.base import AlertSink, FrameTableSink, TableSink, now_us
+from pipeline.tables import ALERTS, BRONZE, TableDef, schemas_of, tables_for
 from pipeline.timing import BatchTiming
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
+
+    from pipeline.keyed_writes import KeyedWrites
 
 
 
@@ -77,7 +82,8 @@ class Progress:
     """Time spent per stage over all batches: ``collect`` (source read, parse and transfer to the
     driver; in state-store mode also the shuffle and the per-key engine on the executors), ``engine``
     (sequencer and detectors; in state-store mode assembling the per-key results), ``sinks`` (alerts,
-    then tables and state)."""
+    then tables and state), and ``write:<table>`` (part of ``sinks``: each executor-side append,
+    ``pipeline.keyed_writes``)."""
 
 
 class PipelineRunner:
@@ -88,6 +94,8 @@ class PipelineRunner:
     ``on_batch``: optional callback with every ``BatchResult`` (after the alert sinks wrote it; its
     ``timing`` set). ``on_commit``: optional callback with the ids of batches whose tables were committed
     to the table sinks and the wall time (µs) of that commit (called on the router's thread).
+    ``event_stamps``: when the executors write the bronze tables (``keyed_writes``), still bring the
+    events' time stamps to the driver as ``BatchResult.stamps`` (a latency measurement needs them).
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class PipelineRunner:
         max_records_per_batch: int | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
         on_commit: Callable[[Sequence[int], int], None] | None = None,
+        event_stamps: bool = False,
     ) -> None:
         self.config = config
         self.checkpoint = Path(checkpoint).resolve()
@@ -127,6 +136,14 @@ class PipelineRunner:
             alert_sinks, table_sinks, spool_dir=self.checkpoint / "spool",
             commit_interval_s=config.storage.commit_interval_ms / 1_000, on_commit=on_commit,
         )
+        self.keyed_writes: KeyedWrites | None = None
+        """State-store mode with table sinks that write DataFrames: the executors write the bronze and
+        per-instrument tables (``pipeline.keyed_writes``) and the driver collects only its tables."""
+        frame_sinks = [s for s in table_sinks if isinstance(s, FrameTableSink)]
+        if self.keyed and frame_sinks and len(frame_sinks) == len(table_sinks):
+            from pipeline.keyed_writes import KeyedWrites
+
+            self.keyed_writes = KeyedWrites(frame_sinks, self.tables(), self._driver_tables(), event_stamps)
         self.on_batch = on_batch
         self.query: StreamingQuery | None = None
         self.status_path = self.checkpoint / "source-status.json"
@@ -154,6 +171,14 @@ class PipelineRunner:
     def tables(self) -> tuple[TableDef, ...]:
         """Every table this pipeline writes (``pipeline.tables``)."""
         return tables_for(self.detectors)
+
+    def _driver_tables(self) -> set[str]:
+        """The tables state-store mode needs on the driver: the alerts (DynamoDB first), the asset and
+        global stage's internal tables and its modules' metric tables (they get rows on the driver)."""
+        from pipeline.cross import INTERNAL_TABLES
+
+        cross = {t.name for det in self.engine.cross.detectors for t in det.metric_tables}
+        return {ALERTS.name, *INTERNAL_TABLES, *cross}
 
     def _open(self) -> None:
         if not self._opened:
@@ -257,24 +282,46 @@ class PipelineRunner:
     def _on_batch(self, df: DataFrame, batch_id: int) -> None:
         started = now_us()
         table = df.toArrow()
-        self._process(table, batch_id, self._writer_id(), started, now_us())
+        self._process(table, batch_id, self._writer_id(), started, now_us(), table.nbytes)
 
     def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings
-        its per-key results here; they become one ``BatchResult`` for the same router and sinks."""
+        its per-key results here; they become one ``BatchResult`` for the same router and sinks.
+
+        With ``keyed_writes`` the output is persisted, that action brings only the driver's tables, and
+        after the alerts are routed one more action per non-empty table appends it from the executors."""
         from pipeline.cross import INTERNAL_SCHEMAS
         from pipeline.keyed import assemble
+        from pipeline.keyed_writes import STAMPS_SCHEMA
 
         started = now_us()
-        output = df.toArrow()
-        collected = now_us()
-        result = self.engine.process_assembled(
-            assemble(
-                output, batch_id, {**schemas_of(self.tables()), **INTERNAL_SCHEMAS}
-            )
-        )
-        self._deliver(result, self._writer_id(), self.engine.commit if self.engine.cross.active else None,
-                      (started, collected, now_us()))
+        schemas = {**schemas_of(self.tables()), **INTERNAL_SCHEMAS}
+        commit = self.engine.commit if self.engine.cross.active else None
+        writes, writer = self.keyed_writes, self._writer_id()
+        if writes is None:
+            output = df.toArrow()
+            collected = now_us()
+            result = self.engine.process_assembled(assemble(output, batch_id, schemas))
+            self._deliver(result, writer, commit, (started, collected, now_us()), output.nbytes)
+            return
+        df.persist()  # every action below reads the keyed step's output once computed
+        try:
+            output = writes.collect(df)
+            collected = now_us()
+            assembled = assemble(output, batch_id, schemas, elsewhere=writes.executor_tables)
+            if writes.stamped and assembled.stamps is None:  # a batch without events (Spark runs some)
+                assembled.stamps = STAMPS_SCHEMA.empty_table()
+            result = self.engine.process_assembled(assembled)
+
+            def write_tables(batch: int) -> Mapping[str, int]:
+                spent = writes.write(df, output, batch, writer)
+                if commit is not None:  # the cross state follows the tables it fed
+                    commit(batch)
+                return spent
+
+            self._deliver(result, writer, write_tables, (started, collected, now_us()), output.nbytes)
+        finally:
+            df.unpersist()
 
     def _add_stage(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -287,29 +334,33 @@ class PipelineRunner:
         return self._process(parsed, batch_id, writer, started, started)
 
     def _process(
-        self, parsed: pa.Table, batch_id: int, writer: str, started_us: int, collected_us: int
+        self, parsed: pa.Table, batch_id: int, writer: str, started_us: int, collected_us: int,
+        collected_bytes: int = 0,
     ) -> BatchResult:
         result = self.engine.process(parsed, batch_id)
-        return self._deliver(result, writer, self.engine.commit, (started_us, collected_us, now_us()))
+        return self._deliver(result, writer, self.engine.commit, (started_us, collected_us, now_us()),
+                             collected_bytes)
 
     def _deliver(
         self,
         result: BatchResult,
         writer: str,
-        after_sinks: Callable[[int], None] | None,
+        after_sinks: Callable[[int], Mapping[str, int] | None] | None,
         stamps: tuple[int, int, int],
+        collected_bytes: int = 0,
     ) -> BatchResult:
-        """Router and sinks for one batch's result, then ``after_sinks(batch_id)``, callback, progress.
+        """Router and sinks for one batch's result, then ``after_sinks(batch_id)`` (which may return the
+        wall µs of Spark actions it ran, by name), callback, progress.
 
         ``stamps``: when the batch started, was collected and had its results (wall µs)."""
         started, collected, results = stamps
         self.router.route(result, writer)
-        if after_sinks is not None:
-            after_sinks(result.batch_id)
+        actions = (after_sinks(result.batch_id) if after_sinks is not None else None) or {}
         routed = now_us()
-        result.timing = BatchTiming(result.batch_id, started, collected, results, routed)
+        result.timing = BatchTiming(result.batch_id, started, collected, results, routed,
+                                    collected_bytes, dict(actions))
         for stage, seconds in (("collect", collected - started), ("engine", results - collected),
-                               ("sinks", routed - results)):
+                               ("sinks", routed - results), *actions.items()):
             self._add_stage(stage, seconds / 1e6)
         if self.on_batch is not None:
             # before the counters: a failing callback fails the batch, and whoever waits for the count

@@ -10,7 +10,8 @@ visible to a query: freshness).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,14 +28,24 @@ class BatchTiming:
     """Detector results available."""
     routed_us: int
     """Alerts written to the alert sinks (DynamoDB) and the tables handed to the table sinks (committed, or
-    spooled for the background commit)."""
+    spooled for the background commit; in state-store mode with Spark's writer, the executors' appends
+    done)."""
+    collected_bytes: int = 0
+    """What the batch's collect brought to the driver (Arrow bytes): every parsed row in driver mode, the
+    per-key results in state-store mode, only the driver's tables with executor-side writes."""
+    actions_us: Mapping[str, int] = field(default_factory=dict)
+    """Wall µs of each Spark action the driver ran for the batch besides the first collect, by name
+    (``write:<table>``: an executor-side append, ``pipeline.keyed_writes``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The stamps as one row."""
+        """The stamps as one row (the extra actions as their count and total time)."""
         return {
             "batch_id": self.batch_id,
             "started_us": self.started_us,
             "collected_us": self.collected_us,
             "results_us": self.results_us,
             "routed_us": self.routed_us,
+            "collected_bytes": self.collected_bytes,
+            "actions": len(self.actions_us),
+            "actions_us": sum(self.actions_us.values()),
         }

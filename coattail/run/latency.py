@@ -112,7 +112,9 @@ class LatencyRecorder:
     def _measure(self, result: BatchResult) -> None:
         timing = result.timing
         assert timing is not None and self.schedule is not None, "the runner stamps every routed batch"
-        parts = [result.tables[name] for name in ("trades", "quotes", "quarantine")]
+        # the executors wrote the bronze tables (pipeline.keyed_writes): the driver holds their stamps
+        parts = ([result.stamps] if result.stamps is not None
+                 else [result.tables[name] for name in ("trades", "quotes", "quarantine")])
         ts_event, sent, ingest = (
             np.concatenate([
                 _column(t, c) if c in t.column_names else np.full(t.num_rows, -1, dtype=np.int64)

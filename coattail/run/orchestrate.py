@@ -285,7 +285,7 @@ def _stream(
             consumer = runner = PipelineRunner(
                 config, checkpoint=run.path / "checkpoint", source="kinesis",
                 spark=spark.session() if isinstance(spark, SessionStart) else spark, on_batch=on_batch,
-                on_commit=latency.on_commit,
+                on_commit=latency.on_commit, event_stamps=True,
             )  # fmt: skip
         else:
             consumer = _cluster_job(request, config, run)

@@ -15,15 +15,19 @@ from __future__ import annotations
 import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.tables import TableDef
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 BATCH_PROPERTY: Final = "coattail.batch-id"
 WRITER_PROPERTY: Final = "coattail.writer"
@@ -79,27 +83,39 @@ class TableSink(ABC):
             parts = [(bid, data) for bid, data in parts if data.num_rows]
             if not parts:
                 continue
-            key = (table, writer)
-            if key not in self._last:
-                self._last[key] = self._last_committed(table, writer)
-            last = self._last[key]
-            fresh = [(bid, data) for bid, data in parts if last is None or bid > last]
+            fresh = [(bid, data) for bid, data in parts if not self.holds(table, writer, bid)]
             if not fresh:
                 written[table] = False
                 continue
-            top = max(bid for bid, _ in fresh)
             data = pa.concat_tables([d for _, d in fresh]) if len(fresh) > 1 else fresh[0][1]
-            try:
-                self._append(table, data, {BATCH_PROPERTY: str(top), WRITER_PROPERTY: writer})
-            except BaseException:
-                # the commit may have landed before the error (a lost response): let the retry ask the
-                # backend again instead of trusting the cached batch id and appending a second copy
-                self._last.pop(key, None)
-                raise
-            self._last[key] = top
+            top = max(bid for bid, _ in fresh)
+            self.append_marked(table, writer, top, partial(self._append, table, data))
             written[table] = True
-            self._count_commit(table)
         return written
+
+    def holds(self, table: str, writer: str, batch_id: int) -> bool:
+        """Whether ``table`` holds ``writer``'s batch ``batch_id`` already (a re-run's batch is skipped)."""
+        key = (table, writer)
+        if key not in self._last:
+            self._last[key] = self._last_committed(table, writer)
+        last = self._last[key]
+        return last is not None and batch_id <= last
+
+    def append_marked(
+        self, table: str, writer: str, batch_id: int, append: Callable[[dict[str, str]], None]
+    ) -> None:
+        """Run ``append(properties)``: one atomic commit of rows with the marker of ``writer``'s batch
+        ``batch_id`` (ask ``holds`` first); remember the marker and count the commit for maintenance."""
+        key = (table, writer)
+        try:
+            append({BATCH_PROPERTY: str(batch_id), WRITER_PROPERTY: writer})
+        except BaseException:
+            # the commit may have landed before the error (a lost response): let the retry ask the
+            # backend again instead of trusting the cached batch id and appending a second copy
+            self._last.pop(key, None)
+            raise
+        self._last[key] = batch_id
+        self._count_commit(table)
 
     def _count_commit(self, table: str) -> None:
         """Run ``maintain`` on ``table`` once ``maintain_every`` commits have gone to it."""
@@ -160,6 +176,23 @@ class MarkedTableSink(TableSink):
 
     def _writers(self, table: str) -> set[str]:
         return set(self._markers(table))
+
+
+class FrameTableSink(MarkedTableSink):
+    """A table sink that also appends a Spark DataFrame's rows, written where they are (the executors),
+    under the same exactly-once bookkeeping (``pipeline.keyed_writes``)."""
+
+    def write_frame(self, batch_id: int, writer: str, table: str, frame: DataFrame) -> bool:
+        """Append ``frame`` (rows of ``table``'s stored schema) as ``writer``'s batch ``batch_id``, unless
+        the table holds that batch; returns whether it was written."""
+        if self.holds(table, writer, batch_id):
+            return False
+        self.append_marked(table, writer, batch_id, partial(self._append_frame, table, frame))
+        return True
+
+    @abstractmethod
+    def _append_frame(self, table: str, frame: DataFrame, properties: dict[str, str]) -> None:
+        """Append ``frame`` and ``properties`` in one atomic commit."""
 
 
 class AlertSink(ABC):

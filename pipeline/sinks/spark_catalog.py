@@ -130,6 +130,12 @@ def catalog_session(spark: SparkSession, runtime: RuntimeSettings, warehouse_buc
         for service in ("glue", "s3"):  # the properties are plain data; talking to AWS is what is guarded
             check_endpoint(runtime, service)
     session = spark.newSession()
+    set_catalog(session, runtime, warehouse_bucket)
+    return session
+
+
+def set_catalog(session: SparkSession, runtime: RuntimeSettings, warehouse_bucket: str) -> None:
+    """Make ``CATALOG_NAME`` the profile's Iceberg catalog in ``session`` (before its first use there):
+    a DataFrame is written through its own session, such as a streaming batch's."""
     for key, value in iceberg_catalog_properties(runtime, warehouse_bucket).items():
         session.conf.set(f"spark.sql.catalog.{CATALOG_NAME}" + (f".{key}" if key else ""), value)
-    return session

@@ -5,7 +5,10 @@ The same tables and the same exactly-once bookkeeping as ``pipeline.sinks.iceber
 write options: one atomic commit with the data). Tables are created with the layout pyiceberg gives them
 (identity partition fields named ``<column>_part``), so whichever side creates a table, both read and
 write it alike. Markers a maintenance step moved into table properties, before expiring the snapshots
-that carried them (``pipeline.jobs.maintenance``), count as commits too.
+that carried them (``pipeline.jobs.maintenance``), count as commits too. Besides the driver's Arrow
+tables it appends a DataFrame's rows where they are (``write_frame``: the executors write the files, the
+driver commits), which state-store mode uses for the bronze and per-instrument tables
+(``pipeline.keyed_writes``).
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ import pyarrow as pa
 
 from core.errors import SinkError
 from pipeline.config import Config
-from pipeline.sinks.base import BATCH_PROPERTY, MarkedTableSink
+from pipeline.sinks.base import BATCH_PROPERTY, FrameTableSink
 from pipeline.sinks.iceberg import CATALOG_NAME, MARKER_PREFIX, PART_SUFFIX, markers
-from pipeline.sinks.spark_catalog import catalog_session
+from pipeline.sinks.spark_catalog import catalog_session, set_catalog
 from pipeline.sinks.spark_io import append_error, arrow_frame, java_message, quoted
 from pipeline.tables import TableDef
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-class SparkIcebergSink(MarkedTableSink):
+class SparkIcebergSink(FrameTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``, committed by Spark."""
 
     name: ClassVar[str] = "iceberg-spark"
@@ -79,7 +82,12 @@ class SparkIcebergSink(MarkedTableSink):
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         stored = self.definitions[table].with_partition_columns(data)
-        writer = arrow_frame(self.spark, stored).writeTo(self.ident(table))
+        self._append_frame(table, arrow_frame(self.spark, stored), properties)
+
+    def _append_frame(self, table: str, frame: DataFrame, properties: dict[str, str]) -> None:
+        # a frame is written through its own session: a streaming batch's frame has the query's
+        set_catalog(frame.sparkSession, self.config.runtime, self.config.storage.warehouse_bucket)
+        writer = frame.writeTo(self.ident(table))
         for key, value in properties.items():
             writer = writer.option(f"snapshot-property.{key}", value)
         try:

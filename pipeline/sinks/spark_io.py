@@ -16,7 +16,11 @@ def arrow_frame(spark: SparkSession, data: pa.Table) -> DataFrame:
     """``data`` as a Spark DataFrame with its Arrow types (the rows pass as Arrow, not as Python)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return spark.createDataFrame(data, schema=from_arrow_schema(data.schema))
+    # PySpark 4.0 drops the rows after an empty chunk (a table concatenated with an empty one, as the
+    # router's grouped commits build them): only non-empty batches are handed over
+    batches = [batch for batch in data.to_batches() if batch.num_rows]
+    whole = pa.Table.from_batches(batches, schema=data.schema) if batches else data.schema.empty_table()
+    return spark.createDataFrame(whole, schema=from_arrow_schema(data.schema))
 
 
 def quoted(*parts: str) -> str:

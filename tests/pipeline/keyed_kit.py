@@ -21,6 +21,7 @@ from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.keyed import KeyedStep, assemble
 from pipeline.parse import parse_batch
+from pipeline.runner import PipelineRunner
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryTableSink
 from pipeline.tables import schemas_of, tables_for
@@ -128,3 +129,19 @@ def run_state_store(
         results.append(engine.process_assembled(assemble(output, batch_id, schemas)))
         engine.commit(batch_id)
     return results
+
+
+def crash_after(runner: PipelineRunner, batches: int) -> None:
+    """Run ``runner`` until it routed ``batches`` batches, stop it, then forget Spark's record of the last
+    one: as if the process died after the sinks committed it. Spark runs that batch again from the state
+    store's previous version, and the sinks must skip what they hold."""
+    runner.start()
+    while runner.progress.batches < batches:
+        runner.check_alive()
+        assert runner.query is not None
+        runner.query.awaitTermination(1)
+    runner.stop()
+    commits = runner.checkpoint / "query" / "commits"
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    (commits / str(last)).unlink()
+    (commits / f".{last}.crc").unlink(missing_ok=True)

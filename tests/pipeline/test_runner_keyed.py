@@ -22,7 +22,7 @@ from pipeline.sinks.dynamodb import DynamoAlertSink
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import T0, Item, dq_sums, payloads, run_engine, trade
-from tests.pipeline.keyed_kit import contents, keyed_config, rows, write_tape
+from tests.pipeline.keyed_kit import contents, crash_after, keyed_config, rows, write_tape
 from tests.pipeline.test_e2e_binance import binance_events
 
 pytestmark = pytest.mark.spark
@@ -89,19 +89,7 @@ def test_restart_in_the_middle_gives_the_same_iceberg_contents(
         return PipelineRunner(KEYED, checkpoint=ckpt, source=tape, spark=spark, alert_sinks=[alerts],
                               table_sinks=[_iceberg(tmp_path / "restart")], max_records_per_batch=80)
 
-    first = runner()
-    first.start()
-    while first.progress.batches < 2:
-        first.check_alive()
-        assert first.query is not None
-        first.query.awaitTermination(1)
-    first.stop()
-    # as if the process died after the sinks committed the last batch, before Spark recorded it: Spark
-    # re-runs that batch from the state store's previous version, and the sinks skip what they hold
-    commits = ckpt / "query" / "commits"
-    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
-    (commits / str(last)).unlink()
-    (commits / f".{last}.crc").unlink(missing_ok=True)
+    crash_after(runner(), 2)
     runner().run(until_idle=True, timeout=300)
     assert contents(_iceberg(tmp_path / "restart"), names) == contents(_iceberg(tmp_path / "whole"), names)
     assert set(alerts.items) == set(whole_alerts.items)
