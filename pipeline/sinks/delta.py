@@ -19,7 +19,7 @@ import pyarrow as pa
 from core.errors import SinkError
 from pipeline.aws import check_endpoint
 from pipeline.config import Config
-from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, MarkedTableSink
+from pipeline.sinks.base import BATCH_PROPERTY, WRITER_PROPERTY, FrameTableSink
 from pipeline.sinks.spark_catalog import delta_storage_properties
 from pipeline.sinks.spark_io import append_error, arrow_frame, java_message
 from pipeline.tables import TableDef
@@ -27,7 +27,7 @@ from pipeline.tables import TableDef
 DELTA_CATALOG: Final = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def delta_root(config: Config) -> str:
@@ -38,8 +38,9 @@ def delta_root(config: Config) -> str:
     return f"s3://{config.storage.warehouse_bucket}/delta"
 
 
-class DeltaSink(MarkedTableSink):
-    """One Delta table per pipeline table, committed by Spark with idempotent writes."""
+class DeltaSink(FrameTableSink):
+    """One Delta table per pipeline table, committed by Spark with idempotent writes; in ``state_store``
+    mode the executors write the per-key tables' files (``pipeline.keyed_writes``)."""
 
     name: ClassVar[str] = "delta"
 
@@ -95,8 +96,14 @@ class DeltaSink(MarkedTableSink):
 
     def _append(self, table: str, data: pa.Table, properties: dict[str, str]) -> None:
         stored = self.definitions[table].with_partition_columns(data)
+        self._append_frame(table, arrow_frame(self.spark, stored), properties)
+
+    def _append_frame(self, table: str, frame: DataFrame, properties: dict[str, str]) -> None:
+        # a streaming batch's frame writes through the query's session: it needs the S3 options too
+        for key, value in delta_storage_properties(self.config.runtime).items():
+            frame.sparkSession.conf.set(key, value)
         try:
-            (arrow_frame(self.spark, stored).write.format("delta").mode("append")
+            (frame.write.format("delta").mode("append")
              .option("txnAppId", properties[WRITER_PROPERTY])
              .option("txnVersion", properties[BATCH_PROPERTY])
              .save(self.path(table)))

@@ -18,7 +18,8 @@ from pipeline.engine import BatchResult
 from pipeline.keyed import RECORDS, assemble
 from pipeline.keyed_writes import STAMPS_SCHEMA, narrow, stamps_of, table_rows
 from pipeline.runner import PipelineRunner
-from pipeline.sinks.base import TableSink
+from pipeline.sinks.base import FrameTableSink, TableSink
+from pipeline.sinks.delta import DeltaSink
 from pipeline.sinks.iceberg import IcebergSink
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.sinks.spark_iceberg import SparkIcebergSink
@@ -113,7 +114,7 @@ def tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tape(tmp_path_factory.mktemp("keyed-writes") / "t")
 
 
-def _keyed_run(spark: Any, tape: Path, ckpt: Path, sink: SparkIcebergSink, **kw: Any) -> list[BatchResult]:
+def _keyed_run(spark: Any, tape: Path, ckpt: Path, sink: FrameTableSink, **kw: Any) -> list[BatchResult]:
     results: list[BatchResult] = []
     runner = PipelineRunner(KEYED, checkpoint=ckpt, source=tape, spark=spark, table_sinks=[sink],
                             alert_sinks=[MemoryAlertSink()], max_records_per_batch=80,
@@ -148,6 +149,11 @@ def test_executor_writes_give_the_same_rows_as_the_driver_path_and_pyiceberg(
     assert rows(memory, "trades") and rows(memory, "alerts") and rows(memory, "whale_impact")
     for name in names:
         assert rows(sink, name) == rows(memory, name) == rows(pyiceberg, name), name
+    delta = DeltaSink(lite(KEYED, tmp_path / "state", "delta_by_executors"), spark)
+    by_delta = _keyed_run(spark, tape, tmp_path / "kd", delta)
+    assert all(set(r.tables) <= {"alerts"} for r in by_delta)
+    for name in names:
+        assert rows(delta, name) == rows(memory, name), name
     # nothing per event on the driver but the three stamps; every extra action is timed
     assert all(r.stamps is not None for r in results)
     assert sum(r.stamps.num_rows for r in results if r.stamps is not None) == 240
@@ -160,20 +166,23 @@ def test_executor_writes_give_the_same_rows_as_the_driver_path_and_pyiceberg(
 
 
 @pytest.mark.spark
-def test_a_restart_in_the_middle_writes_every_batch_once(spark: Any, tape: Path, tmp_path: Path) -> None:
-    whole = SparkIcebergSink(lite(KEYED, tmp_path / "state", "whole"), spark)
+@pytest.mark.parametrize("sink_type", [SparkIcebergSink, DeltaSink], ids=["iceberg", "delta"])
+def test_a_restart_in_the_middle_writes_every_batch_once(
+    spark: Any, tape: Path, tmp_path: Path, sink_type: type[SparkIcebergSink | DeltaSink]
+) -> None:
+    whole = sink_type(lite(KEYED, tmp_path / "state", "whole"), spark)
     _keyed_run(spark, tape, tmp_path / "ck-whole", whole)
     ckpt = tmp_path / "ck"
 
     def runner() -> PipelineRunner:
-        sink = SparkIcebergSink(lite(KEYED, tmp_path / "state", "restart"), spark)
+        sink = sink_type(lite(KEYED, tmp_path / "state", "restart"), spark)
         return PipelineRunner(KEYED, checkpoint=ckpt, source=tape, spark=spark, table_sinks=[sink],
                               alert_sinks=[MemoryAlertSink()], max_records_per_batch=80)
 
     crash_after(runner(), 2)  # the executors appended the last batch; Spark runs it again
     again = runner()
     again.run(until_idle=True, timeout=300)
-    restarted = SparkIcebergSink(lite(KEYED, tmp_path / "state", "restart"), spark)
+    restarted = sink_type(lite(KEYED, tmp_path / "state", "restart"), spark)
     restarted.open(again.tables())
     whole.open(again.tables())
     for name in (t.name for t in again.tables()):
