@@ -8,8 +8,9 @@ For each tape: reading it (``from_tape``), the shared annotation, each small-tie
 (MOD-001 whales, MOD-002 volume, MOD-003 spread metrics and alerts, MOD-004 counts) and then the whole
 ``run_reference`` of ``--tier`` as every run computes it. Each figure is the best of ``--rounds``, as wall
 seconds and as this process's CPU seconds (user + system): on a loaded shared machine the wall time
-measures the load, the CPU time much less so. ``share`` is each step's part of the steps' sum. Prints
-one JSON line per tape. A script, not a test: nothing here asserts on time.
+measures the load, the CPU time much less so. ``share`` is each step's part of the steps' sum;
+``peak_rss_mib`` is the process's peak memory so far (give one tape per invocation to read it per
+tape). Prints one JSON line per tape. A script, not a test: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def bench_tape(path: Path, tier: TierName, rounds: int) -> dict[str, Any]:
             }
             for name, v in figures.items()
         },
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "load_average": os.getloadavg()[0],
         "polars_threads": pl.thread_pool_size(),
     }

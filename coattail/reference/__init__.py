@@ -57,10 +57,8 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     delay = config.spark.watermark_seconds
     is_transfer = pl.col("kind") == "transfer"
     transfers = frame.filter(is_transfer & pl.col("reason").is_null())
-    annotated = annotate(
-        frame.filter(~is_transfer | pl.col("reason").is_not_null()),
-        watermark_seconds=delay, instruments=config.instruments,
-    )
+    market = frame.filter(~is_transfer | pl.col("reason").is_not_null()) if transfers.height else frame
+    annotated = annotate(market, watermark_seconds=delay, instruments=config.instruments)
     limits = closing_limits(annotated, delay)
     rows = []
     spread = cast("SpreadSettings", config.settings_for("MOD-003"))

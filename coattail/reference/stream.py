@@ -33,7 +33,9 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     ``late``: older than the key's watermark at arrival, the watermark being the maximum ``ts_event`` of
     the key's earlier-arrived valid records (both kinds) minus ``watermark_seconds``.
     """
-    valid = frame.filter(pl.col("reason").is_null()).sort("arrival")
+    # a clean tape has nothing to drop: no copy of a wide frame then
+    clean = frame.get_column("reason").null_count() == frame.height
+    valid = (frame if clean else frame.filter(pl.col("reason").is_null())).sort("arrival")
     trade = pl.col("kind") == "trade"
     delay = watermark_seconds * US_PER_S
     pairs = valid.group_by(KEY).len().select(KEY).rows()
