@@ -57,10 +57,8 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     delay = config.spark.watermark_seconds
     is_transfer = pl.col("kind") == "transfer"
     transfers = frame.filter(is_transfer & pl.col("reason").is_null())
-    annotated = annotate(
-        frame.filter(~is_transfer | pl.col("reason").is_not_null()),
-        watermark_seconds=delay, instruments=config.instruments,
-    )
+    market = frame.filter(~is_transfer | pl.col("reason").is_not_null()) if transfers.height else frame
+    annotated = annotate(market, watermark_seconds=delay, instruments=config.instruments)
     limits = closing_limits(annotated, delay)
     rows = []
     spread = cast("SpreadSettings", config.settings_for("MOD-003"))
@@ -74,9 +72,11 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         rows += volume_alerts(annotated, limits, volume)
     if config.enabled("MOD-003"):
         rows += spread_alerts(annotated, limits, metrics, spread)
-    flow = flow_metrics(annotated, limits, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+    flow_settings = cast("FlowImbalanceSettings", config.settings_for("MOD-006"))
+    # an empty input gives the empty table its schema when the tier leaves MOD-006 out
+    flow = flow_metrics(annotated if config.enabled("MOD-006") else annotated.clear(), limits, flow_settings)
     if config.enabled("MOD-006"):
-        rows += flow_alerts(annotated, flow, cast("FlowImbalanceSettings", config.settings_for("MOD-006")))
+        rows += flow_alerts(annotated, flow, flow_settings)
     if config.enabled("MOD-007"):
         sliced = cast("SlicedWhaleSettings", config.settings_for("MOD-007"))
         whales += sliced_alerts(annotated, sliced, cast("WhaleSettings", config.settings_for("MOD-001")))
@@ -118,7 +118,7 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         spread_metrics=metrics if config.enabled("MOD-003") else metrics.clear(),
         records_in=frame.height,
         valid=annotated.height + transfers.height,
-        flow_metrics=flow if config.enabled("MOD-006") else flow.clear(),
+        flow_metrics=flow,
         basis_metrics=basis,
         whale_impact=impact,
         **alpha,

@@ -22,6 +22,11 @@ def dq_counts(annotated: pl.DataFrame, settings: DataQualitySettings) -> pl.Data
     """
     trade = pl.col("kind") == "trade"
     quote = pl.col("kind") == "quote"
+    # only the columns the rules read: every filter below then copies a few narrow columns
+    annotated = annotated.select(
+        *KEY, "kind", "arrival", "ts_event", "late", "duplicate", "id_gap", "price", "prev_price",
+        "bid_px", "ask_px",
+    )  # fmt: skip
     on_time = annotated.filter(~pl.col("late"))
     stale_gap = settings.stale_feed_seconds * US_PER_S
     gap_to_previous = pl.col("ts_event") - pl.col("ts_event").shift(1).over([*KEY, "kind"])

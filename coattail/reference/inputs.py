@@ -70,13 +70,16 @@ def from_tape(tape: Tape) -> pl.DataFrame:
     """A tape as it arrives when replayed without faults: every kind merged by ``(ts_event, seq)``."""
     parts = []
     for kind in TAPE_KINDS:
-        table = tape.read(kind)
-        if table.num_rows == 0:
+        files = tape.files(kind)
+        if not files:
             continue
-        parts.append(pl.DataFrame(table).with_columns(pl.lit(kind).alias("kind")))
+        # Polars' own Parquet reader: several times faster than pyarrow's over a whole day's parts
+        part = pl.read_parquet([str(f) for f in files])
+        if part.height:
+            parts.append(part.with_columns(pl.lit(kind).alias("kind")))
     if not parts:
         return pl.DataFrame(schema=ARRIVAL_SCHEMA)
-    merged = pl.concat(parts, how="diagonal_relaxed").sort(["ts_event", "seq"])
+    merged = _tape_order(pl.concat(parts, how="diagonal_relaxed"))
     merged = merged.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
         pl.lit(None, dtype=pl.Int64).alias("ts_sent"),
@@ -84,6 +87,19 @@ def from_tape(tape: Tape) -> pl.DataFrame:
         pl.lit(None, dtype=pl.Utf8).alias("reason"),
     )
     return apply_value_rules(_conform(merged))
+
+
+def _tape_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by ``(ts_event, seq)``.
+
+    ``seq`` is unique over a tape, and on a tape written in time order it alone gives that order; one
+    integer sort key is much cheaper than two, so it is tried first and kept only when the times then
+    never go backwards.
+    """
+    by_seq = frame.sort("seq")
+    if by_seq.get_column("ts_event").is_sorted():
+        return by_seq
+    return frame.sort(["ts_event", "seq"])
 
 
 def from_arrival(table: pa.Table) -> pl.DataFrame:

@@ -81,10 +81,13 @@ def spread_alerts(
 def _closed_quotes(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
     width = settings.window_seconds * US_PER_S
     return (
-        annotated.filter((pl.col("kind") == "quote") & ~pl.col("late"))
+        annotated.lazy()
+        .filter((pl.col("kind") == "quote") & ~pl.col("late"))
+        .select(*KEY, "arrival", "ts_event", "update_id", "bid_px", "ask_px")
         .with_columns(window_start(pl.col("ts_event"), settings.window_seconds).alias("window_start"))
-        .join(limits, on=list(KEY))
+        .join(limits.lazy(), on=list(KEY))
         .filter(pl.col("window_start") + width <= pl.col("close_limit"))
+        .collect()
     )
 
 

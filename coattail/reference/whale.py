@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from coattail.reference.alerts import alert_row
+from coattail.reference.stream import KEY
 from core.events import event_id
 from pipeline.alerts import evidence_json
 
@@ -23,8 +24,12 @@ def whale_alerts(annotated: pl.DataFrame, settings: WhaleSettings) -> list[dict[
 
     Late trades are checked too: only windowed aggregates leave them out.
     """
-    trades = annotated.filter(
-        (pl.col("kind") == "trade") & ~pl.col("duplicate") & pl.col("notional_usd").is_not_null()
+    trades = (
+        annotated.lazy()
+        .filter((pl.col("kind") == "trade") & ~pl.col("duplicate") & pl.col("notional_usd").is_not_null())
+        .select(*KEY, "arrival", "ts_event", "ts_sent", "trade_id", "price", "qty", "side", "notional_usd",
+                "quote_currency")
+        .collect()
     )
     if trades.is_empty():
         return []

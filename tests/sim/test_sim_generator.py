@@ -52,7 +52,7 @@ def _label_shape(m: Manifest) -> list[tuple[object, ...]]:
 
 
 def test_presets_ship() -> None:
-    assert {"quiet-day", "whale-day", "flash-crash", "dirty-feed"} <= set(presets())
+    assert {"quiet-day", "whale-day", "flash-crash", "dirty-feed", "market-day"} <= set(presets())
 
 
 def test_durations_and_starts() -> None:
@@ -81,7 +81,7 @@ def test_scale_changes_volume_not_labels(config: Config, tmp_path: Path) -> None
     assert _label_shape(small) == _label_shape(big)
 
 
-@pytest.mark.parametrize("scenario", ["quiet-day", "whale-day", "flash-crash", "dirty-feed"])
+@pytest.mark.parametrize("scenario", ["quiet-day", "whale-day", "flash-crash", "dirty-feed", "market-day"])
 @pytest.mark.parametrize("scale", [0.02, 0.3])
 def test_labels_and_alerts_agree(config: Config, tmp_path: Path, scenario: str, scale: float) -> None:
     """Every alert label fires and nothing else does (a naive reading of docs/DETECTORS.md)."""
