@@ -1,6 +1,6 @@
-"""State-store mode with Spark's table writer: the executors write bronze and per-instrument tables.
+"""State-store mode with Spark's table writers: the executors write bronze and per-instrument tables.
 
-In ``state_store`` mode with ``storage.writer: spark`` the per-key output of ``pipeline.keyed`` (one
+In ``state_store`` mode with ``storage.writer: spark`` or ``storage.format: delta`` the per-key output of ``pipeline.keyed`` (one
 ``OUTPUT_DDL`` row per key and table, the rows as Arrow IPC) never comes to the driver whole. Per
 trigger, over that output persisted once (so no action runs the keyed step again):
 
