@@ -41,6 +41,8 @@ from replay.readers.untrusted import BoundedStream, check_member_name
 _NAME = re.compile(r"^([A-Z0-9]+)-(trades|aggTrades|bookTicker)-", re.IGNORECASE)
 _KINDS = {"trades": "trades", "aggtrades": "aggTrades", "bookticker": "bookTicker"}
 _TIME_COL = {"trades": 4, "aggTrades": 5, "bookTicker": 5}
+_NEEDED = {"trades": 6, "aggTrades": 7, "bookTicker": 6}
+"""Columns a row of each kind must have: up to the time, and for trades the buyer-maker flag after it."""
 
 
 @register
@@ -67,8 +69,8 @@ class BinanceCsvReader(Reader):
             cells = [c.strip() for c in first.split(",")]
             header = not cells[0].lstrip("-").isdigit()
             kind = _kind(path, cells, header)
-            if len(cells) <= _TIME_COL[kind]:
-                need = _TIME_COL[kind] + 1
+            if len(cells) < _NEEDED[kind]:
+                need = _NEEDED[kind]
                 raise ReaderError(str(path), 1, f"{kind} needs at least {need} columns, found {len(cells)}")
             exchange = _exchange(path, kind, cells, header)
             symbol = _symbol(path)

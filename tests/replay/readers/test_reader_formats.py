@@ -307,6 +307,25 @@ def test_truncated_zip(tmp_path: Path) -> None:
         import_files([path], tmp_path / "t")
 
 
+@pytest.mark.parametrize(
+    ("name", "first", "need"),
+    [
+        # the time column is there but not the buyer-maker flag after it (a file cut in its first line)
+        ("BTCUSDT-trades-2024-01-01.csv", "1,100.5,0.1,10.05,1700000000001", 6),
+        ("BTCUSDT-aggTrades-2024-01-01.csv", "1,100.5,0.1,1,1,1700000000001", 7),
+        ("BTCUSDT-bookTicker-2024-01-01.csv", "1,100.5,0.1,100.6,0.2", 6),
+    ],
+)
+def test_a_first_line_too_short_for_its_kind_is_refused(
+    tmp_path: Path, name: str, first: str, need: int
+) -> None:
+    path = tmp_path / name
+    path.write_text(first + "\n")
+    with pytest.raises(ReaderError, match=f"needs at least {need} columns"):
+        import_files([path], tmp_path / "t")
+    assert not (tmp_path / "t" / "manifest.json").exists()
+
+
 def test_empty_file_and_unknown_format(tmp_path: Path) -> None:
     empty = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
     empty.write_text("")
