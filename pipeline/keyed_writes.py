@@ -1,8 +1,9 @@
 """State-store mode with Spark's table writers: the executors write bronze and per-instrument tables.
 
-In ``state_store`` mode with ``storage.writer: spark`` or ``storage.format: delta`` the per-key output of ``pipeline.keyed`` (one
-``OUTPUT_DDL`` row per key and table, the rows as Arrow IPC) never comes to the driver whole. Per
-trigger, over that output persisted once (so no action runs the keyed step again):
+In ``state_store`` mode with ``storage.writer: spark`` or ``storage.format: delta`` the per-key output
+of ``pipeline.keyed`` (one ``OUTPUT_DDL`` row per key and table, the rows as Arrow IPC) never comes to
+the driver whole. Per trigger, over that output persisted once (so no action runs the keyed step
+again):
 
 1. **one collect** (``KeyedWrites.collect``, the ``narrow`` step on the executors): every row's table
    name and row count, and the payload only of the *driver's tables*: ``alerts`` (DynamoDB first, then
