@@ -205,6 +205,8 @@ _NEWLINES: Final = (ord("\n"), ord("\r"))
 def _ndjson(datas: pa.BinaryArray) -> bytes | None:
     """The records of a chunk as newline-delimited text, or None when a record is null or holds a line
     break (one record would read as several lines)."""
+    if not pa.types.is_binary(datas.type):  # the offsets read below are 32-bit ones (RAW_SCHEMA's)
+        return None
     values = datas.buffers()[2]
     if datas.null_count or values is None:  # no value buffer: every record is empty
         return None

@@ -235,6 +235,7 @@ def _last_rows(codes: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]:
     last = at[len(at) - 1 - first_from_end]
     return list(zip(uniq.tolist(), last.tolist(), strict=True))
 
+
 def _prev_cummax(values: np.ndarray, by_key: pd.Series, seed: np.ndarray) -> np.ndarray:
     """Per key, the maximum of the seed and every earlier value (NaN when there is none)."""
     series = pd.Series(values, index=by_key.index)
