@@ -9,7 +9,8 @@ Runs two whole replays of the same tape through the pipeline on the local stack 
   scheduled send time (``coattail.run.latency``: replay, Kinesis, wait for the trigger, trigger, sinks;
   to results and to committed rows; alerts sent -> DynamoDB written);
 
-and compares them with the tier's promotion budgets (``coattail.bench.gate``). Writes a JSON result and
+with the peak memory of each run's processes (``coattail.run.memory``: total RSS and by group), and
+compares them with the tier's promotion budgets (``coattail.bench.gate``). Writes a JSON result and
 points at the run's HTML report; exits 1 when a budget is missed (the gate), 2 when the run itself
 failed validation.
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": summary["events"],
         "throughput_eps": summary["throughput_eps"],
         "timings_s": summary["timings_s"],
+        "memory": summary["memory"],
         "latency_ms": latency_run.judgement.summary["latency_ms"],
         "queueing_ms": summary["latency_ms"],
         "alerts": summary["alerts"],
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     result["gate"] = {"passed": not missed, "missed": missed}
     out = args.out or throughput_run.run.path / "bench_e2e.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    figures = {k: result[k] for k in ("events", "throughput_eps", "gate")}
+    figures = {k: result[k] for k in ("events", "throughput_eps", "memory", "gate")}
     figures["latency_ms"] = result["latency_ms"]["stages"]
     print(json.dumps(figures, indent=2))
     print(f"result: {out}\nreport: {result['report']}")

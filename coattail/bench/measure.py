@@ -44,7 +44,9 @@ class Measurement:
         return None if value is None else float(value)
 
     def figures(self) -> dict[str, float | None]:
-        """The figures ratios are taken of: throughput, timings and (paced, when measured) latency."""
+        """The figures ratios are taken of: throughput, timings, peak memory (the total over the run's
+        processes and each group's, ``coattail.run.memory``; where the side measured it) and (paced, when
+        measured) latency."""
         timings = self.summary.get("timings_s", {})
         out: dict[str, float | None] = {
             "throughput_eps": self.throughput_eps,
@@ -53,6 +55,10 @@ class Measurement:
             "cold_start_s": self.cold_start_s,
             "reference_s": timings.get("reference_s"),
         }
+        memory = self.summary.get("memory") or {}
+        out["peak_rss_total_mib"] = memory.get("peak_total_mib")
+        for group, mib in memory.get("peak_by_group_mib", {}).items():
+            out[f"peak_rss {group} mib"] = mib
         latency = self.summary.get("latency_ms", {})
         label = "queueing" if latency.get("queueing") else "latency"
         for stage, pcts in latency.get("stages", {}).items():

@@ -14,7 +14,7 @@ from pipeline.config import TierName
 
 console = Console()
 HISTORY = Path(".coattail") / "bench" / "history.jsonl"
-SHOWN = ("cold_start_s", "results p99 ms", "freshness p99 ms", "alert p50 ms")
+SHOWN = ("cold_start_s", "peak_rss_total_mib", "results p99 ms", "freshness p99 ms", "alert p50 ms")
 """The per-event figures the runs table shows (the rest are in the history and each run's summary)."""
 
 

@@ -357,6 +357,10 @@ def print_summary(s: dict[str, Any], path: Path) -> None:
         "records in / valid / quarantined", f"{s['records_in']:,} / {s['valid']:,} / {s['quarantined']:,}"
     )
     table.add_row("throughput (end to end)", f"{_num(s.get('throughput_eps'))} events/s")
+    memory = s.get("memory")
+    if memory:
+        groups = ", ".join(f"{g} {mib:,.0f}" for g, mib in memory["peak_by_group_mib"].items())
+        table.add_row("peak memory (RSS, MiB)", f"{memory['peak_total_mib']:,.0f} in all; peaks: {groups}")
     from coattail.run.latency import STAGES
 
     if latency.get("queueing"):

@@ -154,6 +154,7 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         "stage_latency_ms": stages,
         "via": request.get("via", "kinesis"),
         "timings_s": request.get("timings", {}),
+        "memory": request.get("memory"),
         "labels": {
             "count": len(labelled.results),
             "recorded": len(labels),

@@ -15,6 +15,7 @@ background, off the trigger's critical path) before it reads the tables back.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import pyarrow as pa
 from coattail.run import Via
 from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
 from coattail.run.latency import LatencyRecorder
+from coattail.run.memory import MemorySampler
 from coattail.run.outputs import RunOutputs
 from coattail.run.prestart import SessionStart
 from coattail.run.progress import RunObserver, Steps
@@ -37,7 +39,7 @@ from core.histogram import LogHistogram
 from core.tape import Tape
 from infra.run_resources import own_resources, remove, run_resource_names
 from pipeline.aws import local_process_environment
-from pipeline.config import Config, ConfigLoader, ProfileName, TierName
+from pipeline.config import Config, ConfigLoader, ProfileName, RuntimeSettings, TierName
 from pipeline.detectors.alpha_scoring import ALPHA_SCORES, SIGNALS
 from pipeline.detectors.basis import BASIS_METRICS
 from pipeline.detectors.data_quality import DQ_METRICS
@@ -141,6 +143,13 @@ def execute(
 
 
 def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: RunObserver) -> RunResult:
+    with MemorySampler(os.getpid()) as memory:
+        return _execute_sampled(request, steps, spark, observer, memory)
+
+
+def _execute_sampled(
+    request: RunRequest, steps: Steps | None, spark: Any, observer: RunObserver, memory: MemorySampler
+) -> RunResult:
     started = time.monotonic()
     steps = steps or Steps()
     tapes = [Tape.open(p) for p in request.tapes]
@@ -157,6 +166,7 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: Run
             prestart.discard()
         raise
     config = config.model_copy(update={"runtime": handle.runtime})
+    _watch_emulators(memory, handle.runtime)
     observer.provisioned(run.run_id, run.path, config)
     timings = record["timings"]
     try:
@@ -172,6 +182,10 @@ def _execute(request: RunRequest, steps: Steps | None, spark: Any, observer: Run
             timings["reference_s"] = round(time.monotonic() - t, 3)
         labels = [lb.model_dump(mode="json") for t in tapes for lb in t.manifest.labels] + summary_labels
         run.write_json("labels.json", labels)
+        # the peak memory of the run's processes up to here: the judging below reads files back
+        memory.stop()
+        memory.write(run.path / "metrics" / "memory.parquet")
+        record["memory"] = memory.summary()
         run.write_json("run.json", record)
         with steps.step("validate and report"):
             judgement = judge(run, config, golden=request.golden)
@@ -229,6 +243,15 @@ def _prepare(
         handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
     record["timings"]["stack_s"] = round(time.monotonic() - t0, 3)
     return record, handle
+
+
+def _watch_emulators(memory: MemorySampler, runtime: RuntimeSettings) -> None:
+    """Count the stack's emulator processes in the run's memory, whether or not this run started them."""
+    from infra.stack import status
+
+    for process in status(runtime, resources=False).processes:
+        if process.pid is not None and process.state == "running":
+            memory.watch(process.pid, "emulator")
 
 
 def remove_own(config: Config, steps: Steps) -> None:
