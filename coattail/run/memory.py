@@ -114,7 +114,9 @@ class MemorySampler:
             return {
                 "peak_total_mib": _mib(peaks.total),
                 "peak_total_at_s": peaks.total_at_s,
-                "at_peak_total_mib": {g: _mib(peaks.total_groups[g]) for g in GROUPS if g in peaks.total_groups},
+                "at_peak_total_mib": {
+                    g: _mib(peaks.total_groups[g]) for g in GROUPS if g in peaks.total_groups
+                },
                 "peak_by_group_mib": {g: _mib(peaks.groups[g]) for g in GROUPS if g in peaks.groups},
                 "interval_s": self._interval_s,
                 "samples": peaks.samples,

@@ -32,6 +32,11 @@ PAGE_BYTES: Final = 2 << 20
 learnt on the shard; the worst case, 1 MB records, until then): it bounds what the driver holds while it
 plans a batch, whatever the batch size. A shard serves 2 MB/s to all its readers, so bigger answers (AWS
 allows 10 MB) would only wait longer for the shard's read quota; an emulator has no cap of its own."""
+READ_PAGE_BYTES: Final = 10 << 20
+"""Bytes one GetRecords answer of a task's read is asked to hold, about: what AWS gives at most. The
+range is read to its end whatever the page, so the bound only caps what a page fetches past the end; an
+emulator has no cap of its own, and moto answered a read asking for ``GET_LIMIT`` records with the
+shard's whole backlog past the range (gigabytes in the emulator and the task at max speed)."""
 SHARD_LIST_SECONDS: Final = 10.0
 
 
@@ -85,8 +90,12 @@ def read_range(kinesis: Any, stream: str, shard_id: str, start: str | None, end:
     out = ShardRecords()
     it: str | None = _iterator(kinesis, stream, shard_id, start)
     stop = int(end)
+    record_bytes = MAX_RECORD_BYTES  # the worst case until a page tells
     while it is not None:
-        resp = kinesis.get_records(ShardIterator=it, Limit=GET_LIMIT)
+        want = max(1, min(GET_LIMIT, READ_PAGE_BYTES // record_bytes))
+        resp = kinesis.get_records(ShardIterator=it, Limit=want)
+        if resp["Records"]:
+            record_bytes = max(1, sum(len(r["Data"]) for r in resp["Records"]) // len(resp["Records"]))
         for rec in resp["Records"]:
             if int(rec["SequenceNumber"]) > stop:
                 return out

@@ -191,6 +191,19 @@ def test_planning_a_big_batch_holds_one_page_and_ships_ranges_whatever_its_size(
     assert shipped[0] + 8 >= shipped[1]  # a few digits more in the sequence number, nothing else
 
 
+def test_a_task_reads_its_range_in_pages_that_stop_near_its_end() -> None:
+    """An emulator answers GetRecords with as many records as asked (AWS caps an answer at 10 MB): a
+    task reading the first 40 of 2,000 records of 100 kB fetches about its range, not the shard's tail."""
+    records = [str(i) for i in range(1, 2_001)]
+    data = {s: s.encode().ljust(100_000, b"x") for s in records}
+    reader = make_reader({"shardId-0": {"records": records, "data": data, "closed": False}}, max_records=1)
+    client = reader._client
+    got = data_of(reader.read(ShardPartition("shardId-0", None, "40")))
+    assert got == [data[s] for s in records[:40]]
+    assert max(client.pages) <= kinesis_reader.READ_PAGE_BYTES
+    assert sum(client.pages) <= 40 * 100_000 + kinesis_reader.READ_PAGE_BYTES
+
+
 @st.composite
 def kpl_shards(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
     """One to three shards of plain and KPL-aggregated records (1 to 6 user records each), sequence
