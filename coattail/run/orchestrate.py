@@ -174,6 +174,10 @@ def _execute_sampled(
             run, config, request, tapes, faults, steps, timings, spark or prestart, observer, started
         )
         record["counts"] = counts
+        if prestart is not None:
+            # nothing after the capture needs Spark: its JVM and Python workers (1.8 GB on a market day)
+            # go before the reference holds the whole tape in this process
+            prestart.discard()
         with steps.step("reference implementation (Polars)", total=_event_count(tapes)) as task:
             t = time.monotonic()
             reference, _ = reference_outputs(request.tapes, config, faults, request.seed, task)

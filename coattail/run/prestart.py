@@ -68,7 +68,8 @@ class SessionStart:
         return self._session
 
     def discard(self) -> None:
-        """The run ended before it took the session: wait for the start and stop what it started."""
+        """Stop the session, waiting for its start if need be: the run is done with Spark, or ended
+        before it took the session."""
         self._thread.join()
         if self._session is not None:
             self._session.stop()
