@@ -10,6 +10,10 @@ aggregates), sampling moto's RSS at each progress report; then reads the stream 
 (as the pipeline does) to count the records and their base64 payload. Reports moto's RSS growth per
 Kinesis record and per event (the final growth, and the slope fitted over the samples), the payload's
 share of it, the RSS after the full read, and the growth projected to the whole tape's event count.
+
+The projection is linear: right for a moto that keeps record data in its heap (its growth is the data),
+an overstatement for the stack's moto, which keeps it in a file (``infra.moto.server``): what grows
+there is its allocator's working set, about 100 MB and flat beyond, so measure the whole tape instead.
 """
 
 from __future__ import annotations
