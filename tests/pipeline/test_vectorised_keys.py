@@ -1,0 +1,100 @@
+"""The vectorised arrival order, key codes and id intervals agree with their earlier definitions.
+
+Each earlier definition is kept here, and only here, as the reference: ``arrival_order`` once parsed
+sequence numbers into four 18-digit integers, ``key_codes`` once factorized a Python tuple per row, and
+``merge_intervals`` once took ``np.unique`` of the ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.detectors.base import Key
+from pipeline.engine import arrival_order
+from pipeline.sequencer import key_codes, merge_intervals
+
+_DIGITS = st.text(alphabet="0123456789", max_size=56)
+"""Kinesis sequence numbers: decimal, up to 56 digits; leading zeros allowed (a tape's have one)."""
+
+
+def _arrival_order_by_parsing(table: pa.Table) -> pa.Array:
+    padded = pc.utf8_lpad(pc.fill_null(table.column("sequence_number"), ""), width=72, padding="0")
+    parts = {
+        f"_seq{i}": pc.cast(pc.utf8_slice_codeunits(padded, 18 * i, 18 * (i + 1)), pa.int64())
+        for i in range(4)
+    }
+    keys = pa.table({"shard_id": table.column("shard_id"), **parts, "sub": table.column("sub_sequence")})
+    return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+
+
+@given(st.lists(st.tuples(
+    st.sampled_from(["shardId-000000000000", "shardId-000000000001", "tape", None]),
+    st.one_of(st.none(), _DIGITS, st.sampled_from(["0", "00", "7", "007", "10", "010"])),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=3)),
+), max_size=60))  # fmt: skip
+def test_arrival_order_sorts_sequence_numbers_as_numbers(
+    rows: list[tuple[str | None, str | None, int | None]],
+) -> None:
+    table = pa.table({
+        "shard_id": pa.array([r[0] for r in rows], pa.string()),
+        "sequence_number": pa.array([r[1] for r in rows], pa.string()),
+        "sub_sequence": pa.array([r[2] for r in rows], pa.int32()),
+    })  # fmt: skip
+    assert arrival_order(table).equals(_arrival_order_by_parsing(table))
+
+
+def _key_codes_by_tuples(exchange: pd.Series, symbol: pd.Series) -> tuple[np.ndarray, list[Key]]:
+    keys = list(zip(exchange, symbol, strict=True))
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    return codes, [(str(k[0]), str(k[1])) for k in uniques]
+
+
+_NAMES = st.sampled_from(["binance", "coinbase", "BTCUSDT", "BTC-USD", "a|b", "a", "b|", "", "ß"])
+
+
+@given(st.lists(st.tuples(_NAMES, _NAMES), max_size=60))
+def test_key_codes_number_keys_in_order_of_first_appearance(pairs: list[tuple[str, str]]) -> None:
+    exchange = pd.Series([p[0] for p in pairs], dtype=object)
+    symbol = pd.Series([p[1] for p in pairs], dtype=object)
+    codes, keys = key_codes(exchange, symbol)
+    want_codes, want_keys = _key_codes_by_tuples(exchange, symbol)
+    assert keys == want_keys
+    assert codes.tolist() == want_codes.tolist()
+
+
+def _merge_intervals_by_unique(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:
+    uniq = np.unique(ids.astype(np.int64))
+    runs: list[tuple[int, int]] = []
+    if len(uniq):
+        breaks = np.flatnonzero(np.diff(uniq) != 1)
+        starts = np.concatenate(([0], breaks + 1))
+        ends = np.concatenate((breaks, [len(uniq) - 1]))
+        runs = [(int(uniq[s]), int(uniq[e])) for s, e in zip(starts, ends, strict=True)]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(intervals + runs):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+_IDS = st.integers(min_value=-(2**62), max_value=2**62)
+
+
+@given(
+    st.lists(st.tuples(_IDS, st.integers(min_value=0, max_value=5)).map(lambda p: (p[0], p[0] + p[1])),
+             max_size=5),
+    st.lists(st.one_of(_IDS, st.integers(min_value=-5, max_value=30)), max_size=60),
+)
+def test_merge_intervals_equals_its_unique_definition(
+    intervals: list[tuple[int, int]], ids: list[int]
+) -> None:
+    seen = _merge_intervals_by_unique(intervals, np.zeros(0, dtype=np.int64))  # sorted and disjoint
+    array = np.array(ids, dtype=np.int64)
+    assert merge_intervals(seen, array) == _merge_intervals_by_unique(seen, array)
