@@ -1,4 +1,5 @@
-"""The vectorised arrival order, key codes and id intervals agree with their earlier definitions.
+"""The vectorised arrival order, key codes, id intervals and key groups agree with their earlier
+definitions, and the event frame holds the values of a plain conversion.
 
 Each earlier definition is kept here, and only here, as the reference: ``arrival_order`` once parsed
 sequence numbers into four 18-digit integers, ``key_codes`` once factorized a Python tuple per row, and
@@ -14,9 +15,11 @@ import pyarrow.compute as pc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detectors.base import Key
-from pipeline.engine import arrival_order
+from pipeline.detectors.base import ARROW_BACKED, Key, _key_groups
+from pipeline.engine import _event_frame, arrival_order
+from pipeline.parse import parse_batch
 from pipeline.sequencer import key_codes, merge_intervals
+from pipeline.testkit import T0, payloads, quote, raw_table, trade
 
 _DIGITS = st.text(alphabet="0123456789", max_size=56)
 """Kinesis sequence numbers: decimal, up to 56 digits; leading zeros allowed (a tape's have one)."""
@@ -98,3 +101,33 @@ def test_merge_intervals_equals_its_unique_definition(
     seen = _merge_intervals_by_unique(intervals, np.zeros(0, dtype=np.int64))  # sorted and disjoint
     array = np.array(ids, dtype=np.int64)
     assert merge_intervals(seen, array) == _merge_intervals_by_unique(seen, array)
+
+
+def _key_groups_by_groupby(frame: pd.DataFrame) -> dict[Key, pd.DataFrame]:
+    return {(str(k[0]), str(k[1])): g for k, g in frame.groupby(["exchange", "symbol"], sort=False)}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["binance", "coinbase"]), st.sampled_from(["BTCUSDT", "BTC-USD"]),
+                          st.floats(allow_nan=False)), min_size=1, max_size=40))
+def test_key_groups_hand_each_key_its_rows_as_a_groupby_does(rows: list[tuple[str, str, float]]) -> None:
+    frame = pd.DataFrame(rows, columns=["exchange", "symbol", "price"])
+    got, want = _key_groups(frame), _key_groups_by_groupby(frame)
+    assert list(got) == list(want)
+    for key, group in want.items():
+        pd.testing.assert_frame_equal(got[key], group)
+    only = next(iter(got.values()))
+    only["added"] = 1.0  # a detector adding a column to its key's frame leaves the batch's frame alone
+    assert "added" not in frame.columns
+
+
+def test_event_frame_holds_the_values_of_a_plain_conversion() -> None:
+    items = [trade(i, 100.0 + i, 1.0, T0 + i) for i in range(6)]
+    items += [quote(i, 99.0, 101.0, T0 + i) for i in range(6)]
+    valid = parse_batch(raw_table(payloads(items)).to_batches()[0])
+    frame = _event_frame(valid)
+    plain = valid.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    assert list(frame.columns) == list(plain.columns)
+    for name in ARROW_BACKED:
+        assert frame[name].tolist() == plain[name].tolist()
+    others = [c for c in plain.columns if c not in ARROW_BACKED]
+    pd.testing.assert_frame_equal(frame[others], plain[others])
