@@ -3,10 +3,12 @@ definitions, and the event frame holds the values of a plain conversion.
 
 Each earlier definition is kept here, and only here, as the reference: ``arrival_order`` once parsed
 sequence numbers into four 18-digit integers, ``key_codes`` once factorized a Python tuple per row, and
-``merge_intervals`` once took ``np.unique`` of the ids.
+``merge_intervals`` (which once took ``np.unique`` of the ids) is checked against the ids it covers.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -70,23 +72,6 @@ def test_key_codes_number_keys_in_order_of_first_appearance(pairs: list[tuple[st
     assert codes.tolist() == want_codes.tolist()
 
 
-def _merge_intervals_by_unique(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:
-    uniq = np.unique(ids.astype(np.int64))
-    runs: list[tuple[int, int]] = []
-    if len(uniq):
-        breaks = np.flatnonzero(np.diff(uniq) != 1)
-        starts = np.concatenate(([0], breaks + 1))
-        ends = np.concatenate((breaks, [len(uniq) - 1]))
-        runs = [(int(uniq[s]), int(uniq[e])) for s, e in zip(starts, ends, strict=True)]
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(intervals + runs):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
 _IDS = st.integers(min_value=-(2**62), max_value=2**62)
 
 
@@ -95,12 +80,15 @@ _IDS = st.integers(min_value=-(2**62), max_value=2**62)
              max_size=5),
     st.lists(st.one_of(_IDS, st.integers(min_value=-5, max_value=30)), max_size=60),
 )
-def test_merge_intervals_equals_its_unique_definition(
+def test_merge_intervals_gives_the_maximal_runs_of_the_ids_seen(
     intervals: list[tuple[int, int]], ids: list[int]
 ) -> None:
-    seen = _merge_intervals_by_unique(intervals, np.zeros(0, dtype=np.int64))  # sorted and disjoint
-    array = np.array(ids, dtype=np.int64)
-    assert merge_intervals(seen, array) == _merge_intervals_by_unique(seen, array)
+    merged = merge_intervals(intervals, np.array(ids, dtype=np.int64))
+    covered = {i for lo, hi in merged for i in range(lo, hi + 1)}
+    assert covered == {i for lo, hi in intervals for i in range(lo, hi + 1)} | set(ids)
+    # maximal runs, in order: a set of ids has exactly one such form, the one np.unique's gave
+    assert all(lo <= hi for lo, hi in merged)
+    assert all(hi + 1 < lo for (_, hi), (lo, _) in itertools.pairwise(merged))
 
 
 def _key_groups_by_groupby(frame: pd.DataFrame) -> dict[Key, pd.DataFrame]:
