@@ -11,7 +11,10 @@
 ``--generate`` writes the tape first with the simulator (whale-day, BTCUSDT/ETHUSDT/SOLUSDT on binance,
 one day, seed 7; scale 0.74 gives about 10M events). The tape is loaded into a fresh lite catalog
 (timed separately), then ``reprocess`` runs MOD-001..MOD-004 over the day. Prints one JSON line with
-wall times and events/s. A script, not a test: nothing here asserts on time.
+wall times and events/s, and ``reprocess_cpu_s``: the CPU seconds (user + system) the reprocess cost
+this process, Spark's JVM and its Python workers together, which a loaded machine inflates far less
+than the wall; ``reprocess_peak_rss_gib``, the largest resident memory of those processes together.
+A script, not a test: nothing here asserts on time.
 
 ``--tiers small,medium`` reprocesses the loaded day per tier (that tier's modules, one Spark session,
 one load, tiers taken in turn, ``--rounds`` times, the best round of each kept, so the first run's
@@ -29,9 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from core.tape import Tape
 from pipeline.config import ConfigLoader, RuntimeSettings
@@ -62,6 +69,49 @@ def generate(
         scale=scale,
     )
     run(spec, ConfigLoader().load("small"), tape, overwrite=True, origin=["benchmarks/bench_reprocessor.py"])
+
+
+def tree_cpu_s() -> dict[int, float]:
+    """CPU seconds (user + system) of this process and every live descendant (JVM, Python workers)."""
+    me = psutil.Process()
+    out: dict[int, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        with suppress(psutil.Error):
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+    return out
+
+
+class PeakRss:
+    """The largest resident memory of this process tree (summed over its processes), sampled every
+    half second on a thread while the block runs."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._done.wait(0.5):
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the process tree spent since ``before`` (a process gone since is not counted)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in tree_cpu_s().items())
 
 
 def engine_throughput(
@@ -137,23 +187,26 @@ def main() -> None:
         try:
             for _ in range(max(1, args.rounds)):
                 for label, modules in runs.items():
-                    t1 = time.perf_counter()
-                    result = reprocess(
-                        spark,
-                        config,
-                        modules=modules,
-                        start_us=start,
-                        end_us=start + DAY_US,
-                        name=f"bench_{label}",
-                        sink=sink,
-                    )
-                    reprocess_s = time.perf_counter() - t1
+                    t1, cpu0 = time.perf_counter(), tree_cpu_s()
+                    with PeakRss() as rss:
+                        result = reprocess(
+                            spark,
+                            config,
+                            modules=modules,
+                            start_us=start,
+                            end_us=start + DAY_US,
+                            name=f"bench_{label}",
+                            sink=sink,
+                        )
+                    reprocess_s, reprocess_cpu_s = time.perf_counter() - t1, cpu_since(cpu0)
                     if result.events / reprocess_s <= eps.get(label, 0.0):
                         continue
                     eps[label] = result.events / reprocess_s
                     figures[label] = {
                         "events": result.events,
                         "reprocess_s": round(reprocess_s, 1),
+                        "reprocess_cpu_s": round(reprocess_cpu_s, 1),
+                        "reprocess_peak_rss_gib": round(rss.peak / 2**30, 2),
                         "reprocess_events_per_s": round(eps[label]),
                         "outputs": {name: t.num_rows for name, t in result.tables.items()},
                         "key_cpu_s": result.key_cpu_s,

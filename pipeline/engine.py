@@ -49,11 +49,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import PipelineError
-from core.events import CHAINS, QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA
+from core.events import CHAINS, QUOTE_SCHEMA, TRADE_SCHEMA, TRANSFER_SCHEMA, TapeKind
 from pipeline.alerts import ALERT_SCHEMA
 from pipeline.config import Config
 from pipeline.cross import CLOCKS, FEED, INTERNAL_TABLES, ROWS, CrossStage, clocks_table, feed_table
 from pipeline.detectors.base import (
+    ARROW_BACKED,
     AnyDetector,
     DetectorInput,
     DetectorOutput,
@@ -319,9 +320,12 @@ class Engine:
         for name in INTERNAL_TABLES:
             result.tables.pop(name, None)
 
-    def run(self, parsed: pa.Table | pa.RecordBatch, batch_id: int, state: EngineState) -> BatchResult:
+    def run(
+        self, parsed: pa.Table | pa.RecordBatch, batch_id: int, state: EngineState, *, bronze: bool = True
+    ) -> BatchResult:
         """Sequencer and detectors over ``PARSED_SCHEMA`` rows in arrival order, starting from ``state``
-        (updated in place), for whatever keys the rows hold.
+        (updated in place), for whatever keys the rows hold. ``bronze=False`` leaves the bronze tables
+        (``trades``, ``quotes``, ``transfers``) out of the result, for a caller that writes none.
 
         The one piece of detection logic of both modes: the driver calls it with every key of a batch
         and the state of every key; the state-store mode (``pipeline.keyed``) with one key's rows and
@@ -336,11 +340,16 @@ class Engine:
         table = route_transfers(table, self.config.tokens, self.config.instruments)
         table = table.append_column("arrival", pa.array(range(table.num_rows), type=pa.int64()))
         bad = pc.is_valid(table.column("reason"))
-        valid_tbl = table.filter(pc.invert(bad))
-        quarantine_tbl = table.filter(bad)
-        events = valid_tbl.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        # a filter copies every column (strings too): a batch with nothing to split is taken as it is
+        any_bad = pc.any(bad).as_py()
+        valid_tbl = table.filter(pc.invert(bad)) if any_bad else table
+        quarantine_tbl = table.filter(bad) if any_bad else table.slice(0, 0)
+        events = _event_frame(valid_tbl)
         is_transfer = (events["kind"] == "transfer").to_numpy(dtype=bool)
-        events, transfer_rows = events[~is_transfer], events[is_transfer]
+        if is_transfer.any():
+            events, transfer_rows = events[~is_transfer], events[is_transfer]
+        else:
+            transfer_rows = events.iloc[:0]
         before = {key: ks.max_ts for key, ks in state.sequencer.items()}
         trades, quotes = self.sequencer.annotate(events)
         trades = _typed(trades, TRADE_SCHEMA, "trade_id")
@@ -358,10 +367,9 @@ class Engine:
             upstream[det.module_id] = out.alerts
             outputs.append(out)
         output = DetectorOutput.concat(outputs)
+        kinds: dict[str, TapeKind] = {"trades": "trade", "quotes": "quote", "transfers": "transfer"}
         tables = {
-            "trades": bronze_rows(valid_tbl, "trade"),
-            "quotes": bronze_rows(valid_tbl, "quote"),
-            "transfers": bronze_rows(valid_tbl, "transfer"),
+            **{name: bronze_rows(valid_tbl, kind) for name, kind in kinds.items() if bronze},
             "quarantine": QUARANTINE.conform(quarantine_tbl),
             "alerts": pa.Table.from_pandas(
                 output.alerts[ALERT_SCHEMA.names], schema=ALERT_SCHEMA, preserve_index=False
@@ -401,16 +409,28 @@ def arrival_order(table: pa.Table) -> pa.Array:
     or merge the child, which has the larger id, is read only once its parents are done); the sources
     list their partitions in that same order, so it is also the order of a collected batch. The tape
     source numbers its rows in tape order on one shard ``"tape"``. Sequence numbers are decimal strings
-    of up to 56 digits (too long for an int64): left-padded to 72 digits and cut into four 18-digit
-    integers, they sort as numbers.
+    of up to 56 digits (too long for an int64): without their leading zeros, the shorter is the smaller
+    number and two of one length compare as text, so they sort as numbers with no conversion.
     """
-    padded = pc.utf8_lpad(pc.fill_null(table.column("sequence_number"), ""), width=72, padding="0")
-    parts = {
-        f"_seq{i}": pc.cast(pc.utf8_slice_codeunits(padded, 18 * i, 18 * (i + 1)), pa.int64())
-        for i in range(4)
-    }
-    keys = pa.table({"shard_id": table.column("shard_id"), **parts, "sub": table.column("sub_sequence")})
+    digits = pc.ascii_ltrim(pc.fill_null(table.column("sequence_number"), ""), characters="0")
+    keys = pa.table({
+        "shard_id": table.column("shard_id"),
+        "_digits": pc.binary_length(digits),
+        "_seq": digits,
+        "sub": table.column("sub_sequence"),
+    })  # fmt: skip
     return pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+
+
+def _event_frame(valid: pa.Table) -> pd.DataFrame:
+    """Valid parsed rows as the frame the sequencer takes: int64 as pandas ``Int64``, and the transport
+    strings (``ARROW_BACKED``) kept in Arrow rather than made into a Python string per row (a day's
+    sequence numbers cost more than every other column together)."""
+    frame = valid.drop_columns(list(ARROW_BACKED)).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    for name in ARROW_BACKED:
+        strings = pd.arrays.ArrowExtensionArray(valid.column(name))
+        frame.insert(valid.schema.get_field_index(name), name, strings)
+    return frame
 
 
 def _transfers(

@@ -79,7 +79,10 @@ _FIELDS: Final = frozenset(f.name for f in fields(KeyState))
 
 def merge_intervals(intervals: list[tuple[int, int]], ids: np.ndarray) -> list[tuple[int, int]]:
     """``intervals`` plus every id of ``ids``, merged into sorted disjoint closed intervals."""
-    uniq = np.unique(ids.astype(np.int64))
+    # sort and drop repeats rather than np.unique: its hashing of near-consecutive int64 ids (an
+    # exchange's) took seconds per million, where a stable sort of those nearly sorted ids is linear
+    ordered = np.sort(ids.astype(np.int64), kind="stable")
+    uniq = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
     runs: list[tuple[int, int]] = []
     if len(uniq):
         breaks = np.flatnonzero(np.diff(uniq) != 1)
@@ -121,9 +124,7 @@ class Sequencer:
         """Valid events of both kinds sorted by ``arrival`` -> (trades, quotes) annotated; updates state."""
         events = events.copy(deep=False)  # a new index, the data shared: no copy of the batch
         events.index = pd.RangeIndex(len(events))
-        keys = list(zip(events["exchange"], events["symbol"], strict=True))
-        codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-        key_list: list[Key] = [(str(k[0]), str(k[1])) for k in uniques]
+        codes, key_list = key_codes(events["exchange"], events["symbol"])
         states = [self.states.get(k) or KeyState() for k in key_list]
 
         def seed(attr: str) -> np.ndarray:
@@ -147,7 +148,7 @@ class Sequencer:
         quotes["clock"] = clock[~is_trade]
         has_max_id = np.array([s.max_trade_id is not None for s in states], dtype=bool)
         max_id = np.array([s.max_trade_id or 0 for s in states], dtype=np.int64)
-        self._trades(trades, t_codes, states, max_id[t_codes], has_max_id[t_codes],
+        self._trades(trades, t_codes, key_list, states, max_id[t_codes], has_max_id[t_codes],
                      seed("last_price")[is_trade], seed("last_ts_trade")[is_trade])
         quotes["stale"] = self._stale(quotes, q_codes, seed("last_ts_quote")[~is_trade])
         quotes["crossed"] = quotes["bid_px"] > quotes["ask_px"]
@@ -185,6 +186,7 @@ class Sequencer:
         self,
         trades: pd.DataFrame,
         codes: np.ndarray,
+        keys: list[Key],
         states: list[KeyState],
         seed_max_id: np.ndarray,
         seed_has_max_id: np.ndarray,
@@ -196,7 +198,7 @@ class Sequencer:
         prev_max_id, has_prev = _prev_cummax_int(ids, by_key, seed_max_id, seed_has_max_id)
         prev_max_id = np.where(has_prev, prev_max_id, ids - 1)  # no previous id: no gap (and no wrap-around)
         trades["id_gap"] = np.maximum(ids - prev_max_id - 1, 0)
-        dup = trades.duplicated(["exchange", "symbol", "trade_id"]).to_numpy()
+        dup = pd.DataFrame({"key": codes, "trade_id": ids}).duplicated().to_numpy()
         for code in np.unique(codes):
             mask = codes == code
             dup[mask] |= in_intervals(states[int(code)].seen_ids, ids[mask])
@@ -206,14 +208,12 @@ class Sequencer:
         with np.errstate(invalid="ignore", divide="ignore"):
             trades["price_band"] = np.abs(price - prev_price) / prev_price * 100.0 > self.band_pct
         trades["stale"] = self._stale(trades, codes, seed_ts)
-        pairs = pd.MultiIndex.from_arrays([trades["exchange"].astype(str), trades["symbol"].astype(str)])
-        uniq = pairs.unique()
         reg = self.instruments
-        currency = pd.Series([reg.quote_of(ex, sym) for ex, sym in uniq], index=uniq, dtype=object)
-        rate = pd.Series([reg.usd_rate(ex, sym) for ex, sym in uniq], index=uniq, dtype=np.float64)
+        currency = np.array([reg.quote_of(*key) for key in keys], dtype=object)
+        rate = np.array([reg.usd_rate(*key) for key in keys], dtype=np.float64)
         qty = trades["qty"].to_numpy(dtype=np.float64)
-        trades["quote_currency"] = currency.reindex(pairs).to_numpy()
-        trades["notional_usd"] = price * qty * rate.reindex(pairs).to_numpy()
+        trades["quote_currency"] = currency[codes]
+        trades["notional_usd"] = price * qty * rate[codes]
 
     def _stale(self, frame: pd.DataFrame, codes: np.ndarray, seed_ts: np.ndarray) -> np.ndarray:
         stale = np.zeros(len(frame), dtype=bool)
@@ -224,6 +224,17 @@ class Sequencer:
         prev = _prev_value(ts, pd.Series(codes[non_late]), seed_ts[non_late])
         stale[non_late] = ts - prev >= self.stale_us
         return stale
+
+
+def key_codes(exchange: pd.Series, symbol: pd.Series) -> tuple[np.ndarray, list[Key]]:
+    """Each row's key ``(exchange, symbol)`` as a code into the returned keys, numbered in order of
+    first appearance; each column is hashed once on its own (no Python tuple per row)."""
+    ex_codes, exchanges = pd.factorize(exchange)
+    sym_codes, symbols = pd.factorize(symbol)
+    width = max(len(symbols), 1)
+    codes, pairs = pd.factorize(ex_codes.astype(np.int64) * width + sym_codes)
+    keys: list[Key] = [(str(exchanges[p // width]), str(symbols[p % width])) for p in pairs.tolist()]
+    return codes, keys
 
 
 def _last_rows(codes: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]:

@@ -72,8 +72,11 @@ META_COLUMNS: Final = ("arrival", *TRANSPORT_COLUMNS)
 - ``ts_sent`` (Int64, nullable): when the replay or connector sent the record (wire field ``ts_sent``).
 - ``ts_ingest`` (Int64, nullable): Kinesis ApproximateArrivalTimestamp in µs (null from a tape).
 - ``shard_id``, ``sequence_number``, ``sub_sequence``: where the record came from (Kinesis, or the
-  tape source's one shard ``"tape"``), kept for the bronze tables; detectors do not read them.
+  tape source's one shard ``"tape"``), kept for the bronze tables; detectors do not read them. The two
+  strings are ``ARROW_BACKED``.
 """
+ARROW_BACKED: Final = ("shard_id", "sequence_number")
+"""Event frame columns held as Arrow strings (``pd.ArrowDtype(pa.string())``), not Python objects."""
 
 TRADE_FLAGS: Final = (
     "late", "duplicate", "id_gap", "price_band", "stale", "notional_usd", "quote_currency", "clock"
@@ -349,9 +352,7 @@ def _by_key(
         if kind not in kinds or frame.empty:
             groups[kind] = {}
             continue
-        groups[kind] = {
-            (str(k[0]), str(k[1])): g for k, g in frame.groupby(["exchange", "symbol"], sort=False)
-        }
+        groups[kind] = _key_groups(frame)
         keys.update(groups[kind])
     for key in sorted(keys):
         yield (
@@ -359,3 +360,13 @@ def _by_key(
             groups["trade"].get(key, empty["trade"]),
             groups["quote"].get(key, empty["quote"]),
         )
+
+
+def _key_groups(frame: pd.DataFrame) -> dict[Key, pd.DataFrame]:
+    """A non-empty event frame's rows by key, each in the frame's order."""
+    exchange, symbol = frame["exchange"], frame["symbol"]
+    if (exchange == exchange.iat[0]).all() and (symbol == symbol.iat[0]).all():
+        # one key (every per-key run): the frame itself rather than a group, which would copy every
+        # column; shallow, so a detector adding a column leaves the batch's frame as it was
+        return {(str(exchange.iat[0]), str(symbol.iat[0])): frame.copy(deep=False)}
+    return {(str(k[0]), str(k[1])): g for k, g in frame.groupby(["exchange", "symbol"], sort=False)}

@@ -115,7 +115,7 @@ def run_key(table: pa.Table, config: Config, modules: Sequence[str]) -> pa.Table
     cfg = config.model_copy(update={"modules": tuple(modules)})
     engine = Engine(cfg, ModuleRegistry().build(cfg))
     # the instrument stage only: the asset and global stage runs once over every key's output (reprocess)
-    result = engine.run(events, 0, EngineState())
+    result = engine.run(events, 0, EngineState(), bronze=False)  # bronze is where the rows came from
     outputs = {t.name for t in output_tables(modules)} | set(INTERNAL_TABLES)
     names, payloads = [], []
     for name, out in result.tables.items():
