@@ -6,18 +6,17 @@ All of it follows docs/DETECTORS.md, Common ground. Computed vectorised over the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Final
 
+import numpy as np
 import polars as pl
 
-from core.events import TAPE_KINDS
 from pipeline.instruments import InstrumentsConfig
 
 KEY: Final = ("exchange", "symbol")
 US_PER_S: Final = 1_000_000
-_KEY_ID: Final = "_key_id"
-_LANE: Final = "_lane"
 
 
 def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
@@ -36,49 +35,136 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     # a clean tape has nothing to drop: no copy of a wide frame then
     clean = frame.get_column("reason").null_count() == frame.height
     valid = (frame if clean else frame.filter(pl.col("reason").is_null())).sort("arrival")
-    trade = pl.col("kind") == "trade"
-    delay = watermark_seconds * US_PER_S
-    pairs = valid.group_by(KEY).len().select(KEY).rows()
-    listed = [instruments.get(ex, sym) for ex, sym in pairs]
-    rates = pl.DataFrame(
+    keys = KeyLanes(valid)
+    listed = [instruments.get(ex, sym) for ex, sym in keys.names]
+    quote = pl.Series([i.quote if i is not None else None for i in listed], dtype=pl.Utf8)
+    rate = pl.Series(
+        [instruments.quote_usd.get(i.quote) if i is not None else None for i in listed], dtype=pl.Float64
+    )
+    ts = valid.get_column("ts_event").to_numpy()
+    watermark, first, _ = keys.prior(ts, np.maximum.accumulate)
+    facts = pl.DataFrame(
         {
-            "exchange": [ex for ex, _ in pairs],
-            "symbol": [sym for _, sym in pairs],
-            "quote_currency": [i.quote if i is not None else None for i in listed],
-            "usd_rate": [instruments.quote_usd.get(i.quote) if i is not None else None for i in listed],
-            _KEY_ID: list(range(len(pairs))),
-        },
-        schema={
-            "exchange": pl.Utf8,
-            "symbol": pl.Utf8,
-            "quote_currency": pl.Utf8,
-            "usd_rate": pl.Float64,
-            _KEY_ID: pl.Int64,
-        },
+            "quote_currency": keys.spread(quote),
+            "usd_rate": keys.spread(rate),
+            # a key's first record is never late: nothing arrived before it
+            "late": ~first & (ts < watermark - watermark_seconds * US_PER_S),
+            **_trade_facts(valid, keys),
+        }
     )
-    # Windows over one integer per key (and per key and kind) instead of the two name columns: the
-    # same partitions, grouped several times faster.
-    kind_code = pl.lit(None, dtype=pl.Int64)
-    for i, kind in enumerate(TAPE_KINDS):  # a few string comparisons beat a string-to-code lookup
-        kind_code = pl.when(pl.col("kind") == kind).then(pl.lit(i, dtype=pl.Int64)).otherwise(kind_code)
-    lane = pl.col(_KEY_ID) * len(TAPE_KINDS) + kind_code
-    prior_max_ts = pl.col("ts_event").cum_max().shift(1).over(_KEY_ID)
-    return (
-        valid.join(rates, on=list(KEY), how="left", maintain_order="left")
-        .with_columns(lane.alias(_LANE))
-        .with_columns(
-            (pl.col("ts_event") < prior_max_ts - delay).fill_null(False).alias("late"),
-            # a trade repeats an earlier one when its (key, trade id) is not the first of its kind
-            (trade & ~pl.col("trade_id").is_first_distinct().over(_LANE)).alias("duplicate"),
-            pl.when(trade)
-            .then(pl.col("trade_id") - pl.col("trade_id").cum_max().shift(1).over(_LANE) - 1)
-            .otherwise(None)
-            .alias("id_gap"),
-            pl.when(trade).then(pl.col("price").shift(1).over(_LANE)).otherwise(None).alias("prev_price"),
-            (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
-        )
-        .drop(_KEY_ID, _LANE)
+    return valid.hstack(facts).with_columns(
+        (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd")
     )
+
+
+class KeyLanes:
+    """The rows of a frame grouped by ``(exchange, symbol)`` as contiguous lanes, each in the rows' order.
+
+    Every per-key running fact of the annotation (the watermark, the highest trade id, the previous
+    price) is then one NumPy pass per lane over a contiguous slice, instead of a Polars window that
+    groups the rows again for each fact.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        # Categorical codes number the names without comparing strings row by row
+        codes = frame.select(pl.col(c).cast(pl.Categorical).to_physical() for c in KEY)
+        exchange, _ = _dense(codes.get_column("exchange").to_numpy())
+        symbol, n_symbols = _dense(codes.get_column("symbol").to_numpy())
+        self.key, self.count = _dense(exchange * max(n_symbols, 1) + symbol)
+        self.order, self.starts = _lanes(self.key, self.count)
+        firsts = self.order[self.starts[:-1]]
+        self.names: list[tuple[str, str]] = frame.select(KEY)[firsts].rows()
+
+    def spread(self, per_key: pl.Series) -> pl.Series:
+        """One value per key (in ``names`` order) as one value per row."""
+        return per_key.gather(pl.Series(self.key, dtype=pl.UInt32)) if len(self.key) else per_key.clear()
+
+    def prior(
+        self, values: np.ndarray, running: Callable[[np.ndarray], np.ndarray], rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, ``running`` (a cumulative NumPy function, or the identity) over the earlier rows of its
+        lane (0 on a lane's first row), whether the row is its lane's first, and each row's key (``rows``:
+        a subset of the rows, as sorted indices, makes lanes of that subset alone)."""
+        key = self.key if rows is None else self.key[rows]
+        order, starts = (self.order, self.starts) if rows is None else _lanes(key, self.count)
+        ordered = values[order]
+        before = np.zeros_like(ordered)
+        first = np.zeros(len(ordered), dtype=bool)
+        for a, b in itertools.pairwise(starts):
+            if a == b:
+                continue
+            before[a + 1 : b] = running(ordered[a : b - 1])
+            first[a] = True
+        out = np.empty_like(before)
+        out[order] = before
+        is_first = np.empty_like(first)
+        is_first[order] = first
+        return out, is_first, key
+
+
+def _dense(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Small non-negative integer codes renumbered 0..n-1 (n distinct), keeping their order."""
+    if len(codes) == 0:
+        return codes.astype(np.int64), 0
+    present = np.flatnonzero(np.bincount(codes))
+    renumber = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+    renumber[present] = np.arange(len(present))
+    return renumber[codes], len(present)
+
+
+def _lanes(key: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stable order that makes each key's rows contiguous, and the lanes' bounds in it."""
+    # a narrow key type takes NumPy's radix sort: linear in the rows
+    narrow = key.astype(np.uint16) if count <= np.iinfo(np.uint16).max else key
+    order = np.argsort(narrow, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=count))))
+    return order, starts
+
+
+def _trade_facts(valid: pl.DataFrame, keys: KeyLanes) -> dict[str, pl.Series]:
+    """``duplicate``, ``id_gap`` and ``prev_price`` of each trade among its key's trades (false or null on
+    other kinds)."""
+    n = valid.height
+    is_trade = valid.get_column("kind") == "trade"
+    rows = np.flatnonzero(is_trade.to_numpy())
+    # gathered by Polars before NumPy sees them: a valid trade's id and price are never null
+    ids = valid.get_column("trade_id").filter(is_trade).to_numpy()
+    highest, first, key = keys.prior(ids, np.maximum.accumulate, rows)
+    previous, _, _ = keys.prior(valid.get_column("price").filter(is_trade).to_numpy(), lambda v: v, rows)
+    duplicate = np.zeros(n, dtype=bool)
+    duplicate[rows[_repeats(key, ids, ~first & (ids <= highest))]] = True
+    # null where there is no earlier trade of the key, and on every other kind
+    none = np.ones(n, dtype=bool)
+    none[rows] = first
+    return {
+        "duplicate": pl.Series(duplicate),
+        "id_gap": _scattered(rows, ids - highest - 1, none),
+        "prev_price": _scattered(rows, previous, none),
+    }
+
+
+def _repeats(key: np.ndarray, ids: np.ndarray, maybe: np.ndarray) -> np.ndarray:
+    """Indices of the trades whose ``(key, id)`` came before; ``maybe``: the trades not above every
+    earlier id of their key.
+
+    A trade above every earlier id of its key is new; only the others can repeat one, and they are
+    few, so only the trades sharing one of their ids are checked exactly.
+    """
+    if not maybe.any():
+        return np.empty(0, dtype=np.int64)
+    shared = np.flatnonzero(np.isin(ids, ids[maybe]))
+    seen = pl.DataFrame({"key": key[shared], "id": ids[shared]}).select(
+        pl.struct("key", "id").is_first_distinct()
+    )
+    repeated: np.ndarray = shared[~seen.to_series().to_numpy()]
+    return repeated
+
+
+def _scattered(rows: np.ndarray, values: np.ndarray, null: np.ndarray) -> pl.Series:
+    """``values`` placed at ``rows`` of a column of ``len(null)`` rows, null where ``null``."""
+    column = np.zeros(len(null), dtype=values.dtype)
+    column[rows] = values
+    return pl.Series(column).set(pl.Series(null), None)
 
 
 def counted() -> pl.Expr:
