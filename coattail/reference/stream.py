@@ -6,8 +6,7 @@ All of it follows docs/DETECTORS.md, Common ground. Computed vectorised over the
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -17,6 +16,10 @@ from pipeline.instruments import InstrumentsConfig
 
 KEY: Final = ("exchange", "symbol")
 US_PER_S: Final = 1_000_000
+_KEY_ID: Final = "_key_id"
+_TRADE: Final = "_trade"
+_LANE: Final = "_lane"
+_ROW: Final = "_row"
 
 
 def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
@@ -35,136 +38,70 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     # a clean tape has nothing to drop: no copy of a wide frame then
     clean = frame.get_column("reason").null_count() == frame.height
     valid = (frame if clean else frame.filter(pl.col("reason").is_null())).sort("arrival")
-    keys = KeyLanes(valid)
-    listed = [instruments.get(ex, sym) for ex, sym in keys.names]
-    quote = pl.Series([i.quote if i is not None else None for i in listed], dtype=pl.Utf8)
-    rate = pl.Series(
-        [instruments.quote_usd.get(i.quote) if i is not None else None for i in listed], dtype=pl.Float64
+    trade = pl.col("kind") == "trade"
+    # Categorical codes number the keys without grouping by two strings; one integer per key and kind
+    # (the lane) then partitions every window below, all in one context so the lanes are found once.
+    exchange, symbol = (pl.col(c).cast(pl.Categorical).to_physical().cast(pl.UInt64) for c in KEY)
+    key_id = valid.select((exchange * 2**32 + symbol).alias(_KEY_ID)).to_series()
+    quote, rate = _rates(valid, key_id, instruments)
+    lane = pl.col(_KEY_ID) * 2 + trade
+    highest = pl.col("trade_id").cum_max().shift(1).over(lane)
+    if valid.get_column("ts_event").is_sorted():
+        # times never go back, so no record arrives behind its key's watermark
+        late = pl.lit(False)
+    else:
+        watermark = pl.col("ts_event").cum_max().shift(1).over(_KEY_ID) - watermark_seconds * US_PER_S
+        late = (pl.col("ts_event") < watermark).fill_null(False)
+    annotated = valid.with_columns(key_id).with_columns(
+        quote.alias("quote_currency"),
+        rate.alias("usd_rate"),
+        late.alias("late"),
+        # below every earlier id of the key it is at least out of order; only those can repeat one
+        (trade & (pl.col("trade_id") <= highest)).fill_null(False).alias("duplicate"),
+        pl.when(trade).then(pl.col("trade_id") - highest - 1).alias("id_gap"),
+        pl.when(trade).then(pl.col("price").shift(1).over(lane)).alias("prev_price"),
     )
-    ts = valid.get_column("ts_event").to_numpy()
-    watermark, first, _ = keys.prior(ts, np.maximum.accumulate)
-    facts = pl.DataFrame(
-        {
-            "quote_currency": keys.spread(quote),
-            "usd_rate": keys.spread(rate),
-            # a key's first record is never late: nothing arrived before it
-            "late": ~first & (ts < watermark - watermark_seconds * US_PER_S),
-            **_trade_facts(valid, keys),
-        }
-    )
-    return valid.hstack(facts).with_columns(
-        (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd")
+    return annotated.with_columns(
+        _repeats(annotated, lane).alias("duplicate"),
+        (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
+    ).drop(_KEY_ID)
+
+
+def _rates(
+    valid: pl.DataFrame, key_id: pl.Series, instruments: InstrumentsConfig
+) -> tuple[pl.Series, pl.Series]:
+    """Each record's quote currency and its USD rate (null when unlisted or without a rate)."""
+    firsts = key_id.arg_unique()
+    names = valid.select(KEY)[firsts].rows()
+    listed = {k: instruments.get(ex, sym) for k, (ex, sym) in zip(key_id[firsts], names, strict=True)}
+    quote = {k: i.quote if i is not None else None for k, i in listed.items()}
+    rate = {k: instruments.quote_usd.get(q) if q is not None else None for k, q in quote.items()}
+    return (
+        key_id.replace_strict(quote, return_dtype=pl.Utf8),
+        key_id.replace_strict(rate, return_dtype=pl.Float64),
     )
 
 
-class KeyLanes:
-    """The rows of a frame grouped by ``(exchange, symbol)`` as contiguous lanes, each in the rows' order.
+def _repeats(annotated: pl.DataFrame, lane: pl.Expr) -> pl.Series:
+    """Per record, whether it is a trade whose ``(key, trade id)`` came before.
 
-    Every per-key running fact of the annotation (the watermark, the highest trade id, the previous
-    price) is then one NumPy pass per lane over a contiguous slice, instead of a Polars window that
-    groups the rows again for each fact.
+    ``duplicate`` holds the trades not above every earlier id of their key: only those can repeat an
+    id, and they are few, so only the trades sharing one of their ids are checked exactly.
     """
-
-    def __init__(self, frame: pl.DataFrame) -> None:
-        # Categorical codes number the names without comparing strings row by row
-        codes = frame.select(pl.col(c).cast(pl.Categorical).to_physical() for c in KEY)
-        exchange, _ = _dense(codes.get_column("exchange").to_numpy())
-        symbol, n_symbols = _dense(codes.get_column("symbol").to_numpy())
-        self.key, self.count = _dense(exchange * max(n_symbols, 1) + symbol)
-        self.order, self.starts = _lanes(self.key, self.count)
-        firsts = self.order[self.starts[:-1]]
-        self.names: list[tuple[str, str]] = frame.select(KEY)[firsts].rows()
-
-    def spread(self, per_key: pl.Series) -> pl.Series:
-        """One value per key (in ``names`` order) as one value per row."""
-        return per_key.gather(pl.Series(self.key, dtype=pl.UInt32)) if len(self.key) else per_key.clear()
-
-    def prior(
-        self, values: np.ndarray, running: Callable[[np.ndarray], np.ndarray], rows: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row, ``running`` (a cumulative NumPy function, or the identity) over the earlier rows of its
-        lane (0 on a lane's first row), whether the row is its lane's first, and each row's key (``rows``:
-        a subset of the rows, as sorted indices, makes lanes of that subset alone)."""
-        key = self.key if rows is None else self.key[rows]
-        order, starts = (self.order, self.starts) if rows is None else _lanes(key, self.count)
-        ordered = values[order]
-        before = np.zeros_like(ordered)
-        first = np.zeros(len(ordered), dtype=bool)
-        for a, b in itertools.pairwise(starts):
-            if a == b:
-                continue
-            before[a + 1 : b] = running(ordered[a : b - 1])
-            first[a] = True
-        out = np.empty_like(before)
-        out[order] = before
-        is_first = np.empty_like(first)
-        is_first[order] = first
-        return out, is_first, key
-
-
-def _dense(codes: np.ndarray) -> tuple[np.ndarray, int]:
-    """Small non-negative integer codes renumbered 0..n-1 (n distinct), keeping their order."""
-    if len(codes) == 0:
-        return codes.astype(np.int64), 0
-    present = np.flatnonzero(np.bincount(codes))
-    renumber = np.zeros(int(codes.max()) + 1, dtype=np.int64)
-    renumber[present] = np.arange(len(present))
-    return renumber[codes], len(present)
-
-
-def _lanes(key: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stable order that makes each key's rows contiguous, and the lanes' bounds in it."""
-    # a narrow key type takes NumPy's radix sort: linear in the rows
-    narrow = key.astype(np.uint16) if count <= np.iinfo(np.uint16).max else key
-    order = np.argsort(narrow, kind="stable")
-    starts = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=count))))
-    return order, starts
-
-
-def _trade_facts(valid: pl.DataFrame, keys: KeyLanes) -> dict[str, pl.Series]:
-    """``duplicate``, ``id_gap`` and ``prev_price`` of each trade among its key's trades (false or null on
-    other kinds)."""
-    n = valid.height
-    is_trade = valid.get_column("kind") == "trade"
-    rows = np.flatnonzero(is_trade.to_numpy())
-    # gathered by Polars before NumPy sees them: a valid trade's id and price are never null
-    ids = valid.get_column("trade_id").filter(is_trade).to_numpy()
-    highest, first, key = keys.prior(ids, np.maximum.accumulate, rows)
-    previous, _, _ = keys.prior(valid.get_column("price").filter(is_trade).to_numpy(), lambda v: v, rows)
-    duplicate = np.zeros(n, dtype=bool)
-    duplicate[rows[_repeats(key, ids, ~first & (ids <= highest))]] = True
-    # null where there is no earlier trade of the key, and on every other kind
-    none = np.ones(n, dtype=bool)
-    none[rows] = first
-    return {
-        "duplicate": pl.Series(duplicate),
-        "id_gap": _scattered(rows, ids - highest - 1, none),
-        "prev_price": _scattered(rows, previous, none),
-    }
-
-
-def _repeats(key: np.ndarray, ids: np.ndarray, maybe: np.ndarray) -> np.ndarray:
-    """Indices of the trades whose ``(key, id)`` came before; ``maybe``: the trades not above every
-    earlier id of their key.
-
-    A trade above every earlier id of its key is new; only the others can repeat one, and they are
-    few, so only the trades sharing one of their ids are checked exactly.
-    """
-    if not maybe.any():
-        return np.empty(0, dtype=np.int64)
-    shared = np.flatnonzero(np.isin(ids, ids[maybe]))
-    seen = pl.DataFrame({"key": key[shared], "id": ids[shared]}).select(
-        pl.struct("key", "id").is_first_distinct()
+    maybe = annotated.filter("duplicate").get_column("trade_id")
+    if maybe.is_empty():
+        return annotated.get_column("duplicate")
+    trade = pl.col("kind") == "trade"
+    shared = (
+        annotated.lazy()
+        .select(pl.int_range(pl.len()).alias(_ROW), lane.alias(_LANE), "trade_id", trade.alias(_TRADE))
+        .filter(pl.col(_TRADE) & pl.col("trade_id").is_in(maybe.implode()))
+        .collect()
     )
-    repeated: np.ndarray = shared[~seen.to_series().to_numpy()]
-    return repeated
-
-
-def _scattered(rows: np.ndarray, values: np.ndarray, null: np.ndarray) -> pl.Series:
-    """``values`` placed at ``rows`` of a column of ``len(null)`` rows, null where ``null``."""
-    column = np.zeros(len(null), dtype=values.dtype)
-    column[rows] = values
-    return pl.Series(column).set(pl.Series(null), None)
+    rows = shared.filter(~pl.struct(_LANE, "trade_id").is_first_distinct()).get_column(_ROW)
+    repeated = np.zeros(annotated.height, dtype=bool)
+    repeated[rows.to_numpy()] = True
+    return pl.Series(repeated)
 
 
 def counted() -> pl.Expr:
