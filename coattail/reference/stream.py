@@ -39,12 +39,11 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     clean = frame.get_column("reason").null_count() == frame.height
     valid = (frame if clean else frame.filter(pl.col("reason").is_null())).sort("arrival")
     trade = pl.col("kind") == "trade"
-    # Categorical codes number the keys without grouping by two strings; one integer per key and kind
-    # (the lane) then partitions every window below, all in one context so the lanes are found once.
-    exchange, symbol = (pl.col(c).cast(pl.Categorical).to_physical().cast(pl.UInt64) for c in KEY)
-    key_id = valid.select((exchange * 2**32 + symbol).alias(_KEY_ID)).to_series()
+    # one integer per key and kind (the lane) partitions every window below, all in one context so the
+    # lanes are found once
+    key_id = valid.select(key_code().alias(_KEY_ID)).to_series()
     quote, rate = _rates(valid, key_id, instruments)
-    lane = pl.col(_KEY_ID) * 2 + trade
+    lane = lane_code(pl.col(_KEY_ID))
     highest = pl.col("trade_id").cum_max().shift(1).over(lane)
     if valid.get_column("ts_event").is_sorted():
         # times never go back, so no record arrives behind its key's watermark
@@ -65,6 +64,19 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
         _repeats(annotated, lane).alias("duplicate"),
         (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
     ).drop(_KEY_ID)
+
+
+def key_code() -> pl.Expr:
+    """One integer per ``(exchange, symbol)``: their Categorical codes, so that a window or a group
+    partitions by integers instead of comparing two strings row by row."""
+    exchange, symbol = (pl.col(c).cast(pl.Categorical).to_physical().cast(pl.UInt64) for c in KEY)
+    return exchange * 2**32 + symbol
+
+
+def lane_code(key: pl.Expr | None = None) -> pl.Expr:
+    """One integer per key (``key``, else ``key_code()``) and kind, trades apart from the rest: the
+    partition of every per-key-and-kind window of valid market records (trades and quotes)."""
+    return (key_code() if key is None else key) * 2 + (pl.col("kind") == "trade")
 
 
 def _rates(
