@@ -69,17 +69,20 @@ ARRIVAL_COLUMNS: Final = tuple(ARRIVAL_SCHEMA)
 def from_tape(tape: Tape) -> pl.DataFrame:
     """A tape as it arrives when replayed without faults: every kind merged by ``(ts_event, seq)``.
 
-    One lazy plan: each kind's files scanned with only the columns the frame holds, its value rules
+    One lazy plan: each kind's files scanned with only the columns the reference reads, its value rules
     applied to that kind alone (no branching on ``kind`` row by row), the kinds merged into tape order.
+    A trade's or quote's ``ts_recv`` stays null: no market module reads it (a transfer's goes into
+    MOD-010's evidence), and on a day of quotes and trades it is a tenth of what is read and sorted.
     """
     parts = []
     for kind in TAPE_KINDS:
         files = tape.files(kind)
         if not files:
             continue
+        names = [n for n in TAPE_SCHEMAS[kind].names if kind == "transfer" or n != "ts_recv"]
         part = (
             pl.scan_parquet([str(f) for f in files])
-            .select([*TAPE_SCHEMAS[kind].names, "seq"])
+            .select([*names, "seq"])
             .with_columns(pl.lit(kind).alias("kind"), _value_reason(kind).alias("reason"))
         )
         parts.append(part)
