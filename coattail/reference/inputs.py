@@ -103,10 +103,8 @@ def _tape_order(frame: pl.DataFrame) -> pl.DataFrame:
 
     ``seq`` is unique over a tape, and on a tape written in time order it alone gives that order; one
     integer sort key is much cheaper than two, so it is tried first and kept only when the times then
-    never go backwards. The kinds arrive as separate chunks: sorting one contiguous frame gathers
-    every column in one pass instead of chunk by chunk.
+    never go backwards.
     """
-    frame = frame.rechunk()
     by_seq = frame.sort("seq")
     if by_seq.get_column("ts_event").is_sorted():
         return by_seq
