@@ -28,7 +28,7 @@ import polars as pl
 
 from coattail.reference import from_tape, run_reference
 from coattail.reference.data_quality import dq_counts, quarantine_counts
-from coattail.reference.spread import spread_alerts, spread_metrics
+from coattail.reference.spread import closed_quotes, spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
 from coattail.reference.whale import whale_alerts
@@ -59,7 +59,9 @@ def one_round(path: Path, config: Config, figures: dict[str, dict[str, float]]) 
     settings = small.settings_for
     delay = small.spark.watermark_seconds
     frame = timed(figures, "load", lambda: from_tape(Tape.open(path)))
-    market = frame.filter(pl.col("kind") != "transfer")
+    # as run_reference: the market rows are the whole frame unless the tape has transfers
+    is_transfer = pl.col("kind") == "transfer"
+    market = frame.filter(~is_transfer) if frame.select(is_transfer.any()).item() else frame
     annotated = timed(
         figures, "annotate", lambda: annotate(market, watermark_seconds=delay, instruments=small.instruments)
     )
@@ -68,8 +70,9 @@ def one_round(path: Path, config: Config, figures: dict[str, dict[str, float]]) 
     timed(figures, "MOD-002", lambda: volume_alerts(annotated, limits, cast(Any, settings("MOD-002"))))
 
     def spread() -> None:
-        metrics = spread_metrics(annotated, limits, cast(Any, settings("MOD-003")))
-        spread_alerts(annotated, limits, metrics, cast(Any, settings("MOD-003")))
+        quotes = closed_quotes(annotated, limits, cast(Any, settings("MOD-003")))
+        metrics = spread_metrics(quotes, cast(Any, settings("MOD-003")))
+        spread_alerts(quotes, metrics, cast(Any, settings("MOD-003")))
 
     def quality() -> None:
         dq_counts(annotated, cast(Any, settings("MOD-004")))

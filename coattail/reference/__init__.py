@@ -27,7 +27,7 @@ from coattail.reference.inputs import from_arrival, from_tape, from_wire
 from coattail.reference.momentum import momentum_alerts
 from coattail.reference.onchain_whale import onchain_outputs
 from coattail.reference.sliced_whale import sliced_alerts
-from coattail.reference.spread import spread_alerts, spread_metrics
+from coattail.reference.spread import closed_quotes, spread_alerts, spread_metrics
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
 from coattail.reference.whale import whale_alerts
@@ -63,7 +63,8 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     rows = []
     spread = cast("SpreadSettings", config.settings_for("MOD-003"))
     dq_settings = cast("DataQualitySettings", config.settings_for("MOD-004"))
-    metrics = spread_metrics(annotated, limits, spread)
+    quotes = closed_quotes(annotated, limits, spread)
+    metrics = spread_metrics(quotes, spread)
     whales = []
     if config.enabled("MOD-001"):
         whales += whale_alerts(annotated, cast("WhaleSettings", config.settings_for("MOD-001")))
@@ -71,7 +72,7 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
         volume = cast("VolumeAnomalySettings", config.settings_for("MOD-002"))
         rows += volume_alerts(annotated, limits, volume)
     if config.enabled("MOD-003"):
-        rows += spread_alerts(annotated, limits, metrics, spread)
+        rows += spread_alerts(quotes, metrics, spread)
     flow_settings = cast("FlowImbalanceSettings", config.settings_for("MOD-006"))
     # an empty input gives the empty table its schema when the tier leaves MOD-006 out
     flow = flow_metrics(annotated if config.enabled("MOD-006") else annotated.clear(), limits, flow_settings)

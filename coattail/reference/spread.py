@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 DETECTOR = "MOD-003"
 
 
-def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
-    """One row per key and closed window with at least one spread (non-late quotes with bid < ask)."""
+def spread_metrics(closed: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
+    """One row per key and closed window with at least one spread (non-late quotes with bid < ask);
+    ``closed``: the ``closed_quotes``."""
     width = settings.window_seconds * US_PER_S
-    quotes = _closed_quotes(annotated, limits, settings).filter(pl.col("bid_px") < pl.col("ask_px"))
+    quotes = closed.filter(pl.col("bid_px") < pl.col("ask_px"))
     mid = (pl.col("ask_px") + pl.col("bid_px")) / 2
     bps = ((pl.col("ask_px") - pl.col("bid_px")) / mid * 1e4).alias("spread_bps")
     return (
@@ -44,15 +45,12 @@ def spread_metrics(annotated: pl.DataFrame, limits: pl.DataFrame, settings: Spre
 
 
 def spread_alerts(
-    annotated: pl.DataFrame, limits: pl.DataFrame, metrics: pl.DataFrame, settings: SpreadSettings
+    closed: pl.DataFrame, metrics: pl.DataFrame, settings: SpreadSettings
 ) -> list[dict[str, Any]]:
-    """``spread_blowout`` alerts from the metrics, ``crossed_book`` alerts from the crossed quotes."""
+    """``spread_blowout`` alerts from the metrics, ``crossed_book`` alerts from the crossed quotes among
+    the ``closed_quotes``."""
     alerts = _blowouts(metrics, settings)
-    crossed = (
-        _closed_quotes(annotated, limits, settings)
-        .filter(pl.col("bid_px") > pl.col("ask_px"))
-        .sort("arrival")
-    )
+    crossed = closed.filter(pl.col("bid_px") > pl.col("ask_px")).sort("arrival")
     width = settings.window_seconds * US_PER_S
     for (exchange, symbol, start), group in crossed.group_by([*KEY, "window_start"], maintain_order=True):
         ids = [
@@ -78,7 +76,9 @@ def spread_alerts(
     return alerts
 
 
-def _closed_quotes(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
+def closed_quotes(annotated: pl.DataFrame, limits: pl.DataFrame, settings: SpreadSettings) -> pl.DataFrame:
+    """The non-late quotes of closed windows, with their ``window_start``: what MOD-003's metrics and
+    alerts both read (selected once, a day holds millions of quotes)."""
     width = settings.window_seconds * US_PER_S
     return (
         annotated.lazy()

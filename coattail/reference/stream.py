@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import numpy as np
 import polars as pl
 
-from core.events import TAPE_KINDS
 from pipeline.instruments import InstrumentsConfig
 
 KEY: Final = ("exchange", "symbol")
 US_PER_S: Final = 1_000_000
 _KEY_ID: Final = "_key_id"
+_TRADE: Final = "_trade"
 _LANE: Final = "_lane"
+_ROW: Final = "_row"
 
 
 def window_start(ts: pl.Expr, window_seconds: int) -> pl.Expr:
@@ -37,48 +39,81 @@ def annotate(frame: pl.DataFrame, *, watermark_seconds: int, instruments: Instru
     clean = frame.get_column("reason").null_count() == frame.height
     valid = (frame if clean else frame.filter(pl.col("reason").is_null())).sort("arrival")
     trade = pl.col("kind") == "trade"
-    delay = watermark_seconds * US_PER_S
-    pairs = valid.group_by(KEY).len().select(KEY).rows()
-    listed = [instruments.get(ex, sym) for ex, sym in pairs]
-    rates = pl.DataFrame(
-        {
-            "exchange": [ex for ex, _ in pairs],
-            "symbol": [sym for _, sym in pairs],
-            "quote_currency": [i.quote if i is not None else None for i in listed],
-            "usd_rate": [instruments.quote_usd.get(i.quote) if i is not None else None for i in listed],
-            _KEY_ID: list(range(len(pairs))),
-        },
-        schema={
-            "exchange": pl.Utf8,
-            "symbol": pl.Utf8,
-            "quote_currency": pl.Utf8,
-            "usd_rate": pl.Float64,
-            _KEY_ID: pl.Int64,
-        },
+    # one integer per key and kind (the lane) partitions every window below, all in one context so the
+    # lanes are found once
+    key_id = valid.select(key_code().alias(_KEY_ID)).to_series()
+    quote, rate = _rates(valid, key_id, instruments)
+    lane = lane_code(pl.col(_KEY_ID))
+    highest = pl.col("trade_id").cum_max().shift(1).over(lane)
+    if valid.get_column("ts_event").is_sorted():
+        # times never go back, so no record arrives behind its key's watermark
+        late = pl.lit(False)
+    else:
+        watermark = pl.col("ts_event").cum_max().shift(1).over(_KEY_ID) - watermark_seconds * US_PER_S
+        late = (pl.col("ts_event") < watermark).fill_null(False)
+    annotated = valid.with_columns(key_id).with_columns(
+        quote.alias("quote_currency"),
+        rate.alias("usd_rate"),
+        late.alias("late"),
+        # below every earlier id of the key it is at least out of order; only those can repeat one
+        (trade & (pl.col("trade_id") <= highest)).fill_null(False).alias("duplicate"),
+        pl.when(trade).then(pl.col("trade_id") - highest - 1).alias("id_gap"),
+        pl.when(trade).then(pl.col("price").shift(1).over(lane)).alias("prev_price"),
     )
-    # Windows over one integer per key (and per key and kind) instead of the two name columns: the
-    # same partitions, grouped several times faster.
-    kind_code = pl.lit(None, dtype=pl.Int64)
-    for i, kind in enumerate(TAPE_KINDS):  # a few string comparisons beat a string-to-code lookup
-        kind_code = pl.when(pl.col("kind") == kind).then(pl.lit(i, dtype=pl.Int64)).otherwise(kind_code)
-    lane = pl.col(_KEY_ID) * len(TAPE_KINDS) + kind_code
-    prior_max_ts = pl.col("ts_event").cum_max().shift(1).over(_KEY_ID)
+    return annotated.with_columns(
+        _repeats(annotated, lane).alias("duplicate"),
+        (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
+    ).drop(_KEY_ID)
+
+
+def key_code() -> pl.Expr:
+    """One integer per ``(exchange, symbol)``: their Categorical codes, so that a window or a group
+    partitions by integers instead of comparing two strings row by row."""
+    exchange, symbol = (pl.col(c).cast(pl.Categorical).to_physical().cast(pl.UInt64) for c in KEY)
+    return exchange * 2**32 + symbol
+
+
+def lane_code(key: pl.Expr | None = None) -> pl.Expr:
+    """One integer per key (``key``, else ``key_code()``) and kind, trades apart from the rest: the
+    partition of every per-key-and-kind window of valid market records (trades and quotes)."""
+    return (key_code() if key is None else key) * 2 + (pl.col("kind") == "trade")
+
+
+def _rates(
+    valid: pl.DataFrame, key_id: pl.Series, instruments: InstrumentsConfig
+) -> tuple[pl.Series, pl.Series]:
+    """Each record's quote currency and its USD rate (null when unlisted or without a rate)."""
+    firsts = key_id.arg_unique()
+    names = valid.select(KEY)[firsts].rows()
+    listed = {k: instruments.get(ex, sym) for k, (ex, sym) in zip(key_id[firsts], names, strict=True)}
+    quote = {k: i.quote if i is not None else None for k, i in listed.items()}
+    rate = {k: instruments.quote_usd.get(q) if q is not None else None for k, q in quote.items()}
     return (
-        valid.join(rates, on=list(KEY), how="left", maintain_order="left")
-        .with_columns(lane.alias(_LANE))
-        .with_columns(
-            (pl.col("ts_event") < prior_max_ts - delay).fill_null(False).alias("late"),
-            # a trade repeats an earlier one when its (key, trade id) is not the first of its kind
-            (trade & ~pl.col("trade_id").is_first_distinct().over(_LANE)).alias("duplicate"),
-            pl.when(trade)
-            .then(pl.col("trade_id") - pl.col("trade_id").cum_max().shift(1).over(_LANE) - 1)
-            .otherwise(None)
-            .alias("id_gap"),
-            pl.when(trade).then(pl.col("price").shift(1).over(_LANE)).otherwise(None).alias("prev_price"),
-            (pl.col("price") * pl.col("qty") * pl.col("usd_rate")).alias("notional_usd"),
-        )
-        .drop(_KEY_ID, _LANE)
+        key_id.replace_strict(quote, return_dtype=pl.Utf8),
+        key_id.replace_strict(rate, return_dtype=pl.Float64),
     )
+
+
+def _repeats(annotated: pl.DataFrame, lane: pl.Expr) -> pl.Series:
+    """Per record, whether it is a trade whose ``(key, trade id)`` came before.
+
+    ``duplicate`` holds the trades not above every earlier id of their key: only those can repeat an
+    id, and they are few, so only the trades sharing one of their ids are checked exactly.
+    """
+    maybe = annotated.filter("duplicate").get_column("trade_id")
+    if maybe.is_empty():
+        return annotated.get_column("duplicate")
+    trade = pl.col("kind") == "trade"
+    shared = (
+        annotated.lazy()
+        .select(pl.int_range(pl.len()).alias(_ROW), lane.alias(_LANE), "trade_id", trade.alias(_TRADE))
+        .filter(pl.col(_TRADE) & pl.col("trade_id").is_in(maybe.implode()))
+        .collect()
+    )
+    rows = shared.filter(~pl.struct(_LANE, "trade_id").is_first_distinct()).get_column(_ROW)
+    repeated = np.zeros(annotated.height, dtype=bool)
+    repeated[rows.to_numpy()] = True
+    return pl.Series(repeated)
 
 
 def counted() -> pl.Expr:
