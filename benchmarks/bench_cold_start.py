@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--session", action="store_true", help="time the driver JVM's start only")
     ap.add_argument("--baseline", help="compare with this git revision instead of the zipped pyspark")
     args = ap.parse_args()
+    args.runs = args.runs.resolve()  # a baseline runs in its own checkout
     if args.session:
         samples: dict[str, list[dict[str, float]]] = {v: [] for v in SESSION_VARIANTS}
         for i in range(args.rounds):

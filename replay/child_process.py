@@ -120,24 +120,6 @@ def prepare_producer(
     )
 
 
-def replay_to_kinesis(
-    tapes: Sequence[Path],
-    runtime: RuntimeSettings,
-    stream: str,
-    *,
-    speed: float | None,
-    faults: FaultSpec | None,
-    seed: int | None,
-    watermark_us: int,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> ReplaySummary:
-    """Replay ``tapes`` into ``stream`` from a child process; its errors are raised here."""
-    child = prepare_kinesis(
-        tapes, runtime, stream, speed=speed, faults=faults, seed=seed, watermark_us=watermark_us
-    )
-    return child.run(on_progress)
-
-
 def _kinesis(
     tapes: list[str], runtime: RuntimeSettings, stream: str, speed: float | None, faults: FaultSpec | None,
     seed: int | None, watermark_us: int, on_progress: Callable[[Progress], None],
