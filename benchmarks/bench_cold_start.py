@@ -3,17 +3,25 @@
     .venv/bin/python benchmarks/bench_cold_start.py           # 3 rounds, the demo tape's first 5k events
     .venv/bin/python benchmarks/bench_cold_start.py --tape T --events 2000 --rounds 5 --json out.json
     .venv/bin/python benchmarks/bench_cold_start.py --imports --rounds 10   # one Python process's imports
+    .venv/bin/python benchmarks/bench_cold_start.py --baseline main --events 3000 --speed 10x
+    .venv/bin/python benchmarks/bench_cold_start.py --session --rounds 4   # the driver JVM alone
 
 Each round runs ``coattail run`` twice in fresh processes, alternating: ``installed`` (as a user runs it:
 Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) and ``zipped``
-(``SPARK_HOME`` set to the pyspark installation, so they import its zipped copy, as before). Per run:
+(``SPARK_HOME`` set to the pyspark installation, so they import its zipped copy, as before); with
+``--baseline REV``, this working tree (``candidate``) and ``REV`` in its own checkout and venv
+(``coattail.bench.checkout``; bring its stack up first, ``coattail up`` in the checkout, for a warm
+machine on both sides). Per run:
 ``cold_start_s`` (launch to the first batch with records routed, from the run's ``metrics/batches``), the
 run's own phases (``stack_s``, ``pipeline_start_s``, ``first_batch_s`` in ``run.json``), and the first
 trigger against the median of the later ones (``routed - started`` per batch). Prints medians and the
 ratio installed / zipped per figure. ``--imports`` times only what each of Spark's Python processes
 imports at its start (the worker, the data source planner, the streaming source's runner), with the
-``PYTHONPATH`` Spark gives it from either home, in fresh interpreters, alternating. Runs use the stack
-under the checkout's state dir (``coattail up`` first for a warm machine; else each starts its own).
+``PYTHONPATH`` Spark gives it from either home, in fresh interpreters, alternating. ``--session`` times
+a local session's start and first job in fresh processes, with and without the driver JVM's class
+archive (``pipeline.jvm_archive``), as wall time and as the JVM's CPU time (which a loaded machine
+disturbs less). Runs use the stack under the checkout's state dir (``coattail up`` first for a warm
+machine; else each starts its own).
 """
 
 from __future__ import annotations
@@ -38,6 +46,28 @@ from coattail.commands.run import DEMO_DURATION, DEMO_SCALE, DEMO_SEED, _demo_ta
 from pipeline.spark_home import installed_pyspark  # noqa: E402
 
 VARIANTS = ("zipped", "installed")
+SIDES = ("baseline", "candidate")
+SESSION_VARIANTS = ("no-archive", "archive")
+SESSION_PROBE = """
+import json, os, sys, time
+import pipeline.spark as ps
+from pipeline.config import ConfigLoader
+if sys.argv[1] == "no-archive":
+    ps.driver_java_options = lambda archive, dump=False: None
+def cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+config = ConfigLoader().load("small")
+t0 = time.perf_counter()
+spark, _ = ps.build_session(config, app_name="bench-cold-start")
+pid = spark.sparkContext._gateway.proc.pid
+t1, c1 = time.perf_counter(), cpu(pid)
+spark.range(1_000).selectExpr("id % 7 AS k").groupBy("k").count().toArrow()
+t2, c2 = time.perf_counter(), cpu(pid)
+print(json.dumps({"session_s": t1 - t0, "session_jvm_cpu_s": c1, "first_job_s": t2 - t1,
+                  "first_job_jvm_cpu_s": c2 - c1}))
+spark.stop()
+"""
 WORKER_IMPORTS = (
     "import pyspark.worker, pyspark.sql.worker.create_data_source, "
     "pyspark.sql.streaming.python_streaming_source_runner"
@@ -55,16 +85,26 @@ def imports_s(variant: str) -> float:
     return time.perf_counter() - start
 
 
-def one_run(tape: Path, speed: str, runs: Path, variant: str) -> dict[str, Any]:
-    """Launch one ``coattail run`` and read its phases back."""
-    env = {k: v for k, v in os.environ.items() if k != "SPARK_HOME"}
+def session_figures(variant: str) -> dict[str, float]:
+    """One fresh process's session start and first job (``SESSION_PROBE``), with or without the archive."""
+    done = subprocess.run([sys.executable, "-c", SESSION_PROBE, variant], cwd=REPO, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = REPO) -> dict[str, Any]:
+    """Launch one ``coattail run`` (of ``checkout``) and read its phases back."""
+    # each checkout's own state dir (and stack): nothing of this environment may point it elsewhere
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
     if variant == "zipped":
         env["SPARK_HOME"] = str(installed_pyspark())
     runs.mkdir(parents=True, exist_ok=True)
     launched_us = time.time_ns() // 1_000
     done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "coattail"), "run", str(tape), "--speed", speed, "--runs", str(runs)],
-        cwd=REPO, env=env, capture_output=True, text=True,
+        [str(checkout / ".venv" / "bin" / "coattail"), "run", str(tape), "--speed", speed,
+         "--runs", str(runs)],
+        cwd=checkout, env=env, capture_output=True, text=True,
     )  # fmt: skip
     run_dir = sorted(p for p in runs.iterdir() if (p / "run.json").is_file())[-1]
     if done.returncode not in (0, 1):
@@ -93,7 +133,22 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-cold-start")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--imports", action="store_true", help="time the Python processes' imports only")
+    ap.add_argument("--session", action="store_true", help="time the driver JVM's start only")
+    ap.add_argument("--baseline", help="compare with this git revision instead of the zipped pyspark")
     args = ap.parse_args()
+    args.runs = args.runs.resolve()  # a baseline runs in its own checkout
+    if args.session:
+        samples: dict[str, list[dict[str, float]]] = {v: [] for v in SESSION_VARIANTS}
+        for i in range(args.rounds):
+            for variant in SESSION_VARIANTS if i % 2 == 0 else SESSION_VARIANTS[::-1]:
+                samples[variant].append(session_figures(variant))
+                print(variant, json.dumps(samples[variant][-1]), file=sys.stderr)
+        middle = {v: {f: round(statistics.median(r[f] for r in rs), 3) for f in rs[0]}
+                  for v, rs in samples.items()}
+        ratios = {f: round(middle["archive"][f] / middle["no-archive"][f], 3) for f in middle["archive"]}
+        print(json.dumps({"rounds": args.rounds, "load_1_5_15": os.getloadavg(), "median": middle,
+                          "ratio_archive_over_none": ratios}, indent=2))  # fmt: skip
+        return
     if args.imports:
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for i in range(args.rounds):
@@ -110,16 +165,26 @@ def main() -> None:
         DEMO_DURATION, DEMO_SCALE, DEMO_SEED,
     )  # fmt: skip
     tape = head(source, args.events, args.runs / "tapes" / f"{source.name}-first-{args.events}")
-    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    checkouts = {"zipped": REPO, "installed": REPO, "candidate": REPO}
+    if args.baseline:
+        from coattail.bench.checkout import revision
+
+        def note(message: str) -> None:
+            print(message, file=sys.stderr)
+
+        checkouts["baseline"] = revision(args.baseline, REPO / ".coattail", note).path
+    sides = SIDES if args.baseline else VARIANTS
+    new, old = sides[1], sides[0]
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in sides}
     for i in range(args.rounds):
         # the side that goes first alternates, so a machine slowing down favours neither
-        for variant in VARIANTS if i % 2 == 0 else VARIANTS[::-1]:
-            rows[variant].append(one_run(tape, args.speed, args.runs / variant, variant))
+        for variant in sides if i % 2 == 0 else sides[::-1]:
+            rows[variant].append(one_run(tape, args.speed, args.runs / variant, variant, checkouts[variant]))
             print(variant, json.dumps(rows[variant][-1]), file=sys.stderr)
-    figures = [k for k in rows["installed"][0] if k != "run"]
+    figures = [k for k in rows[new][0] if k != "run"]
     medians = {
         v: {f: statistics.median(r[f] for r in rows[v] if r[f] is not None) for f in figures}
-        for v in VARIANTS
+        for v in sides
     }
     result = {
         "tape": str(tape),
@@ -127,10 +192,8 @@ def main() -> None:
         "rounds": args.rounds,
         "load_1_5_15": os.getloadavg(),
         "median": medians,
-        "ratio_installed_over_zipped": {
-            f: round(medians["installed"][f] / medians["zipped"][f], 3)
-            for f in figures
-            if medians["zipped"][f]
+        f"ratio_{new}_over_{old}": {
+            f: round(medians[new][f] / medians[old][f], 3) for f in figures if medians[old][f]
         },
         "runs": rows,
     }

@@ -25,68 +25,15 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from core.events import SCHEMA_VERSION, SCHEMAS, TAPE_SCHEMAS, TRADE_SIDES
-from pipeline.onchain import transfer_reason
+from pipeline.record_schema import EVENT_COLUMNS, FIELD_TYPES, FLOAT_FIELDS
 
-RAW_SCHEMA: Final = pa.schema(
-    [
-        pa.field("shard_id", pa.string()),
-        pa.field("sequence_number", pa.string()),
-        pa.field("sub_sequence", pa.int32()),
-        pa.field("partition_key", pa.string()),
-        pa.field("data", pa.binary()),
-        pa.field("ts_ingest", pa.int64()),
-    ]
-)
-"""One user record as a source yields it: where it came from (shard, sequence number, index inside a KPL
-aggregate), its partition key, payload and Kinesis arrival time (µs; null from a tape)."""
-
-_INT_FIELDS: Final = ("trade_id", "update_id", "ts_event", "ts_recv", "log_index", "block")
-_FLOAT_FIELDS: Final = ("price", "qty", "bid_px", "bid_qty", "ask_px", "ask_qty", "amount")
-TRANSFER_COLUMNS: Final = (
-    "chain", "tx_hash", "log_index", "block", "asset", "amount", "from_addr", "to_addr",
-)
-"""The transfer fields beside ``ts_event`` and ``ts_recv`` (``core.events.TRANSFER_SCHEMA``)."""
-EVENT_COLUMNS: Final = (
-    "exchange", "symbol", "trade_id", "price", "qty", "side",
-    "bid_px", "bid_qty", "ask_px", "ask_qty", "update_id", "ts_event", "ts_recv", *TRANSFER_COLUMNS,
-)
-_TYPES: Final = {
-    **{n: pa.int64() for n in _INT_FIELDS},
-    **{n: pa.float64() for n in _FLOAT_FIELDS},
-    "exchange": pa.string(), "symbol": pa.string(), "side": pa.string(),
-    **{n: pa.string() for n in ("chain", "tx_hash", "asset", "from_addr", "to_addr")},
-}
-
-PARSED_SCHEMA: Final = pa.schema(
-    [pa.field("kind", pa.string())]
-    + [pa.field(n, _TYPES[n]) for n in EVENT_COLUMNS]
-    + [
-        pa.field("ts_sent", pa.int64()),
-        pa.field("ts_ingest", pa.int64()),
-        pa.field("shard_id", pa.string()),
-        pa.field("sequence_number", pa.string()),
-        pa.field("sub_sequence", pa.int32()),
-        pa.field("reason", pa.string()),
-        pa.field("raw", pa.string()),
-    ]
-)
-"""Valid trades, quotes and transfers (the union of the schemas' fields, ``kind`` says which; a valid
-transfer's ``exchange`` and ``symbol`` are null until ``pipeline.onchain.route_transfers`` keys it) and
-quarantined records (``reason`` set, ``raw`` the payload; ``kind``, ``exchange``, ``symbol``,
-``ts_event`` kept when they could be read, so quarantine metrics can name the instrument)."""
-
-_DDL_TYPES: Final = {
-    pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.string(): "string",
-    pa.binary(): "binary",
-}
-RAW_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in RAW_SCHEMA)
-"""``RAW_SCHEMA`` as a Spark DDL string (what the sources yield without ``parse=true``)."""
-TRANSPORT_COLUMNS: Final = ("ts_sent", "ts_ingest", "shard_id", "sequence_number", "sub_sequence")
-"""Where and when each record travelled: the replay's send stamp, the Kinesis arrival time and position
-(``pipeline.engine.arrival_order`` rebuilds arrival order from the position)."""
-
-PARSED_DDL: Final = ", ".join(f"{f.name} {_DDL_TYPES[f.type]}" for f in PARSED_SCHEMA)
-"""``PARSED_SCHEMA`` as a Spark DDL string (what the sources yield with option ``parse=true``)."""
+# the parser's input and output, where its callers have always found them
+from pipeline.record_schema import PARSED_DDL as PARSED_DDL
+from pipeline.record_schema import PARSED_SCHEMA as PARSED_SCHEMA
+from pipeline.record_schema import RAW_DDL as RAW_DDL
+from pipeline.record_schema import RAW_SCHEMA as RAW_SCHEMA
+from pipeline.record_schema import TRANSFER_COLUMNS as TRANSFER_COLUMNS
+from pipeline.record_schema import TRANSPORT_COLUMNS as TRANSPORT_COLUMNS
 
 REASONS: Final = (
     "PARSE_ERROR", "SCHEMA_VERSION", "UNKNOWN_TYPE", "MISSING_FIELD", "BAD_TYPE",
@@ -125,6 +72,11 @@ def check_record(obj: Any) -> tuple[str | None, str | None]:
     if kind not in _FIELDS:
         return None, "UNKNOWN_TYPE"
     if kind == "transfer":
+        # imported here: the on-chain config models cost every Spark Python process that parses (the
+        # source's planner and runner among them) about half a second on 2 cores, for a kind most
+        # streams never carry
+        from pipeline.onchain import transfer_reason
+
         return kind, transfer_reason(obj)
     fields = _FIELDS[kind]
     for name in fields:
@@ -134,7 +86,7 @@ def check_record(obj: Any) -> tuple[str | None, str | None]:
         value = obj.get(name)
         if value is None:
             continue
-        expected = _TYPES[name]
+        expected = FIELD_TYPES[name]
         if expected == pa.string():
             ok = isinstance(value, str)
         elif expected == pa.int64():
@@ -159,7 +111,7 @@ def check_record(obj: Any) -> tuple[str | None, str | None]:
 FAST_CHUNK: Final = 4_096
 _FAST_SCHEMA: Final = pa.schema(
     [pa.field("v", pa.int64()), pa.field("type", pa.string())]
-    + [pa.field(n, _TYPES[n]) for n in EVENT_COLUMNS]
+    + [pa.field(n, FIELD_TYPES[n]) for n in EVENT_COLUMNS]
     + [pa.field("ts_sent", pa.int64())]
 )
 _JSON_OPTIONS: Final = pa_json.ParseOptions(explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore")
@@ -313,7 +265,7 @@ def _parse_slow(datas: list[bytes | None]) -> pa.RecordBatch:
             own = TAPE_SCHEMAS[kind].names  # type: ignore[index]
             for name, values in event_cols:
                 value = obj.get(name) if name in own else None
-                values.append(float(value) if value is not None and name in _FLOAT_FIELDS else value)
+                values.append(float(value) if value is not None and name in FLOAT_FIELDS else value)
             sent = obj.get("ts_sent")
             sents.append(sent if _is_int(sent) else None)
             continue

@@ -21,6 +21,7 @@ from core.errors import PipelineError
 from pipeline.config import Config
 from pipeline.jars import installed_jars
 from pipeline.java import JavaRuntime, locate_java, spark_java_home
+from pipeline.jvm_archive import archive_path, driver_java_options
 from pipeline.sinks.delta import DELTA_CATALOG
 from pipeline.sinks.iceberg import CATALOG_NAME
 from pipeline.sinks.spark_catalog import (
@@ -28,7 +29,7 @@ from pipeline.sinks.spark_catalog import (
     delta_storage_properties,
     iceberg_catalog_properties,
 )
-from pipeline.spark_home import worker_spark_home
+from pipeline.spark_home import installed_pyspark, worker_spark_home
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -93,32 +94,52 @@ def driver_host(master: str) -> str:
     return address
 
 
+def _local_jvm() -> tuple[JavaRuntime, Path]:
+    """Prepare this process's environment for a local session's JVM: the Java runtime it runs (located
+    and returned) and the ``SPARK_HOME`` it starts from (returned)."""
+    java = locate_java()
+    os.environ["JAVA_HOME"] = str(spark_java_home(java))
+    os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    # Python workers must run this interpreter (the venv), not whatever python3 is on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # ... and import its installed pyspark, not the zipped copy (pipeline.spark_home); a SPARK_HOME
+    # the user set is theirs
+    if "SPARK_HOME" not in os.environ and (home := worker_spark_home()) is not None:
+        os.environ["SPARK_HOME"] = str(home)
+    return java, Path(os.environ.get("SPARK_HOME") or installed_pyspark())
+
+
+def local_archive(config: Config, jars: Sequence[Path] | None = None) -> Path | None:
+    """Where the class archive of ``config``'s local driver JVM lives (``pipeline.jvm_archive``; it may
+    not be made yet); None when the session is not local."""
+    if not config.spark.local.master.startswith("local"):
+        return None
+    java, spark_home = _local_jvm()
+    return archive_path(java.home, spark_home, installed_jars() if jars is None else jars)
+
+
 def build_session(
     config: Config,
     *,
     app_name: str = "coattail",
     local_dir: Path | None = None,
     jars: Sequence[Path] | None = None,
+    archive_dump: Path | None = None,
 ) -> tuple[SparkSession, JavaRuntime | None]:
     """Start (or reuse) the session for ``config``'s tier in this process, on ``spark.local.master``.
 
     In local mode a Java runtime is located first (and returned, so callers can say which was picked),
-    and ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath.
+    ``jars`` (default: Spark's jars installed by ``make jars``) go on the classpath, and the driver JVM
+    maps its class archive when ``make install`` made one (``pipeline.jvm_archive``; ``archive_dump``:
+    write one there instead, as the JVM exits).
     """
     from pyspark.sql import SparkSession
 
     master = config.spark.local.master
     java: JavaRuntime | None = None
+    spark_home: Path | None = None
     if master.startswith("local"):
-        java = locate_java()
-        os.environ["JAVA_HOME"] = str(spark_java_home(java))
-        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-        # Python workers must run this interpreter (the venv), not whatever python3 is on PATH
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        # ... and import its installed pyspark, not the zipped copy (pipeline.spark_home); a SPARK_HOME
-        # the user set is theirs
-        if "SPARK_HOME" not in os.environ and (home := worker_spark_home()) is not None:
-            os.environ["SPARK_HOME"] = str(home)
+        java, spark_home = _local_jvm()
     host = driver_host(master)
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = session_conf(config, shuffle_partitions=config.spark.local.shuffle_partitions) | {
@@ -129,7 +150,7 @@ def build_session(
     }
     for key, value in conf.items():
         builder = builder.config(key, value)
-    if master.startswith("local"):
+    if java is not None and spark_home is not None:
         builder = builder.config("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_MANAGER)
         # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
         # nothing is resolved at run time. Without them the session starts as before.
@@ -139,11 +160,22 @@ def build_session(
             builder = builder.config("spark.driver.extraClassPath", classpath).config(
                 "spark.executor.extraClassPath", classpath
             ).config("spark.sql.extensions", SQL_EXTENSIONS)
+        archive = archive_dump or archive_path(java.home, spark_home, jars)
+        if options := driver_java_options(archive, dump=archive_dump is not None):
+            builder = builder.config("spark.driver.extraJavaOptions", options)
     if local_dir is not None:
         builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session, java
+
+
+def warm_python_workers(spark: SparkSession) -> None:
+    """Start Spark's Python worker daemon (and one worker, which Spark reuses) with a one-row job.
+
+    The function is a lambda so that it travels by value: a module's function would make the worker
+    import that module (and what it imports) for nothing."""
+    spark.range(1).mapInArrow(lambda batches: batches, "id long").collect()
 
 
 def submitted_session(app_name: str) -> SparkSession:

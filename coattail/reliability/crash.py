@@ -290,10 +290,10 @@ def child_env(runtime: RuntimeSettings) -> dict[str, str]:
 
 def fill(tapes: Sequence[Path], config: Config, on_sent: Callable[[int], None]) -> None:
     """Replay ``tapes`` at full speed into ``config``'s stream."""
-    from replay.child_process import replay_to_kinesis
+    from replay.child_process import prepare_kinesis
 
-    replay_to_kinesis(list(tapes), config.runtime, config.kinesis.stream, speed=None, faults=None, seed=None,
-                      watermark_us=config.spark.watermark_seconds * US, on_progress=lambda p: on_sent(p.sent))
+    prepare_kinesis(list(tapes), config.runtime, config.kinesis.stream, speed=None, faults=None, seed=None,
+                    watermark_us=config.spark.watermark_seconds * US).run(lambda p: on_sent(p.sent))
 
 
 def wait_ok(process: subprocess.Popen[bytes], what: str) -> None:

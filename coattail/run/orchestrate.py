@@ -283,7 +283,7 @@ def _stream(
     from infra.submit import ClusterJob
     from pipeline.producer.settings import load_producer_settings
     from pipeline.runner import PipelineRunner, batch_record
-    from replay.child_process import replay_to_kinesis, replay_via_producer
+    from replay.child_process import ReplayChild, prepare_kinesis, prepare_producer
     from replay.engine import Progress as ReplayProgress
 
     batches: list[dict[str, Any]] = []
@@ -306,23 +306,40 @@ def _stream(
 
     total = _event_count(tapes)
     consumer: PipelineRunner | ClusterJob
+    # the replay's child imports and connects while the pipeline starts; it sends once released below
+    options: dict[str, Any] = {
+        "speed": request.speed,
+        "faults": faults,
+        "seed": request.seed,
+        "watermark_us": config.spark.watermark_seconds * US,
+    }
+    replay: ReplayChild[Any] = (
+        prepare_producer(list(request.tapes), load_producer_settings(), config.runtime, config.kinesis.stream,
+                         **options)
+        if request.via == "ws"
+        else prepare_kinesis(list(request.tapes), config.runtime, config.kinesis.stream, **options)
+    )  # fmt: skip
     with steps.step("pipeline: starting Spark and the streaming query"):
         t = time.monotonic()
-        if request.cluster is None:
-            consumer = runner = PipelineRunner(
-                config, checkpoint=run.path / "checkpoint", source="kinesis",
-                spark=spark.session() if isinstance(spark, SessionStart) else spark, on_batch=on_batch,
-                on_commit=latency.on_commit, event_stamps=True,
-            )  # fmt: skip
-        else:
-            consumer = _cluster_job(request, config, run)
         try:
-            consumer.start()
-            if isinstance(consumer, PipelineRunner):
-                # the first trigger is the slow one: it runs before the replay sends its first event
-                consumer.wait_first_trigger()
+            if request.cluster is None:
+                consumer = runner = PipelineRunner(
+                    config, checkpoint=run.path / "checkpoint", source="kinesis",
+                    spark=spark.session() if isinstance(spark, SessionStart) else spark, on_batch=on_batch,
+                    on_commit=latency.on_commit, event_stamps=True,
+                )  # fmt: skip
+            else:
+                consumer = _cluster_job(request, config, run)
+            try:
+                consumer.start()
+                if isinstance(consumer, PipelineRunner):
+                    # the first trigger is the slow one: it runs before the replay sends its first event
+                    consumer.wait_first_trigger()
+            except BaseException:
+                consumer.stop()
+                raise
         except BaseException:
-            consumer.stop()
+            replay.cancel()
             raise
         timings["pipeline_start_s"] = round(time.monotonic() - t, 3)
     sent_samples: list[tuple[int, int]] = []
@@ -338,26 +355,11 @@ def _stream(
                 task.update(completed=p.sent, note=f"{p.rate:,.0f} ev/s")
 
             t_replay = time.monotonic()
-            options: dict[str, Any] = {
-                "speed": request.speed,
-                "faults": faults,
-                "seed": request.seed,
-                "watermark_us": config.spark.watermark_seconds * US,
-                "on_progress": on_progress,
-            }
             producer: ProducerReport | None = None
             if request.via == "ws":
-                summary, producer = replay_via_producer(
-                    list(request.tapes),
-                    load_producer_settings(),
-                    config.runtime,
-                    config.kinesis.stream,
-                    **options,
-                )
+                summary, producer = replay.run(on_progress)
             else:
-                summary = replay_to_kinesis(
-                    list(request.tapes), config.runtime, config.kinesis.stream, **options
-                )
+                summary = replay.run(on_progress)
             timings["replay_s"] = round(time.monotonic() - t_replay, 3)
         # through the producer, what reaches Kinesis is what it put (a malformed frame is skipped there)
         if summary.schedule is not None:  # when no progress report carried it

@@ -4,21 +4,22 @@ Starting a local session (a JVM, Spark's jars, the Python gateway) is the longes
 first micro-batch, and it needs nothing from the stack: its settings come from the tier's config alone
 (``pipeline.spark.build_session``), the endpoint only reaches the source and the sinks later. So the run
 starts it first, brings the stack up meanwhile, and takes the session when the pipeline starts. The
-thread also registers the sources and starts Spark's Python worker daemon with a one-row job, so the
-first batch read on the executors does not pay for it either.
+thread also registers the sources, then, once the session is handed over, starts Spark's Python worker
+daemon with a one-row job while the query starts: the first batch read on the executors does not pay
+for it, and the query's start does not wait for it (a driver-mode batch small enough to be handed over
+by the source needs no executor Python at all).
 
-A failure on the thread is raised where the session is taken (``SessionStart.session``), as the same
-exception a session started in line would have raised; a run that fails before then stops the session
-it no longer needs (``SessionStart.discard``).
+A failure to start the session is raised where the session is taken (``SessionStart.session``), as the
+same exception a session started in line would have raised; a run that fails before then stops the
+session it no longer needs (``SessionStart.discard``). The warm-up job is an optimisation: should it
+fail, the query's first task fails the same way and the run reports that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
-
-import pyarrow as pa
 
 from pipeline.config import Config
 
@@ -28,15 +29,6 @@ if TYPE_CHECKING:
 APP_NAME = "coattail-pipeline"
 
 
-def _identity(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
-    return batches
-
-
-def warm_python_workers(spark: SparkSession) -> None:
-    """Start Spark's Python worker daemon (and one worker, which Spark reuses) with a one-row job."""
-    spark.range(1).mapInArrow(_identity, "id long").collect()
-
-
 class SessionStart:
     """``config``'s local session, being built on a daemon thread from the moment this is made."""
 
@@ -44,24 +36,30 @@ class SessionStart:
         self.config = config
         self._session: SparkSession | None = None
         self._error: BaseException | None = None
+        self._built = threading.Event()
         self._thread = threading.Thread(target=self._start, name="coattail-session-start", daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
         from pipeline.source import register_sources
-        from pipeline.spark import build_session
+        from pipeline.spark import build_session, warm_python_workers
 
         try:
             session, _ = build_session(self.config, app_name=APP_NAME)
             register_sources(session)
-            warm_python_workers(session)
             self._session = session
         except BaseException as e:  # raised again where the session is taken
             self._error = e
+            return
+        finally:
+            self._built.set()
+        # an optimisation only: a failure here recurs in the query's first task, which reports it
+        with contextlib.suppress(Exception):
+            warm_python_workers(session)
 
     def session(self) -> SparkSession:
-        """The started session (waits for it); raises what starting it raised."""
-        self._thread.join()
+        """The started session (waits for it, not for the warm-up job); raises what starting it raised."""
+        self._built.wait()
         if self._error is not None:
             raise self._error
         assert self._session is not None, "the thread sets the session or the error"

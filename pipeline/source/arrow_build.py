@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from core.errors import SchemaError
 from pipeline.kpl import UserRecordSpans, deaggregate, locate_user_records
-from pipeline.parse import RAW_SCHEMA
+from pipeline.record_schema import RAW_SCHEMA
 
 ARROW_CHUNK: Final = 65_536
 """User records per Arrow batch at most, about (a batch ends after the Kinesis record that reaches it):

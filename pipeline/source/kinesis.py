@@ -55,8 +55,7 @@ from typing import Any, Final
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader
 
 from core.errors import PipelineError
-from pipeline.parse import PARSED_DDL, RAW_DDL
-from pipeline.source.kinesis_reader import KinesisStreamReader
+from pipeline.record_schema import PARSED_DDL, RAW_DDL
 
 FORMAT: Final = "coattail-kinesis"
 
@@ -80,6 +79,9 @@ class KinesisDataSource(DataSource):
 
     def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802 (Spark API)
         """A ``KinesisStreamReader`` over the options; the option ``stream`` is required."""
+        # imported here: Spark answers ``schema()`` in a planner process of its own, which needs none of it
+        from pipeline.source.kinesis_reader import KinesisStreamReader
+
         if "stream" not in self.options:
             raise PipelineError("the coattail-kinesis source needs the option 'stream'")
         return KinesisStreamReader(dict(self.options))

@@ -10,21 +10,24 @@ import itertools
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 from pyspark.sql.datasource import InputPartition
 from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 
 from core.errors import PipelineError
-from pipeline.aws import failure
-from pipeline.config import RuntimeSettings
 from pipeline.kpl import MAX_RECORD_BYTES
-from pipeline.parse import parse_batch
 from pipeline.source.handover import HandoverCache
 from pipeline.source.kinesis_records import HandoverPartition, PlannedRange, ShardPartition, ShardRecords
 from pipeline.source.offsets import last_checkpointed_offset, write_status
 from pipeline.source.stream_identity import bind, describe_identity
+
+if TYPE_CHECKING:
+    from pipeline.config import RuntimeSettings
+
+# The config, AWS and parser modules are imported where they are used: Spark imports this module in
+# planner processes that only pickle the reader (plan_data_source_read), about a second each on 2 cores.
 
 GET_LIMIT: Final = 10_000
 PAGE_BYTES: Final = 2 << 20
@@ -41,6 +44,8 @@ SHARD_LIST_SECONDS: Final = 10.0
 
 
 def _runtime(options: dict[str, str]) -> RuntimeSettings:
+    from pipeline.config import RuntimeSettings
+
     if options.get("runtime"):
         return RuntimeSettings.model_validate_json(options["runtime"])
     return RuntimeSettings(
@@ -69,6 +74,8 @@ def _translated(options: dict[str, str], doing: str) -> Iterator[None]:
     """Turn an AWS failure that outlived the client's retry policy (``pipeline.aws.MAX_ATTEMPTS``:
     throttling, transport) into a ``PipelineError`` naming the service, the endpoint and what to do."""
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipeline.aws import failure
 
     try:
         yield
@@ -160,6 +167,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 "(`coattail up`) and the stream provisioned?"
             ) from e
         except BotoCoreError as e:
+            from pipeline.aws import failure
+
             doing = f"listing the shards of stream {self.stream!r}"
             raise PipelineError(failure("kinesis", _runtime(self.options), doing, e)) from e
 
@@ -317,6 +326,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
     def _batches(self, records: ShardRecords, shard_id: str) -> Iterator[pa.RecordBatch]:
         batches = records.to_batches(shard_id)
         if self.options.get("parse") == "true":
+            from pipeline.parse import parse_batch
+
             return (parse_batch(b) for b in batches)
         return batches
 

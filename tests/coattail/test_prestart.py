@@ -36,7 +36,7 @@ def _started(monkeypatch: pytest.MonkeyPatch, outcome: _Session | BaseException)
 
     monkeypatch.setattr("pipeline.spark.build_session", build_session)
     monkeypatch.setattr("pipeline.source.register_sources", lambda session: None)
-    monkeypatch.setattr("coattail.run.prestart.warm_python_workers", lambda session: None)
+    monkeypatch.setattr("pipeline.spark.warm_python_workers", lambda session: None)
     return built
 
 

@@ -18,7 +18,7 @@ from core.tape import Tape
 from pipeline.config import RuntimeSettings
 from pipeline.kpl import deaggregate
 from pipeline.testkit import trade
-from replay.child_process import replay_to_kinesis
+from replay.child_process import prepare_kinesis
 from replay.engine import Replay
 from replay.faults import FaultSpec, ThrottleFault
 from replay.targets.kinesis import KinesisTarget
@@ -262,10 +262,10 @@ def test_a_replay_in_a_child_process_sends_the_same_and_reports_progress(
     tapes = _tapes(tardis_tape, tmp_path, rows=300)
     stream = _stream(aws_endpoint, "replay-child")
     seen: list[int] = []
-    summary = replay_to_kinesis(
+    summary = prepare_kinesis(
         tapes, RuntimeSettings(aws_endpoint=aws_endpoint), stream, speed=None, faults=None, seed=None,
-        watermark_us=10_000_000, on_progress=lambda p: seen.append(p.sent),
-    )
+        watermark_us=10_000_000,
+    ).run(lambda p: seen.append(p.sent))
     expected = _expected(tapes)
     shards = _read_back(aws_endpoint, stream)
     assert summary.sent == len(expected) == sum(len(rows) for rows in shards.values())
@@ -273,13 +273,39 @@ def test_a_replay_in_a_child_process_sends_the_same_and_reports_progress(
     assert seen and seen[-1] == summary.sent
 
 
+def test_a_prepared_child_sends_nothing_until_released_then_everything(
+    tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
+) -> None:
+    tapes = _tapes(tardis_tape, tmp_path, rows=200)
+    stream = _stream(aws_endpoint, "replay-prepared")
+    child = prepare_kinesis(tapes, RuntimeSettings(aws_endpoint=aws_endpoint), stream, speed=None,
+                            faults=None, seed=None, watermark_us=10_000_000)  # fmt: skip
+    assert child.wait_ready(timeout=120)
+    assert sum(len(rows) for rows in _read_back(aws_endpoint, stream).values()) == 0
+    summary = child.run()
+    expected = _expected(tapes)
+    shards = _read_back(aws_endpoint, stream)
+    assert summary.sent == len(expected) == sum(len(rows) for rows in shards.values())
+    _assert_per_key_order(shards, expected)
+
+
+def test_a_cancelled_child_sends_nothing(tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path) -> None:
+    tapes = _tapes(tardis_tape, tmp_path, rows=50)
+    stream = _stream(aws_endpoint, "replay-cancelled")
+    child = prepare_kinesis(tapes, RuntimeSettings(aws_endpoint=aws_endpoint), stream, speed=None,
+                            faults=None, seed=None, watermark_us=10_000_000)  # fmt: skip
+    assert child.wait_ready(timeout=120)
+    child.cancel()
+    assert sum(len(rows) for rows in _read_back(aws_endpoint, stream).values()) == 0
+
+
 def test_a_failing_replay_in_a_child_process_raises_its_error_here(
     tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
 ) -> None:
     tape = tardis_tape(tmp_path / "tape", 5)
     with pytest.raises(TargetError, match="does not exist"):
-        replay_to_kinesis([tape], RuntimeSettings(aws_endpoint=aws_endpoint), "no-such-stream",
-                          speed=None, faults=None, seed=None, watermark_us=10_000_000)
+        prepare_kinesis([tape], RuntimeSettings(aws_endpoint=aws_endpoint), "no-such-stream",
+                        speed=None, faults=None, seed=None, watermark_us=10_000_000).run()
 
 
 def test_a_dead_endpoint_ends_in_a_message_naming_it(tardis_tape: TapeFactory, tmp_path: Path) -> None:
