@@ -7,7 +7,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coattail.bench.tapes import busiest, head, window
@@ -70,6 +70,7 @@ def test_a_window_outside_the_tape_empty_or_reversed_is_refused(
     assert not (tmp_path / "w" / "manifest.json").exists()
 
 
+@settings(max_examples=40)  # each example writes and cuts a tape
 @given(
     times=st.lists(st.integers(0, 50), min_size=1, max_size=40),
     kinds=st.lists(st.booleans(), min_size=40, max_size=40),
@@ -104,6 +105,7 @@ def test_a_window_keeps_every_event_inside_none_outside_in_order(
             assert cut.read(kind).to_pylist() == expected  # same rows, same (tape) order
 
 
+@settings(max_examples=40)
 @given(times=st.lists(st.integers(0, 100), min_size=1, max_size=60), width=st.integers(1, 40))
 def test_the_busiest_window_holds_the_most_events_of_any_window_of_its_length(
     times: list[int], width: int
