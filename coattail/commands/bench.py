@@ -27,6 +27,14 @@ def bench(
     events: Annotated[
         int | None, typer.Option("--events", help="Replay only the tape's first N events.")
     ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Replay only events from this exchange time on (ISO or µs).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="... and before this one (exclusive).")] = None,
+    busiest: Annotated[
+        str | None,
+        typer.Option("--busiest", help="Replay only the tape's busiest window of this length (1h, 15m)."),
+    ] = None,
     speeds: Annotated[
         list[str] | None,
         typer.Option(
@@ -55,7 +63,6 @@ def bench(
     from coattail.bench.checkout import REPO, revision, working_tree
     from coattail.bench.history import append
     from coattail.bench.session import BenchPlan, run_bench
-    from coattail.bench.tapes import head
     from coattail.commands.run import DEMO_DURATION, DEMO_SEED, _demo_tape
     from coattail.run.progress import RichSteps
     from pipeline.config import ConfigLoader
@@ -65,12 +72,7 @@ def bench(
         if not chosen:
             name = f"whale-day-{DEMO_DURATION}-x1-s{DEMO_SEED}"
             chosen = [_demo_tape(runs_root / "tapes" / name, DEMO_DURATION, 1.0, DEMO_SEED, tier)]
-        if events is not None:
-            if len(chosen) != 1:
-                raise typer.BadParameter(
-                    "--events cuts one tape; give a single --tape", param_hint="--events"
-                )
-            chosen = [head(chosen[0], events, runs_root / "tapes" / f"{chosen[0].name}-first-{events}")]
+        chosen = _cut(chosen, events, start, end, busiest, runs_root / "tapes")
         every_speed = list(speeds or ["max"])
         if gate and all(s == "max" for s in every_speed):
             every_speed.append("60x")  # latency budgets need a paced run
@@ -87,6 +89,38 @@ def bench(
         console.print(f"history: {history} (`coattail bench history` draws it)")
         if entry["gate"] is not None and not entry["gate"]["passed"]:
             raise typer.Exit(1)
+
+
+def _cut(
+    tapes: list[Path], events: int | None, start: str | None, end: str | None, busiest: str | None,
+    root: Path,
+) -> list[Path]:
+    """The tapes to replay: as given, or one tape cut by ``--events``, ``--from/--to`` or ``--busiest``
+    (one of them), reused under ``root`` when made before."""
+    from coattail.bench.tapes import busiest as busiest_window
+    from coattail.bench.tapes import head, window
+    from core.tape import Tape
+    from core.timefmt import format_us, parse_duration, parse_time
+
+    given = [name for name, value in (("--events", events), ("--from/--to", start or end),
+                                      ("--busiest", busiest)) if value is not None]
+    if not given:
+        return tapes
+    if len(given) > 1:
+        raise typer.BadParameter(f"{' and '.join(given)} both cut the tape: give one of them")
+    if len(tapes) != 1:
+        raise typer.BadParameter(f"{given[0]} cuts one tape; give a single --tape", param_hint=given[0])
+    tape = tapes[0]
+    if events is not None:
+        return [head(tape, events, root / f"{tape.name}-first-{events}")]
+    if busiest is not None:
+        first, last, count = busiest_window(Tape.open(tape), parse_duration(busiest))
+        console.print(f"busiest {busiest} of {tape.name}: {format_us(first)} .. {format_us(last)}, "
+                      f"{count:,} events", highlight=False)
+        return [window(tape, first, last, root / f"{tape.name}-busiest-{busiest}")]
+    lo = parse_time(start, "--from") if start is not None else None
+    hi = parse_time(end, "--to") if end is not None else None
+    return [window(tape, lo, hi, root / f"{tape.name}-from-{lo or 'start'}-to-{hi or 'end'}")]
 
 
 def _print(entry: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from coattail.commands.stack import cli_errors
-from core.timefmt import format_us
+from core.timefmt import US_PER, format_us
 
 if TYPE_CHECKING:
     from replay.fetch import FetchRequest, FetchResult, FetchSettings, Remote
@@ -270,6 +270,7 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
     smallest and largest amount in the price columns)."""
     import polars as pl
 
+    from coattail.bench.tapes import busiest
     from core.tape import Tape
 
     with cli_errors():
@@ -279,6 +280,12 @@ def info(tape: Annotated[Path, typer.Argument(help="Tape directory.")]) -> None:
             f"[bold]{tape}[/bold]  source {m.source}, format {m.format_version}, {m.checksum[:23]}..."
         )
         console.print(f"span {format_us(m.start_us)} .. {format_us(m.end_us)}; rows {m.rows}")
+        if m.rows:
+            first, last, count = busiest(t, US_PER["h"])
+            console.print(
+                f"busiest hour {format_us(first)} .. {format_us(last)}: {count:,} events "
+                f"(`coattail bench --busiest 1h` replays it)"
+            )
         if m.scenario:
             console.print(f"scenario {m.scenario}, seed {m.seed}, {len(m.labels)} labels")
         table = Table(

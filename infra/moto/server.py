@@ -1,4 +1,5 @@
-"""moto's server mode with two costs of its GetRecords answers removed; same answers, byte for byte.
+"""moto's server mode with the costs of its Kinesis answers that grow or repeat removed, and its shards
+safe for the server's threads; same answers, byte for byte.
 
 Profiled under the pipeline's throughput benchmark (issue 22), the emulator spent about half its time on
 work that changes nothing in a Kinesis answer:
@@ -10,7 +11,16 @@ work that changes nothing in a Kinesis answer:
   response serializer encoded it again. It now goes out as kept. boto3 (every producer here) sends
   canonical base64, which the round trip returns unchanged; only a hand-made request with non-canonical
   base64 would get its own text back rather than the canonical one.
-
+- A shard's records are an insertion-ordered dict keyed by sequence numbers ``1, 2, 3 ...``. moto's
+  ``put_record`` listed every key to find the last one, and ``get_records`` walked the shard from its
+  first record to the iterator's position: both cost grew with everything the shard ever held, so a
+  paced run's Kinesis stage and reads slowed down as it went. With the keys dense (always, as moto
+  numbers them; the original walk otherwise), the last key is read from the end and a read starts at
+  its position by lookup. Same records, sequence numbers and ``MillisBehindLatest``.
+- The server answers on threads, and moto's shard is not safe for concurrency: a GetRecords walking a
+  shard while a PutRecords added to it failed with ``OrderedDict mutated during iteration`` (an HTTP
+  500 the pipeline retried, then gave up on under load), and two concurrent puts could take the same
+  sequence number. Each shard's reads and writes now hold one lock.
 - moto keeps every record it is given for the life of the process (real Kinesis keeps them 24 h and
   more, on disk). A record's data now lives in an unlinked temporary file (``_Spill``; ``TMPDIR``), read
   back when an answer carries it: the heap keeps only where it is. A market day (9.7M events, 2.6 GB of
@@ -25,12 +35,17 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from itertools import count
 from typing import Any
 
 from moto import server
 from moto.core import serialize
 from moto.core.responses import BaseResponse
-from moto.kinesis.models import Record
+from moto.kinesis.models import Record, Shard
+
+SHARD_LOCK = threading.Lock()
+"""Held by every shard read and write (the server's threads share the shards; one lock is enough: the
+interpreter runs one of them at a time anyway)."""
 
 
 class _Base64Text(str):
@@ -93,12 +108,45 @@ def _base64(self: serialize.ResponseSerializer, value: str | bytes) -> str:
     return _ORIGINAL_BASE64(self, value)
 
 
+def _dense(records: dict[int, Record]) -> bool:
+    """The shard's sequence numbers run from its first key to its last without a gap."""
+    return not records or next(reversed(records)) - next(iter(records)) + 1 == len(records)
+
+
+def _get_records(self: Shard, last_sequence_id: str, limit: int | None) -> tuple[list[Record], int, int]:
+    """``Shard.get_records`` from the iterator's position by lookup (the original walks from the start)."""
+    with SHARD_LOCK:
+        records = self.records
+        if not _dense(records) or limit == 0:  # (moto's walk gives everything after a first match for 0)
+            return _ORIGINAL_GET_RECORDS(self, last_sequence_id, limit)
+        last = int(last_sequence_id)
+        found: list[Record] = []
+        for sequence_number in count(max(last, next(iter(records), 1) - 1) + 1):
+            record = records.get(sequence_number)
+            if record is None or len(found) == limit:
+                break
+            found.append(record)
+        if not found:
+            return found, last, 0
+        newest = records[next(reversed(records))]
+        return found, found[-1].sequence_number, int((newest.created_at - found[-1].created_at) * 1000)
+
+
+def _put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
+    """``Shard.put_record`` reading the last sequence number from the end (the original lists every key)."""
+    with SHARD_LOCK:
+        sequence_number = (next(reversed(self.records)) if self.records else 0) + 1
+        self.records[sequence_number] = Record(partition_key, data, sequence_number, explicit_hash_key)
+        return str(sequence_number)
+
+
 _ORIGINAL_ENRICH = BaseResponse._enrich_response
 _ORIGINAL_BASE64 = serialize.ResponseSerializer._base64
+_ORIGINAL_GET_RECORDS = Shard.get_records
 
 
 def install() -> None:
-    """Replace the two costly steps and keep record data out of the heap in this process (the
+    """Replace the costly and unsafe steps and keep record data out of the heap in this process (the
     server's, before it serves)."""
     global _SPILL
     _SPILL = _Spill()
@@ -106,6 +154,8 @@ def install() -> None:
     BaseResponse._enrich_response = staticmethod(_enrich_response)  # type: ignore[method-assign]
     Record.to_json = _record_json  # type: ignore[method-assign]
     serialize.ResponseSerializer._base64 = _base64  # type: ignore[method-assign]
+    Shard.get_records = _get_records  # type: ignore[method-assign]
+    Shard.put_record = _put_record  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """The stack's moto (``infra.moto.server``): Kinesis answers byte for byte what the client put, over real
-HTTP on 127.0.0.1, and the other services keep working (their XML answers still get a request id)."""
+HTTP on 127.0.0.1, and the other services keep working (their XML answers still get a request id); a
+shard's reads start at the iterator's position and give what moto's own walk gives; reads and writes at
+once on one shard neither fail nor lose a record."""
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import boto3
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.kinesis.models import Record, Shard
 
 from infra import emulator
+from infra.moto.server import _ORIGINAL_GET_RECORDS, _get_records, _put_record
 
 
 @settings(max_examples=25)
@@ -73,3 +79,62 @@ def test_xml_answers_still_carry_their_request_id(aws_endpoint: str) -> None:
     meta = sts.get_caller_identity()["ResponseMetadata"]  # an XML answer with a <RequestId> tag
     assert meta["RequestId"]
     assert meta["RequestId"] == meta["HTTPHeaders"]["x-amzn-requestid"]
+
+
+def _shard(sequence_numbers: list[int]) -> Shard:
+    shard = Shard(0, 0, 2**128)
+    shard.records = OrderedDict(
+        (n, Record(str(n), "ZGF0YQ==", n, str(n))) for n in sequence_numbers
+    )
+    for i, record in enumerate(shard.records.values()):  # distinct arrival times, in order
+        record.created_at = 1_000.0 + i * 0.0137
+    return shard
+
+
+@given(
+    first=st.integers(1, 5), size=st.integers(0, 60), gap=st.none() | st.integers(0, 59),
+    after=st.integers(-2, 70), limit=st.none() | st.integers(0, 25),
+)
+def test_a_read_from_the_iterators_position_is_moto_own_read(
+    first: int, size: int, gap: int | None, after: int, limit: int | None
+) -> None:
+    numbers = list(range(first, first + size))
+    if gap is not None and gap < size:
+        numbers = numbers[:gap] + [n + 3 for n in numbers[gap:]]  # a gap: the original walk decides
+    shard = _shard(numbers)
+    assert _get_records(shard, str(after), limit) == _ORIGINAL_GET_RECORDS(shard, str(after), limit)
+
+
+def test_a_put_takes_the_next_sequence_number() -> None:
+    shard = _shard([1, 2, 3])
+    assert _put_record(shard, "k", "ZGF0YQ==", "1") == "4"
+    assert list(shard.records) == [1, 2, 3, 4]
+    assert _put_record(_shard([]), "k", "ZGF0YQ==", "1") == "1"
+
+
+def test_reads_while_records_are_put_neither_fail_nor_miss_one(aws_endpoint: str) -> None:
+    kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint, region_name="us-east-1")
+    stream = f"moto-race-{uuid.uuid4().hex[:12]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    puts, batch = 40, 50
+    try:
+        def put() -> None:
+            writer = boto3.client("kinesis", endpoint_url=aws_endpoint, region_name="us-east-1")
+            for b in range(puts):
+                writer.put_records(StreamName=stream, Records=[
+                    {"PartitionKey": "k", "Data": f"{b}:{i}".encode()} for i in range(batch)
+                ])
+
+        writer = threading.Thread(target=put)
+        writer.start()
+        shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+        it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        iterator, seen = it["ShardIterator"], list[str]()
+        while len(seen) < puts * batch:  # a 500 would raise here (botocore gives up after its retries)
+            answer = kinesis.get_records(ShardIterator=iterator, Limit=37)
+            seen += [r["Data"].decode() for r in answer["Records"]]
+            iterator = answer["NextShardIterator"]
+        writer.join()
+        assert seen == [f"{b}:{i}" for b in range(puts) for i in range(batch)]
+    finally:
+        kinesis.delete_stream(StreamName=stream)
