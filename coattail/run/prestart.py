@@ -36,16 +36,23 @@ class SessionStart:
         self.config = config
         self._session: SparkSession | None = None
         self._error: BaseException | None = None
+        self._owned = True
         self._built = threading.Event()
         self._thread = threading.Thread(target=self._start, name="coattail-session-start", daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
+        from pyspark import SparkContext
+
         from pipeline.source import register_sources
         from pipeline.spark import build_session, warm_python_workers
 
         try:
+            running = SparkContext._active_spark_context
             session, _ = build_session(self.config, app_name=APP_NAME)
+            # a session this process already ran (a notebook's, a test session's) is what getOrCreate
+            # gives back: it is its owner's to stop, not this run's
+            self._owned = running is None or getattr(session, "sparkContext", None) is not running
             register_sources(session)
             self._session = session
         except BaseException as e:  # raised again where the session is taken
@@ -66,8 +73,8 @@ class SessionStart:
         return self._session
 
     def discard(self) -> None:
-        """Stop the session, waiting for its start if need be: the run is done with Spark, or ended
-        before it took the session."""
+        """Stop the session this started, waiting for its start if need be: the run is done with Spark,
+        or ended before it took the session. A session that was running before is left running."""
         self._thread.join()
-        if self._session is not None:
+        if self._session is not None and self._owned:
             self._session.stop()

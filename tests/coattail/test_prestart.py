@@ -77,3 +77,13 @@ def test_a_stack_failure_is_the_run_s_error_and_the_session_is_stopped(
     with pytest.raises(StackError, match="moto did not start"):
         execute(request)
     assert session.stopped
+
+
+@pytest.mark.spark
+def test_a_session_already_running_in_the_process_is_left_running(spark: Any, config: Config) -> None:
+    # what an in-process run (a notebook's, `coattail demo` under CliRunner) gets from getOrCreate is the
+    # session its owner started: the run is done with it, its owner is not
+    start = SessionStart(config)
+    assert start.session().sparkContext is spark.sparkContext
+    start.discard()
+    assert spark.range(3).count() == 3
