@@ -46,13 +46,15 @@ def test_a_childs_memory_is_in_the_total_and_in_its_group() -> None:
     assert summary["at_peak_total_mib"]["children"] >= HOLD_MIB
     assert summary["samples"] >= 3
     series = sampler.series()
-    # after the child exited the last sample no longer holds its memory
+    # after the child exited the last sample no longer holds its memory (the test process's other
+    # children, such as a session's emulator, were there before and still are)
     last = series.filter(series["t_us"] == series["t_us"].max())
     children_at_end = last.filter(last["group"] == "children")["rss"].sum()
-    assert children_at_end < HOLD_MIB * MIB
+    assert children_at_end < before.get("children", 0) + HOLD_MIB * MIB // 2
 
 
 def test_a_watched_process_is_counted_in_its_group_once() -> None:
+    others = MemorySampler(psutil.Process().pid).sample().get("children", 0)  # a session's emulator...
     with _holder() as proc:
         # a process of another tree (a stack started earlier): counted when watched, whatever the root
         outside = MemorySampler(2**22 + 1)  # above Linux's pid_max: no such process, an empty tree
@@ -65,7 +67,7 @@ def test_a_watched_process_is_counted_in_its_group_once() -> None:
         both = inside.sample()
     assert set(alone) == {"emulator"} and alone["emulator"] >= HOLD_MIB * MIB
     assert both["emulator"] >= HOLD_MIB * MIB
-    assert both.get("children", 0) < HOLD_MIB * MIB
+    assert both.get("children", 0) < others + HOLD_MIB * MIB // 2
 
 
 def test_stop_twice_takes_one_last_sample() -> None:
