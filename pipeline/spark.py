@@ -118,6 +118,46 @@ def local_archive(config: Config, jars: Sequence[Path] | None = None) -> Path | 
     return archive_path(java.home, spark_home, installed_jars() if jars is None else jars)
 
 
+def driver_conf(
+    config: Config,
+    *,
+    local_dir: Path | None = None,
+    jars: Sequence[Path] | None = None,
+    archive_dump: Path | None = None,
+) -> tuple[dict[str, str], JavaRuntime | None]:
+    """Every setting ``build_session`` starts ``config``'s session with (master included, the app name
+    not), and the Java runtime a local session runs (None on a cluster): the arguments as there."""
+    master = config.spark.local.master
+    java: JavaRuntime | None = None
+    spark_home: Path | None = None
+    if master.startswith("local"):
+        java, spark_home = _local_jvm()
+    host = driver_host(master)
+    conf = {"spark.master": master} | session_conf(
+        config, shuffle_partitions=config.spark.local.shuffle_partitions
+    ) | {
+        "spark.driver.memory": config.spark.local.driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.driver.bindAddress": host,
+        "spark.driver.host": host,
+    }
+    if java is not None and spark_home is not None:
+        conf["spark.sql.streaming.checkpointFileManagerClass"] = LOCAL_CHECKPOINT_MANAGER
+        # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
+        # nothing is resolved at run time. Without them the session starts as before.
+        jars = installed_jars() if jars is None else jars
+        if jars:
+            classpath = os.pathsep.join(str(jar) for jar in jars)
+            conf["spark.driver.extraClassPath"] = conf["spark.executor.extraClassPath"] = classpath
+            conf["spark.sql.extensions"] = SQL_EXTENSIONS
+        archive = archive_dump or archive_path(java.home, spark_home, jars)
+        if options := driver_java_options(archive, dump=archive_dump is not None):
+            conf["spark.driver.extraJavaOptions"] = options
+    if local_dir is not None:
+        conf["spark.local.dir"] = str(local_dir)
+    return conf, java
+
+
 def build_session(
     config: Config,
     *,
@@ -135,36 +175,10 @@ def build_session(
     """
     from pyspark.sql import SparkSession
 
-    master = config.spark.local.master
-    java: JavaRuntime | None = None
-    spark_home: Path | None = None
-    if master.startswith("local"):
-        java, spark_home = _local_jvm()
-    host = driver_host(master)
-    builder = SparkSession.builder.appName(app_name).master(master)
-    conf = session_conf(config, shuffle_partitions=config.spark.local.shuffle_partitions) | {
-        "spark.driver.memory": config.spark.local.driver_memory,
-        "spark.ui.enabled": "false",
-        "spark.driver.bindAddress": host,
-        "spark.driver.host": host,
-    }
+    conf, java = driver_conf(config, local_dir=local_dir, jars=jars, archive_dump=archive_dump)
+    builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    if java is not None and spark_home is not None:
-        builder = builder.config("spark.sql.streaming.checkpointFileManagerClass", LOCAL_CHECKPOINT_MANAGER)
-        # Iceberg, Delta and SQLite's JDBC driver as EMR has them, from the install's cache (`make jars`);
-        # nothing is resolved at run time. Without them the session starts as before.
-        jars = installed_jars() if jars is None else jars
-        if jars:
-            classpath = os.pathsep.join(str(jar) for jar in jars)
-            builder = builder.config("spark.driver.extraClassPath", classpath).config(
-                "spark.executor.extraClassPath", classpath
-            ).config("spark.sql.extensions", SQL_EXTENSIONS)
-        archive = archive_dump or archive_path(java.home, spark_home, jars)
-        if options := driver_java_options(archive, dump=archive_dump is not None):
-            builder = builder.config("spark.driver.extraJavaOptions", options)
-    if local_dir is not None:
-        builder = builder.config("spark.local.dir", str(local_dir))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session, java

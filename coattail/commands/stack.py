@@ -195,6 +195,13 @@ def up(
     ] = "moto",
     port: Annotated[int | None, typer.Option("--port", help="moto's port (default: a free one).")] = None,
     sets: SetOption = None,
+    warm_driver: Annotated[
+        bool,
+        typer.Option(
+            "--warm-driver",
+            help="Also keep a warm local Spark driver for the tier, which `coattail run` attaches to.",
+        ),
+    ] = False,
 ) -> None:
     """Start the local emulator on 127.0.0.1 and provision the tier's resources (reuses a running one)."""
     with cli_errors():
@@ -209,6 +216,13 @@ def up(
         console.print(f"stack up at {where}{extra} (state in {config.runtime.state_dir})", highlight=False)
         for note in handle.notes:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+        if warm_driver:
+            from coattail.run import warm_driver as warm
+            from pipeline.aws import local_process_environment
+
+            with console.status("starting the warm Spark driver"), local_process_environment():
+                driver = warm.start(config)
+            console.print(f"warm Spark driver up (JVM pid {driver.jvm_pid})", highlight=False)
 
 
 def status(
@@ -220,6 +234,10 @@ def status(
         config = load_config(profile=profile, allow_real_aws=allow_real_aws)
         report = stack.status(config.runtime)
         _print_status(report)
+        from coattail.run.warm_driver import describe
+
+        if (driver := describe(config.runtime.state_dir)) is not None:
+            console.print(driver, highlight=False)
         if report.state is not None and not report.healthy:
             raise typer.Exit(1)
 
@@ -227,8 +245,11 @@ def status(
 def down() -> None:
     """Stop the emulators and forget the stack; leaves no process behind."""
     with cli_errors():
+        from coattail.run.warm_driver import stop
+
         config = load_config()
-        done = stack.down(config.runtime.state_dir)
+        warm = stop(config.runtime.state_dir)
+        done = ([warm] if warm else []) + stack.down(config.runtime.state_dir)
         for line in done or ["nothing to stop: the stack is down"]:
             console.print(line, highlight=False)
 

@@ -158,7 +158,11 @@ def _execute_sampled(
     instruments = sorted({pair for tape in tapes for pair in tape.instruments()})
     config = resolve_config(request, run.run_id, instruments)
     # the session needs nothing of the stack: it starts meanwhile (a cluster's job starts its own)
-    prestart = SessionStart(config) if spark is None and request.cluster is None else None
+    prestart = (
+        SessionStart(config, on_attached=lambda jvm_pid: memory.watch(jvm_pid, "spark_jvm"))
+        if spark is None and request.cluster is None
+        else None
+    )
     try:
         record, handle = _prepare(request, steps, run, tapes, config, instruments)
     except BaseException:
@@ -175,6 +179,7 @@ def _execute_sampled(
         )
         record["counts"] = counts
         if prestart is not None:
+            record["warm_driver"] = _warm_driver_record(prestart)
             # nothing after the capture needs Spark: its JVM and Python workers (1.8 GB on a market day)
             # go before the reference holds the whole tape in this process
             prestart.discard()
@@ -258,6 +263,13 @@ def _watch_emulators(memory: MemorySampler, runtime: RuntimeSettings) -> None:
             memory.watch(process.pid, "emulator")
 
 
+def _warm_driver_record(prestart: SessionStart) -> dict[str, Any]:
+    """Whether the run's session was on a warm driver (``coattail up --warm-driver``), and if not why."""
+    if prestart.attached is not None:
+        return {"attached": True, "jvm_pid": prestart.attached.driver.jvm_pid}
+    return {"attached": False, "note": prestart.note or None}
+
+
 def remove_own(config: Config, steps: Steps) -> None:
     """Remove the run's own stream, alerts table and namespace: the run directory holds what it read."""
     with steps.step("stack: removing the run's stream, alerts table and namespace"):
@@ -323,9 +335,12 @@ def _stream(
         t = time.monotonic()
         try:
             if request.cluster is None:
+                session = spark.session() if isinstance(spark, SessionStart) else spark
+                if isinstance(spark, SessionStart) and spark.note:
+                    steps.log(f"note: {spark.note}")
                 consumer = runner = PipelineRunner(
                     config, checkpoint=run.path / "checkpoint", source="kinesis",
-                    spark=spark.session() if isinstance(spark, SessionStart) else spark, on_batch=on_batch,
+                    spark=session, on_batch=on_batch,
                     on_commit=latency.on_commit, event_stamps=True,
                 )  # fmt: skip
             else:

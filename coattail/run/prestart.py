@@ -13,14 +13,19 @@ A failure to start the session is raised where the session is taken (``SessionSt
 same exception a session started in line would have raised; a run that fails before then stops the
 session it no longer needs (``SessionStart.discard``). The warm-up job is an optimisation: should it
 fail, the query's first task fails the same way and the run reports that.
+
+When ``coattail up --warm-driver`` keeps a driver that fits the run, the session is a new one on that
+driver instead (``coattail.run.warm_driver``), already warm; ``discard`` then leaves the driver running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from coattail.run.warm_driver import Attached, attach
 from pipeline.config import Config
 
 if TYPE_CHECKING:
@@ -30,10 +35,16 @@ APP_NAME = "coattail-pipeline"
 
 
 class SessionStart:
-    """``config``'s local session, being built on a daemon thread from the moment this is made."""
+    """``config``'s local session, being built on a daemon thread from the moment this is made.
 
-    def __init__(self, config: Config) -> None:
+    ``on_attached`` is called with the warm driver's JVM pid when the session is on one; ``note`` then
+    says nothing, else why the run did not attach (empty when no warm driver is recorded)."""
+
+    def __init__(self, config: Config, on_attached: Callable[[int], None] | None = None) -> None:
         self.config = config
+        self.on_attached = on_attached
+        self.attached: Attached | None = None
+        self.note = ""
         self._session: SparkSession | None = None
         self._error: BaseException | None = None
         self._owned = True
@@ -49,17 +60,28 @@ class SessionStart:
 
         try:
             running = SparkContext._active_spark_context
-            session, _ = build_session(self.config, app_name=APP_NAME)
-            # a session this process already ran (a notebook's, a test session's) is what getOrCreate
-            # gives back: it is its owner's to stop, not this run's
-            self._owned = running is None or getattr(session, "sparkContext", None) is not running
-            register_sources(session)
+            warm = attach(self.config) if running is None else ""
+            if isinstance(warm, str):
+                self.note = warm
+                session, _ = build_session(self.config, app_name=APP_NAME)
+                # a session this process already ran (a notebook's, a test session's) is what
+                # getOrCreate gives back: it is its owner's to stop, not this run's
+                self._owned = running is None or getattr(session, "sparkContext", None) is not running
+                register_sources(session)
+            else:
+                # the keeper registered the sources: a new session of its driver has them already (and
+                # may not register them again)
+                self.attached, session, self._owned = warm, warm.session, False
+                if self.on_attached is not None:
+                    self.on_attached(warm.driver.jvm_pid)
             self._session = session
         except BaseException as e:  # raised again where the session is taken
             self._error = e
             return
         finally:
             self._built.set()
+        if self.attached is not None:
+            return  # the warm driver's keeper warmed it
         # an optimisation only: a failure here recurs in the query's first task, which reports it
         with contextlib.suppress(Exception):
             warm_python_workers(session)
@@ -74,7 +96,10 @@ class SessionStart:
 
     def discard(self) -> None:
         """Stop the session this started, waiting for its start if need be: the run is done with Spark,
-        or ended before it took the session. A session that was running before is left running."""
+        or ended before it took the session. A session that was running before is left running, and so
+        is a warm driver's (the next run may take it)."""
         self._thread.join()
         if self._session is not None and self._owned:
             self._session.stop()
+        if self.attached is not None:
+            self.attached.release()

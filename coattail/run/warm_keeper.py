@@ -1,0 +1,62 @@
+"""The keeper of a warm Spark driver (``coattail.run.warm_driver``): ``python -m coattail.run.warm_keeper
+STATE_DIR``, started detached by ``coattail up --warm-driver``.
+
+It starts the tier's local session (``pipeline.spark.build_session``) from the config ``up`` wrote beside
+the record, warms it (the Python data sources looked up, the Python worker daemon started, Spark's first
+jobs run), records how to reach it and then holds it: Spark's gateway exits when the stdin this process
+gave it closes, i.e. when this process ends. SIGTERM stops the session and ends the process.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pipeline.aws import local_process_environment
+from pipeline.config import Config
+
+APP_NAME = "coattail-warm-driver"
+
+
+def main(state_dir: Path) -> None:
+    """Start, warm, record and hold the driver of ``state_dir`` until SIGTERM."""
+    import psutil
+    from pyspark import SparkContext
+
+    from coattail.run.warm_driver import CONFIG_FILE, WarmDriver, fingerprint, write_record
+    from pipeline.source import register_sources
+    from pipeline.spark import build_session, warm_python_workers
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    config = Config.model_validate_json((state_dir / CONFIG_FILE).read_text())
+    with local_process_environment():
+        built_for = fingerprint(config)
+        session, _ = build_session(config, app_name=APP_NAME)
+    register_sources(session)
+    warm_python_workers(session)
+    session.range(1000).selectExpr("id % 7 AS k").groupBy("k").count().collect()
+    gateway = SparkContext._gateway
+    assert gateway is not None, "build_session started the gateway"
+    jvm_pid = int(gateway.jvm.java.lang.ProcessHandle.current().pid())
+    write_record(
+        state_dir,
+        WarmDriver(
+            port=gateway.gateway_parameters.port,
+            secret=gateway.gateway_parameters.auth_token,
+            keeper_pid=psutil.Process().pid,
+            jvm_pid=jvm_pid,
+            jvm_started=psutil.Process(jvm_pid).create_time(),
+            fingerprint=built_for,
+            tier=config.tier,
+        ),
+    )
+    print(f"warm Spark driver ready: JVM pid {jvm_pid}", flush=True)
+    stopping.wait()
+    session.stop()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
