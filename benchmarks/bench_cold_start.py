@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_cold_start.py --imports --rounds 10   # one Python process's imports
     .venv/bin/python benchmarks/bench_cold_start.py --baseline main --events 3000 --speed 10x
     .venv/bin/python benchmarks/bench_cold_start.py --session --rounds 4   # the driver JVM alone
+    .venv/bin/python benchmarks/bench_cold_start.py --warm-driver --events 0 --rounds 3  # attach or not
 
 Each round runs ``coattail run`` twice in fresh processes, alternating: ``installed`` (as a user runs it:
 Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) and ``zipped``
@@ -20,7 +21,10 @@ imports at its start (the worker, the data source planner, the streaming source'
 ``PYTHONPATH`` Spark gives it from either home, in fresh interpreters, alternating. ``--session`` times
 a local session's start and first job in fresh processes, with and without the driver JVM's class
 archive (``pipeline.jvm_archive``), as wall time and as the JVM's CPU time (which a loaded machine
-disturbs less). Runs use the stack under the checkout's state dir (``coattail up`` first for a warm
+disturbs less). ``--warm-driver`` alternates ``own`` (the run starts its own driver) and ``warm`` (it
+attaches to the one ``coattail up --warm-driver`` keeps, started before the round and not counted; a
+run that did not attach stops the benchmark). ``--events 0`` replays the whole tape. Runs use the stack
+under the checkout's state dir (``coattail up`` first for a warm
 machine; else each starts its own).
 """
 
@@ -47,6 +51,7 @@ from pipeline.spark_home import installed_pyspark  # noqa: E402
 
 VARIANTS = ("zipped", "installed")
 SIDES = ("baseline", "candidate")
+WARM_SIDES = ("own", "warm")
 SESSION_VARIANTS = ("no-archive", "archive")
 SESSION_PROBE = """
 import json, os, sys, time
@@ -109,7 +114,11 @@ def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = R
     run_dir = sorted(p for p in runs.iterdir() if (p / "run.json").is_file())[-1]
     if done.returncode not in (0, 1):
         sys.exit(f"coattail run failed ({variant}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    timings = json.loads((run_dir / "run.json").read_text())["timings"]
+    record = json.loads((run_dir / "run.json").read_text())
+    timings = record["timings"]
+    attached = bool(record.get("warm_driver", {}).get("attached"))
+    if attached != (variant == "warm"):
+        sys.exit(f"{run_dir}: the run {'did' if attached else 'did not'} attach to a warm driver ({variant})")
     batches = pl.read_parquet(run_dir / "metrics" / "batches.parquet").filter(pl.col("records_in") > 0)
     triggers_ms = ((batches["routed_us"] - batches["started_us"]) / 1_000).to_list()
     return {
@@ -121,6 +130,17 @@ def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = R
         "first_trigger_ms": triggers_ms[0],
         "later_trigger_ms_median": statistics.median(triggers_ms[1:]) if len(triggers_ms) > 1 else None,
     }
+
+
+def warm_driver(wanted: bool) -> None:
+    """Start the checkout's warm driver (``coattail up --warm-driver``, a no-op when it runs) or stop it."""
+    if wanted:
+        subprocess.run([str(REPO / ".venv" / "bin" / "coattail"), "up", "--warm-driver"], cwd=REPO,
+                       capture_output=True, check=True)  # fmt: skip
+    else:
+        from coattail.run.warm_driver import stop
+
+        stop(REPO / ".coattail")
 
 
 def main() -> None:
@@ -135,6 +155,7 @@ def main() -> None:
     ap.add_argument("--imports", action="store_true", help="time the Python processes' imports only")
     ap.add_argument("--session", action="store_true", help="time the driver JVM's start only")
     ap.add_argument("--baseline", help="compare with this git revision instead of the zipped pyspark")
+    ap.add_argument("--warm-driver", action="store_true", help="compare runs with and without a warm driver")
     args = ap.parse_args()
     args.runs = args.runs.resolve()  # a baseline runs in its own checkout
     if args.session:
@@ -164,8 +185,9 @@ def main() -> None:
         REPO / "runs" / "tapes" / f"whale-day-{DEMO_DURATION}-x{DEMO_SCALE:g}-s{DEMO_SEED}",
         DEMO_DURATION, DEMO_SCALE, DEMO_SEED,
     )  # fmt: skip
-    tape = head(source, args.events, args.runs / "tapes" / f"{source.name}-first-{args.events}")
-    checkouts = {"zipped": REPO, "installed": REPO, "candidate": REPO}
+    cut = args.runs / "tapes" / f"{source.name}-first-{args.events}"
+    tape = head(source, args.events, cut) if args.events else source
+    checkouts = {"zipped": REPO, "installed": REPO, "candidate": REPO, "own": REPO, "warm": REPO}
     if args.baseline:
         from coattail.bench.checkout import revision
 
@@ -173,12 +195,14 @@ def main() -> None:
             print(message, file=sys.stderr)
 
         checkouts["baseline"] = revision(args.baseline, REPO / ".coattail", note).path
-    sides = SIDES if args.baseline else VARIANTS
+    sides = SIDES if args.baseline else WARM_SIDES if args.warm_driver else VARIANTS
     new, old = sides[1], sides[0]
     rows: dict[str, list[dict[str, Any]]] = {v: [] for v in sides}
     for i in range(args.rounds):
         # the side that goes first alternates, so a machine slowing down favours neither
         for variant in sides if i % 2 == 0 else sides[::-1]:
+            if args.warm_driver:
+                warm_driver(variant == "warm")
             rows[variant].append(one_run(tape, args.speed, args.runs / variant, variant, checkouts[variant]))
             print(variant, json.dumps(rows[variant][-1]), file=sys.stderr)
     figures = [k for k in rows[new][0] if k != "run"]

@@ -4,7 +4,8 @@ STATE_DIR``, started detached by ``coattail up --warm-driver``.
 It starts the tier's local session (``pipeline.spark.build_session``) from the config ``up`` wrote beside
 the record, warms it (the Python data sources looked up, the Python worker daemon started, Spark's first
 jobs run), records how to reach it and then holds it: Spark's gateway exits when the stdin this process
-gave it closes, i.e. when this process ends. SIGTERM stops the session and ends the process.
+gave it closes, i.e. when this process ends. SIGTERM stops the session and ends the process; so does
+the JVM's death.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def main(state_dir: Path) -> None:
         ),
     )
     print(f"warm Spark driver ready: JVM pid {jvm_pid}", flush=True)
-    stopping.wait()
+    # a JVM that dies under the keeper (killed, out of memory) ends it too: a dead driver leaves no
+    # process behind, and `coattail status` says it is dead
+    while not stopping.wait(1.0):
+        if gateway.proc is not None and gateway.proc.poll() is not None:
+            print(f"the driver's JVM (pid {jvm_pid}) exited with {gateway.proc.returncode}", flush=True)
+            return
     session.stop()
 
 

@@ -1,0 +1,163 @@
+"""A warm Spark driver kept by ``coattail up --warm-driver`` (``coattail.run.warm_driver``): real processes
+(the keeper, its JVM, ``coattail run`` in subprocesses, moto), no stand-ins. One driver for the module."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from coattail.diff import diff_outputs
+from coattail.run.outputs import RunOutputs
+from coattail.run.warm_driver import (
+    LOCK_FILE,
+    WarmDriver,
+    attach,
+    describe,
+    fingerprint,
+    read_record,
+    record_path,
+)
+from core.labels import Label
+from pipeline.config import Config
+from tests.coattail.coattail_tapekit import at, make_tape
+
+COATTAIL = str(Path(sys.executable).parent / "coattail")
+TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Warm:
+    state_dir: Path
+    env: dict[str, str]
+    driver: WarmDriver
+
+
+def _coattail(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COATTAIL, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warm]:
+    state_dir = tmp_path_factory.mktemp("warm") / "state"
+    env = {**os.environ, "COATTAIL_STATE_DIR": str(state_dir)}
+    up = _coattail("up", "--warm-driver", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    driver = read_record(state_dir)
+    assert driver is not None and driver.alive()
+    try:
+        yield Warm(state_dir, env, driver)
+    finally:
+        _coattail("down", env=env)
+
+
+def _run(warm: Warm, tape: Path, runs: Path) -> tuple[Path, dict[str, Any]]:
+    done = _coattail("run", str(tape), "--speed", "max", "--runs", str(runs), env=warm.env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = max(p for p in runs.iterdir() if (p / "run.json").is_file())
+    return run_dir, json.loads((run_dir / "run.json").read_text()) | {"stderr": done.stderr}
+
+
+def _whale_tape(path: Path) -> Path:
+    trades = [(1, "BTCUSDT", 1, 50_000.0, 30.0, "buy"), (2, "ETHUSDT", 1, 2_500.0, 300.0, "sell")]
+    trades += [(3 + i, "BTCUSDT", 2 + i, 50_000.0 + i, 0.01, "sell") for i in range(20)]
+    label = Label(kind="whale", detector="MOD-001", exchange="binance", symbol="BTCUSDT",
+                  start_us=at(1), end_us=at(1))  # fmt: skip
+    return make_tape(path, trades=trades, labels=[label]).path
+
+
+def test_a_run_attaches_and_a_second_one_meanwhile_starts_its_own_with_the_same_alerts(
+    warm: Warm, tmp_path: Path
+) -> None:
+    tape = _whale_tape(tmp_path / "tape")
+    attached_dir, attached = _run(warm, tape, tmp_path / "runs-warm")
+    assert attached["warm_driver"] == {"attached": True, "jvm_pid": warm.driver.jvm_pid}
+    # the memory sampler counted the warm JVM, which is no child of the run
+    assert attached["memory"]["peak_by_group_mib"]["spark_jvm"] > 100
+    assert warm.driver.alive(), "the run left the warm driver running"
+
+    # a run that holds the driver (here: this test) makes the next one start a driver of its own
+    with (warm.state_dir / LOCK_FILE).open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        own_dir, own = _run(warm, tape, tmp_path / "runs-own")
+    assert own["warm_driver"]["attached"] is False
+    assert "busy with another run" in own["warm_driver"]["note"]
+    assert "busy with another run" in own["stderr"]
+
+    a = RunOutputs.load(attached_dir / "pipeline")
+    b = RunOutputs.load(own_dir / "pipeline")
+    assert a.alerts.num_rows > 0
+    assert diff_outputs(a, b).empty
+    assert warm.driver.alive()
+
+
+def _with_local(config: Config, **local: Any) -> Config:
+    spark = config.spark.model_copy(update={"local": config.spark.local.model_copy(update=local)})
+    return config.model_copy(update={"spark": spark})
+
+
+def _at(config: Config, state_dir: Path) -> Config:
+    return config.model_copy(update={"runtime": config.runtime.model_copy(update={"state_dir": state_dir})})
+
+
+def test_the_fingerprint_covers_the_driver_s_settings_not_the_run_s(config: Config) -> None:
+    assert fingerprint(_with_local(config, driver_memory="3g")) != fingerprint(config)
+    partitions = config.spark.local.shuffle_partitions + 1
+    assert fingerprint(_with_local(config, shuffle_partitions=partitions)) == fingerprint(config)
+
+
+def test_a_driver_built_for_other_settings_is_not_attached(warm: Warm, config: Config) -> None:
+    note = attach(_at(_with_local(config, driver_memory="3g"), warm.state_dir))
+    assert isinstance(note, str) and note.startswith("the warm Spark driver was started for other settings")
+
+
+def test_a_dead_driver_is_detected_and_down_forgets_it(warm: Warm, config: Config) -> None:
+    jvm = psutil.Process(warm.driver.jvm_pid)
+    jvm.send_signal(signal.SIGKILL)
+    jvm.wait(30)
+    assert not warm.driver.alive()
+    note = attach(_at(config, warm.state_dir))
+    assert isinstance(note, str) and "is not running" in note
+    assert "dead" in (describe(warm.state_dir) or "")
+    # the keeper notices its JVM is gone and exits by itself
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _gone(warm.driver.keeper_pid):
+        time.sleep(0.2)
+    assert _gone(warm.driver.keeper_pid)
+    down = _coattail("down", env=warm.env)
+    assert down.returncode == 0 and "no longer running" in down.stdout
+    assert not record_path(warm.state_dir).exists()
+
+
+def test_down_stops_a_running_driver(tmp_path: Path) -> None:
+    env = {**os.environ, "COATTAIL_STATE_DIR": str(tmp_path / "state")}
+    up = _coattail("up", "--warm-driver", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    driver = read_record(tmp_path / "state")
+    assert driver is not None and driver.alive()
+    status = _coattail("status", env=env)
+    assert f"warm Spark driver: running, tier small, JVM pid {driver.jvm_pid}" in status.stdout
+    down = _coattail("down", env=env)
+    assert down.returncode == 0 and f"JVM pid {driver.jvm_pid}" in down.stdout
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (_gone(driver.jvm_pid) and _gone(driver.keeper_pid)):
+        time.sleep(0.2)
+    assert _gone(driver.jvm_pid) and _gone(driver.keeper_pid)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not yet reaped
+    except psutil.NoSuchProcess:
+        return True
