@@ -8,11 +8,12 @@ gateway exits when its stdin closes, so the keeper lives as long as the driver.
 
 A run attaches (``attach``) when the recorded driver is alive and its fingerprint equals the one the run
 would build: the static settings, Java, ``SPARK_HOME``, the interpreter, the working directory, the
-environment Spark's processes inherit, and the content of our Python packages and config files (Spark's
-reused Python workers keep what they imported, so code that changed since must never run in them). It
-then wraps the running JavaSparkContext and takes a new ``SparkSession`` of its own, where the per-run
-settings (``pipeline.spark.session_conf``, all runtime SQL settings) go. Otherwise the run says why in
-one line and starts a driver of its own, as without it.
+environment Spark's processes inherit, and the content of our Python packages, config files and pinned
+requirements (Spark's reused Python workers keep what they imported, so code that changed since must
+never run in them). It then wraps the running JavaSparkContext and takes a new ``SparkSession`` of its
+own, where the run's SQL settings go (``run_conf``); the Python data sources the keeper registered are
+already known to it. Otherwise the run says why in one line and starts a driver of its own, as without
+it.
 
 One run at a time: the JVM has one Python callback client (foreachBatch calls the Python process that
 started the query last), so two runs on one driver would call each other's batch functions. The run that
@@ -137,8 +138,10 @@ def run_conf(config: Config) -> dict[str, str]:
 
 
 def _source_files() -> list[Path]:
+    # the lock file stands for the installed packages, which reused Python workers keep imported too
     files = [p for package in _SOURCE_PACKAGES for p in (_REPO / package).rglob("*.py")]
-    return sorted(files + list((_REPO / "config").rglob("*.yaml")))
+    pinned = [p for p in (_REPO / "requirements.lock", _REPO / "pyproject.toml") if p.is_file()]
+    return sorted(files + list((_REPO / "config").rglob("*.yaml")) + pinned)
 
 
 def start(config: Config) -> WarmDriver:
