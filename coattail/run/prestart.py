@@ -73,8 +73,12 @@ class SessionStart:
         return self._session
 
     def discard(self) -> None:
-        """Stop the session this started, waiting for its start if need be: the run is done with Spark,
-        or ended before it took the session. A session that was running before is left running."""
+        """Stop the session this started and end its JVM, waiting for its start if need be: the run is
+        done with Spark, or ended before it took the session. A session that was running before is left
+        running."""
         self._thread.join()
-        if self._session is not None and self._owned:
-            self._session.stop()
+        session, self._session = self._session, None  # stopped once: its JVM is gone after that
+        if session is not None and self._owned:
+            from pipeline.spark import stop_session
+
+            stop_session(session)
