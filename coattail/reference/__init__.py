@@ -9,6 +9,7 @@ Usage::
 
     result = run_reference(from_tape(Tape.open(path)), config)      # a tape replayed without faults
     result = run_reference(from_arrival(memory_target.table()), config)  # a faulted replay's arrival
+    result = run_reference(arrival_target.frame(), config)  # the same, built as it is replayed (a day)
     result = run_reference(from_wire(payloads), config)              # wire records in arrival order
 """
 
