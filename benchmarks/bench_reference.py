@@ -3,6 +3,7 @@
     .venv/bin/coattail sim generate --scenario market-day --scale 0.6 --out /tmp/market-day
     .venv/bin/python benchmarks/bench_reference.py --tape /tmp/market-day [--tape ANOTHER] [--rounds 2]
     .venv/bin/python benchmarks/bench_reference.py --tape /tmp/market-day --tier medium
+    .venv/bin/python benchmarks/bench_reference.py --tape /tmp/market-day --arrival [--faults F.yaml]
 
 For each tape: reading it (``from_tape``), the shared annotation, each small-tier module on its own
 (MOD-001 whales, MOD-002 volume, MOD-003 spread metrics and alerts, MOD-004 counts) and then the whole
@@ -11,6 +12,11 @@ seconds and as this process's CPU seconds (user + system): on a loaded shared ma
 measures the load, the CPU time much less so. ``share`` is each step's part of the steps' sum;
 ``peak_rss_mib`` is the process's peak memory so far (give one tape per invocation to read it per
 tape). Prints one JSON line per tape. A script, not a test: nothing here asserts on time.
+
+``--arrival``: instead, the reference as ``coattail run`` computes it (``coattail.run.judge.
+reference_outputs``: the tape replayed into memory with the run's faults and seed, then the detectors),
+its wall and CPU seconds and the process's peak RSS above what it held before. A whole day peaks above
+4 GiB: run it under the shared lock (``flock /tmp/s7/day.lock ...``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import polars as pl
+import psutil
 
 from coattail.reference import from_tape, run_reference
 from coattail.reference.data_quality import dq_counts, quarantine_counts
@@ -32,8 +39,10 @@ from coattail.reference.spread import closed_quotes, spread_alerts, spread_metri
 from coattail.reference.stream import annotate, closing_limits
 from coattail.reference.volume_anomaly import volume_alerts
 from coattail.reference.whale import whale_alerts
+from coattail.run.judge import reference_outputs
 from core.tape import Tape
 from pipeline.config import Config, ConfigLoader, TierName
+from replay.faults import FaultSpec, load_fault_spec
 
 T = TypeVar("T")
 
@@ -115,13 +124,42 @@ def bench_tape(path: Path, tier: TierName, rounds: int) -> dict[str, Any]:
     }
 
 
+def bench_arrival(path: Path, tier: TierName, faults: FaultSpec | None) -> dict[str, Any]:
+    """The run's reference phase over one tape: seconds and peak memory."""
+    config = ConfigLoader().load(tier, env={})
+    before = round(psutil.Process().memory_info().rss / 2**20)
+    wall0, cpu0 = time.perf_counter(), _cpu_s()
+    outputs, labels = reference_outputs([path], config, faults, None)
+    return {
+        "tape": str(path),
+        "tier": tier,
+        "path": "arrival (coattail run's reference phase)",
+        "events": outputs.records_in,
+        "alerts": outputs.alerts.num_rows,
+        "fault_labels": len(labels),
+        "wall_s": round(time.perf_counter() - wall0, 2),
+        "cpu_s": round(_cpu_s() - cpu0, 2),
+        "rss_before_mib": before,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "load_average": os.getloadavg()[0],
+        "polars_threads": pl.thread_pool_size(),
+    }
+
+
 def main() -> None:
     """Time the reference over each ``--tape``; one JSON line each."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tape", type=Path, action="append", required=True)
     parser.add_argument("--tier", default="small", choices=["small", "medium", "large"])
     parser.add_argument("--rounds", type=int, default=1, help="runs per tape, the best kept")
+    parser.add_argument("--arrival", action="store_true", help="the run's reference phase instead")
+    parser.add_argument("--faults", type=Path, help="with --arrival: the run's fault spec (YAML)")
     args = parser.parse_args()
+    if args.arrival:
+        faults = load_fault_spec(args.faults) if args.faults is not None else None
+        for path in args.tape:
+            print(json.dumps(bench_arrival(path, args.tier, faults)), flush=True)
+        return
     for path in args.tape:
         print(json.dumps(bench_tape(path, args.tier, args.rounds)), flush=True)
 

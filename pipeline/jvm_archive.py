@@ -53,12 +53,11 @@ def build(tier: str = "small") -> Path | None:
     """Make the archive for this checkout's Java and jars, if it is missing: a throwaway local session
     runs a first job of each kind a run starts with, then its JVM writes the archive as it exits.
     Returns where it is, or None when there is no local Java to make one for."""
-    from pyspark import SparkContext
 
     from core.errors import CoattailError
     from pipeline.config import ConfigLoader
     from pipeline.source import register_sources
-    from pipeline.spark import build_session, local_archive, warm_python_workers
+    from pipeline.spark import build_session, local_archive, stop_session, warm_python_workers
 
     config = ConfigLoader().load(tier)
     try:
@@ -75,11 +74,7 @@ def build(tier: str = "small") -> Path | None:
     register_sources(spark)
     warm_python_workers(spark)
     spark.range(1_000).selectExpr("id % 7 AS k", "id").groupBy("k").count().toArrow()
-    gateway = SparkContext._gateway
-    spark.stop()
-    if gateway is not None and gateway.proc is not None:  # the JVM exits when its stdin closes
-        gateway.proc.stdin.close()
-        gateway.proc.wait()
+    stop_session(spark)  # the JVM writes the archive as it exits
     if not partial.is_file():
         print("the JVM wrote no class archive; sessions start without one", file=sys.stderr)
         return None

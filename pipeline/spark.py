@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ LOCAL_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.FileSystemB
 FileContext-based manager spends about 25 ms per offset- and commit-log entry on a local disk, twice per
 trigger; this one writes a temporary file and renames it, which is atomic there: a tenth of the time."""
 SQL_EXTENSIONS = ",".join(SESSION_EXTENSIONS)
+JVM_EXIT_TIMEOUT_S = 60
 
 
 def session_conf(config: Config, *, shuffle_partitions: int) -> dict[str, str]:
@@ -190,6 +192,33 @@ def warm_python_workers(spark: SparkSession) -> None:
     The function is a lambda so that it travels by value: a module's function would make the worker
     import that module (and what it imports) for nothing."""
     spark.range(1).mapInArrow(lambda batches: batches, "id long").collect()
+
+
+def stop_session(spark: SparkSession) -> None:
+    """Stop ``spark`` and end the JVM this process launched for it.
+
+    ``SparkSession.stop`` stops the context but leaves the gateway's JVM running, heap and all, until the
+    Python process exits (1.3 GB after a market day, held through a run's reference phase). That JVM
+    exits when its stdin closes; the gateway is then forgotten, so a later session in this process
+    launches a JVM of its own. A gateway this process did not launch (``spark-submit`` ran the process),
+    or one that still serves another running context, is left alone.
+    """
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    process = getattr(gateway, "proc", None)
+    if gateway is None or process is None or SparkContext._active_spark_context is not None:
+        return  # not launched here, or another context of this process still runs on it
+    gateway.shutdown()
+    process.stdin.close()
+    try:
+        process.wait(timeout=JVM_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # its shutdown hooks hang: the context is stopped already
+        process.kill()
+        process.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def submitted_session(app_name: str) -> SparkSession:

@@ -9,6 +9,7 @@ Usage::
 
     result = run_reference(from_tape(Tape.open(path)), config)      # a tape replayed without faults
     result = run_reference(from_arrival(memory_target.table()), config)  # a faulted replay's arrival
+    result = run_reference(arrival_target.frame(), config)  # the same, built as it is replayed (a day)
     result = run_reference(from_wire(payloads), config)              # wire records in arrival order
 """
 
@@ -65,14 +66,15 @@ def run_reference(frame: pl.DataFrame, config: Config) -> RunOutputs:
     dq_settings = cast("DataQualitySettings", config.settings_for("MOD-004"))
     quotes = closed_quotes(annotated, limits, spread)
     metrics = spread_metrics(quotes, spread)
+    spread_found = spread_alerts(quotes, metrics, spread) if config.enabled("MOD-003") else []
+    del quotes  # a day's quotes: not held while the other modules run
     whales = []
     if config.enabled("MOD-001"):
         whales += whale_alerts(annotated, cast("WhaleSettings", config.settings_for("MOD-001")))
     if config.enabled("MOD-002"):
         volume = cast("VolumeAnomalySettings", config.settings_for("MOD-002"))
         rows += volume_alerts(annotated, limits, volume)
-    if config.enabled("MOD-003"):
-        rows += spread_alerts(quotes, metrics, spread)
+    rows += spread_found
     flow_settings = cast("FlowImbalanceSettings", config.settings_for("MOD-006"))
     # an empty input gives the empty table its schema when the tier leaves MOD-006 out
     flow = flow_metrics(annotated if config.enabled("MOD-006") else annotated.clear(), limits, flow_settings)

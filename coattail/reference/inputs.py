@@ -64,6 +64,8 @@ ARRIVAL_SCHEMA: Final[dict[str, Any]] = {
     "to_addr": pl.Utf8,
 }
 ARRIVAL_COLUMNS: Final = tuple(ARRIVAL_SCHEMA)
+_ARRIVAL_READS: Final = frozenset({*ARRIVAL_COLUMNS, "corrupt"})
+"""What ``from_arrival`` reads of the replay's rows (not their tape, seq or schedule)."""
 
 
 def from_tape(tape: Tape) -> pl.DataFrame:
@@ -111,19 +113,21 @@ def _tape_order(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(["ts_event", "seq"])
 
 
-def from_arrival(table: pa.Table) -> pl.DataFrame:
+def from_arrival(table: pa.Table, first: int = 0) -> pl.DataFrame:
     """Rows as the replay hands them to a target (``replay.faults.ARRIVAL_SCHEMA``, arrival order).
 
     ``kind`` is the replay's code (the index in ``TAPE_KINDS``); a row flagged ``corrupt`` reaches the
     pipeline as unparseable bytes, so it is a ``PARSE_ERROR`` whose exchange and symbol are unknown.
+    ``first``: the ``arrival`` of the first row, when ``table`` continues an earlier part of the arrival
+    (every rule here looks at one row alone, so the parts stacked equal the whole converted at once).
     """
     if table.num_rows == 0:
         return pl.DataFrame(schema=ARRIVAL_SCHEMA)
-    frame = pl.DataFrame(table)
+    frame = pl.DataFrame(table.select([c for c in table.column_names if c in _ARRIVAL_READS]))
     corrupt = pl.col("corrupt") if "corrupt" in frame.columns else pl.lit(False)
     kinds = dict(enumerate(TAPE_KINDS))
     frame = frame.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("arrival"),
+        pl.int_range(first, first + pl.len(), dtype=pl.Int64).alias("arrival"),
         pl.col("kind").cast(pl.Int64).replace_strict(kinds, return_dtype=pl.Utf8).alias("kind"),
         pl.when(corrupt).then(pl.lit("PARSE_ERROR")).otherwise(None).alias("reason"),
         pl.lit(None, dtype=pl.Utf8).alias("raw"),

@@ -14,7 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from coattail.reference import from_arrival, run_reference
+from coattail.reference import run_reference
+from coattail.reference.arrival import ArrivalTarget
 from coattail.report import ReportInputs, build_report
 from coattail.run.latency import STAGES, latency_summary
 from coattail.run.outputs import RunOutputs
@@ -29,7 +30,6 @@ from pipeline.detectors.data_quality import DataQualitySettings
 from replay.engine import Progress as ReplayProgress
 from replay.engine import Replay
 from replay.faults import FaultSpec
-from replay.targets.memory import MemoryTarget
 
 PRICE_POINTS_PER_SYMBOL = 4_000
 
@@ -63,7 +63,7 @@ def reference_outputs(
     resulting per-key arrival order, do not depend on speed or target, so this is what the pipeline
     received. ``task``: where to show progress (events replayed, then the detectors' phase).
     """
-    target = MemoryTarget()
+    target = ArrivalTarget()
 
     def on_progress(p: ReplayProgress) -> None:
         if task is not None:
@@ -79,7 +79,7 @@ def reference_outputs(
     ).run()
     if task is not None:
         task.update(note=f"detectors over {summary.sent:,} events")
-    return run_reference(from_arrival(target.table()), config), summary.labels
+    return run_reference(target.frame(), config), summary.labels
 
 
 def thinned_prices(tapes: Sequence[Path], points: int = PRICE_POINTS_PER_SYMBOL) -> pl.DataFrame:

@@ -95,11 +95,15 @@ class SessionStart:
         return self._session
 
     def discard(self) -> None:
-        """Stop the session this started, waiting for its start if need be: the run is done with Spark,
-        or ended before it took the session. A session that was running before is left running, and so
-        is a warm driver's (the next run may take it)."""
+        """Stop the session this started and end its JVM, waiting for its start if need be: the run is
+        done with Spark, or ended before it took the session. A session that was running before is left
+        running, and so is a warm driver's (the next run may take it)."""
         self._thread.join()
-        if self._session is not None and self._owned:
-            self._session.stop()
-        if self.attached is not None:
-            self.attached.release()
+        session, self._session = self._session, None  # stopped once: its JVM is gone after that
+        if session is not None and self._owned:
+            from pipeline.spark import stop_session
+
+            stop_session(session)
+        attached, self.attached = self.attached, None
+        if attached is not None:
+            attached.release()

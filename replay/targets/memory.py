@@ -13,6 +13,11 @@ from replay.faults import Disturbance
 from replay.targets.base import Target
 
 
+def stamped(table: pa.Table, ts_sent: int) -> pa.Table:
+    """``table`` with a ``ts_sent`` column holding ``ts_sent`` on every row (what a target stamps)."""
+    return table.append_column("ts_sent", pa.array(np.full(table.num_rows, ts_sent, dtype=np.int64)))
+
+
 class MemoryTarget(Target):
     """Stores each handed-over table with its ``ts_sent``; encodes to wire records only on demand."""
 
@@ -24,8 +29,7 @@ class MemoryTarget(Target):
         self.disturbances: list[Disturbance] = []
 
     def _send(self, table: pa.Table, ts_sent: int) -> None:
-        stamps = pa.array(np.full(table.num_rows, ts_sent, dtype=np.int64))
-        self._tables.append(table.append_column("ts_sent", stamps))
+        self._tables.append(stamped(table, ts_sent))
 
     def _disturb(self, disturbance: Disturbance) -> bool:
         # Nothing to throttle or disconnect in memory: the position is recorded (and labelled) so that
