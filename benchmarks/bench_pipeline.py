@@ -10,7 +10,10 @@ Both start moto's server in a background process on 127.0.0.1, provision a 2-sha
 alerts table, run ``PipelineRunner`` in ``local[2]`` with the lite profile (SQLite catalog) and print a
 JSON summary.
 Throughput pre-loads the stream with KPL-aggregated records and times from the end of the first
-(cold) trigger to idle. Latency replays the real Binance capture (trades and quotes) at the given
+(cold) trigger to idle; over the same span it reports the CPU seconds of every process by group (this
+process, the driver: ``cli``; ``emulator``; ``spark_jvm``; ``spark_planner``, the source's planner;
+``spark_python``, the workers) and in all per event, which the machine's load changes far less than
+the wall time. Latency replays the real Binance capture (trades and quotes) at the given
 speed, stamping ``ts_sent`` when each put is sent, with the BTCUSDT whale threshold at 5,000 USD (about
 2 alerts/s at 1x, 20/s at 10x on that capture), and reads ``ts_written - ts_sent`` back from DynamoDB.
 """
@@ -21,6 +24,7 @@ import argparse
 import gzip
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -29,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.* beside this script
 
 from benchmarks.trigger_split import split
+from coattail.run.memory import process_tree
 from core.events import partition_key, to_wire
 from core.histogram import LogHistogram
 from infra import emulator
@@ -70,6 +76,32 @@ def put_aggregated(cfg: Config, pairs: list[tuple[str, bytes]]) -> None:
             raise RuntimeError(f"{resp['FailedRecordCount']} records failed")
 
 
+def cpu_seconds(named: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process of this benchmark: pid -> (group, seconds).
+    The groups are a run's memory groups (``coattail.run.memory``: ``named`` pids head groups of their
+    own), with Spark's Python data source planner (where the source's ``latestOffset`` runs) apart from
+    its Python workers as ``spark_planner``."""
+    out: dict[int, tuple[str, float]] = {}
+    for process, group in process_tree(os.getpid(), named):
+        try:
+            times = process.cpu_times()
+            if group == "spark_python" and any("streaming_source_runner" in a for a in process.cmdline()):
+                group = "spark_planner"
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        out[process.pid] = (group, times.user + times.system)
+    return out
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per group between two ``cpu_seconds`` snapshots (a process that ended between them
+    is not counted: Spark reuses its Python workers, so none should)."""
+    spent: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        spent[group] = spent.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return {group: round(seconds, 2) for group, seconds in sorted(spent.items())}
+
+
 def throughput(events: int, batch: int, keyed_state: str = "driver") -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tp-"))
     server, cfg = start_stack(tmp, **{"spark.keyed_state": keyed_state})
@@ -88,17 +120,22 @@ def throughput(events: int, batch: int, keyed_state: str = "driver") -> dict[str
         durations: list[tuple[int, float]] = []
         first_done: list[float] = []
         stamps: dict[int, dict[str, Any]] = {}
+        emulator_pid = server.read_pid()
+        named = {emulator_pid: "emulator"} if emulator_pid is not None else {}
+        cpu_warm: list[dict[int, tuple[str, float]]] = []
 
         def on_batch(result: Any) -> None:
             durations.append((result.records_in, time.monotonic()))
             stamps[result.batch_id] = result.timing.to_dict()
             if not first_done:
                 first_done.append(time.monotonic())
+                cpu_warm.append(cpu_seconds(named))
 
         runner = PipelineRunner(cfg, checkpoint=tmp / "ck", max_records_per_batch=batch, on_batch=on_batch)
         started = time.monotonic()
         runner.start()
         progress = runner.wait_until_idle(timeout=3_600, poll=0.05)
+        warm_cpu = cpu_spent(cpu_warm[0], cpu_seconds(named))
         end = durations[-1][1]
         assert runner.query is not None
         spark_ms: dict[str, int] = {}
@@ -116,6 +153,9 @@ def throughput(events: int, batch: int, keyed_state: str = "driver") -> dict[str
             "warm_seconds": round(end - first_done[0], 2),
             "events_per_second_warm": round(warm_records / max(end - first_done[0], 1e-9)),
             "events_per_second_overall": round(progress.records_in / (end - started)),
+            # from the end of the first trigger to idle (a few idle polls more than warm_seconds)
+            "warm_cpu_seconds": warm_cpu,
+            "warm_cpu_us_per_event": round(sum(warm_cpu.values()) / max(warm_records, 1) * 1e6, 1),
             "records_in": progress.records_in,
             "driver_stage_seconds": {k: round(v, 2) for k, v in progress.stage_seconds.items()},
             "spark_stage_ms": spark_ms,

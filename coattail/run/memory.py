@@ -143,7 +143,18 @@ def _mib(n: int) -> float:
 
 
 def _tree_rss(root: int, named: dict[int, str]) -> Iterator[tuple[int, str, int]]:
-    """(pid, group, RSS) of every live process under ``root`` and under each ``named`` root, each once.
+    """(pid, group, RSS) of every live process of ``process_tree``; one that exits meanwhile is left out."""
+    for process, group in process_tree(root, named):
+        try:
+            rss = process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        yield process.pid, group, rss
+
+
+def process_tree(root: int, named: dict[int, str]) -> Iterator[tuple[psutil.Process, str]]:
+    """Every live process under ``root`` and under each ``named`` root, each once, with its group
+    (``GROUPS``: the module docstring says which process falls in which).
 
     One pass over the machine's processes finds the parents; the trees are then walked from the top so
     that a child takes its group from its parent. A process that exits meanwhile is left out."""
@@ -158,10 +169,10 @@ def _tree_rss(root: int, named: dict[int, str]) -> Iterator[tuple[int, str, int]
             continue
         seen.add(pid)
         try:
-            rss = psutil.Process(pid).memory_info().rss
+            process = psutil.Process(pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        yield pid, group, rss
+        yield process, group
         for child in children.get(pid, []):
             stack.append((child.pid, named.get(child.pid) or _child_group(group, child)))
 
