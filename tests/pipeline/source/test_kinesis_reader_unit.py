@@ -55,7 +55,8 @@ class ScriptedKinesis:
         self.pages.append(sum(len(r["Data"]) for r in recs))
         end = i + len(chunk)
         closed_and_read = shard["closed"] and end >= len(shard["records"])
-        return {"Records": recs, "MillisBehindLatest": 0,
+        behind = 0 if end >= len(shard["records"]) else 1_000  # 0 once the page reaches the last record
+        return {"Records": recs, "MillisBehindLatest": behind,
                 "NextShardIterator": None if closed_and_read else f"{sid}|{end}"}
 
 
@@ -126,6 +127,24 @@ def test_split_children_start_after_the_parent_is_read_to_its_end() -> None:
     parent_last = max(i for i, b in enumerate(batches) if any(x.startswith(b"shardId-0") for x in b))
     child_first = min(i for i, b in enumerate(batches) if any(not x.startswith(b"shardId-0") for x in b))
     assert parent_last < child_first  # a key's events never overtake across a split
+
+
+def test_a_page_that_reaches_the_tip_ends_the_shards_walk_and_the_next_trigger_says_caught_up(
+    tmp_path: Path,
+) -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2", "3"], "closed": False}}
+    reader = make_reader(shards, max_records=100)
+    reader.status_path = str(tmp_path / "status.json")
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    assert all(reader._client.pages)  # no GetRecords for the empty page after the tip
+    assert not json.loads((tmp_path / "status.json").read_text())["caught_up"]
+    assert [d for p in reader.partitions(start, end) for d in data_of(reader.read(p))] == [
+        b"shardId-0:1", b"shardId-0:2", b"shardId-0:3"]
+    shards["shardId-0"]["records"].append("4")  # arrived after that page: the next trigger reads it
+    assert reader.latestOffset()["shards"]["shardId-0"]["seq"] == "4"
+    assert reader.latestOffset() == {"shards": {"shardId-0": {"seq": "4", "done": False}}}
+    assert json.loads((tmp_path / "status.json").read_text())["caught_up"]  # the empty page says so
 
 
 def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_path: Any) -> None:
