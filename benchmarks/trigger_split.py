@@ -8,9 +8,8 @@ the medians over the triggers that carried records, the first (cold) one left ou
 
 - ``spacing``: between trigger starts; ``trigger``: Spark's ``triggerExecution``; ``addBatch``;
 - ``before``: inside ``addBatch`` before the foreachBatch function started (the source's input
-  partitions, a small batch's hand-over from the driver's planner into Spark's block manager, the
-  call into Python): the trigger's start plus the phases Spark times before ``addBatch``, to
-  ``started_us``;
+  partitions, where a small batch is de-aggregated, parsed and handed over, the call into Python):
+  the trigger's start plus the phases Spark times before ``addBatch``, to ``started_us``;
 - ``collect``, ``engine``, ``sinks``: the runner's own stamps;
 - ``after``: what is left of ``addBatch`` after the runner routed the batch (its ``on_batch``
   callback).
@@ -37,19 +36,25 @@ BEFORE_ADD_BATCH = ("latestOffset", "getBatch", "queryPlanning", "walCommit")
 
 def split(progress: Sequence[Mapping[str, Any]], stamps: Mapping[int, Mapping[str, int]]) -> dict[str, float]:
     """Medians (ms) of each part over the triggers with records and stamps, the first one left out;
-    ``stamps``: batch id -> ``BatchTiming.to_dict()``. Empty when fewer than two such triggers ran."""
+    ``stamps``: batch id -> ``BatchTiming.to_dict()``, with the batch's ``records_in`` where known (Spark
+    counts no input rows for a batch the source handed over in a file, ``pipeline.source.handover``).
+    Empty when fewer than two such triggers ran."""
     rows: list[dict[str, float]] = []
     last_start: float | None = None
     for report in progress:
         stamp = stamps.get(report["batchId"])
-        if not report["numInputRows"] or stamp is None:
+        if stamp is None:
+            continue
+        # Spark's numInputRows counts only what its scan read: none for a batch handed over in a file
+        rows_in = stamp.get("records_in", report["numInputRows"])
+        if not rows_in:
             continue
         d = report["durationMs"]
         start_ms = datetime.fromisoformat(report["timestamp"].replace("Z", "+00:00")).timestamp() * 1e3
         before = stamp["started_us"] / 1e3 - start_ms - sum(d.get(k, 0) for k in BEFORE_ADD_BATCH)
         ours = (stamp["routed_us"] - stamp["started_us"]) / 1e3
         rows.append({
-            "rows": report["numInputRows"],
+            "rows": rows_in,
             "spacing": float("nan") if last_start is None else start_ms - last_start,
             "trigger": d["triggerExecution"],
             "addBatch": d.get("addBatch", 0),

@@ -56,6 +56,8 @@ from pipeline.detectors.registry import ModuleRegistry
 from pipeline.engine import BatchResult, Engine
 from pipeline.router import AlertRouter
 from pipeline.sinks.base import AlertSink, FrameTableSink, TableSink, now_us
+from pipeline.source.handover import HandoverFiles
+from pipeline.source.offsets import checkpointed_offset
 from pipeline.tables import ALERTS, BRONZE, TableDef, schemas_of, tables_for
 from pipeline.timing import BatchTiming
 
@@ -144,6 +146,11 @@ class PipelineRunner:
             from pipeline.keyed_writes import KeyedWrites
 
             self.keyed_writes = KeyedWrites(frame_sinks, self.tables(), self._driver_tables(), event_stamps)
+        self._handover = (
+            HandoverFiles(self.checkpoint / "handover") if source == "kinesis" and not self.keyed else None
+        )
+        """Driver mode: a small batch's rows come from the Kinesis source's planner in a local file,
+        not through a Spark job (``pipeline.source.handover``)."""
         self.on_batch = on_batch
         self.query: StreamingQuery | None = None
         self.status_path = self.checkpoint / "source-status.json"
@@ -196,6 +203,8 @@ class PipelineRunner:
         )
         if self.source == "kinesis":
             runtime = self.config.runtime
+            if self._handover is not None:
+                reader = reader.option("handover_dir", str(self._handover.directory))
             return (
                 reader.format("coattail-kinesis")
                 .option("stream", self.config.kinesis.stream)
@@ -281,8 +290,18 @@ class PipelineRunner:
 
     def _on_batch(self, df: DataFrame, batch_id: int) -> None:
         started = now_us()
-        table = df.toArrow()
+        table = self._handed_over(batch_id)
+        if table is None:
+            table = df.toArrow()
         self._process(table, batch_id, self._writer_id(), started, now_us(), table.nbytes)
+
+    def _handed_over(self, batch_id: int) -> pa.Table | None:
+        """The rows of a small batch the source parsed while planning it (``HandoverFiles``), without a
+        Spark job; None when it handed none over (a big batch, a restart's re-run)."""
+        if self._handover is None:
+            return None
+        end = checkpointed_offset(self.checkpoint / "query", batch_id)
+        return None if end is None else self._handover.take(end)
 
     def _on_keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch of state-store mode: one action runs the keyed step on the executors and brings

@@ -36,3 +36,12 @@ def test_the_split_of_warm_triggers_adds_up_to_add_batch() -> None:
     assert got["after"] == 25  # what addBatch holds beyond the stamps: 700 - 200 - 470, 900 - 300 - 580
     assert got["addBatch"] == 800 and got["rows"] == 200
     assert got["spacing"] == 3_000  # from the previous trigger with records: 4,000 (batch 0) and 2,000
+
+
+def test_a_batch_spark_counted_no_rows_for_counts_with_the_runners_records() -> None:
+    # a batch handed over in a file runs no Spark scan: numInputRows is 0, the runner counted its rows
+    starts = [START_US + i * 1_000_000 for i in range(3)]
+    progress = [_report(i, starts[i], 0, 300) for i in range(3)]
+    stamps = {i: {**_stamps(starts[i], 20, 2, 60, 5), "records_in": 100 * (i + 1)} for i in range(3)}
+    got = split(progress, stamps)
+    assert got["triggers"] == 2 and got["rows"] == 250 and got["collect"] == 2

@@ -31,6 +31,10 @@ How a trigger runs:
   network twice, once to the driver, which drops it page by page, and once to its task.)
   Spark only takes that path from a reader that is a ``_SimpleStreamReaderWrapper`` (a private class
   of pyspark 4.0, pinned in pyproject; tests/pipeline/source check both paths), hence the base class.
+  With the option ``handover_dir`` (the runner's driver mode) the batches go to a file there instead,
+  which the foreachBatch function reads without running a Spark job over the batch
+  (``handover.HandoverFiles``): the rows never enter the JVM, and Spark's progress counts no input
+  rows for such a batch.
 - After a restart the reader continues from the last offset in the checkpoint's offset log (option
   ``checkpoint``), which is where Spark resumes, after checking that the stream is the one the
   checkpoint was written against (``stream_identity``: a recreated stream is refused).
@@ -44,8 +48,8 @@ know when every record has been consumed.
 
 Modules, one job each: ``kinesis_reader`` (the stream reader), ``kinesis_records`` (a shard's
 records, a planned range and the input partitions), ``arrow_build`` (records to Arrow), ``handover``
-(the batches waiting for ``getCache``, bounded), ``offsets`` (the offset log and the status file,
-shared with the tape source).
+(the batches waiting for ``getCache``, bounded, or for the foreachBatch function, in a file),
+``offsets`` (the offset log and the status file, shared with the tape source).
 """
 
 from __future__ import annotations
@@ -65,8 +69,9 @@ class KinesisDataSource(DataSource):
     ``RuntimeSettings`` as JSON) or ``endpoint``, ``region``, ``profile``, ``allow_real_aws``;
     ``max_records`` (user records per micro-batch); ``driver_read_max_records`` (batches up to this many
     user records skip the executors, see the module docstring; 0 never); ``checkpoint`` (the query's
-    checkpoint location, to resume); ``status_path``; ``parse`` (``true``: yield ``PARSED_SCHEMA`` rows,
-    parsed where the records are read, instead of raw records)."""
+    checkpoint location, to resume); ``status_path``; ``handover_dir`` (a local directory: small
+    batches are handed over in files there, not through ``getCache``); ``parse`` (``true``: yield
+    ``PARSED_SCHEMA`` rows, parsed where the records are read, instead of raw records)."""
 
     @classmethod
     def name(cls) -> str:

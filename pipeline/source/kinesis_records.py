@@ -93,8 +93,9 @@ class ShardPartition(InputPartition):
 class HandoverPartition(InputPartition):
     """A whole small batch handed to Spark from the driver (see ``pipeline.source.kinesis``).
 
-    Spark reads it from its block manager; only if that copy were lost would an executor ``read`` it,
-    and then every shard's range is read again from Kinesis, like after a restart.
+    Spark reads it from its block manager (or the runner from a hand-over file, and Spark not at all);
+    only if that copy were lost would an executor ``read`` it, and then every shard's range is read
+    again from Kinesis, like after a restart.
     """
 
     def __init__(self, shards: list[ShardPartition]) -> None:

@@ -17,7 +17,21 @@ def last_checkpointed_offset(checkpoint: str) -> dict[str, Any] | None:
     entries = sorted((int(p.name), p) for p in offsets.iterdir() if p.name.isdigit())
     if not entries:
         return None
-    lines = entries[-1][1].read_text().strip().splitlines()
+    return _source_offset(entries[-1][1])
+
+
+def checkpointed_offset(checkpoint: str | Path, batch_id: int) -> dict[str, Any] | None:
+    """The source offset batch ``batch_id`` ends at, from the query's offset log (None if not logged)."""
+    try:
+        return _source_offset(Path(checkpoint) / "offsets" / str(batch_id))
+    except FileNotFoundError:
+        return None
+
+
+def _source_offset(entry: Path) -> dict[str, Any]:
+    """An offset-log entry's offset of the query's one source: its last line (after the version and
+    the batch's metadata)."""
+    lines = entry.read_text().strip().splitlines()
     value: dict[str, Any] = json.loads(lines[-1])
     return value
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pickle
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -53,7 +55,9 @@ class ScriptedKinesis:
         self.pages.append(sum(len(r["Data"]) for r in recs))
         end = i + len(chunk)
         closed_and_read = shard["closed"] and end >= len(shard["records"])
-        return {"Records": recs, "MillisBehindLatest": 0,
+        # 0 once the page reaches the last record; a coarse clock (moto's whole ms) says 0 for any page
+        behind = 0 if end >= len(shard["records"]) or shard.get("coarse") else 1_000
+        return {"Records": recs, "MillisBehindLatest": behind,
                 "NextShardIterator": None if closed_and_read else f"{sid}|{end}"}
 
 
@@ -72,6 +76,10 @@ def drain(reader: KinesisStreamReader, triggers: int = 50) -> list[list[bytes]]:
         if not parts:
             break
         handed = reader.getCache(start, end)
+        if reader._files is not None:  # the runner's driver mode: from a file, never through Spark
+            assert handed is None
+            table = reader._files.take(end)
+            handed = None if table is None else table.to_batches()
         read_back = [d for part in parts for d in data_of(reader.read(part))]
         if handed is None:
             assert all(isinstance(p, ShardPartition) for p in parts)
@@ -87,11 +95,14 @@ SCRIPTED: dict[tuple[tuple[str, str], ...], ScriptedKinesis] = {}
 
 
 def make_reader(
-    shards: dict[str, dict[str, Any]], max_records: int, driver_read_max: int = 0
+    shards: dict[str, dict[str, Any]], max_records: int, driver_read_max: int = 0,
+    handover_dir: Path | None = None,
 ) -> KinesisStreamReader:
     """A reader whose driver and tasks both talk to one ``ScriptedKinesis`` (``reader._client``)."""
     options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1",
                "driver_read_max_records": str(driver_read_max)}
+    if handover_dir is not None:
+        options["handover_dir"] = str(handover_dir)
     reader = KinesisStreamReader(options)
     reader._client = SCRIPTED[tuple(sorted(options.items()))] = ScriptedKinesis(shards)
     return reader
@@ -117,6 +128,26 @@ def test_split_children_start_after_the_parent_is_read_to_its_end() -> None:
     parent_last = max(i for i, b in enumerate(batches) if any(x.startswith(b"shardId-0") for x in b))
     child_first = min(i for i, b in enumerate(batches) if any(not x.startswith(b"shardId-0") for x in b))
     assert parent_last < child_first  # a key's events never overtake across a split
+
+
+def test_a_page_that_reaches_the_tip_ends_the_shards_walk_and_the_next_trigger_says_caught_up(
+    tmp_path: Path,
+) -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2", "3"], "closed": False}}
+    reader = make_reader(shards, max_records=100)
+    reader.status_path = str(tmp_path / "status.json")
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    assert all(reader._client.pages)  # no GetRecords for the empty page after the tip
+    assert not json.loads((tmp_path / "status.json").read_text())["caught_up"]
+    assert [d for p in reader.partitions(start, end) for d in data_of(reader.read(p))] == [
+        b"shardId-0:1", b"shardId-0:2", b"shardId-0:3"]
+    shards["shardId-0"]["records"].append("4")  # arrived after that page: the next trigger reads it
+    assert all(len(b) == 2 for b in drain(make_reader({"shardId-0": {  # full pages go on, whatever they say
+        "records": [str(i) for i in range(1, 9)], "closed": False, "coarse": True}}, max_records=2)))
+    assert reader.latestOffset()["shards"]["shardId-0"]["seq"] == "4"
+    assert reader.latestOffset() == {"shards": {"shardId-0": {"seq": "4", "done": False}}}
+    assert json.loads((tmp_path / "status.json").read_text())["caught_up"]  # the empty page says so
 
 
 def test_merge_child_waits_for_both_parents_and_status_reports_caught_up(tmp_path: Any) -> None:
@@ -152,6 +183,33 @@ def test_a_small_batch_is_handed_over_once_and_reads_back_the_same_from_kinesis(
     assert reader.getCache(start, end) is None  # Spark takes it once; its block manager keeps it
     # were Spark's copy lost, an executor reads the partition again from Kinesis, to the same rows
     assert pa.Table.from_batches(list(reader.read(part))).column("data").to_pylist() == rows
+
+
+def test_a_small_batch_handed_over_in_a_file_is_the_batch_its_end_offset_names(tmp_path: Path) -> None:
+    shards: dict[str, dict[str, Any]] = {
+        "shardId-0": {"records": ["1", "2", "3"], "closed": False},
+        "shardId-1": {"records": ["4", "5"], "closed": False},
+    }
+    reader = make_reader(shards, max_records=3, driver_read_max=5, handover_dir=tmp_path)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    (part,) = reader.partitions(start, end)
+    assert isinstance(part, HandoverPartition)
+    assert reader.getCache(start, end) is None  # nothing enters Spark's block manager
+    files = reader._files
+    assert files is not None
+    # the taker names the batch by the end offset read back from the offset log (JSON, keys reordered)
+    table = files.take(json.loads(json.dumps(end, sort_keys=True)))
+    assert table is not None
+    assert table.column("data").to_pylist() == data_of(reader.read(part))
+    assert files.take(end) is None  # taken once
+    # a batch nobody took (its taker read it through Spark) is dropped once Spark commits it
+    start, end = end, reader.latestOffset()
+    (part,) = reader.partitions(start, end)
+    assert files.path(end).exists()
+    reader.commit(end)
+    assert not any(tmp_path.iterdir())
+    assert data_of(reader.read(part)) == [b"shardId-0:2"]  # the rest of the budget-split stream
 
 
 def test_a_batch_above_the_handover_bound_goes_to_one_task_per_shard() -> None:
@@ -230,12 +288,15 @@ def test_both_read_paths_give_every_user_record_once_in_shard_order(data: st.Dat
     shards = data.draw(kpl_shards())
     max_records = data.draw(st.integers(1, 20), label="max_records")
     results = []
-    for driver_read_max in (0, data.draw(st.integers(1, 30), label="driver_read_max"), 10**6):
-        batches = drain(make_reader(shards, max_records, driver_read_max), triggers=500)
-        for batch in batches:
-            assert len(batch) <= max_records + 6 * len(shards)  # a record a shard past the budget at most
-        results.append(batches)
-    assert results[0] == results[1] == results[2]  # same batches, whichever path read them
+    bound = data.draw(st.integers(1, 30), label="driver_read_max")
+    with tempfile.TemporaryDirectory() as folder:
+        for driver_read_max, files in ((0, None), (bound, None), (10**6, None), (bound, Path(folder))):
+            batches = drain(make_reader(shards, max_records, driver_read_max, files), triggers=500)
+            for batch in batches:
+                assert len(batch) <= max_records + 6 * len(shards)  # a record a shard past the budget at most
+            results.append(batches)
+        assert not any(Path(folder).iterdir())  # every file taken (or dropped at its commit)
+    assert results[0] == results[1] == results[2] == results[3]  # same batches, whichever path read them
     by_shard: dict[str, list[bytes]] = {}
     for batch in results[0]:
         for row in batch:
