@@ -283,6 +283,10 @@ def _connect(driver: WarmDriver, config: Config) -> SparkSession:
         raise StackError(f"{type(e).__name__}: {e}") from e
     finally:
         del os.environ["PYSPARK_GATEWAY_PORT"], os.environ["PYSPARK_GATEWAY_SECRET"]
+    # py4j numbers a process's Python objects the JVM calls back (foreachBatch's function) from p0, and
+    # when the JVM collects an earlier run's, it tells the process attached now to drop that number: this
+    # run's object of the same number went with it ("Object ID unknown" in a later trigger)
+    gateway.gateway_property.pool.next_id = time.time_ns()
     try:
         jvm = gateway.jvm
         context = SparkContext(

@@ -111,6 +111,61 @@ def _at(config: Config, state_dir: Path) -> Config:
     return config.model_copy(update={"runtime": config.runtime.model_copy(update={"state_dir": state_dir})})
 
 
+# Attaches in a process of its own, runs a foreachBatch query, has the JVM collect what earlier processes
+# left, then needs two more batches; prints the ids its callback objects got.
+_ATTACH_AND_STREAM = """
+import json, sys, time
+from pathlib import Path
+from coattail.run.warm_driver import CONFIG_FILE, attach
+from pipeline.aws import local_process_environment
+from pipeline.config import Config
+
+state, checkpoint = Path(sys.argv[1]), sys.argv[2]
+with local_process_environment():
+    attached = attach(Config.model_validate_json((state / CONFIG_FILE).read_text()))
+    assert not isinstance(attached, str), attached
+    spark = attached.session
+    seen = []
+    query = (
+        spark.readStream.format("rate").option("rowsPerSecond", 5).load().writeStream
+        .foreachBatch(lambda df, batch_id: seen.append(batch_id)).option("checkpointLocation", checkpoint)
+        .start()
+    )
+    deadline = time.monotonic() + 120
+    while len(seen) < 2 and query.exception() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    jvm = spark.sparkContext._jvm
+    jvm.System.gc()
+    jvm.System.runFinalization()
+    wanted = len(seen) + 2
+    while len(seen) < wanted and query.exception() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    error = query.exception()
+    ids = sorted(k for k in spark.sparkContext._gateway.gateway_property.pool.dict if k.startswith("p"))
+    query.stop()
+    attached.release()
+error = str(error) if error else None
+print(json.dumps({"batches": len(seen), "wanted": wanted, "error": error, "ids": ids}))
+"""
+
+
+def test_runs_attached_one_after_another_each_keep_their_callbacks(warm: Warm, tmp_path: Path) -> None:
+    """The JVM collecting an earlier run's callback object must not take the next run's with it."""
+    results = []
+    for i in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", _ATTACH_AND_STREAM, str(warm.state_dir), str(tmp_path / f"ck{i}")],
+            env=warm.env, capture_output=True, text=True, timeout=TIMEOUT_S,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for result in results:
+        assert result["error"] is None
+        assert result["batches"] >= result["wanted"]
+    first, second = (set(r["ids"]) for r in results)
+    assert first and second and not first & second
+
+
 def test_the_fingerprint_covers_the_driver_s_settings_not_the_run_s(config: Config) -> None:
     assert fingerprint(_with_local(config, driver_memory="3g")) != fingerprint(config)
     partitions = config.spark.local.shuffle_partitions + 1
