@@ -28,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import IO, TYPE_CHECKING
 import psutil
 
 from core.errors import StackError
+from infra.processes import terminate
 from pipeline.config import Config
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def start(config: Config) -> WarmDriver:
         if keeper.poll() is not None:
             raise StackError(f"the warm Spark driver did not start (exit {keeper.returncode}); see {log}")
         time.sleep(0.2)
-    _end(keeper.pid)
+    terminate(keeper.pid, STOP_TIMEOUT_S)
     raise StackError(f"the warm Spark driver was not ready within {START_TIMEOUT_S:.0f} s; see {log}")
 
 
@@ -183,27 +183,14 @@ def stop(state_dir: Path) -> str | None:
         return None
     if not driver.alive():
         with contextlib.suppress(psutil.Error):
-            _end(driver.keeper_pid)
+            terminate(driver.keeper_pid, STOP_TIMEOUT_S)
         return f"warm Spark driver (JVM pid {driver.jvm_pid}) was no longer running; forgotten"
-    _end(driver.keeper_pid)
+    terminate(driver.keeper_pid, STOP_TIMEOUT_S)
     with contextlib.suppress(psutil.Error):
         jvm = psutil.Process(driver.jvm_pid)
         if abs(jvm.create_time() - driver.jvm_started) < 1.0:
-            _end(driver.jvm_pid)
+            terminate(driver.jvm_pid, STOP_TIMEOUT_S)
     return f"stopped the warm Spark driver (keeper pid {driver.keeper_pid}, JVM pid {driver.jvm_pid})"
-
-
-def _end(pid: int) -> None:
-    """SIGTERM ``pid``, then SIGKILL if it has not exited within ``STOP_TIMEOUT_S``."""
-    try:
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        process.wait(STOP_TIMEOUT_S)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT_S)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def describe(state_dir: Path) -> str | None:
