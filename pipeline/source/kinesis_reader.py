@@ -296,8 +296,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 # round trip per shard in every paced trigger; what arrives meanwhile is the next
                 # trigger's. Not reported caught up: the next trigger's empty page says that. A full
                 # page goes on: moto counts MillisBehindLatest in whole ms, 0 inside one put's records.
-                self._iters[shard_id] = (it, span.end or start or "")
-                return span, False, False
+                break
         self._iters[shard_id] = (it, span.end or start or "")
         return span, False, False
 
