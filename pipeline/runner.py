@@ -204,7 +204,8 @@ class PipelineRunner:
         if self.source == "kinesis":
             runtime = self.config.runtime
             if self._handover is not None:
-                reader = reader.option("handover_dir", str(self._handover.directory))
+                folder = str(self._handover.directory)
+                reader = reader.option("handover_dir", folder).option("read_ahead", "true")
             return (
                 reader.format("coattail-kinesis")
                 .option("stream", self.config.kinesis.stream)

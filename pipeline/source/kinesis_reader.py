@@ -19,8 +19,15 @@ from pyspark.sql.datasource_internal import _SimpleStreamReaderWrapper
 from core.errors import PipelineError
 from pipeline.kpl import MAX_RECORD_BYTES
 from pipeline.source.handover import HandoverCache, HandoverFiles
-from pipeline.source.kinesis_records import HandoverPartition, PlannedRange, ShardPartition, ShardRecords
+from pipeline.source.kinesis_records import (
+    HandoverPartition,
+    PlannedRange,
+    ShardPartition,
+    ShardRecords,
+    ShardWalk,
+)
 from pipeline.source.offsets import last_checkpointed_offset, write_status
+from pipeline.source.read_ahead import Background, RangeKey, Walk
 from pipeline.source.stream_identity import bind, describe_identity
 
 if TYPE_CHECKING:
@@ -133,10 +140,14 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         self.status_path = options.get("status_path")
         self._position: dict[str, Any] | None = None
         self._iters: dict[str, tuple[str | None, str]] = {}
-        self._cache: dict[tuple[str, str | None, str], ShardRecords] = {}
+        self._cache: dict[RangeKey, PlannedRange] = {}
         self._handover = HandoverCache()
         folder = options.get("handover_dir")
         self._files = HandoverFiles(Path(folder)) if folder else None
+        if options.get("read_ahead") == "true" and self._files is None:
+            raise PipelineError("the coattail-kinesis option read_ahead needs handover_dir (driver mode)")
+        self.read_ahead = options.get("read_ahead") == "true"
+        self._ahead: Background[Walk] | None = None
         self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._density: dict[str, float] = {}
         self._record_bytes: dict[str, int] = {}
@@ -180,15 +191,37 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         return {"shards": {s["ShardId"]: {"seq": None, "done": False} for s in self._listed[1]}}
 
     def latestOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark API)
-        """Fetch up to ``max_records`` new user records across readable shards; their end offsets."""
+        """Fetch up to ``max_records`` new user records across readable shards; their end offsets.
+
+        With the read-ahead on, the walk starts from what the read-ahead planned and parsed while the
+        last batch ran (if it started where this walk does) and goes on where that stopped short of the
+        budget; a failure of the read-ahead is raised here, with nothing of its walk kept.
+        """
         if self._position is None:
             ckpt = self.options.get("checkpoint")
             self._bind_stream()
             self._position = (last_checkpointed_offset(ckpt) if ckpt else None) or self.initialOffset()
-        position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self._position["shards"].items()}
+        ahead, self._ahead = self._ahead, None
+        planned = ahead.take() if ahead is not None else None
         if self._listed is None or time.monotonic() - self._listed[0] > SHARD_LIST_SECONDS:
             self._listed = (time.monotonic(), self._shards())
-        shards = self._listed[1]
+        start = self._position["shards"]
+        prior = planned.shards if planned is not None and planned.start == start else {}
+        walk = self._walk(start, self._listed[1], prior)
+        if walk.ended:
+            self._listed = None  # its children (a split or a merge) are readable now
+        self._cache.update(walk.kept)
+        self._position = {"shards": walk.position}
+        self._write_status(walk.status)
+        return self._position
+
+    def _walk(
+        self, start: dict[str, dict[str, Any]], shards: list[dict[str, Any]], prior: dict[str, ShardWalk]
+    ) -> Walk:
+        """Plan a batch from ``start`` over the listed ``shards``: every readable shard walked in
+        turn for its share of the budget left, going on from its ``prior`` walk (the read-ahead's)
+        where that planned the same shard from the same position (``ShardWalk.resumes``)."""
+        position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in start.items()}
         for s in shards:
             position.setdefault(s["ShardId"], {"seq": None, "done": False})
         listed = {s["ShardId"] for s in shards}
@@ -204,36 +237,54 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         ]
         budget = self.max_records
         keep = self.driver_read_max  # user records the driver may still hold for a hand-over
-        kept: dict[tuple[str, str | None, str], ShardRecords] = {}
+        kept: dict[RangeKey, PlannedRange] = {}
+        walks: dict[str, ShardWalk] = {}
+        ended = False
         status: dict[str, bool] = {sid: position[sid]["done"] for sid in position}
         for i, shard_id in enumerate(sorted(readable)):
             share = max(1, budget // (len(readable) - i))
-            start = position[shard_id]["seq"]
-            with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
-                span, caught_up, done = self._plan(shard_id, start, share, keep)
+            first = position[shard_id]["seq"]
+            walked = prior.get(shard_id)
+            if walked is not None and walked.start == first and walked.span.users <= share \
+                    and walked.span.rebound(keep):
+                go_on = walked.resumes(share)
+            else:
+                walked, go_on = ShardWalk(first, share, PlannedRange(keep), caught_up=False, done=False), True
+            if go_on:
+                with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
+                    walked.caught_up, walked.done = self._plan(shard_id, first, walked.span, share)
+                walked.limit = share
+            walks[shard_id] = walked
+            span = walked.span
             budget -= span.users
-            status[shard_id] = caught_up or done
+            status[shard_id] = walked.caught_up or walked.done
             if span.end is not None:
                 position[shard_id]["seq"] = span.end
                 if span.records is None:
                     keep = 0  # the batch is too big to hand over: hold none of it
                     kept.clear()
                 else:
-                    kept[(shard_id, start, span.end)] = span.records
+                    kept[(shard_id, first, span.end)] = span
                     keep -= span.users
-            if done:
+            if walked.done:
                 position[shard_id]["done"] = True
-                self._listed = None  # its children (a split or a merge) are readable now
+                ended = True
         # a shard waiting for its parents holds nothing readable yet: it is as caught up as they are
         parents = {s["ShardId"]: [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
                                   if p and p in listed] for s in shards}
         for shard_id in sorted(listed - set(readable)):
             if not position[shard_id]["done"]:
                 status[shard_id] = all(status.get(p, True) for p in parents[shard_id])
-        self._cache.update(kept)
-        self._position = {"shards": position}
-        self._write_status(status)
-        return self._position
+        return Walk(start, position, status, walks, kept, ended)
+
+    def _read_ahead(self, start: dict[str, dict[str, Any]], shards: list[dict[str, Any]]) -> Walk:
+        """The next batch from ``start``, planned as ``latestOffset`` would plan it now, its held
+        records parsed (``PlannedRange.parse_ahead``). Runs in the read-ahead's thread."""
+        walk = self._walk(start, shards, {})
+        for (shard_id, _, _), span in walk.kept.items():
+            if span.records is not None:
+                span.parse_ahead(self._batches(span.records, shard_id))
+        return walk
 
     def _bind_stream(self) -> None:
         """Once per reader: refuse a checkpoint written against another incarnation of the stream
@@ -243,21 +294,20 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             bind(Path(ckpt), describe_identity(self.kinesis, self.stream))
             self._bound = True
 
-    def _plan(
-        self, shard_id: str, start: str | None, limit: int, keep: int
-    ) -> tuple[PlannedRange, bool, bool]:
-        """Walk about ``limit`` user records after ``start`` -> (the range, caught up, shard finished);
-        the records are kept only while they are at most ``keep`` user records (``PlannedRange``).
+    def _plan(self, shard_id: str, start: str | None, span: PlannedRange, limit: int) -> tuple[bool, bool]:
+        """Walk ``span`` on (from its end, or ``start``) to about ``limit`` user records after ``start``
+        -> (caught up, shard finished); its records are kept only while they are at most its ``keep``
+        user records (``PlannedRange``).
 
         Caught up: the last GetRecords page was empty and at the shard's tip (``MillisBehindLatest`` 0).
         """
         from botocore.exceptions import ClientError
 
-        span = PlannedRange(keep)
+        span.full = False
         cached_it, cached_pos = self._iters.get(shard_id, (None, ""))
-        it = cached_it if cached_it is not None and cached_pos == (start or "") else None
+        it = cached_it if cached_it is not None and cached_pos == (span.end or start or "") else None
         if it is None:
-            it = _iterator(self.kinesis, self.stream, shard_id, start)
+            it = _iterator(self.kinesis, self.stream, shard_id, span.end or start)
         per_record = self._density.get(shard_id, 100.0)  # user records per Kinesis record, learnt
         while span.users < limit:
             fits = PAGE_BYTES // self._record_bytes.get(shard_id, MAX_RECORD_BYTES)
@@ -278,11 +328,11 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 self._record_bytes[shard_id] = max(1, sum(len(r["Data"]) for r in page) // len(page))
             if taken < len(page):
                 self._iters.pop(shard_id, None)  # the iterator ran past the records taken
-                return span, False, False
+                return False, False
             nxt = resp.get("NextShardIterator")
             if nxt is None:
                 self._iters.pop(shard_id, None)
-                return span, True, True
+                return True, True
             it = nxt
             if not page:
                 # An empty page is not the tip on real Kinesis: it also comes back while the iterator
@@ -290,7 +340,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 # next trigger goes on from the saved iterator). An emulator may omit the field (moto
                 # sends 0 on an empty page): a missing one counts as 0, else such a stream never goes idle.
                 self._iters[shard_id] = (it, span.end or start or "")
-                return span, resp.get("MillisBehindLatest", 0) == 0, False
+                return resp.get("MillisBehindLatest", 0) == 0, False
             if len(page) < want and resp.get("MillisBehindLatest") == 0:
                 # the page ends at the shard's tip: asking again would most likely get an empty page, one
                 # round trip per shard in every paced trigger; what arrives meanwhile is the next
@@ -298,17 +348,18 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 # page goes on: moto counts MillisBehindLatest in whole ms, 0 inside one put's records.
                 break
         self._iters[shard_id] = (it, span.end or start or "")
-        return span, False, False
+        return False, False
 
     def _write_status(self, shards: dict[str, bool]) -> None:
         write_status(self.status_path, shards)
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         """One partition per shard whose sequence number moved between the two offsets, or one
-        ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``)."""
+        ``HandoverPartition`` for a small prefetched batch (its rows wait for ``getCache``, or in a
+        file, after which the read-ahead starts on the next batch)."""
         self._bind_stream()  # a restart re-runs its last logged batch before asking for new offsets
         parts: list[ShardPartition] = []
-        prefetched: list[ShardRecords] = []
+        prefetched: list[PlannedRange] = []
         before = start.get("shards", {})
         for shard_id, pos in sorted(end["shards"].items()):
             first = before.get(shard_id, {}).get("seq")
@@ -316,21 +367,40 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             if last is None or last == first:
                 continue
             parts.append(ShardPartition(shard_id, first, last))
-            records = self._cache.pop((shard_id, first, last), None)
-            if records is not None:
-                prefetched.append(records)
-        if not parts or len(prefetched) < len(parts) or sum(map(len, prefetched)) > self.driver_read_max:
+            span = self._cache.pop((shard_id, first, last), None)
+            if span is not None:
+                prefetched.append(span)
+        held = sum(span.users for span in prefetched)
+        if not parts or len(prefetched) < len(parts) or held > self.driver_read_max:
             return parts
         pairs = zip(parts, prefetched, strict=True)
-        batches = [b for p, rec in pairs for b in self._batches(rec, p.shard_id)]
+        batches = [b for p, span in pairs for b in self._held_rows(span, p.shard_id)]
         if self._files is not None:
             from pipeline.record_schema import PARSED_SCHEMA, RAW_SCHEMA
 
             schema = PARSED_SCHEMA if self.options.get("parse") == "true" else RAW_SCHEMA
             self._files.put(end, schema, batches)
+            self._start_read_ahead(end)
         else:
             self._handover.put(start, end, batches)
         return [HandoverPartition(parts)]
+
+    def _held_rows(self, span: PlannedRange, shard_id: str) -> Iterator[pa.RecordBatch]:
+        """A held range's rows: those the read-ahead parsed, then its records taken after them."""
+        if span.records is None:
+            return iter(span.parsed)
+        return itertools.chain(span.parsed, self._batches(span.records, shard_id))
+
+    def _start_read_ahead(self, end: dict[str, Any]) -> None:
+        """With the read-ahead on, plan and parse the batch after ``end`` in the background, if
+        ``end`` is where the next ``latestOffset`` starts (not a restart's re-run of a logged batch)."""
+        if not self.read_ahead or self._ahead is not None or self._listed is None:
+            return
+        if self._position != end:
+            return
+        start = {k: dict(v) for k, v in end["shards"].items()}
+        shards = self._listed[1]
+        self._ahead = Background(lambda: self._read_ahead(start, shards), name="kinesis-read-ahead")
 
     # Spark's name and signature for the rows of a prefetched batch; they are Arrow batches here
     def getCache(self, start: dict[str, Any], end: dict[str, Any]) -> Iterator[pa.RecordBatch] | None:  # type: ignore[override]  # noqa: N802

@@ -52,16 +52,43 @@ class ShardRecords:
 class PlannedRange:
     """What ``latestOffset`` learnt of one shard while planning a batch: the last sequence number taken,
     the user records up to it, and the records themselves only while the batch may still be handed over
-    (``keep``): past that bound the driver holds one GetRecords page at a time, whatever the batch size."""
+    (``keep``): past that bound the driver holds one GetRecords page at a time, whatever the batch size.
+
+    ``full``: the walk stopped because the next record would pass its limit. ``parsed``: the rows of the
+    range's leading records, parsed by the read-ahead (``parse_ahead``); ``records`` then holds only the
+    records taken after them.
+    """
 
     keep: int
     end: str | None = None
     users: int = 0
     records: ShardRecords | None = None
+    full: bool = False
+    parsed: list[pa.RecordBatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.keep > 0:
             self.records = ShardRecords()
+
+    def parse_ahead(self, batches: Iterator[pa.RecordBatch]) -> None:
+        """Hold ``batches`` (the held records' rows) in place of the records, which are dropped: a walk
+        that goes on from ``end`` holds only what it takes after them."""
+        self.parsed = list(batches)
+        self.records = ShardRecords()
+
+    def rebound(self, keep: int) -> bool:
+        """Hold the range under another hand-over bound (the budget left when a trigger reuses a range
+        the read-ahead planned); False when the records that bound keeps were not held."""
+        if self.records is None and self.users <= keep:
+            return False
+        self.keep = keep
+        if self.users > keep:
+            self._drop()
+        return True
+
+    def _drop(self) -> None:
+        self.records = None  # too big to hand over: the executors read it
+        self.parsed = []
 
     def take(self, page: list[dict[str, Any]], limit: int) -> int:
         """Take the leading records of a GetRecords page that fit in ``limit`` user records (at least one
@@ -69,12 +96,13 @@ class PlannedRange:
         for i, record in enumerate(page):
             users = count_user_records(record["Data"])
             if self.users and self.users + users > limit:
+                self.full = True
                 return i
             self.end = record["SequenceNumber"]
             self.users += users
             if self.records is not None:
                 if self.users > self.keep:
-                    self.records = None  # too big to hand over: the executors read it
+                    self._drop()
                 else:
                     self.records.add_kinesis_record(record, users)
         return len(page)
@@ -101,3 +129,21 @@ class HandoverPartition(InputPartition):
     def __init__(self, shards: list[ShardPartition]) -> None:
         super().__init__("handover")
         self.shards = shards
+
+
+@dataclass
+class ShardWalk:
+    """One shard's part of a planned batch: where its walk started, the user records it could take
+    (``limit``), the range it planned, and whether it ended caught up or at the shard's end."""
+
+    start: str | None
+    limit: int
+    span: PlannedRange
+    caught_up: bool
+    done: bool
+
+    def resumes(self, limit: int) -> bool:
+        """Whether a walk from this one's start that may take ``limit`` user records goes on from this
+        one's end to plan what a plain walk would: not when this one ended where a plain walk ends too
+        (the shard's end, ``limit`` reached, or its own limit reached and that limit is ``limit``)."""
+        return not (self.done or self.span.users >= limit or (self.span.full and limit == self.limit))

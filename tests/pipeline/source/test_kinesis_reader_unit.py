@@ -96,13 +96,15 @@ SCRIPTED: dict[tuple[tuple[str, str], ...], ScriptedKinesis] = {}
 
 def make_reader(
     shards: dict[str, dict[str, Any]], max_records: int, driver_read_max: int = 0,
-    handover_dir: Path | None = None,
+    handover_dir: Path | None = None, read_ahead: bool = False,
 ) -> KinesisStreamReader:
     """A reader whose driver and tasks both talk to one ``ScriptedKinesis`` (``reader._client``)."""
     options = {"stream": "s", "max_records": str(max_records), "endpoint": "http://127.0.0.1:1",
                "driver_read_max_records": str(driver_read_max)}
     if handover_dir is not None:
         options["handover_dir"] = str(handover_dir)
+    if read_ahead:
+        options["read_ahead"] = "true"
     reader = KinesisStreamReader(options)
     reader._client = SCRIPTED[tuple(sorted(options.items()))] = ScriptedKinesis(shards)
     return reader
@@ -290,13 +292,15 @@ def test_both_read_paths_give_every_user_record_once_in_shard_order(data: st.Dat
     results = []
     bound = data.draw(st.integers(1, 30), label="driver_read_max")
     with tempfile.TemporaryDirectory() as folder:
-        for driver_read_max, files in ((0, None), (bound, None), (10**6, None), (bound, Path(folder))):
-            batches = drain(make_reader(shards, max_records, driver_read_max, files), triggers=500)
+        paths = ((0, None, False), (bound, None, False), (10**6, None, False), (bound, Path(folder), False),
+                 (bound, Path(folder), True), (10**6, Path(folder), True))
+        for driver_read_max, files, ahead in paths:
+            batches = drain(make_reader(shards, max_records, driver_read_max, files, ahead), triggers=500)
             for batch in batches:
                 assert len(batch) <= max_records + 6 * len(shards)  # a record a shard past the budget at most
             results.append(batches)
         assert not any(Path(folder).iterdir())  # every file taken (or dropped at its commit)
-    assert results[0] == results[1] == results[2] == results[3]  # same batches, whichever path read them
+    assert all(r == results[0] for r in results)  # same batches, whichever path read them
     by_shard: dict[str, list[bytes]] = {}
     for batch in results[0]:
         for row in batch:
@@ -409,3 +413,81 @@ def test_a_task_that_cannot_read_its_range_says_where_and_after_how_many_attempt
     message = str(caught.value)
     assert message.startswith("Kinesis at http://127.0.0.1:1 failed while reading shard shardId-0 of stream")
     assert f"after up to {MAX_ATTEMPTS} attempts" in message and "ProvisionedThroughputExceeded" in message
+
+
+def test_the_read_ahead_plans_and_parses_the_next_batch_while_the_current_one_runs(tmp_path: Path) -> None:
+    shards: dict[str, dict[str, Any]] = {
+        "shardId-0": {"records": [str(i) for i in range(1, 11)], "closed": False},
+        "shardId-1": {"records": [str(i) for i in range(20, 30)], "closed": False},
+    }
+    reader = make_reader(shards, max_records=4, driver_read_max=4, handover_dir=tmp_path, read_ahead=True)
+    client = reader._client
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    (part,) = reader.partitions(start, end)
+    assert isinstance(part, HandoverPartition)
+    ahead = reader._ahead
+    assert ahead is not None
+    planned = ahead.take()  # the next batch, walked and parsed while this one runs
+    assert planned.start == end["shards"]
+    assert all(span.parsed and span.records is not None and not len(span.records)
+               for span in planned.kept.values())
+    calls = len(client.pages)
+    start, end = end, reader.latestOffset()
+    assert len(client.pages) == calls  # the full budget came from the read-ahead: no GetRecords
+    assert end["shards"] == planned.position
+    assert reader.partitions(start, end)
+    assert reader._files is not None
+    table = reader._files.take(end)
+    assert table is not None
+    assert table.column("data").to_pylist() == [b"shardId-0:3", b"shardId-0:4", b"shardId-1:22",
+                                                b"shardId-1:23"]
+
+
+def test_a_paced_stream_goes_on_from_the_read_ahead_to_the_records_that_arrived_since(tmp_path: Path) -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2"], "closed": False}}
+    reader = make_reader(shards, max_records=10, driver_read_max=10, handover_dir=tmp_path, read_ahead=True)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    reader.partitions(start, end)
+    assert reader._files is not None and reader._files.take(end) is not None
+    shards["shardId-0"]["records"] += ["3", "4"]
+    ahead = reader._ahead
+    assert ahead is not None
+    ahead.take()  # done before more records arrive: it planned 3 and 4
+    shards["shardId-0"]["records"] += ["5", "6"]
+    start, end = end, reader.latestOffset()
+    plain = make_reader(shards, max_records=10)
+    plain._position = {"shards": start["shards"]}
+    assert end == plain.latestOffset()  # what a plain walk from there plans over the same records
+    reader.partitions(start, end)
+    table = reader._files.take(end)
+    assert table is not None
+    assert table.column("data").to_pylist() == [b"shardId-0:3", b"shardId-0:4", b"shardId-0:5",
+                                                b"shardId-0:6"]
+
+
+def test_a_read_ahead_that_fails_raises_on_the_next_trigger_and_keeps_nothing(tmp_path: Path) -> None:
+    shards: dict[str, dict[str, Any]] = {"shardId-0": {"records": ["1", "2", "3", "4"], "closed": False}}
+    reader = make_reader(shards, max_records=2, driver_read_max=2, handover_dir=tmp_path, read_ahead=True)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    reader._client = ThrottledKinesis(shards)  # the read-ahead's GetRecords outlive the retry policy
+    reader._iters.clear()
+    reader.partitions(start, end)
+    with pytest.raises(PipelineError) as caught:
+        reader.latestOffset()
+    assert str(caught.value).startswith("Kinesis at http://127.0.0.1:1 failed while reading shard shardId-0")
+    assert reader._position == end and not reader._cache  # no half batch planned
+    reader._client = ScriptedKinesis(shards)  # Spark retries the trigger once Kinesis answers again
+    start, end = end, reader.latestOffset()
+    assert end["shards"]["shardId-0"]["seq"] == "4"
+    reader.partitions(start, end)
+    assert reader._files is not None
+    table = reader._files.take(end)
+    assert table is not None and table.column("data").to_pylist() == [b"shardId-0:3", b"shardId-0:4"]
+
+
+def test_the_read_ahead_needs_the_file_hand_over() -> None:
+    with pytest.raises(PipelineError, match="read_ahead needs handover_dir"):
+        make_reader({"shardId-0": {"records": [], "closed": False}}, max_records=2, read_ahead=True)
