@@ -6,7 +6,9 @@ Reads each run's ``metrics/query_progress.json`` (Spark's ``durationMs`` per tri
 ``metrics/batches.parquet`` (``BatchTiming``: started, collected, results, routed) and prints, per run,
 the medians over the triggers that carried records, the first (cold) one left out:
 
-- ``spacing``: between trigger starts; ``trigger``: Spark's ``triggerExecution``; ``addBatch``;
+- ``spacing``: from the trigger's start to the next trigger's; ``idle``: what of it is outside any
+  trigger (from the end of ``triggerExecution`` to the next start: Spark's progress report and its
+  wait for the next trigger); ``trigger``: Spark's ``triggerExecution``; ``addBatch``;
 - ``before``: inside ``addBatch`` before the foreachBatch function started (the source's input
   partitions, where a small batch is de-aggregated, parsed and handed over, the call into Python):
   the trigger's start plus the phases Spark times before ``addBatch``, to ``started_us``;
@@ -40,8 +42,8 @@ def split(progress: Sequence[Mapping[str, Any]], stamps: Mapping[int, Mapping[st
     counts no input rows for a batch the source handed over in a file, ``pipeline.source.handover``).
     Empty when fewer than two such triggers ran."""
     rows: list[dict[str, float]] = []
-    last_start: float | None = None
-    for report in progress:
+    starts = [_start_ms(report) for report in progress]
+    for i, report in enumerate(progress):
         stamp = stamps.get(report["batchId"])
         if stamp is None:
             continue
@@ -50,12 +52,15 @@ def split(progress: Sequence[Mapping[str, Any]], stamps: Mapping[int, Mapping[st
         if not rows_in:
             continue
         d = report["durationMs"]
-        start_ms = datetime.fromisoformat(report["timestamp"].replace("Z", "+00:00")).timestamp() * 1e3
+        start_ms = starts[i]
+        # the next trigger's start, with records or not; a run's last trigger has none
+        spacing = starts[i + 1] - start_ms if i + 1 < len(starts) else float("nan")
         before = stamp["started_us"] / 1e3 - start_ms - sum(d.get(k, 0) for k in BEFORE_ADD_BATCH)
         ours = (stamp["routed_us"] - stamp["started_us"]) / 1e3
         rows.append({
             "rows": rows_in,
-            "spacing": float("nan") if last_start is None else start_ms - last_start,
+            "spacing": spacing,
+            "idle": spacing - d["triggerExecution"],
             "trigger": d["triggerExecution"],
             "addBatch": d.get("addBatch", 0),
             "before": before,
@@ -64,15 +69,19 @@ def split(progress: Sequence[Mapping[str, Any]], stamps: Mapping[int, Mapping[st
             "sinks": (stamp["routed_us"] - stamp["results_us"]) / 1e3,
             "after": d.get("addBatch", 0) - before - ours,
         })
-        last_start = start_ms
     warm = rows[1:]
     if not warm:
         return {}
     return {
         name: round(statistics.median(r[name] for r in warm if r[name] == r[name]), 1)
         for name in warm[0]
-        if any(r[name] == r[name] for r in warm)  # spacing is NaN on a run's first trigger only
+        if any(r[name] == r[name] for r in warm)  # spacing is NaN on a run's last trigger only
     } | {"triggers": len(warm)}
+
+
+def _start_ms(report: Mapping[str, Any]) -> float:
+    """When the trigger of a progress report started (ms since the epoch)."""
+    return datetime.fromisoformat(report["timestamp"].replace("Z", "+00:00")).timestamp() * 1e3
 
 
 def run_split(run_dir: Path) -> dict[str, float]:

@@ -35,7 +35,8 @@ def test_the_split_of_warm_triggers_adds_up_to_add_batch() -> None:
     assert got["before"] == 250 and got["collect"] == 275 and got["engine"] == 225 and got["sinks"] == 25
     assert got["after"] == 25  # what addBatch holds beyond the stamps: 700 - 200 - 470, 900 - 300 - 580
     assert got["addBatch"] == 800 and got["rows"] == 200
-    assert got["spacing"] == 3_000  # from the previous trigger with records: 4,000 (batch 0) and 2,000
+    assert got["spacing"] == 2_000  # to the next trigger's start (batch 3 is the last: none)
+    assert got["idle"] == 2_000 - 780  # outside any trigger: the spacing less triggerExecution
 
 
 def test_a_batch_spark_counted_no_rows_for_counts_with_the_runners_records() -> None:
