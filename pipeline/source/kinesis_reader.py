@@ -27,7 +27,7 @@ from pipeline.source.kinesis_records import (
     ShardWalk,
 )
 from pipeline.source.offsets import last_checkpointed_offset, write_status
-from pipeline.source.read_ahead import Background, RangeKey, Walk
+from pipeline.source.read_ahead import Background, PageParser, RangeKey, Walk
 from pipeline.source.stream_identity import bind, describe_identity
 
 if TYPE_CHECKING:
@@ -216,11 +216,13 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
         return self._position
 
     def _walk(
-        self, start: dict[str, dict[str, Any]], shards: list[dict[str, Any]], prior: dict[str, ShardWalk]
+        self, start: dict[str, dict[str, Any]], shards: list[dict[str, Any]], prior: dict[str, ShardWalk],
+        parser: PageParser | None = None,
     ) -> Walk:
         """Plan a batch from ``start`` over the listed ``shards``: every readable shard walked in
         turn for its share of the budget left, going on from its ``prior`` walk (the read-ahead's)
-        where that planned the same shard from the same position (``ShardWalk.resumes``)."""
+        where that planned the same shard from the same position (``ShardWalk.resumes``); each page's
+        records taken go to ``parser`` if given."""
         position: dict[str, dict[str, Any]] = {k: dict(v) for k, v in start.items()}
         for s in shards:
             position.setdefault(s["ShardId"], {"seq": None, "done": False})
@@ -252,7 +254,7 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
                 walked, go_on = ShardWalk(first, share, PlannedRange(keep), caught_up=False, done=False), True
             if go_on:
                 with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
-                    walked.caught_up, walked.done = self._plan(shard_id, first, walked.span, share)
+                    walked.caught_up, walked.done = self._plan(shard_id, first, walked.span, share, parser)
                 walked.limit = share
             walks[shard_id] = walked
             span = walked.span
@@ -280,10 +282,9 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
     def _read_ahead(self, start: dict[str, dict[str, Any]], shards: list[dict[str, Any]]) -> Walk:
         """The next batch from ``start``, planned as ``latestOffset`` would plan it now, its held
         records parsed (``PlannedRange.parse_ahead``). Runs in the read-ahead's thread."""
-        walk = self._walk(start, shards, {})
-        for (shard_id, _, _), span in walk.kept.items():
-            if span.records is not None:
-                span.parse_ahead(self._batches(span.records, shard_id))
+        with PageParser(self._batches) as parser:
+            walk = self._walk(start, shards, {}, parser)
+            parser.finish(walk)
         return walk
 
     def _bind_stream(self) -> None:
@@ -294,10 +295,12 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             bind(Path(ckpt), describe_identity(self.kinesis, self.stream))
             self._bound = True
 
-    def _plan(self, shard_id: str, start: str | None, span: PlannedRange, limit: int) -> tuple[bool, bool]:
+    def _plan(
+        self, shard_id: str, start: str | None, span: PlannedRange, limit: int, parser: PageParser | None
+    ) -> tuple[bool, bool]:
         """Walk ``span`` on (from its end, or ``start``) to about ``limit`` user records after ``start``
         -> (caught up, shard finished); its records are kept only while they are at most its ``keep``
-        user records (``PlannedRange``).
+        user records (``PlannedRange``), and each page's go to ``parser`` if given.
 
         Caught up: the last GetRecords page was empty and at the shard's tip (``MillisBehindLatest`` 0).
         """
@@ -322,6 +325,8 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             page = resp["Records"]
             before = span.users
             taken = span.take(page, limit)
+            if taken and parser is not None:
+                parser.taken(shard_id, span)
             if taken:
                 per_record = max(1.0, (span.users - before) / taken)
                 self._density[shard_id] = per_record

@@ -43,6 +43,11 @@ class ShardRecords:
         """User records held."""
         return sum(self.users)
 
+    def tail(self, start: int) -> ShardRecords:
+        """The records from the ``start``-th on."""
+        return ShardRecords(self.seqs[start:], self.keys[start:], self.datas[start:], self.ingests[start:],
+                            self.users[start:])
+
     def to_batches(self, shard_id: str) -> Iterator[pa.RecordBatch]:
         """De-aggregated user records as ``RAW_SCHEMA`` Arrow batches (``arrow_build.raw_batches``)."""
         return raw_batches(shard_id, self.seqs, self.keys, self.datas, self.ingests)
@@ -70,10 +75,10 @@ class PlannedRange:
         if self.keep > 0:
             self.records = ShardRecords()
 
-    def parse_ahead(self, batches: Iterator[pa.RecordBatch]) -> None:
+    def parse_ahead(self, batches: list[pa.RecordBatch]) -> None:
         """Hold ``batches`` (the held records' rows) in place of the records, which are dropped: a walk
         that goes on from ``end`` holds only what it takes after them."""
-        self.parsed = list(batches)
+        self.parsed = batches
         self.records = ShardRecords()
 
     def rebound(self, keep: int) -> bool:

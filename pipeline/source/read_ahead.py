@@ -3,17 +3,22 @@ the planner process while the driver runs the current one (``pipeline.source.kin
 
 The planner's main thread waits on Spark's socket while the driver works, so the walk (boto3) and the
 vectorised de-aggregation and parse (pyarrow, numpy) have the planner's interpreter to themselves and
-run on the second core.
+run on the second core. The walk hands what each GetRecords page took to a parser thread
+(``PageParser``), so a page is parsed while the walk waits for the next one.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pipeline.source.kinesis_records import PlannedRange, ShardWalk
+import pyarrow as pa
+
+from pipeline.source.kinesis_records import PlannedRange, ShardRecords, ShardWalk
 
 T = TypeVar("T")
 
@@ -58,3 +63,44 @@ class Background(Generic[T]):
             raise self._error
         assert self._result is not None  # the work either returned or raised
         return self._result[0]
+
+
+Parse = Callable[[ShardRecords, str], Iterator[pa.RecordBatch]]
+"""Records of a shard -> their rows (the reader's de-aggregation and parse)."""
+
+
+class PageParser:
+    """Parses the records a walk takes, page by page, in a thread of its own (the walk mostly waits
+    for GetRecords answers meanwhile); ``finish`` hands each held range its rows, in order."""
+
+    def __init__(self, parse: Parse) -> None:
+        self._parse = parse
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinesis-parse-ahead")
+        self._sent: dict[int, tuple[int, list[Future[list[pa.RecordBatch]]]]] = {}
+
+    def taken(self, shard_id: str, span: PlannedRange) -> None:
+        """Send the records ``span`` took since the last call to the parser."""
+        if span.records is None:
+            return  # too big to hand over: nothing of it is parsed here
+        sent, parts = self._sent.get(id(span), (0, []))
+        if len(span.records.seqs) > sent:
+            work = functools.partial(self._rows, span.records.tail(sent), shard_id)
+            parts.append(self._pool.submit(work))
+        self._sent[id(span)] = (len(span.records.seqs), parts)
+
+    def _rows(self, records: ShardRecords, shard_id: str) -> list[pa.RecordBatch]:
+        return list(self._parse(records, shard_id))
+
+    def finish(self, walk: Walk) -> None:
+        """Give every range ``walk`` holds its parsed rows (``PlannedRange.parse_ahead``), waiting for
+        the parser; raises what a parse raised."""
+        for span in walk.kept.values():
+            if span.records is not None:
+                _, parts = self._sent.get(id(span), (0, []))
+                span.parse_ahead([batch for part in parts for batch in part.result()])
+
+    def __enter__(self) -> PageParser:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(cancel_futures=True)
