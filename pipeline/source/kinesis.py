@@ -35,6 +35,13 @@ How a trigger runs:
   which the foreachBatch function reads without running a Spark job over the batch
   (``handover.HandoverFiles``): the rows never enter the JVM, and Spark's progress counts no input
   rows for such a batch.
+- With ``read_ahead`` too (driver mode), the planner does not wait for the driver: once a batch's
+  file is written, a background thread walks the next batch from that batch's end, as ``latestOffset``
+  would, and parses its records page by page (``read_ahead``). The next ``latestOffset`` takes that
+  walk if it starts at the reader's position (per shard, where it started at the shard's position),
+  walks on where it stopped short of the budget, and raises the thread's failure if it had one, with
+  nothing of it kept; ``partitions`` then only writes the rows. One batch is held ahead at most; a
+  restart (a new planner) plans without it.
 - After a restart the reader continues from the last offset in the checkpoint's offset log (option
   ``checkpoint``), which is where Spark resumes, after checking that the stream is the one the
   checkpoint was written against (``stream_identity``: a recreated stream is refused).
@@ -49,7 +56,8 @@ know when every record has been consumed.
 Modules, one job each: ``kinesis_reader`` (the stream reader), ``kinesis_records`` (a shard's
 records, a planned range and the input partitions), ``arrow_build`` (records to Arrow), ``handover``
 (the batches waiting for ``getCache``, bounded, or for the foreachBatch function, in a file),
-``offsets`` (the offset log and the status file, shared with the tape source).
+``offsets`` (the offset log and the status file, shared with the tape source), ``read_ahead`` (the
+next batch walked and parsed while the driver runs the current one).
 """
 
 from __future__ import annotations
@@ -70,8 +78,9 @@ class KinesisDataSource(DataSource):
     ``max_records`` (user records per micro-batch); ``driver_read_max_records`` (batches up to this many
     user records skip the executors, see the module docstring; 0 never); ``checkpoint`` (the query's
     checkpoint location, to resume); ``status_path``; ``handover_dir`` (a local directory: small
-    batches are handed over in files there, not through ``getCache``); ``parse`` (``true``: yield
-    ``PARSED_SCHEMA`` rows, parsed where the records are read, instead of raw records)."""
+    batches are handed over in files there, not through ``getCache``); ``read_ahead`` (``true``, with
+    ``handover_dir`` only: the next batch is read and parsed while the current one runs); ``parse``
+    (``true``: yield ``PARSED_SCHEMA`` rows, parsed where the records are read, instead of raw records)."""
 
     @classmethod
     def name(cls) -> str:
