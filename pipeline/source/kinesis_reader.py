@@ -255,7 +255,6 @@ class KinesisStreamReader(_SimpleStreamReaderWrapper):
             if go_on:
                 with _translated(self.options, f"reading shard {shard_id} of stream {self.stream!r}"):
                     walked.caught_up, walked.done = self._plan(shard_id, first, walked.span, share, parser)
-                walked.limit = share
             walks[shard_id] = walked
             span = walked.span
             budget -= span.users
