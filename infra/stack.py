@@ -6,6 +6,11 @@ the endpoints and the provisioned spec so that later commands (replay, pipeline,
 without being told the port (the policy: ``infra.resolve``); ``stack.lock`` lets one ``up`` or ``down``
 at a time change them.
 
+A stack that a run started for itself (``ensure_up``) is the runs' to stop: each run holds a lease on it
+(``leases/``) and the last one to let go stops it, so a run that started it never stops it under
+another run still using it. A stack ``coattail up`` started, or took over, stays up until ``coattail
+down``.
+
 An endpoint given explicitly (``--endpoint``, ``COATTAIL_AWS_ENDPOINT``, e.g. LocalStack from
 docker-compose.yml) or the ``aws`` profile means an external stack: nothing is started, the same
 provisioning is applied to it.
@@ -16,11 +21,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import psutil
 
 from core.errors import StackError, UnsafeEndpointError
 from infra import emulator
@@ -35,6 +45,7 @@ from pipeline.tables import AlertIndex, DynamoTableDef
 
 STATE_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
+LEASES_DIR = "leases"
 LOCK_TIMEOUT_S = 180.0
 """How long ``up``/``down`` wait for another one on the same state directory (a kinesis-mock start alone
 may take a minute)."""
@@ -54,6 +65,8 @@ class StackState:
     service_endpoints: dict[str, str]
     processes: dict[str, int]  # emulator kind -> port, for the processes this stack started
     spec: StackSpec
+    run_owned: bool = False
+    """Started by a run for itself (``ensure_up``): the last run holding a lease stops it."""
 
     def runtime(self, base: RuntimeSettings) -> RuntimeSettings:
         """``base`` pointed at this stack's endpoints; ``base``'s own per-service endpoints (from the
@@ -125,7 +138,8 @@ class StackStatus:
             return "down: `coattail up` starts it"
         bad = [p for p in self.processes if p.state != "running"]
         if not bad:
-            return f"up: tier {self.state.tier}, profile {self.state.profile}"
+            owner = "; a run started it and the last run using it stops it" if self.state.run_owned else ""
+            return f"up: tier {self.state.tier}, profile {self.state.profile}{owner}"
         if all(p.state == "unchecked" for p in bad):
             where = self.state.endpoint or "real AWS"
             return (
@@ -143,18 +157,32 @@ class StackStatus:
 
 @dataclass(frozen=True)
 class StackHandle:
-    """What ``ensure_up`` hands a run: the runtime to use and whether this call started the stack."""
+    """What ``up`` and ``ensure_up`` hand over: the runtime to use and whether this call started the
+    stack; from ``ensure_up``, also the run's lease on it."""
 
     runtime: RuntimeSettings
     started: bool
     resources: list[Resource]
     notes: tuple[str, ...] = ()
     """What the user must know about the stack this replaced (``up`` prints them)."""
+    lease: Path | None = None
 
-    def release(self) -> None:
-        """Stop the stack if (and only if) ``ensure_up`` started it."""
-        if self.started:
-            down(self.runtime.state_dir)
+    def release(self) -> str:
+        """Give the run's lease back; stop the stack when a run started it and no other run holds a
+        lease on it any more. Says what happened to the stack (nothing without a lease)."""
+        if self.lease is None:
+            return ""
+        state_dir = self.runtime.state_dir
+        with _locked(state_dir):
+            self.lease.unlink(missing_ok=True)
+            state = read_state(state_dir)
+            if state is None or not state.run_owned:
+                return "left up (`coattail up` keeps it; `coattail down` stops it)"
+            others = _live_leases(state_dir)
+            if others:
+                return f"left up for {len(others)} other run(s) still using it"
+            _down(state_dir)
+            return "stopped (the runs that used it are done)"
 
 
 def _state_path(state_dir: Path) -> Path:
@@ -264,6 +292,7 @@ def _up(
     kinesis: KinesisEngine | None,
     port: int | None,
     step: Step | None,
+    for_run: bool = False,
 ) -> StackHandle:
     say = step or (lambda _message: None)
     spec = StackSpec.from_config(config)
@@ -294,7 +323,9 @@ def _up(
         live = existing.state.runtime(runtime)
         say(f"reusing the stack at {live.aws_endpoint or 'real AWS'}; provisioning tier {config.tier}")
         resources = provision(spec, live)
-        _write_state(runtime.state_dir, _record(config, live, existing.state.processes, spec))
+        # `coattail up` takes over a stack a run started: it stays up until `coattail down`
+        owned = existing.state.run_owned and for_run
+        _write_state(runtime.state_dir, _record(config, live, existing.state.processes, spec, owned))
         return StackHandle(runtime=live, started=False, resources=resources)
     notes: tuple[str, ...] = ()
     if existing.state is not None and existing.state.processes:
@@ -320,7 +351,7 @@ def _up(
                 "service_endpoints": {**runtime.service_endpoints, **services},
             }
         )
-        _write_state(runtime.state_dir, _record(config, live, started, spec))
+        _write_state(runtime.state_dir, _record(config, live, started, spec, for_run))
         say(f"provisioning tier {config.tier}")
         resources = provision(spec, live)
     except BaseException:
@@ -358,10 +389,39 @@ def ensure_up(
     one under the state dir, used as it is unless ``kinesis`` names an engine it lacks), or, where the
     policy finds none, a new one with ``kinesis`` (moto by default; ``handle.started``).
 
-    Either way the tier's resources are provisioned (idempotently). Call ``handle.release()`` when the
-    run is over: it stops the stack only if this call started it.
+    Either way the tier's resources are provisioned (idempotently) and a local stack is leased to the
+    run. Call ``handle.release()`` when the run is over: a stack a run started stops with the last
+    run's release, one ``coattail up`` started stays up.
     """
-    return up(config, kinesis=kinesis, step=step)
+    given = given_stack(config.runtime, None)
+    runtime = config.runtime if given is None else given.runtime
+    if given is not None:
+        check_endpoint(runtime)
+    with _locked(runtime.state_dir):
+        handle = _up(config, runtime, given=given is not None, kinesis=kinesis, port=None, step=step,
+                     for_run=True)
+        if given is not None:
+            return handle
+        lease = runtime.state_dir / LEASES_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        lease.write_text(json.dumps({"pid": os.getpid(), "started": psutil.Process().create_time()}))
+        return StackHandle(handle.runtime, handle.started, handle.resources, handle.notes, lease)
+
+
+def _live_leases(state_dir: Path) -> list[Path]:
+    """The leases of runs still alive (a run killed before its release leaves one behind: removed)."""
+    live: list[Path] = []
+    for lease in sorted((state_dir / LEASES_DIR).glob("*")):
+        try:
+            held = json.loads(lease.read_text())
+            alive = psutil.Process(int(held["pid"])).create_time() == held["started"]
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            alive = False  # gone, its pid reused since, or a torn file
+        if alive:
+            live.append(lease)
+        else:
+            lease.unlink(missing_ok=True)
+    return live
 
 
 def down(state_dir: Path) -> list[str]:
@@ -386,6 +446,7 @@ def _down(state_dir: Path) -> list[str]:
             done.append(f"stopped {kind} (pid {pid})")
         else:
             done.append(f"removed a stale pid file for {kind} (pid {pid} was not running)")
+    shutil.rmtree(state_dir / LEASES_DIR, ignore_errors=True)  # they lease the stack now gone
     state_file = _state_path(state_dir)
     if state_file.exists():
         state_file.unlink()
@@ -419,7 +480,11 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 
 def _record(
-    config: Config, runtime: RuntimeSettings, processes: dict[str, int], spec: StackSpec
+    config: Config,
+    runtime: RuntimeSettings,
+    processes: dict[str, int],
+    spec: StackSpec,
+    run_owned: bool = False,
 ) -> StackState:
     return StackState(
         tier=config.tier,
@@ -429,6 +494,7 @@ def _record(
         service_endpoints=dict(runtime.service_endpoints),
         processes=processes,
         spec=spec,
+        run_owned=run_owned,
     )
 
 

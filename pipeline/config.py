@@ -160,7 +160,8 @@ class SparkConfig(Frozen):
     driver_read_max_records: int = Field(20_000, ge=0)
     """Micro-batches of at most this many records are read and parsed by the source on the driver and
     handed to Spark as Arrow, skipping the executors' Python workers (the latency path, see
-    ``pipeline.source.kinesis``); bigger ones are read by one task per shard. 0: always the tasks."""
+    ``pipeline.source.kinesis``); bigger ones are read by one task per shard. 0: always the tasks. The
+    small tier (driver mode) sets it to its whole batch: see docs/ADR.md."""
 
 
 class Budgets(Frozen):

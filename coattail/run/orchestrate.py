@@ -209,9 +209,9 @@ def _execute_sampled(
         if not request.keep_resources:
             remove_own(config, steps)
     finally:
-        if handle.started:
-            with steps.step("stack: down (this run started it)"):
-                handle.release()
+        if handle.lease is not None:
+            with steps.step("stack: release") as task:
+                task.update(note=handle.release())
     return RunResult(run, judgement)
 
 

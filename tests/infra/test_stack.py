@@ -268,6 +268,70 @@ def test_ensure_up_release_stops_only_what_it_started(state_dir: Path) -> None:
     assert stack.status(config.runtime).healthy
 
 
+_RUN = """
+import sys
+from pathlib import Path
+from pipeline.config import ConfigLoader, RuntimeSettings
+from infra import stack
+base = ConfigLoader().load("small", env={})
+config = base.model_copy(update={"runtime": RuntimeSettings(state_dir=Path(sys.argv[1]))})
+handle = stack.ensure_up(config)
+print("started" if handle.started else "reused", flush=True)
+sys.stdin.readline()
+print(handle.release(), flush=True)
+"""
+
+
+def _other_run(state_dir: Path) -> subprocess.Popen[str]:
+    """Another `coattail run`'s hold on the stack: a process that takes it with ``ensure_up`` and
+    releases it when told (a line on its stdin)."""
+    run = subprocess.Popen([sys.executable, "-c", _RUN, str(state_dir)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert run.stdout is not None
+    return run
+
+
+def test_a_run_started_stack_stops_with_the_last_run_using_it(state_dir: Path) -> None:
+    config = _config(state_dir)
+    first = stack.ensure_up(config)
+    assert first.started
+    pid = _moto_pid(state_dir)
+    other = _other_run(state_dir)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "reused"
+        assert "1 other run" in first.release()  # the run that started it finishes first
+        assert stack.status(config.runtime, resources=False).healthy
+        out, _ = other.communicate("done\n", timeout=60)
+    finally:
+        other.kill()
+    assert out.startswith("stopped")
+    _wait_dead(pid)
+
+
+def test_a_killed_runs_lease_does_not_keep_the_stack_up(state_dir: Path) -> None:
+    config = _config(state_dir)
+    first = stack.ensure_up(config)
+    pid = _moto_pid(state_dir)
+    other = _other_run(state_dir)
+    assert other.stdout is not None and other.stdout.readline().strip() == "reused"
+    other.kill()  # no release: its lease stays behind
+    other.wait(timeout=30)
+    assert len(list((state_dir / stack.LEASES_DIR).iterdir())) == 2
+    assert first.release().startswith("stopped")
+    _wait_dead(pid)
+    assert not (state_dir / stack.LEASES_DIR).exists()
+
+
+def test_up_takes_over_a_stack_a_run_started(state_dir: Path) -> None:
+    config = _config(state_dir)
+    run = stack.ensure_up(config)
+    assert "a run started it" in stack.status(config.runtime, resources=False).summary()
+    again = stack.up(config)  # `coattail up` while the run goes on: the user now keeps the stack
+    assert not again.started and again.lease is None
+    assert "coattail down" in run.release()
+    assert stack.status(config.runtime, resources=False).healthy
+
+
 def test_current_runtime_points_clients_at_the_stack(state_dir: Path) -> None:
     config = _config(state_dir)
     stack.up(config)
