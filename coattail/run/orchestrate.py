@@ -348,7 +348,7 @@ def _stream(
             try:
                 consumer.start()
                 if isinstance(consumer, PipelineRunner):
-                    # the first trigger is the slow one: it runs before the replay sends its first event
+                    # the first trigger is the slow one: the replay sends once it has planned its batch
                     consumer.wait_first_trigger()
             except BaseException:
                 consumer.stop()
