@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import PipelineError
+from pipeline.engine import BatchResult
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.testkit import small_config
@@ -39,9 +40,13 @@ def test_it_returns_once_the_first_trigger_planned_its_batch_and_refuses_a_stopp
 def test_it_returns_while_the_first_batch_runs_its_offsets_fixed(spark: object, tmp_path: Path) -> None:
     tape = write_tape(tmp_path / "tape", n=12)
     release = threading.Event()
+
+    def hold(_result: BatchResult) -> None:
+        release.wait(120)
+
     runner = PipelineRunner(small_config(), checkpoint=tmp_path / "cp", source=tape, spark=spark,  # type: ignore[arg-type]
                             table_sinks=[MemoryTableSink()], alert_sinks=[MemoryAlertSink()],
-                            on_batch=lambda _result: release.wait(120))  # fmt: skip
+                            on_batch=hold)  # fmt: skip
     query = runner.start()
     try:
         runner.wait_first_trigger(timeout=60)
