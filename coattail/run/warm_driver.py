@@ -37,7 +37,6 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
-from coattail.run import source_digest
 from core.errors import StackError
 from infra.processes import terminate
 from pipeline.config import Config
@@ -50,7 +49,6 @@ RECORD_FILE = "warm-driver.json"
 LOCK_FILE = "warm-driver.lock"
 LOG_FILE = "warm-driver.log"
 CONFIG_FILE = "warm-driver-config.json"
-SOURCES_FILE = "warm-driver-sources.json"
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 _SOURCE_PACKAGES = ("core", "pipeline", "coattail", "sim", "replay", "infra")
@@ -124,9 +122,8 @@ def fingerprint(config: Config) -> str:
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
     }
     digest.update(json.dumps(parts, sort_keys=True).encode())
-    # each file's digest is cached by its identity: a run rereads only what changed since
-    cache = config.runtime.state_dir / SOURCES_FILE
-    digest.update(source_digest.digest(_REPO, _source_files(), cache).encode())
+    for path in _source_files():
+        digest.update(str(path.relative_to(_REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:32]
 
 

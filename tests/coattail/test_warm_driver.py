@@ -19,11 +19,9 @@ import psutil
 import pytest
 
 from coattail.diff import diff_outputs
-from coattail.run import source_digest, warm_driver
 from coattail.run.outputs import RunOutputs
 from coattail.run.warm_driver import (
     LOCK_FILE,
-    SOURCES_FILE,
     WarmDriver,
     attach,
     describe,
@@ -168,36 +166,10 @@ def test_runs_attached_one_after_another_each_keep_their_callbacks(warm: Warm, t
     assert first and second and not first & second
 
 
-def test_the_fingerprint_covers_the_driver_s_settings_not_the_run_s(config: Config, tmp_path: Path) -> None:
-    config = _at(config, tmp_path)
+def test_the_fingerprint_covers_the_driver_s_settings_not_the_run_s(config: Config) -> None:
     assert fingerprint(_with_local(config, driver_memory="3g")) != fingerprint(config)
     partitions = config.spark.local.shuffle_partitions + 1
     assert fingerprint(_with_local(config, shuffle_partitions=partitions)) == fingerprint(config)
-
-
-@pytest.mark.parametrize("edited", ["pipeline/engine.py", "config/tiers/small.yaml", "requirements.lock"])
-def test_the_cached_fingerprint_notices_an_edited_source_config_or_lock_file(
-    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str
-) -> None:
-    repo = tmp_path / "repo"
-    for name in ("core/errors.py", "pipeline/engine.py", "config/tiers/small.yaml", "requirements.lock"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    monkeypatch.setattr(warm_driver, "_REPO", repo)
-    monkeypatch.setattr(source_digest, "SETTLE_NS", -(10**18))  # this test's fresh files are cached too
-    config = _at(config, tmp_path / "state")
-    before = fingerprint(config)
-    assert fingerprint(config) == before  # from the cache
-    assert set(json.loads((tmp_path / "state" / SOURCES_FILE).read_text())) == {
-        "core/errors.py", "pipeline/engine.py", "config/tiers/small.yaml", "requirements.lock",
-    }  # fmt: skip
-    time.sleep(0.05)  # the edit below is a tick later than the cached change time
-    path = repo / edited
-    stat = path.stat()
-    path.write_text(path.read_text().upper())  # the same size; its modification time set back below
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    time.sleep(0.05)  # past the file system's timestamp granularity: the change time moved
-    assert fingerprint(config) != before
 
 
 def test_a_driver_built_for_other_settings_is_not_attached(warm: Warm, config: Config) -> None:
