@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/bench_cold_start.py --baseline main --events 3000 --speed 10x
     .venv/bin/python benchmarks/bench_cold_start.py --session --rounds 4   # the driver JVM alone
     .venv/bin/python benchmarks/bench_cold_start.py --warm-driver --events 0 --rounds 3  # attach or not
+    .venv/bin/python benchmarks/bench_cold_start.py --baseline s8 --warm-driver --events 0  # both attach
 
 Each round runs ``coattail run`` twice in fresh processes, alternating: ``installed`` (as a user runs it:
 Spark's Python processes import the installed pyspark, ``pipeline.spark_home``) and ``zipped``
@@ -23,7 +24,8 @@ a local session's start and first job in fresh processes, with and without the d
 archive (``pipeline.jvm_archive``), as wall time and as the JVM's CPU time (which a loaded machine
 disturbs less). ``--warm-driver`` alternates ``own`` (the run starts its own driver) and ``warm`` (it
 attaches to the one ``coattail up --warm-driver`` keeps, started before the round and not counted; a
-run that did not attach stops the benchmark). ``--events 0`` replays the whole tape. Runs use the stack
+run that did not attach stops the benchmark); with ``--baseline`` too, both sides attach, each to the
+warm driver of its own checkout. ``--events 0`` replays the whole tape. Runs use the stack
 under the checkout's state dir (``coattail up`` first for a warm
 machine; else each starts its own).
 """
@@ -98,8 +100,11 @@ def session_figures(variant: str) -> dict[str, float]:
     return figures
 
 
-def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = REPO) -> dict[str, Any]:
-    """Launch one ``coattail run`` (of ``checkout``) and read its phases back."""
+def one_run(
+    tape: Path, speed: str, runs: Path, variant: str, checkout: Path = REPO, wants_warm: bool = False
+) -> dict[str, Any]:
+    """Launch one ``coattail run`` (of ``checkout``) and read its phases back; it must have attached to
+    a warm driver if and only if ``wants_warm``."""
     # each checkout's own state dir (and stack): nothing of this environment may point it elsewhere
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
     if variant == "zipped":
@@ -117,7 +122,7 @@ def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = R
     record = json.loads((run_dir / "run.json").read_text())
     timings = record["timings"]
     attached = bool(record.get("warm_driver", {}).get("attached"))
-    if attached != (variant == "warm"):
+    if attached != wants_warm:
         sys.exit(f"{run_dir}: the run {'did' if attached else 'did not'} attach to a warm driver ({variant})")
     batches = pl.read_parquet(run_dir / "metrics" / "batches.parquet").filter(pl.col("records_in") > 0)
     triggers_ms = ((batches["routed_us"] - batches["started_us"]) / 1_000).to_list()
@@ -132,15 +137,16 @@ def one_run(tape: Path, speed: str, runs: Path, variant: str, checkout: Path = R
     }
 
 
-def warm_driver(wanted: bool) -> None:
+def warm_driver(wanted: bool, checkout: Path = REPO) -> None:
     """Start the checkout's warm driver (``coattail up --warm-driver``, a no-op when it runs) or stop it."""
     if wanted:
-        subprocess.run([str(REPO / ".venv" / "bin" / "coattail"), "up", "--warm-driver"], cwd=REPO,
-                       capture_output=True, check=True)  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
+        subprocess.run([str(checkout / ".venv" / "bin" / "coattail"), "up", "--warm-driver"], cwd=checkout,
+                       env=env, capture_output=True, check=True)  # fmt: skip
     else:
         from coattail.run.warm_driver import stop
 
-        stop(REPO / ".coattail")
+        stop(checkout / ".coattail")
 
 
 def main() -> None:
@@ -201,9 +207,13 @@ def main() -> None:
     for i in range(args.rounds):
         # the side that goes first alternates, so a machine slowing down favours neither
         for variant in sides if i % 2 == 0 else sides[::-1]:
+            # with a baseline, both sides attach to their own checkout's warm driver
+            wants_warm = args.warm_driver and variant in ("warm", *SIDES)
             if args.warm_driver:
-                warm_driver(variant == "warm")
-            rows[variant].append(one_run(tape, args.speed, args.runs / variant, variant, checkouts[variant]))
+                warm_driver(wants_warm, checkouts[variant])
+            rows[variant].append(
+                one_run(tape, args.speed, args.runs / variant, variant, checkouts[variant], wants_warm)
+            )
             print(variant, json.dumps(rows[variant][-1]), file=sys.stderr)
     figures = [k for k in rows[new][0] if k != "run"]
     medians = {

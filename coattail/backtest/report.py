@@ -10,7 +10,7 @@ import polars as pl
 
 from coattail.backtest.engine import BacktestResult
 from coattail.report import BacktestView, ReportInputs, build_report
-from coattail.run.judge import thinned_prices
+from coattail.run.judge import run_prices
 from coattail.run.outputs import DQ_COLUMNS, SPREAD_COLUMNS, RunOutputs
 from coattail.run.rundir import RunDir
 from pipeline.tables import ALERTS
@@ -39,11 +39,10 @@ def write_report(
         equity={n: r.equity for n, r in results.items()},
         trades={n: r.trades for n, r in results.items()},
     )
-    prices = run.path / "prices.parquet"
     html = build_report(ReportInputs(
         title=f"coattail backtest {run.run_id}",
         outputs=outputs,
-        prices=pl.read_parquet(prices) if prices.is_file() else thinned_prices(tapes),
+        prices=run_prices(run.path, tapes),
         throughput=pl.DataFrame(schema=THROUGHPUT_COLUMNS),
         summary={"run_id": run.run_id, "tapes": ", ".join(str(t) for t in tapes)},
         backtest=view,

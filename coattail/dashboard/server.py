@@ -20,6 +20,7 @@ import polars as pl
 from coattail.api_server import LOOPBACK, answer, send
 from coattail.dashboard.live import LiveRun
 from coattail.dashboard.market import market, tape_symbols
+from coattail.run.judge import run_prices
 from core.errors import CoattailError
 from pipeline.api.app import AlertApi
 from pipeline.config import Config
@@ -96,7 +97,8 @@ class Backend:
         with self._lock:
             cached = self._markets.get(symbol)
         if cached is None:
-            cached = market(self._tapes(run), pl.read_parquet(run / "prices.parquet"), symbol)
+            tapes = self._tapes(run)
+            cached = market(tapes, run_prices(run, tapes), symbol)
             with self._lock:
                 self._markets[symbol] = cached
         return cached

@@ -82,6 +82,9 @@ def reference_outputs(
     return run_reference(target.frame(), config), summary.labels
 
 
+PRICES_FILE = "prices.parquet"
+
+
 def thinned_prices(tapes: Sequence[Path], points: int = PRICE_POINTS_PER_SYMBOL) -> pl.DataFrame:
     """Trade prices per exchange and symbol, at most ``points`` each, for the report's price chart."""
     parts = []
@@ -101,6 +104,21 @@ def thinned_prices(tapes: Sequence[Path], points: int = PRICE_POINTS_PER_SYMBOL)
         .filter(pl.col("i") % ((pl.col("n") // points) + 1) == 0)
         .drop("i", "n")
     )
+
+
+def write_prices(tapes: Sequence[Path], run_dir: Path) -> None:
+    """Write the run's ``PRICES_FILE`` (``thinned_prices``) whole or not at all: the live dashboard may
+    look for it meanwhile (``run_prices``)."""
+    partial = run_dir / f".{PRICES_FILE}.partial"
+    thinned_prices(tapes).write_parquet(partial)
+    partial.replace(run_dir / PRICES_FILE)
+
+
+def run_prices(run_dir: Path, tapes: Sequence[Path]) -> pl.DataFrame:
+    """A run's price series: its ``PRICES_FILE``, or the same series thinned from its ``tapes`` when the
+    run has not written it (yet: it does so while its pipeline starts)."""
+    path = run_dir / PRICES_FILE
+    return pl.read_parquet(path) if path.is_file() else thinned_prices(tapes)
 
 
 def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgement:
@@ -181,7 +199,7 @@ def judge(run: RunDir, config: Config, *, golden: Path | None = None) -> Judgeme
         ReportInputs(
             title=f"coattail run {run.run_id}",
             outputs=pipeline,
-            prices=_read_parquet(run.path / "prices.parquet"),
+            prices=_read_parquet(run.path / PRICES_FILE),
             throughput=throughput,
             summary={k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
             | {"tapes": ", ".join(request.get("tapes", []))},

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from coattail.run import Via
-from coattail.run.judge import Judgement, judge, reference_outputs, thinned_prices
+from coattail.run.judge import Judgement, judge, reference_outputs, write_prices
 from coattail.run.latency import LatencyRecorder
 from coattail.run.memory import MemorySampler
 from coattail.run.outputs import RunOutputs
@@ -163,6 +164,8 @@ def _execute_sampled(
         if spark is None and request.cluster is None
         else None
     )
+    # the report's price series reads every trade of the tapes (seconds of a day's): not before the stack
+    prices = _prices_meanwhile(request.tapes, run)
     try:
         record, handle = _prepare(request, steps, run, tapes, config, instruments)
     except BaseException:
@@ -178,6 +181,7 @@ def _execute_sampled(
             run, config, request, tapes, faults, steps, timings, spark or prestart, observer, started
         )
         record["counts"] = counts
+        prices.result()  # long done: raises what writing it raised
         if prestart is not None:
             record["warm_driver"] = _warm_driver_record(prestart)
             # nothing after the capture needs Spark: its JVM and Python workers (1.8 GB on a market day)
@@ -243,7 +247,6 @@ def _prepare(
     run.write_json("config.json", config.model_dump(mode="json"))
     run.write_json("tapes.json", [t.manifest.model_dump(mode="json") for t in tapes])
     run.write_json("versions.json", software_versions())
-    thinned_prices(request.tapes).write_parquet(run.path / "prices.parquet")
 
     from infra.stack import ensure_up
 
@@ -252,6 +255,16 @@ def _prepare(
         handle = ensure_up(config, kinesis=request.kinesis, step=lambda message: task.update(note=message))
     record["timings"]["stack_s"] = round(time.monotonic() - t0, 3)
     return record, handle
+
+
+def _prices_meanwhile(tapes: Sequence[Path], run: RunDir) -> Future[None]:
+    """``write_prices`` on a thread of its own: polars reads the tapes without holding the GIL, and the
+    dashboard of a live run thins the tapes itself until the file is there."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="coattail-prices")
+    try:
+        return pool.submit(write_prices, tapes, run.path)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _watch_emulators(memory: MemorySampler, runtime: RuntimeSettings) -> None:
@@ -348,7 +361,7 @@ def _stream(
             try:
                 consumer.start()
                 if isinstance(consumer, PipelineRunner):
-                    # the first trigger is the slow one: it runs before the replay sends its first event
+                    # the first trigger is the slow one: the replay sends once it has planned its batch
                     consumer.wait_first_trigger()
             except BaseException:
                 consumer.stop()

@@ -15,6 +15,21 @@ from pipeline.config import Config
 from tests.coattail.coattail_tapekit import make_tape
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A state directory of the test's own: a warm driver the developer keeps under the checkout's
+    (``coattail up --warm-driver``) would be attached to instead of the stand-in session."""
+    monkeypatch.setenv("COATTAIL_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def own_config(config: Config, _own_state_dir: Path) -> Config:
+    """The session's small tier under the test's own state directory."""
+    runtime = config.runtime.model_copy(update={"state_dir": _own_state_dir})
+    return config.model_copy(update={"runtime": runtime})
+
+
 class _Session:
     """Stands in for a SparkSession in these unit tests (the real one is the session fixture's)."""
 
@@ -41,20 +56,20 @@ def _started(monkeypatch: pytest.MonkeyPatch, outcome: _Session | BaseException)
 
 
 def test_the_session_started_meanwhile_is_the_one_taken(
-    monkeypatch: pytest.MonkeyPatch, config: Config
+    monkeypatch: pytest.MonkeyPatch, own_config: Config
 ) -> None:
     session = _Session()
     _started(monkeypatch, session)
-    taken: object = SessionStart(config).session()
+    taken: object = SessionStart(own_config).session()
     assert taken is session
 
 
 def test_a_failed_start_raises_its_own_error_where_the_session_is_taken(
-    monkeypatch: pytest.MonkeyPatch, config: Config
+    monkeypatch: pytest.MonkeyPatch, own_config: Config
 ) -> None:
     error = PipelineError("no Java 17 or 21 found: install one or set JAVA_HOME")
     _started(monkeypatch, error)
-    start = SessionStart(config)
+    start = SessionStart(own_config)
     with pytest.raises(PipelineError) as raised:
         start.session()
     assert raised.value is error
