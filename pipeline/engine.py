@@ -60,6 +60,7 @@ from pipeline.detectors.base import (
     DetectorOutput,
     Key,
     KeyedDetector,
+    empty_frame,
 )
 from pipeline.detectors.windows import NO_TIME
 from pipeline.onchain import route_transfers
@@ -356,7 +357,8 @@ class Engine:
         quotes = _typed(quotes, QUOTE_SCHEMA, "update_id")
         transfers = _transfers(transfer_rows, trades, quotes, before)
         frames = DetectorInput(
-            trades=trades, quotes=quotes, quarantine=quarantine_tbl.to_pandas(), batch_id=batch_id,
+            trades=trades, quotes=quotes, batch_id=batch_id,
+            quarantine=quarantine_tbl.to_pandas() if any_bad else empty_frame(quarantine_tbl.schema),
             transfers=transfers,
         )
         outputs: list[DetectorOutput] = []
@@ -443,7 +445,8 @@ def _transfers(
     frame = _typed(rows, TRANSFER_SCHEMA, "log_index")
     frame["block"] = frame["block"].astype("int64")
     clock = frame["ts_event"].to_numpy(dtype=np.int64).copy()
-    parts = [f[["exchange", "symbol", "arrival", "clock"]] for f in (trades, quotes) if len(f)]
+    # without transfers (every batch of a tier without on-chain inputs) no key's events are looked at
+    parts = [f[["exchange", "symbol", "arrival", "clock"]] for f in (trades, quotes) if len(f) and len(frame)]
     groups: dict[Any, pd.DataFrame] = (
         dict(iter(pd.concat(parts).groupby(["exchange", "symbol"], sort=False))) if parts else {}
     )

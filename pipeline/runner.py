@@ -291,12 +291,13 @@ class PipelineRunner:
         return self._writer
 
     def _on_batch(self, df: DataFrame, batch_id: int) -> None:
-        started = now_us()
         self._batch_called.set()
-        table = self._handed_over(batch_id)
-        if table is None:
-            table = df.toArrow()
-        self._process(table, batch_id, self._writer_id(), started, now_us(), table.nbytes)
+        with self.router.trigger():
+            started = now_us()
+            table = self._handed_over(batch_id)
+            if table is None:
+                table = df.toArrow()
+            self._process(table, batch_id, self._writer_id(), started, now_us(), table.nbytes)
 
     def _handed_over(self, batch_id: int) -> pa.Table | None:
         """The rows of a small batch the source parsed while planning it (``HandoverFiles``), without a
@@ -312,6 +313,10 @@ class PipelineRunner:
 
         With ``keyed_writes`` the output is persisted, that action brings only the driver's tables, and
         after the alerts are routed one more action per non-empty table appends it from the executors."""
+        with self.router.trigger():
+            self._keyed_batch(df, batch_id)
+
+    def _keyed_batch(self, df: DataFrame, batch_id: int) -> None:
         from pipeline.cross import INTERNAL_SCHEMAS
         from pipeline.keyed import assemble
         from pipeline.keyed_writes import STAMPS_SCHEMA

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from core.events import EventKind
 from core.frozen import Frozen
-from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput
+from pipeline.detectors.base import BaseDetector, DetectorInput, DetectorOutput, empty_frame
 from pipeline.tables import TableDef
 
 DQ_METRICS_SCHEMA: Final = pa.schema(
@@ -105,7 +105,7 @@ class DataQualityDetector(BaseDetector[DataQualitySettings]):
             )
         parts = [p for p in parts if len(p)]
         if not parts:
-            return DetectorOutput(metrics={"dq_metrics": DQ_METRICS_SCHEMA.empty_table().to_pandas()})
+            return DetectorOutput(metrics={"dq_metrics": empty_frame(DQ_METRICS_SCHEMA)})
         rows = pd.concat(parts, ignore_index=True)
         grouped = (
             rows.groupby(["exchange", "symbol", "window_start", "reason"], dropna=False, sort=True)["count"]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import SinkError
-from pipeline.router import IDLE_COMMIT_S, AlertRouter
+from pipeline.router import IDLE_COMMIT_S, MAX_YIELD_S, AlertRouter
 from pipeline.runner import PipelineRunner
 from pipeline.sinks.memory import MemoryAlertSink, MemoryTableSink
 from pipeline.tables import TableDef
@@ -150,6 +150,36 @@ def test_a_busy_stream_commits_once_every_commit_interval(tmp_path: Path) -> Non
         # a commit exactly when 8 steps passed since the last one, taking every batch spooled since
         assert _commit_ids(tables) == [str(b) for b in (7, 15) if b <= i]
     assert router.pending() == 0 and tables.read("trades").num_rows == 16
+    router.close()
+
+
+def test_a_table_commit_waits_for_the_running_trigger_to_end(tmp_path: Path) -> None:
+    result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
+    clock = ManualClock(waiters=1)
+    router, tables, _ = _held_router(tmp_path, clock=clock)
+    with router.trigger():  # a foreachBatch call runs, holding the interpreter lock the engine needs
+        router.route(result, "query:x")
+        clock.advance(IDLE_COMMIT_S)  # due now, yet nothing is committed beside the running trigger
+        clock.advance(MAX_YIELD_S - STEP_S)
+        assert router.pending() == 1 and not tables.commits["trades"]
+    router.flush()  # the trigger ended: the committer goes on at once, without the clock moving
+    assert _commit_ids(tables) == ["0"] and router.pending() == 0
+    router.close()
+
+
+def test_triggers_back_to_back_delay_each_table_commit_at_most_max_yield(tmp_path: Path) -> None:
+    result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
+    written = [name for name, table in result.tables.items() if table.num_rows]
+    clock = ManualClock(waiters=1)
+    router, tables, _ = _held_router(tmp_path, clock=clock)
+    with router.trigger():  # one trigger that never ends
+        router.route(result, "query:x")
+        clock.advance(IDLE_COMMIT_S)
+        for i in range(len(written)):  # one table per MAX_YIELD_S
+            assert sum(len(tables.commits[name]) for name in written) == i
+            clock.advance(MAX_YIELD_S)
+        assert router.pending() == 0
+        assert all(tables.read(name).num_rows == result.tables[name].num_rows for name in written)
     router.close()
 
 

@@ -9,6 +9,7 @@ sequence numbers into four 18-digit integers, ``key_codes`` once factorized a Py
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detectors.base import ARROW_BACKED, Key, _key_groups
+from pipeline.detectors.base import ARROW_BACKED, DetectorInput, Key, _by_key, _key_groups
 from pipeline.engine import _event_frame, arrival_order
 from pipeline.parse import parse_batch
 from pipeline.sequencer import key_codes, merge_intervals
@@ -106,6 +107,27 @@ def test_key_groups_hand_each_key_its_rows_as_a_groupby_does(rows: list[tuple[st
     only = next(iter(got.values()))
     only["added"] = 1.0  # a detector adding a column to its key's frame leaves the batch's frame alone
     assert "added" not in frame.columns
+
+
+@given(st.lists(st.tuples(st.sampled_from(["binance", "coinbase"]), st.sampled_from(["BTCUSDT", "BTC-USD"]),
+                          st.floats(allow_nan=False)), min_size=1, max_size=40), st.integers(0, 39))
+def test_detectors_of_one_batch_share_its_key_split_and_each_gets_its_own_frames(
+    rows: list[tuple[str, str, float]], cut: int
+) -> None:
+    trades = pd.DataFrame(rows, columns=["exchange", "symbol", "price"])
+    frames = DetectorInput(trades=trades, quotes=trades.iloc[0:0])
+    first = {key: group for key, group, _ in _by_key(replace(frames, upstream={}), ("trade",))}
+    for group in first.values():
+        group["added"] = 1.0  # the first detector adds a column to each of its key frames
+    second = {key: group for key, group, _ in _by_key(replace(frames, upstream={}), ("trade",))}
+    assert list(second) == list(first) and all("added" not in g.columns for g in second.values())
+    # a view with other rows is split anew, never given the batch's split
+    fewer = trades.iloc[: cut % len(trades) + 1]
+    third = {key: group for key, group, _ in _by_key(replace(frames, trades=fewer), ("trade",))}
+    want = _key_groups_by_groupby(fewer)
+    assert list(third) == sorted(want)
+    for key, group in want.items():
+        pd.testing.assert_frame_equal(third[key], group)
 
 
 def test_event_frame_holds_the_values_of_a_plain_conversion() -> None:
