@@ -167,16 +167,16 @@ class DetectorInput:
     """Alerts (``ALERT_SCHEMA``) the modules named in the detector's ``consumes`` raised from this
     same input, by module id; they ran first (``ModuleRegistry.run_order``)."""
     transfers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The batch's valid on-chain transfers (``TRANSFER_SCHEMA`` columns, ``arrival``, the transport
+    columns, ``exchange``/``symbol`` = the key ``pipeline.onchain.route_transfers`` gave them, and
+    ``clock``: that key's clock once the transfer arrived), sorted by ``arrival``. The sequencer does
+    not see them: they move no instrument's clock."""
     key_groups: dict[TapeKind, tuple[pd.DataFrame, dict[Key, pd.DataFrame]]] = field(
         default_factory=dict, repr=False, compare=False
     )
     """``_by_key``'s cache: a kind's frame split by key once per batch for every detector (the views the
     engine makes with ``dataclasses.replace`` share this dict), kept beside the frame it split so that a
     view with another frame never reads it."""
-    """The batch's valid on-chain transfers (``TRANSFER_SCHEMA`` columns, ``arrival``, the transport
-    columns, ``exchange``/``symbol`` = the key ``pipeline.onchain.route_transfers`` gave them, and
-    ``clock``: that key's clock once the transfer arrived), sorted by ``arrival``. The sequencer does
-    not see them: they move no instrument's clock."""
 
     def frame(self, kind: TapeKind) -> pd.DataFrame:
         """The frame of one event kind."""
