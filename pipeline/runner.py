@@ -430,13 +430,15 @@ class PipelineRunner:
             raise PipelineError("the streaming query stopped")
         return query
 
-    def wait_first_trigger(self, timeout: float = 300.0, poll: float = 0.01) -> None:
+    def wait_first_trigger(self, timeout: float = 300.0, poll: float = 0.05) -> None:
         """Block until the query's first trigger (Spark runs one at start, with or without records) has
         planned its batch and called the batch function, or is over: it pays for the first use of the
         source's planner, the batch function and the sinks' clients, so a caller that holds its records
         back until then has them read by a warm pipeline. Its batch's offsets are fixed by then: records
         sent from then on go to the next batch, which starts as this one ends (waiting for its end, its
-        offsets' commit and its progress report took 0.15-0.7 s more of a run's cold start)."""
+        offsets' commit and its progress report took 0.15-0.7 s more of a run's cold start). The
+        batch function's call ends the wait at once; every ``poll`` s between, the query is asked over
+        py4j whether it still runs, which takes CPU from the trigger it waits for."""
         deadline = time.monotonic() + timeout
         while not self._batch_called.wait(poll) and self.check_alive().lastProgress is None:
             if time.monotonic() > deadline:
