@@ -276,12 +276,19 @@ def up(
     One ``up`` or ``down`` at a time changes the stack under a state directory (``stack.lock``): a second
     one waits for the first and then finds its stack.
     """
-    given = given_stack(config.runtime, endpoint)
-    runtime = config.runtime if given is None else given.runtime
-    if given is not None:
-        check_endpoint(runtime)  # before the lock creates the state directory: nothing is left behind
+    given, runtime = _resolved(config, endpoint)
     with _locked(runtime.state_dir):
-        return _up(config, runtime, given=given is not None, kinesis=kinesis, port=port, step=step)
+        return _up(config, runtime, given=given, kinesis=kinesis, port=port, step=step)
+
+
+def _resolved(config: Config, endpoint: str | None) -> tuple[bool, RuntimeSettings]:
+    """Whether the stack is an external one (``infra.resolve.given_stack``), and the runtime to bring up;
+    a given endpoint is checked before the lock creates the state directory, so nothing is left behind."""
+    given = given_stack(config.runtime, endpoint)
+    if given is None:
+        return False, config.runtime
+    check_endpoint(given.runtime)
+    return True, given.runtime
 
 
 def _up(
@@ -393,14 +400,10 @@ def ensure_up(
     run. Call ``handle.release()`` when the run is over: a stack a run started stops with the last
     run's release, one ``coattail up`` started stays up.
     """
-    given = given_stack(config.runtime, None)
-    runtime = config.runtime if given is None else given.runtime
-    if given is not None:
-        check_endpoint(runtime)
+    given, runtime = _resolved(config, None)
     with _locked(runtime.state_dir):
-        handle = _up(config, runtime, given=given is not None, kinesis=kinesis, port=None, step=step,
-                     for_run=True)
-        if given is not None:
+        handle = _up(config, runtime, given=given, kinesis=kinesis, port=None, step=step, for_run=True)
+        if given:
             return handle
         lease = runtime.state_dir / LEASES_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         lease.parent.mkdir(parents=True, exist_ok=True)
