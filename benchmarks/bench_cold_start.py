@@ -100,13 +100,18 @@ def session_figures(variant: str) -> dict[str, float]:
     return figures
 
 
+def _checkout_env() -> dict[str, str]:
+    """This environment for a checkout's command, less what would point it at another checkout's Spark
+    or state dir (and stack, and warm driver)."""
+    return {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
+
+
 def one_run(
     tape: Path, speed: str, runs: Path, variant: str, checkout: Path = REPO, wants_warm: bool = False
 ) -> dict[str, Any]:
     """Launch one ``coattail run`` (of ``checkout``) and read its phases back; it must have attached to
     a warm driver if and only if ``wants_warm``."""
-    # each checkout's own state dir (and stack): nothing of this environment may point it elsewhere
-    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
+    env = _checkout_env()
     if variant == "zipped":
         env["SPARK_HOME"] = str(installed_pyspark())
     runs.mkdir(parents=True, exist_ok=True)
@@ -140,9 +145,8 @@ def one_run(
 def warm_driver(wanted: bool, checkout: Path = REPO) -> None:
     """Start the checkout's warm driver (``coattail up --warm-driver``, a no-op when it runs) or stop it."""
     if wanted:
-        env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "COATTAIL_STATE_DIR")}
         subprocess.run([str(checkout / ".venv" / "bin" / "coattail"), "up", "--warm-driver"], cwd=checkout,
-                       env=env, capture_output=True, check=True)  # fmt: skip
+                       env=_checkout_env(), capture_output=True, check=True)  # fmt: skip
     else:
         from coattail.run.warm_driver import stop
 
