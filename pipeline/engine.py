@@ -446,7 +446,8 @@ def _transfers(
     frame["block"] = frame["block"].astype("int64")
     clock = frame["ts_event"].to_numpy(dtype=np.int64).copy()
     # without transfers (every batch of a tier without on-chain inputs) no key's events are looked at
-    parts = [f[["exchange", "symbol", "arrival", "clock"]] for f in (trades, quotes) if len(f) and len(frame)]
+    sources = (trades, quotes) if len(frame) else ()
+    parts = [f[["exchange", "symbol", "arrival", "clock"]] for f in sources if len(f)]
     groups: dict[Any, pd.DataFrame] = (
         dict(iter(pd.concat(parts).groupby(["exchange", "symbol"], sort=False))) if parts else {}
     )
