@@ -69,6 +69,9 @@ class WarmDriver:
     """The JVM's start time (``psutil.create_time``), so that a reused pid is not taken for it."""
     fingerprint: str
     tier: str
+    python_exec: str
+    """The Python executable the driver's context runs (the launcher of ``coattail.run.warm_python``):
+    a run's context takes it too, so its Python jobs use the driver's warm worker daemon."""
 
     def alive(self) -> bool:
         """The keeper and its JVM both still run."""
@@ -279,6 +282,7 @@ def _connect(driver: WarmDriver, config: Config) -> SparkSession:
         context = SparkContext(
             gateway=gateway, jsc=jvm.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
         )
+        context.pythonExec = driver.python_exec
         session = SparkSession(context).newSession()
         for key, value in run_conf(config).items():
             session.conf.set(key, value)
