@@ -13,7 +13,9 @@ requirements (Spark's reused Python workers keep what they imported, so code tha
 never run in them). It then wraps the running JavaSparkContext and takes a new ``SparkSession`` of its
 own, where the run's SQL settings go (``run_conf``); the Python data sources the keeper registered are
 already known to it. Otherwise the run says why in one line and starts a driver of its own, as without
-it.
+it. The driver's Python executable is the launcher of the keeper's warm Python server
+(``coattail.run.warm_python``), which forks the Python process each query's streaming source runs in
+with its imports done; the run's context takes the same executable (``python_exec``).
 
 One run at a time: the JVM has one Python callback client (foreachBatch calls the Python process that
 started the query last), so two runs on one driver would call each other's batch functions. The run that

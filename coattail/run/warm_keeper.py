@@ -5,7 +5,8 @@ It starts the tier's local session (``pipeline.spark.build_session``) from the c
 the record, warms it (the Python data sources looked up, the Python worker daemon started, Spark's first
 jobs run), records how to reach it and then holds it: Spark's gateway exits when the stdin this process
 gave it closes, i.e. when this process ends. SIGTERM stops the session and ends the process; so does
-the JVM's death.
+the JVM's death. It also keeps the warm Python server (``coattail.run.warm_python``) whose launcher is
+the driver's Python executable, and ends it when it ends.
 """
 
 from __future__ import annotations
