@@ -71,9 +71,10 @@ class WarmDriver:
     """The JVM's start time (``psutil.create_time``), so that a reused pid is not taken for it."""
     fingerprint: str
     tier: str
-    python_exec: str
+    python_exec: str | None = None
     """The Python executable the driver's context runs (the launcher of ``coattail.run.warm_python``):
-    a run's context takes it too, so its Python jobs use the driver's warm worker daemon."""
+    a run's context takes it too, so its Python jobs use the driver's warm worker daemon. None in the
+    record of a keeper from before it (``down`` still stops that one)."""
 
     def alive(self) -> bool:
         """The keeper and its JVM both still run."""
@@ -284,7 +285,8 @@ def _connect(driver: WarmDriver, config: Config) -> SparkSession:
         context = SparkContext(
             gateway=gateway, jsc=jvm.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
         )
-        context.pythonExec = driver.python_exec
+        if driver.python_exec is not None:
+            context.pythonExec = driver.python_exec
         session = SparkSession(context).newSession()
         for key, value in run_conf(config).items():
             session.conf.set(key, value)

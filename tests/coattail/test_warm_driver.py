@@ -197,6 +197,15 @@ def test_a_dead_driver_is_detected_and_down_forgets_it(warm: Warm, config: Confi
     assert not record_path(warm.state_dir).exists()
 
 
+def test_a_record_from_before_the_warm_python_server_is_still_read(tmp_path: Path) -> None:
+    """``down`` after an upgrade must find (and stop) a keeper the previous code started."""
+    older = {"port": 1, "secret": "s", "keeper_pid": 2, "jvm_pid": 3, "jvm_started": 4.0, "fingerprint": "f",
+             "tier": "small"}  # fmt: skip
+    record_path(tmp_path).write_text(json.dumps(older))
+    driver = read_record(tmp_path)
+    assert driver is not None and driver.jvm_pid == 3 and driver.python_exec is None
+
+
 def test_down_stops_a_running_driver(tmp_path: Path) -> None:
     env = {**os.environ, "COATTAIL_STATE_DIR": str(tmp_path / "state")}
     up = _coattail("up", "--warm-driver", env=env)
@@ -206,7 +215,7 @@ def test_down_stops_a_running_driver(tmp_path: Path) -> None:
     status = _coattail("status", env=env)
     assert f"warm Spark driver: running, tier small, JVM pid {driver.jvm_pid}" in status.stdout
     # the driver's Python is the launcher of the keeper's warm Python server (coattail.run.warm_python)
-    assert Path(driver.python_exec).name == LAUNCHER_FILE
+    assert driver.python_exec is not None and Path(driver.python_exec).name == LAUNCHER_FILE
     (server,) = (p.pid for p in psutil.Process(driver.keeper_pid).children() if WARM_PYTHON in p.cmdline())
     down = _coattail("down", env=env)
     assert down.returncode == 0 and f"JVM pid {driver.jvm_pid}" in down.stdout
