@@ -13,7 +13,9 @@ requirements (Spark's reused Python workers keep what they imported, so code tha
 never run in them). It then wraps the running JavaSparkContext and takes a new ``SparkSession`` of its
 own, where the run's SQL settings go (``run_conf``); the Python data sources the keeper registered are
 already known to it. Otherwise the run says why in one line and starts a driver of its own, as without
-it.
+it. The driver's Python executable is the launcher of the keeper's warm Python server
+(``coattail.run.warm_python``), which forks the Python process each query's streaming source runs in
+with its imports done; the run's context takes the same executable (``python_exec``).
 
 One run at a time: the JVM has one Python callback client (foreachBatch calls the Python process that
 started the query last), so two runs on one driver would call each other's batch functions. The run that
@@ -69,6 +71,10 @@ class WarmDriver:
     """The JVM's start time (``psutil.create_time``), so that a reused pid is not taken for it."""
     fingerprint: str
     tier: str
+    python_exec: str | None = None
+    """The Python executable the driver's context runs (the launcher of ``coattail.run.warm_python``):
+    a run's context takes it too, so its Python jobs use the driver's warm worker daemon. None in the
+    record of a keeper from before it (``down`` still stops that one)."""
 
     def alive(self) -> bool:
         """The keeper and its JVM both still run."""
@@ -279,6 +285,8 @@ def _connect(driver: WarmDriver, config: Config) -> SparkSession:
         context = SparkContext(
             gateway=gateway, jsc=jvm.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
         )
+        if driver.python_exec is not None:
+            context.pythonExec = driver.python_exec
         session = SparkSession(context).newSession()
         for key, value in run_conf(config).items():
             session.conf.set(key, value)

@@ -29,12 +29,14 @@ from coattail.run.warm_driver import (
     read_record,
     record_path,
 )
+from coattail.run.warm_python import LAUNCHER_FILE
 from core.labels import Label
 from pipeline.config import Config
 from tests.coattail.coattail_tapekit import at, make_tape
 
 COATTAIL = str(Path(sys.executable).parent / "coattail")
 TIMEOUT_S = 900
+WARM_PYTHON = "coattail.run.warm_python"
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,15 @@ def test_a_dead_driver_is_detected_and_down_forgets_it(warm: Warm, config: Confi
     assert not record_path(warm.state_dir).exists()
 
 
+def test_a_record_from_before_the_warm_python_server_is_still_read(tmp_path: Path) -> None:
+    """``down`` after an upgrade must find (and stop) a keeper the previous code started."""
+    older = {"port": 1, "secret": "s", "keeper_pid": 2, "jvm_pid": 3, "jvm_started": 4.0, "fingerprint": "f",
+             "tier": "small"}  # fmt: skip
+    record_path(tmp_path).write_text(json.dumps(older))
+    driver = read_record(tmp_path)
+    assert driver is not None and driver.jvm_pid == 3 and driver.python_exec is None
+
+
 def test_down_stops_a_running_driver(tmp_path: Path) -> None:
     env = {**os.environ, "COATTAIL_STATE_DIR": str(tmp_path / "state")}
     up = _coattail("up", "--warm-driver", env=env)
@@ -203,12 +214,16 @@ def test_down_stops_a_running_driver(tmp_path: Path) -> None:
     assert driver is not None and driver.alive()
     status = _coattail("status", env=env)
     assert f"warm Spark driver: running, tier small, JVM pid {driver.jvm_pid}" in status.stdout
+    # the driver's Python is the launcher of the keeper's warm Python server (coattail.run.warm_python)
+    assert driver.python_exec is not None and Path(driver.python_exec).name == LAUNCHER_FILE
+    (server,) = (p.pid for p in psutil.Process(driver.keeper_pid).children() if WARM_PYTHON in p.cmdline())
     down = _coattail("down", env=env)
     assert down.returncode == 0 and f"JVM pid {driver.jvm_pid}" in down.stdout
+    pids = (driver.jvm_pid, driver.keeper_pid, server)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (_gone(driver.jvm_pid) and _gone(driver.keeper_pid)):
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
         time.sleep(0.2)
-    assert _gone(driver.jvm_pid) and _gone(driver.keeper_pid)
+    assert all(_gone(pid) for pid in pids)
 
 
 def _gone(pid: int) -> bool:
