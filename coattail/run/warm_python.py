@@ -129,6 +129,10 @@ def _child(conn: socket.socket) -> None:
         if body is None:
             raise ConnectionError("the launcher closed the connection before its request was read")
         request = json.loads(body)
+        module, *args = request["argv"][1:]
+        # the launcher sends only these; anything else on the socket is not Spark asking
+        if module not in FORKED_MODULES:
+            raise ValueError(f"the warm Python server forks only {', '.join(FORKED_MODULES)}, not {module!r}")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -137,7 +141,6 @@ def _child(conn: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        module, *args = request["argv"][1:]
         sys.argv = [module, *args]
         code = _run(module)
     except BaseException:

@@ -5,6 +5,7 @@ secret to the launcher in the environment as Spark does, and checks who connects
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -124,3 +125,18 @@ def test_without_the_server_the_launcher_runs_the_planner_itself(tmp_path: Path)
     assert pid == process.pid  # the launcher became the interpreter
     conn.close()
     assert process.wait(TIMEOUT_S) != 0
+
+
+def test_the_server_forks_no_other_module(server: Server, tmp_path: Path) -> None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(str(socket_path(server.launcher.parent)))
+    request = json.dumps({"argv": ["-m", "this"], "env": {}, "cwd": str(tmp_path)})
+    with conn, open(os.devnull, "w") as quiet:
+        socket.send_fds(conn, [struct.pack("!I", len(request))], [0, quiet.fileno(), quiet.fileno()])
+        conn.sendall(request.encode())
+        conn.settimeout(TIMEOUT_S)
+        reply = b""
+        while chunk := conn.recv(8):
+            reply += chunk
+    # no pid is sent, only the child's exit code: it refused before running anything
+    assert struct.unpack("!i", reply) == (1,)
