@@ -4,8 +4,8 @@ Arrow's default pool is mimalloc. On this project's machines (transparent huge p
 replay that allocates and frees a few hundred MB of short-lived buffers spends most of its CPU in the
 kernel with it: the 1-hour whale-day tape (384,566 events) into Kinesis took 4.0-4.7 s of replay CPU,
 most of it system time, against 1.1-1.2 s with the C library's allocator
-(``benchmarks/bench_replay.py kinesis --allocator mimalloc,system``). Only where the buffers' memory
-comes from changes: same arrays, same bytes.
+(``benchmarks/bench_replay.py kinesis --allocator mimalloc`` against ``--allocator system``). Only
+where the buffers' memory comes from changes: same arrays, same bytes.
 """
 
 from __future__ import annotations
