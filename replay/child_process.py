@@ -128,6 +128,7 @@ def _kinesis(
     released: Callable[[], None],
 ) -> ReplaySummary:  # fmt: skip
     target = KinesisTarget(runtime, stream, seed=seed or 0)
+    target.connect()
     replay = Replay(
         tapes,
         target,
