@@ -3,11 +3,14 @@ and the lag behind schedule at 1x and 10x on a busy minute.
 
     .venv/bin/python benchmarks/bench_replay.py memory            # goal >= 1M events/s
     .venv/bin/python benchmarks/bench_replay.py kinesis           # goal >= 150k events/s aggregated
+    .venv/bin/python benchmarks/bench_replay.py kinesis --allocator mimalloc   # Arrow's default pool
     .venv/bin/python benchmarks/bench_replay.py lag               # p50/p99/max at 1x and 10x
     .venv/bin/python benchmarks/bench_replay.py all --json out.json
 
 A busy minute is generated here (``--tape`` replays an existing tape instead): by default 20 symbols,
-1.2M events (trades and quotes) in 60 s of exchange time, i.e. 20k events/s.
+1.2M events (trades and quotes) in 60 s of exchange time, i.e. 20k events/s. The emulator is the stack's
+(``python -m infra.moto.server``, as ``coattail up`` runs it); Arrow's buffers come from the allocator the
+replay's process uses (``core.arrow_memory``) unless ``--allocator`` names another.
 """
 
 from __future__ import annotations
@@ -122,12 +125,14 @@ def _cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def moto_server() -> Iterator[tuple[str, int, Any]]:
-    """moto in its own process (as `coattail up` runs it): (endpoint, pid, kinesis client)."""
+    """The stack's moto server in its own process (as `coattail up` runs it): (endpoint, pid, kinesis
+    client)."""
     port = _free_port()
     moto = subprocess.Popen(
-        [str(REPO / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "infra.moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=REPO,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -225,10 +230,20 @@ def main() -> None:
         help="Exchange seconds replayed without aggregation (it is slow on moto).",
     )
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    parser.add_argument(
+        "--allocator",
+        choices=["system", "mimalloc", "jemalloc"],
+        default="system",
+        help="Arrow's memory pool in this process (the replay's process uses the system one).",
+    )
     args = parser.parse_args()
+    pa.set_memory_pool(getattr(pa, f"{args.allocator}_memory_pool")())
     with tempfile.TemporaryDirectory() as tmp:
         tape = args.tape or busy_minute(Path(tmp) / "busy-minute", events=args.events)
-        results: dict[str, Any] = {"tape": str(args.tape or f"busy minute, {args.events} events")}
+        results: dict[str, Any] = {
+            "tape": str(args.tape or f"busy minute, {args.events} events"),
+            "allocator": args.allocator,
+        }
         if args.what in ("memory", "all"):
             results["memory"] = bench_memory(tape)
         if args.what in ("kinesis", "all"):

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coattail.commands.stack import SetOption, TierOption, cli_errors, load_config
+from core.arrow_memory import use_system_allocator
 from core.timefmt import format_us, parse_time
 from pipeline.config import Config
 from replay.clock import parse_speed
@@ -124,6 +125,7 @@ def replay(
             err_console.print(
                 f"resuming: {skip.total():,} events are on {sink.stream} already", highlight=False
             )
+        use_system_allocator()  # the replay owns this process: see core.arrow_memory
         run = Replay(
             tapes,
             sink,

@@ -109,12 +109,17 @@ class KinesisWriter:
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def open(self) -> None:
-        """Create the client (unless one was given) and start the sender thread."""
+    def connect(self) -> None:
+        """Create the client unless there is one: ``open`` does it first; a caller with time to spare
+        before its first record (the replay, before its release) does it ahead (0.1-0.2 s of CPU)."""
         if self._client is None:
             # Parameter validation walks every record of a 5 MiB call; the writer checks the limits.
             config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, parameter_validation=False)
             self._client = aws.client("kinesis", self.runtime, config=config)
+
+    def open(self) -> None:
+        """Create the client (unless one was given or made by ``connect``) and start the sender thread."""
+        self.connect()
         self._worker = threading.Thread(target=self._work, name="kinesis-writer", daemon=True)
         self._worker.start()
 

@@ -90,6 +90,10 @@ class KinesisTarget(Target):
         """Kinesis records refused by an injected throttling burst."""
         return self.writer.throttled_records
 
+    def connect(self) -> None:
+        """Create the Kinesis client now rather than at ``open`` (``KinesisWriter.connect``)."""
+        self.writer.connect()
+
     def open(self) -> None:
         self.writer.open()
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import boto3
 import psutil
+import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto.kinesis.models import Record, Shard
@@ -136,5 +138,26 @@ def test_reads_while_records_are_put_neither_fail_nor_miss_one(aws_endpoint: str
             iterator = answer["NextShardIterator"]
         writer.join()
         assert seen == [f"{b}:{i}" for b in range(puts) for i in range(batch)]
+    finally:
+        kinesis.delete_stream(StreamName=stream)
+
+
+def test_a_put_reads_its_parameters_and_limits_as_moto_does(aws_endpoint: str) -> None:
+    """The body parsed once: the stream is found, the record and call size limits still hold."""
+    kinesis = boto3.client("kinesis", endpoint_url=aws_endpoint, region_name="us-east-1")
+    stream = f"moto-limits-{uuid.uuid4().hex[:12]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    try:
+        whole = kinesis.put_records(
+            StreamName=stream, Records=[{"PartitionKey": "k", "Data": b"x" * 1_048_575}]
+        )
+        assert whole["FailedRecordCount"] == 0
+        with pytest.raises(ClientError, match="ValidationException"):
+            kinesis.put_records(StreamName=stream, Records=[{"PartitionKey": "k", "Data": b"x" * 1_048_576}])
+        with pytest.raises(ClientError, match="InvalidArgumentException"):
+            kinesis.put_records(
+                StreamName=stream,
+                Records=[{"PartitionKey": str(i), "Data": b"x" * 900_000} for i in range(6)],
+            )
     finally:
         kinesis.delete_stream(StreamName=stream)

@@ -256,6 +256,22 @@ def test_missing_stream_is_a_clear_error(tardis_tape: TapeFactory, aws_endpoint:
         Replay([tape], target).run()
 
 
+def test_a_target_connected_ahead_puts_with_that_client(
+    tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
+) -> None:
+    tape = tardis_tape(tmp_path / "tape", 30)
+    stream = _stream(aws_endpoint, "replay-connected", shards=1)
+    target = KinesisTarget(RuntimeSettings(aws_endpoint=aws_endpoint), stream)
+    target.connect()
+    calls: list[str] = []
+    target.writer._client.meta.events.register(
+        "before-call.kinesis.PutRecords", lambda **_: calls.append("put")
+    )
+    summary = Replay([tape], target).run()
+    assert calls and len(calls) == target.calls
+    assert summary.sent == sum(len(rows) for rows in _read_back(aws_endpoint, stream).values()) > 0
+
+
 def test_a_replay_in_a_child_process_sends_the_same_and_reports_progress(
     tardis_tape: TapeFactory, aws_endpoint: str, tmp_path: Path
 ) -> None:
