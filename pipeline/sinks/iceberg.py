@@ -124,7 +124,7 @@ class IcebergSink(MarkedTableSink):
     name: ClassVar[str] = "iceberg"
 
     def __init__(self, config: Config, catalog: Any | None = None) -> None:
-        super().__init__()
+        super().__init__(config.storage.maintenance_every_commits)
         self.config = config
         self.namespace = config.storage.namespace
         self.catalog = (
@@ -157,6 +157,35 @@ class IcebergSink(MarkedTableSink):
             raise SinkError(
                 f"Iceberg append to {self._ident(table)} (batch {properties[BATCH_PROPERTY]}) failed: {e}"
             ) from e
+
+    def maintain(self, table: str) -> dict[str, int]:
+        """Keep every writer's last batch as a table property, expire all but the newest
+        ``storage.retain_snapshots`` snapshots and turn on manifest merging, in one catalog commit.
+
+        A commit rewrites the table's whole metadata file (every snapshot and its summary) and a fast
+        append's manifest list names every manifest so far, so without this each append costs more than
+        the one before. With merging on, an append that finds ``commit.manifest.min-count-to-merge``
+        manifests (100) merges them into one (what Java's Iceberg, and so Spark's writer, does by
+        default). pyiceberg's expiry removes snapshots from the metadata only: their manifest lists stay
+        on disk (nothing a current snapshot references is ever deleted)."""
+        from pyiceberg.table import TableProperties
+        from pyiceberg.table.update.snapshot import ExpireSnapshots
+
+        handle = self._tables[table]
+        last = self._markers(table)  # refreshed: the snapshots the expiry below sees are the latest
+        newest = sorted(handle.snapshots(), key=lambda s: s.sequence_number)
+        expired = [s.snapshot_id for s in newest[: -self.config.storage.retain_snapshots]]
+        properties = {f"{MARKER_PREFIX}{writer}": str(batch) for writer, batch in last.items()}
+        properties[TableProperties.MANIFEST_MERGE_ENABLED] = "true"
+        try:
+            with handle.transaction() as transaction:
+                # the markers land in the same atomic commit that drops the snapshots carrying them
+                transaction.set_properties(properties)
+                if expired:
+                    ExpireSnapshots(transaction).by_ids(expired).commit()
+        except Exception as e:
+            raise SinkError(f"maintenance of {self.where(table)} failed: {e}") from e
+        return {"snapshots_expired": len(expired)}
 
     def read(self, table: str) -> pa.Table:
         """The whole table (for tests, validation and small runs)."""
