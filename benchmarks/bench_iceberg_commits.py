@@ -1,7 +1,7 @@
 """Benchmark: does a pyiceberg table's append get slower as a long run's commits pile up, and does
 maintenance (``IcebergSink.maintain``) keep it flat?
 
-    .venv/bin/python benchmarks/bench_iceberg_commits.py --commits 2000 --every 0,100
+    .venv/bin/python benchmarks/bench_iceberg_commits.py --commits 2000 --every 0,20,100
 
 One small batch (``--rows`` trades, the shape of a paced micro-batch's ``trades`` table) is appended
 ``--commits`` times, each under the next batch id, to one table through ``IcebergSink`` on the ``lite``
@@ -9,7 +9,8 @@ catalog (SQLite + local files, what a local run writes), once per ``--every`` va
 ``storage.maintenance_every_commits``; 0: no maintenance), each in a fresh state directory. Reported per
 mode, at each of ``--at`` commits: the median wall and CPU ms (this thread's) of the appends in a window
 of ``--window`` commits ending there (maintenance excluded), the current metadata file's size and the
-manifest list's length; plus every maintenance run's wall ms. One JSON document on stdout. A script,
+manifest list's length; over all appends the mean wall and CPU ms and the three slowest (a manifest
+merge shows there); plus every maintenance run's wall ms. One JSON document on stdout. A script,
 not a test: nothing here asserts on time; the machine's load changes absolute figures, so compare the
 modes of one run.
 """
@@ -76,12 +77,12 @@ def measure(every: int, commits: int, rows: int, at: list[int], window: int, wor
     points: dict[int, dict[str, Any]] = {}
     task = progress.add_task(f"every {every}: appends", total=commits)
     for batch_id in range(commits):
-        runs = len(sink.maintenance_ms)
+        maintained = len(sink.maintenance_ms)
         started, started_cpu = time.perf_counter(), time.thread_time()
         sink.write(batch_id, WRITER, {TRADES.name: data})
         spent = (time.perf_counter() - started) * 1_000
         spent_cpu = (time.thread_time() - started_cpu) * 1_000
-        if len(sink.maintenance_ms) > runs:  # the append's own time, without the maintenance after it
+        if len(sink.maintenance_ms) > maintained:  # the append's own time, without the maintenance after it
             spent_cpu *= 1 - sink.maintenance_ms[-1] / spent
             spent -= sink.maintenance_ms[-1]
         wall.append(spent)
@@ -96,6 +97,9 @@ def measure(every: int, commits: int, rows: int, at: list[int], window: int, wor
     runs = sink.maintenance_ms
     return {
         "at_commit": points,
+        "append_ms_mean": round(float(np.mean(wall)), 1),
+        "append_cpu_ms_mean": round(float(np.mean(cpu)), 1),
+        "slowest_appends_ms": {int(i) + 1: round(wall[i], 1) for i in np.argsort(wall)[-3:][::-1]},
         "maintenance_runs": len(runs),
         "maintenance_ms_p50": round(float(np.median(runs)), 1) if runs else None,
         "maintenance_ms_max": round(max(runs), 1) if runs else None,
@@ -108,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commits", type=int, default=2_000, help="appends per mode (default 2000)")
     parser.add_argument("--rows", type=int, default=40, help="trades per append (default 40)")
-    parser.add_argument("--every", default="0,100",
-                        help="maintenance_every_commits values to compare, comma-separated (default 0,100)")
+    parser.add_argument("--every", default="0,20,100",
+                        help="maintenance_every_commits values, comma-separated (default 0,20,100)")
     parser.add_argument("--at", default="1,100,500,1000,2000", help="commits to report at")
     parser.add_argument("--window", type=int, default=20, help="appends each reported median covers")
     args = parser.parse_args(argv)

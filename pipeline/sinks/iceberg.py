@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -160,32 +161,43 @@ class IcebergSink(MarkedTableSink):
 
     def maintain(self, table: str) -> dict[str, int]:
         """Keep every writer's last batch as a table property, expire all but the newest
-        ``storage.retain_snapshots`` snapshots and turn on manifest merging, in one catalog commit.
+        ``storage.retain_snapshots`` snapshots, keep as many entries of the metadata log, and turn on
+        manifest merging, in one catalog commit.
 
-        A commit rewrites the table's whole metadata file (every snapshot and its summary) and a fast
-        append's manifest list names every manifest so far, so without this each append costs more than
-        the one before. With merging on, an append that finds ``commit.manifest.min-count-to-merge``
-        manifests (100) merges them into one (what Java's Iceberg, and so Spark's writer, does by
-        default). pyiceberg's expiry removes snapshots from the metadata only: their manifest lists stay
-        on disk (nothing a current snapshot references is ever deleted)."""
+        Every commit rewrites the whole metadata file (every snapshot with its summary, the metadata
+        log) and pyiceberg deep-copies that metadata many times per append, and a fast append's
+        manifest list names every manifest so far: without this each append costs more than the one
+        before (``benchmarks/bench_iceberg_commits.py``). With merging on, an append that finds
+        ``commit.manifest.min-count-to-merge`` (100) manifests merges them into one, as Java's Iceberg
+        (Spark's writer) does by default. pyiceberg's expiry removes snapshots from the metadata only:
+        no file is deleted (the expired snapshots' manifest lists and old metadata files stay on disk).
+        """
         from pyiceberg.table import TableProperties
         from pyiceberg.table.update.snapshot import ExpireSnapshots
 
         handle = self._tables[table]
         last = self._markers(table)  # refreshed: the snapshots the expiry below sees are the latest
-        newest = sorted(handle.snapshots(), key=lambda s: s.sequence_number)
-        expired = [s.snapshot_id for s in newest[: -self.config.storage.retain_snapshots]]
+        retain = self.config.storage.retain_snapshots
+        snapshots = sorted(handle.snapshots(), key=lambda s: s.sequence_number)
+        # by time, as pyiceberg expires without deep-copying the metadata per snapshot (``by_id`` does
+        # it twice per id); a snapshot as old as the oldest one kept stays too
+        cutoff = snapshots[-retain].timestamp_ms if len(snapshots) > retain else 0
+        expired = sum(s.timestamp_ms < cutoff for s in snapshots)
         properties = {f"{MARKER_PREFIX}{writer}": str(batch) for writer, batch in last.items()}
         properties[TableProperties.MANIFEST_MERGE_ENABLED] = "true"
+        properties[TableProperties.METADATA_PREVIOUS_VERSIONS_MAX] = str(retain)
         try:
             with handle.transaction() as transaction:
                 # the markers land in the same atomic commit that drops the snapshots carrying them
                 transaction.set_properties(properties)
                 if expired:
-                    ExpireSnapshots(transaction).by_ids(expired).commit()
+                    # whole seconds and ms apart: exact, where ``cutoff / 1000`` would go through a float
+                    older_than = datetime.fromtimestamp(cutoff // 1_000, tz=UTC) + timedelta(
+                        milliseconds=cutoff % 1_000)
+                    ExpireSnapshots(transaction).older_than(older_than).commit()
         except Exception as e:
             raise SinkError(f"maintenance of {self.where(table)} failed: {e}") from e
-        return {"snapshots_expired": len(expired)}
+        return {"snapshots_expired": expired}
 
     def read(self, table: str) -> pa.Table:
         """The whole table (for tests, validation and small runs)."""
