@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # maintenance runs once, explicitly, after the commits: the figures of the commits are the writers'
     writers: dict[str, tuple[Callable[[], TableSink], Path]] = {
-        "iceberg-pyiceberg": (lambda: IcebergSink(lite("pyiceberg")),
+        "iceberg-pyiceberg": (lambda: IcebergSink(lite("pyiceberg", maintenance_every_commits=0)),
                               work / "pyiceberg" / "iceberg" / "warehouse"),
         "iceberg-spark": (lambda: SparkIcebergSink(lite("spark", maintenance_every_commits=0), spark),
                           work / "spark" / "iceberg" / "warehouse"),

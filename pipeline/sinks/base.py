@@ -38,6 +38,10 @@ def now_us() -> int:
     return time.time_ns() // 1_000
 
 
+def _go_on() -> None:
+    """Wait for nothing (the default ``TableSink.before_maintenance``)."""
+
+
 class TableSink(ABC):
     """Writes a batch's tables, each batch at most once per writer. Use as a context manager."""
 
@@ -48,6 +52,10 @@ class TableSink(ABC):
         self.definitions: dict[str, TableDef] = {}
         self.maintain_every = maintain_every
         """Commits to a table between two runs of ``maintain`` on it (0: never)."""
+        self.before_maintenance: Callable[[], None] = _go_on
+        """Called just before each ``maintain`` run: a committer that yields to other work between
+        commits (``pipeline.router``) waits here for its next gap, so maintenance gets a gap of its own
+        instead of stretching the commit it follows."""
         self._since_maintenance: dict[str, int] = {}
 
     def open(self, tables: Iterable[TableDef]) -> None:
@@ -121,6 +129,7 @@ class TableSink(ABC):
         """Run ``maintain`` on ``table`` once ``maintain_every`` commits have gone to it."""
         count = self._since_maintenance.get(table, 0) + 1
         if self.maintain_every and count >= self.maintain_every:
+            self.before_maintenance()
             self.maintain(table)
             count = 0
         self._since_maintenance[table] = count

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -124,7 +125,7 @@ class IcebergSink(MarkedTableSink):
     name: ClassVar[str] = "iceberg"
 
     def __init__(self, config: Config, catalog: Any | None = None) -> None:
-        super().__init__()
+        super().__init__(config.storage.maintenance_every_commits)
         self.config = config
         self.namespace = config.storage.namespace
         self.catalog = (
@@ -157,6 +158,46 @@ class IcebergSink(MarkedTableSink):
             raise SinkError(
                 f"Iceberg append to {self._ident(table)} (batch {properties[BATCH_PROPERTY]}) failed: {e}"
             ) from e
+
+    def maintain(self, table: str) -> dict[str, int]:
+        """Keep every writer's last batch as a table property, expire all but the newest
+        ``storage.retain_snapshots`` snapshots, keep as many entries of the metadata log, and turn on
+        manifest merging, in one catalog commit.
+
+        Every commit rewrites the whole metadata file (every snapshot with its summary, the metadata
+        log) and pyiceberg deep-copies that metadata many times per append, and a fast append's
+        manifest list names every manifest so far: without this each append costs more than the one
+        before (``benchmarks/bench_iceberg_commits.py``). With merging on, an append that finds
+        ``commit.manifest.min-count-to-merge`` (100) manifests merges them into one, as Java's Iceberg
+        (Spark's writer) does by default. pyiceberg's expiry removes snapshots from the metadata only:
+        no file is deleted (the expired snapshots' manifest lists and old metadata files stay on disk).
+        """
+        from pyiceberg.table import TableProperties
+        from pyiceberg.table.update.snapshot import ExpireSnapshots
+
+        handle = self._tables[table]
+        last = self._markers(table)  # refreshed: the snapshots the expiry below sees are the latest
+        retain = self.config.storage.retain_snapshots
+        snapshots = sorted(handle.snapshots(), key=lambda s: s.sequence_number)
+        # by time, as pyiceberg expires without deep-copying the metadata per snapshot (``by_id`` does
+        # it twice per id); a snapshot as old as the oldest one kept stays too
+        cutoff = snapshots[-retain].timestamp_ms if len(snapshots) > retain else 0
+        expired = sum(s.timestamp_ms < cutoff for s in snapshots)
+        properties = {f"{MARKER_PREFIX}{writer}": str(batch) for writer, batch in last.items()}
+        properties[TableProperties.MANIFEST_MERGE_ENABLED] = "true"
+        properties[TableProperties.METADATA_PREVIOUS_VERSIONS_MAX] = str(retain)
+        try:
+            with handle.transaction() as transaction:
+                # the markers land in the same atomic commit that drops the snapshots carrying them
+                transaction.set_properties(properties)
+                if expired:
+                    # whole seconds and ms apart: exact, where ``cutoff / 1000`` would go through a float
+                    older_than = datetime.fromtimestamp(cutoff // 1_000, tz=UTC) + timedelta(
+                        milliseconds=cutoff % 1_000)
+                    ExpireSnapshots(transaction).older_than(older_than).commit()
+        except Exception as e:
+            raise SinkError(f"maintenance of {self.where(table)} failed: {e}") from e
+        return {"snapshots_expired": expired}
 
     def read(self, table: str) -> pa.Table:
         """The whole table (for tests, validation and small runs)."""

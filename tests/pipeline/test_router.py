@@ -183,6 +183,37 @@ def test_triggers_back_to_back_delay_each_table_commit_at_most_max_yield(tmp_pat
     router.close()
 
 
+class _MaintainedTableSink(MemoryTableSink):
+    """Maintains a table after every commit to it, and records each run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maintain_every = 1
+        self.maintained: list[str] = []
+
+    def maintain(self, table: str) -> dict[str, int]:
+        self.maintained.append(table)
+        return {}
+
+
+def test_a_table_maintenance_waits_for_a_gap_of_its_own(tmp_path: Path) -> None:
+    result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
+    written = [name for name, table in result.tables.items() if table.num_rows]
+    clock = ManualClock(waiters=1)
+    tables = _MaintainedTableSink()
+    router = AlertRouter([MemoryAlertSink()], [tables], spool_dir=tmp_path / "spool", commit_interval_s=60.0,
+                         clock=clock)
+    router.open(_tables(tmp_path))
+    with router.trigger():  # one trigger that never ends
+        router.route(result, "query:x")
+        clock.advance(IDLE_COMMIT_S)
+        for i in range(2 * len(written)):  # a commit, then that table's maintenance: one per MAX_YIELD_S
+            assert sum(len(tables.commits[name]) for name in written) + len(tables.maintained) == i
+            clock.advance(MAX_YIELD_S)
+        assert sorted(tables.maintained) == sorted(written) and router.pending() == 0
+    router.close()
+
+
 def test_a_batch_spooled_again_while_waiting_is_committed_once(tmp_path: Path) -> None:
     result = run_engine(CFG, [trade(1, 50_000.0, 30.0, T0)])[0]
     router, tables, _ = _held_router(tmp_path)
