@@ -67,12 +67,14 @@ class StorageConfig(Frozen):
     writer: Literal["pyiceberg", "spark"] = "pyiceberg"
     """Who commits Iceberg tables: pyiceberg on the driver, or Spark's Iceberg runtime with EMR's catalog
     properties (``pipeline.sinks.spark_catalog``). Delta is always written by Spark."""
-    maintenance_every_commits: int = Field(20, ge=0)
+    maintenance_every_commits: int | None = Field(None, ge=0)
     """Table maintenance (``TableSink.maintain``: expire old snapshots keeping the exactly-once batch
     markers; Spark's writers also compact small files) runs after this many commits to a table, on the
-    thread that commits, so it never races the table's writer; 0: never. pyiceberg's append costs grow
-    with the snapshots a table holds (``benchmarks/bench_iceberg_commits.py``: every 20 commits keeps
-    them flat, every 100 doubles their mean)."""
+    thread that commits, so it never races the table's writer; 0: never; unset: the writer's own
+    interval. pyiceberg's is 20: its append costs grow with the snapshots a table holds
+    (``benchmarks/bench_iceberg_commits.py``: every 20 commits keeps them flat, every 100 doubles their
+    mean). Spark's Iceberg writer and Delta's are 100: their maintenance also compacts files, a Spark
+    job each time."""
     retain_snapshots: int = Field(5, ge=1)
     """Iceberg snapshots maintenance keeps (the newest ones); older ones are expired."""
     commit_interval_ms: int = Field(2_000, ge=0)

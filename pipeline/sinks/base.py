@@ -46,11 +46,13 @@ class TableSink(ABC):
     """Writes a batch's tables, each batch at most once per writer. Use as a context manager."""
 
     name: ClassVar[str]
+    maintain_every_default: ClassVar[int] = 0
+    """Commits to a table between two runs of ``maintain`` when the configuration names none."""
 
-    def __init__(self, maintain_every: int = 0) -> None:
+    def __init__(self, maintain_every: int | None = None) -> None:
         self._last: dict[tuple[str, str], int | None] = {}
         self.definitions: dict[str, TableDef] = {}
-        self.maintain_every = maintain_every
+        self.maintain_every = self.maintain_every_default if maintain_every is None else maintain_every
         """Commits to a table between two runs of ``maintain`` on it (0: never)."""
         self.before_maintenance: Callable[[], None] = _go_on
         """Called just before each ``maintain`` run: a committer that yields to other work between

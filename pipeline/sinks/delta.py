@@ -43,6 +43,7 @@ class DeltaSink(FrameTableSink):
     mode the executors write the per-key tables' files (``pipeline.keyed_writes``)."""
 
     name: ClassVar[str] = "delta"
+    maintain_every_default: ClassVar[int] = 100
 
     def __init__(self, config: Config, spark: SparkSession) -> None:
         super().__init__(config.storage.maintenance_every_commits)

@@ -123,6 +123,7 @@ class IcebergSink(MarkedTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``."""
 
     name: ClassVar[str] = "iceberg"
+    maintain_every_default: ClassVar[int] = 20
 
     def __init__(self, config: Config, catalog: Any | None = None) -> None:
         super().__init__(config.storage.maintenance_every_commits)

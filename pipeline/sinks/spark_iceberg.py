@@ -32,6 +32,7 @@ class SparkIcebergSink(FrameTableSink):
     """One Iceberg table per pipeline table in ``config.storage.namespace``, committed by Spark."""
 
     name: ClassVar[str] = "iceberg-spark"
+    maintain_every_default: ClassVar[int] = 100
 
     def __init__(self, config: Config, spark: SparkSession) -> None:
         super().__init__(config.storage.maintenance_every_commits)

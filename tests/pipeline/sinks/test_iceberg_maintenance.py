@@ -74,6 +74,13 @@ def test_maintenance_runs_every_configured_commits_after_its_hook(tmp_path: Path
     assert trade_ids(sink) == [0, 1, 2, 3]
 
 
+def test_unset_the_interval_is_the_writer_s_own_and_a_configured_one_wins(tmp_path: Path) -> None:
+    assert small_config().storage.maintenance_every_commits is None
+    assert IcebergSink(lite(tmp_path / "default")).maintain_every == IcebergSink.maintain_every_default == 20
+    assert IcebergSink(lite(tmp_path / "set", maintenance_every_commits=7)).maintain_every == 7
+    assert IcebergSink(lite(tmp_path / "never", maintenance_every_commits=0)).maintain_every == 0
+
+
 @settings(max_examples=8)
 @given(steps=st.lists(st.sampled_from(["a", "b", "retry-a", "maintain", "restart"]), min_size=1, max_size=10),
        retain=st.integers(1, 3))
