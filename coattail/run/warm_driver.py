@@ -73,7 +73,7 @@ class WarmDriver:
     tier: str
     python_exec: str | None = None
     """The Python executable the driver's context runs (the launcher of ``coattail.run.warm_python``):
-    a run's context takes it too, so its Python jobs use the driver's warm worker daemon. None in the
+    a run's context takes it too, so its query's source runner is forked warm. None in the
     record of a keeper from before it (``down`` still stops that one)."""
 
     def alive(self) -> bool:

@@ -1,12 +1,13 @@
 """A warm Python process that forks the Python processes a warm Spark driver starts for each query.
 
-Each streaming query on a Python data source makes Spark start two fresh interpreters on the driver: one
-that creates the data source (``pyspark.sql.worker.create_data_source``, at ``load()``) and the
-streaming source's runner (``pyspark.sql.streaming.python_streaming_source_runner``, at the first
-trigger's ``latestOffset``), which then plans every batch. Spark starts them with ``<python> -m
-<module>`` and no daemon, so each imports pyspark, pyarrow, numpy, boto3 and our source before it
-answers: most of a second on two cores, twice on the path to a run's first batch. Spark's Python worker
-daemon, which forks workers, is not used for them.
+Each streaming query on a Python data source makes Spark start the streaming source's runner
+(``pyspark.sql.streaming.python_streaming_source_runner``, at the first trigger's ``latestOffset``), which
+then plans every batch, as a fresh interpreter on the driver: ``<python> -m <module>``, not through
+Spark's Python worker daemon. It imports pyspark, pyarrow, pandas, boto3 and our source before it
+answers: about a second of a run's first trigger on two cores. The process that creates the data source
+(``pyspark.sql.worker.create_data_source``, at ``load()``) goes through the worker daemon, which the
+keeper warms; it is forked here too where Spark starts it on its own (``spark.python.use.daemon``
+false).
 
 So the keeper of a warm driver (``coattail.run.warm_keeper``) also keeps this server: a process that
 imported those modules once (``serve``). The driver's Python executable is a launcher script
